@@ -1,0 +1,136 @@
+package modproxy
+
+import (
+	"archive/zip"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"golang.org/x/mod/modfile"
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/semver"
+	"golang.org/x/mod/sumdb/dirhash"
+	modzip "golang.org/x/mod/zip"
+)
+
+// checkPath reports whether path is a valid module path.
+func checkPath(path string) error {
+	if err := module.CheckPath(path); err != nil {
+		return errorf(ErrInvalid, "", "", "%v", err)
+	}
+	return nil
+}
+
+// checkVersion reports whether version is a canonical semantic version that
+// path can carry (v2 and up only with a /vN suffix or +incompatible).
+func checkVersion(path, version string) error {
+	if err := checkPath(path); err != nil {
+		return err
+	}
+	if !semver.IsValid(version) {
+		return errorf(ErrInvalid, path, version, "version %q is not a semantic version", version)
+	}
+	if c := module.CanonicalVersion(version); c != version {
+		return errorf(ErrInvalid, path, version, "version %q is not canonical (should be %q)", version, c)
+	}
+	if err := module.Check(path, version); err != nil {
+		var me *module.ModuleError
+		if errors.As(err, &me) {
+			err = me.Err
+		}
+		return errorf(ErrInvalid, path, version, "%v", err)
+	}
+	return nil
+}
+
+// isPseudo reports whether v is a pseudo-version.
+func isPseudo(v string) bool { return module.IsPseudoVersion(v) }
+
+// zipContents is what validating an uploaded module zip yields.
+type zipContents struct {
+	goMod   []byte
+	zipHash string
+	modHash string
+}
+
+// inspectZip checks the module zip in file name for path@version against
+// every rule of golang.org/x/mod/zip, requires a go.mod at the module root
+// that declares path, and computes the go.sum hashes. Failures wrap
+// ErrInvalid and say which rule was broken.
+func inspectZip(name, path, version string) (*zipContents, error) {
+	m := module.Version{Path: path, Version: version}
+	cf, err := modzip.CheckZip(m, name)
+	if err != nil {
+		return nil, errorf(ErrInvalid, path, version, "not a valid module zip: %v", err)
+	}
+	if err := cf.Err(); err != nil {
+		return nil, errorf(ErrInvalid, path, version, "module zip rejected: %v", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	gomod, err := readGoMod(name, m)
+	if err != nil {
+		return nil, err
+	}
+	f, err := modfile.ParseLax("go.mod", gomod, nil)
+	if err != nil {
+		return nil, errorf(ErrInvalid, path, version, "go.mod: %v", err)
+	}
+	if f.Module == nil {
+		return nil, errorf(ErrInvalid, path, version, "go.mod has no module line")
+	}
+	if got := f.Module.Mod.Path; got != path {
+		return nil, errorf(ErrInvalid, path, version, "go.mod declares module %q, not %q", got, path)
+	}
+	zipHash, err := dirhash.HashZip(name, dirhash.Hash1)
+	if err != nil {
+		return nil, errorf(ErrInvalid, path, version, "hashing zip: %v", err)
+	}
+	modHash, err := hashGoMod(gomod)
+	if err != nil {
+		return nil, err
+	}
+	return &zipContents{goMod: gomod, zipHash: zipHash, modHash: modHash}, nil
+}
+
+// readGoMod returns the go.mod at the root of the module zip in file name.
+// CheckZip has already bounded its size by modzip.MaxGoMod.
+func readGoMod(name string, m module.Version) ([]byte, error) {
+	zr, err := zip.OpenReader(name)
+	if err != nil {
+		return nil, errorf(ErrInvalid, m.Path, m.Version, "not a valid module zip: %v", err)
+	}
+	defer zr.Close()
+	want := m.Path + "@" + m.Version + "/go.mod"
+	for _, f := range zr.File {
+		if f.Name != want {
+			continue
+		}
+		r, err := f.Open()
+		if err != nil {
+			return nil, errorf(ErrInvalid, m.Path, m.Version, "reading go.mod: %v", err)
+		}
+		defer r.Close()
+		b, err := io.ReadAll(io.LimitReader(r, modzip.MaxGoMod+1))
+		if err != nil {
+			return nil, errorf(ErrInvalid, m.Path, m.Version, "reading go.mod: %v", err)
+		}
+		if len(b) > modzip.MaxGoMod {
+			return nil, errorf(ErrTooLarge, m.Path, m.Version, "go.mod larger than %d bytes", modzip.MaxGoMod)
+		}
+		return b, nil
+	}
+	return nil, errorf(ErrInvalid, m.Path, m.Version, "the zip has no go.mod at the module root (want %s)", want)
+}
+
+// hashGoMod returns the go.sum hash of a go.mod file, as the go command
+// computes it.
+func hashGoMod(gomod []byte) (string, error) {
+	h, err := dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(gomod)), nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("hashing go.mod: %w", err)
+	}
+	return h, nil
+}

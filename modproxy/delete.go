@@ -1,0 +1,184 @@
+package modproxy
+
+import (
+	"context"
+	"fmt"
+	"unicode/utf8"
+
+	"agora/auth"
+)
+
+// MaxReasonLen bounds the reason given for a delete or purge, in bytes.
+const MaxReasonLen = 1000
+
+// DeleteOptions qualify a delete.
+type DeleteOptions struct {
+	Reason string
+	// Block keeps the version from ever being published again, even with
+	// identical content. Only administrators may block.
+	Block bool
+}
+
+// checkDelete validates opts and reports whether who may delete a version
+// published by publisher.
+func checkDelete(who auth.Principal, publisher string, opts DeleteOptions, path, version string) error {
+	if len(opts.Reason) > MaxReasonLen || !utf8.ValidString(opts.Reason) {
+		return errorf(ErrInvalid, path, version, "reason must be valid UTF-8 of at most %d bytes", MaxReasonLen)
+	}
+	switch {
+	case who.Can(auth.ScopeAdmin):
+		return nil
+	case opts.Block:
+		return errorf(ErrForbidden, path, version, "only administrators may block a version")
+	case who.Can(auth.ScopePublish) && who.User == publisher:
+		return nil
+	}
+	return errorf(ErrForbidden, path, version, "only an administrator or the version's publisher may delete it")
+}
+
+// Delete tombstones path@version on behalf of who:
+// DELETE /api/v1/modules/{module}/@v/{version}. Its files are removed, its
+// record and hash stay, and it is served as 410 Gone from then on.
+// Administrators may delete any version; publishers the versions they
+// published. Deleting a deleted version is ErrGone, unless the delete blocks
+// a version that was only deleted.
+func (s *Service) Delete(ctx context.Context, who auth.Principal, path, version string, opts DeleteOptions) error {
+	if err := checkVersion(path, version); err != nil {
+		return err
+	}
+	err := s.meta.Update(ctx, func(tx MetadataTx) error {
+		v, err := tx.Version(path, version)
+		if err != nil {
+			return err
+		}
+		return s.tombstone(tx, who, v, opts)
+	})
+	if err != nil {
+		return err
+	}
+	s.removeFiles(ctx, path, version)
+	s.writeList(ctx, path)
+	return nil
+}
+
+// DeleteModule tombstones every live version of path:
+// DELETE /api/v1/modules/{module}. It reports how many versions it deleted.
+// A publisher may delete a module only if every live version is theirs.
+func (s *Service) DeleteModule(ctx context.Context, who auth.Principal, path string, opts DeleteOptions) (int, error) {
+	if err := checkPath(path); err != nil {
+		return 0, err
+	}
+	var deleted []string
+	err := s.meta.Update(ctx, func(tx MetadataTx) error {
+		deleted = deleted[:0]
+		all, err := tx.Versions(path)
+		if err != nil {
+			return err
+		}
+		if len(all) == 0 {
+			return errorf(ErrNotFound, path, "", "no versions")
+		}
+		for _, v := range all {
+			if !v.Live() && (!opts.Block || v.Blocked) {
+				continue
+			}
+			if err := s.tombstone(tx, who, v, opts); err != nil {
+				return err
+			}
+			deleted = append(deleted, v.Version)
+		}
+		if len(deleted) == 0 {
+			return errorf(ErrGone, path, "", "every version is already deleted")
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, version := range deleted {
+		s.removeFiles(ctx, path, version)
+	}
+	s.writeList(ctx, path)
+	return len(deleted), nil
+}
+
+// tombstone marks v deleted (or blocked) within tx and audits it.
+func (s *Service) tombstone(tx MetadataTx, who auth.Principal, v *Version, opts DeleteOptions) error {
+	if err := checkDelete(who, v.PublishedBy, opts, v.Path, v.Version); err != nil {
+		return err
+	}
+	action := ActionDelete
+	switch {
+	case v.Live():
+	case opts.Block && !v.Blocked:
+		// Blocking a version that was only deleted: keep the original
+		// deletion's time and author, record the block.
+	default:
+		return gone(v)
+	}
+	if opts.Block {
+		action = ActionBlock
+		v.Blocked = true
+	}
+	if v.Live() {
+		v.DeletedAt = s.now().UTC()
+		v.DeletedBy = who.User
+	}
+	if opts.Reason != "" {
+		v.DeleteReason = opts.Reason
+	}
+	if err := tx.Tombstone(v); err != nil {
+		return err
+	}
+	return tx.AppendAudit(&AuditEvent{
+		At: s.now().UTC(), Actor: who.User, Action: action,
+		Path: v.Path, Version: v.Version, Detail: opts.Reason,
+	})
+}
+
+// removeFiles deletes a tombstoned version's files. The tombstone is already
+// committed, so a failure here leaves files that are never served; it is
+// logged rather than returned.
+func (s *Service) removeFiles(ctx context.Context, path, version string) {
+	s.live.forget(path, version)
+	if err := s.blobs.Delete(context.WithoutCancel(ctx), path, version); err != nil {
+		s.log.Error("removing a deleted version's files", "module", path, "version", version, "err", err)
+	}
+}
+
+// Purge forgets path@version entirely, record and hash included, on behalf
+// of an administrator, so that it may later be published with other content.
+// The purge itself is audited, with the hash it forgot.
+func (s *Service) Purge(ctx context.Context, who auth.Principal, path, version, reason string) error {
+	if err := checkVersion(path, version); err != nil {
+		return err
+	}
+	if !who.Can(auth.ScopeAdmin) {
+		return errorf(ErrForbidden, path, version, "only administrators may purge a version's record")
+	}
+	if reason == "" {
+		return errorf(ErrInvalid, path, version, "purging needs a reason")
+	}
+	if err := checkDelete(who, "", DeleteOptions{Reason: reason}, path, version); err != nil {
+		return err
+	}
+	err := s.meta.Update(ctx, func(tx MetadataTx) error {
+		v, err := tx.Version(path, version)
+		if err != nil {
+			return err
+		}
+		if err := tx.PurgeVersion(path, version); err != nil {
+			return err
+		}
+		return tx.AppendAudit(&AuditEvent{
+			At: s.now().UTC(), Actor: who.User, Action: ActionPurge, Path: path, Version: version,
+			Detail: fmt.Sprintf("%s (forgot zip hash %s)", reason, v.ZipHash),
+		})
+	})
+	if err != nil {
+		return err
+	}
+	s.removeFiles(ctx, path, version)
+	s.writeList(ctx, path)
+	return nil
+}

@@ -1,0 +1,227 @@
+package modproxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	modzip "golang.org/x/mod/zip"
+
+	"agora/auth"
+	"agora/storage"
+)
+
+// PublishResult is what Publish reports.
+type PublishResult struct {
+	*Version
+	// Created is false when the upload was identical to the live version
+	// already published, and nothing changed.
+	Created bool
+}
+
+// Publish stores the module zip read from body as path@version on behalf of
+// who: PUT /api/v1/modules/{module}/@v/{version}.zip.
+//
+// The body is streamed to a temporary file of at most modzip.MaxZipFile
+// bytes (ErrTooLarge beyond) and checked before anything becomes visible:
+// the version must be canonical and fit the path's major version, the zip
+// must pass every rule of golang.org/x/mod/zip for path@version, and it must
+// hold a go.mod at its root that declares path (ErrInvalid otherwise).
+//
+// Publishing content identical to a live version changes nothing
+// (Created is false). Publishing other content for a version ever recorded,
+// even one since deleted, is a *ConflictError. A deleted version may be
+// published again with its original content, unless it was blocked
+// (ErrGone). Of concurrent uploads of one version exactly one is created;
+// the others see it as identical or conflicting.
+func (s *Service) Publish(ctx context.Context, who auth.Principal, path, version string, body io.Reader) (*PublishResult, error) {
+	if !who.Can(auth.ScopePublish) {
+		return nil, errorf(ErrForbidden, path, version, "publishing needs a token with publish scope")
+	}
+	if err := checkVersion(path, version); err != nil {
+		return nil, err
+	}
+
+	tmp, err := os.CreateTemp(s.tempDir, "upload-*.zip")
+	if err != nil {
+		return nil, fmt.Errorf("publish %s@%s: %w", path, version, err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	n, err := io.Copy(tmp, io.LimitReader(body, modzip.MaxZipFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("publish %s@%s: receiving zip: %w", path, version, err)
+	}
+	if n > modzip.MaxZipFile {
+		return nil, errorf(ErrTooLarge, path, version, "module zip larger than %d bytes", int64(modzip.MaxZipFile))
+	}
+	if n == 0 {
+		return nil, errorf(ErrInvalid, path, version, "empty body: send the module zip")
+	}
+	zc, err := inspectZip(tmp.Name(), path, version)
+	if err != nil {
+		return nil, err
+	}
+
+	now := s.now().UTC().Truncate(time.Second)
+	v := &Version{
+		Path:        path,
+		Version:     version,
+		Time:        now,
+		Size:        n,
+		ZipHash:     zc.zipHash,
+		ModHash:     zc.modHash,
+		Source:      SourceUploaded,
+		PublishedBy: who.User,
+		PublishedAt: now,
+	}
+	res, err := s.commitVersion(ctx, v, tmp, zc.goMod)
+	if errors.Is(err, ErrExists) {
+		// A concurrent upload of the same version committed first.
+		res, err = s.compareRecorded(ctx, v)
+	}
+	var cerr *ConflictError
+	if errors.As(err, &cerr) {
+		s.auditRejection(ctx, v, cerr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if res.Created {
+		s.writeList(ctx, path)
+	}
+	return res, nil
+}
+
+// commitVersion records v and stores its files in one transaction, or finds
+// that v's version is already recorded and compares the content.
+func (s *Service) commitVersion(ctx context.Context, v *Version, zipFile *os.File, goMod []byte) (*PublishResult, error) {
+	var (
+		res   *PublishResult
+		wrote bool
+	)
+	err := s.meta.Update(ctx, func(tx MetadataTx) error {
+		res, wrote = nil, false
+		recorded, err := tx.Version(v.Path, v.Version)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			if err := tx.InsertVersion(v); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		case recorded.ZipHash != v.ZipHash:
+			return conflictError(recorded, v)
+		case recorded.Live():
+			res = &PublishResult{Version: recorded}
+			return nil
+		case recorded.Blocked:
+			return gone(recorded)
+		default:
+			// Deleted, and now published again with the same content.
+			v.Time = recorded.Time // the .info time is part of what was published
+			if err := tx.Restore(v); err != nil {
+				return err
+			}
+		}
+		// The row is ours until commit; write the files the row announces.
+		wrote = true
+		if err := s.storeFiles(context.WithoutCancel(ctx), v, zipFile, goMod); err != nil {
+			return err
+		}
+		detail := fmt.Sprintf("zip %s, go.mod %s, %d bytes", v.ZipHash, v.ModHash, v.Size)
+		if recorded != nil {
+			detail += ", restoring a deleted version"
+		}
+		if err := tx.AppendAudit(&AuditEvent{At: v.PublishedAt, Actor: v.PublishedBy, Action: ActionPublish, Path: v.Path, Version: v.Version, Detail: detail}); err != nil {
+			return err
+		}
+		res = &PublishResult{Version: v, Created: true}
+		return nil
+	})
+	if err != nil {
+		if wrote {
+			// The row was rolled back; the files must not outlive it.
+			if derr := s.blobs.Delete(context.WithoutCancel(ctx), v.Path, v.Version); derr != nil {
+				s.log.Error("removing files of a publish that failed", "module", v.Path, "version", v.Version, "err", derr)
+			}
+		}
+		return nil, err
+	}
+	if res.Created {
+		s.live.put(res.Version)
+	}
+	return res, nil
+}
+
+// conflictError returns the *ConflictError for uploaded against recorded.
+func conflictError(recorded, uploaded *Version) *ConflictError {
+	return &ConflictError{
+		Path:         recorded.Path,
+		Version:      recorded.Version,
+		RecordedHash: recorded.ZipHash,
+		UploadedHash: uploaded.ZipHash,
+		Deleted:      !recorded.Live(),
+	}
+}
+
+// auditRejection records a refused conflicting upload in the audit log.
+func (s *Service) auditRejection(ctx context.Context, v *Version, cerr *ConflictError) {
+	err := s.meta.Update(context.WithoutCancel(ctx), func(tx MetadataTx) error {
+		return tx.AppendAudit(&AuditEvent{
+			At: v.PublishedAt, Actor: v.PublishedBy, Action: ActionRejected,
+			Path: v.Path, Version: v.Version, Detail: cerr.Error(),
+		})
+	})
+	if err != nil {
+		s.log.Error("recording a rejected upload in the audit log", "module", v.Path, "version", v.Version, "err", err)
+	}
+}
+
+// compareRecorded answers an upload that lost a race to a concurrent one.
+func (s *Service) compareRecorded(ctx context.Context, v *Version) (*PublishResult, error) {
+	recorded, err := s.meta.Version(ctx, v.Path, v.Version)
+	if err != nil {
+		return nil, err
+	}
+	if recorded.ZipHash != v.ZipHash {
+		return nil, conflictError(recorded, v)
+	}
+	if !recorded.Live() {
+		return nil, gone(recorded)
+	}
+	return &PublishResult{Version: recorded}, nil
+}
+
+// storeFiles writes v's .zip, .mod and .info to the blob store, the zip
+// first, so that the files announcing the version appear last.
+func (s *Service) storeFiles(ctx context.Context, v *Version, zipFile *os.File, goMod []byte) error {
+	if _, err := zipFile.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	info, err := json.Marshal(struct {
+		Version string
+		Time    time.Time
+	}{v.Version, v.Time})
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		kind storage.Kind
+		r    io.Reader
+	}{
+		{storage.Zip, zipFile},
+		{storage.Mod, bytes.NewReader(goMod)},
+		{storage.Info, bytes.NewReader(info)},
+	} {
+		if err := s.blobs.Put(ctx, v.Path, v.Version, f.kind, f.r); err != nil {
+			return err
+		}
+	}
+	return nil
+}

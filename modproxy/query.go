@@ -1,0 +1,68 @@
+package modproxy
+
+import (
+	"context"
+
+	"agora/auth"
+)
+
+// Module returns every record of path, live and tombstoned, in semver order:
+// GET /api/v1/modules/{module}.
+func (s *Service) Module(ctx context.Context, who auth.Principal, path string) ([]*Version, error) {
+	if !who.Can(auth.ScopeRead) {
+		return nil, errorf(ErrForbidden, path, "", "reading needs a token with read scope")
+	}
+	if err := checkPath(path); err != nil {
+		return nil, err
+	}
+	all, err := s.meta.Versions(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if len(all) == 0 {
+		return nil, errorf(ErrNotFound, path, "", "no versions")
+	}
+	sortVersions(all)
+	return all, nil
+}
+
+// Modules lists modules: GET /api/v1/modules.
+func (s *Service) Modules(ctx context.Context, who auth.Principal, q ModuleQuery) (Page[ModuleSummary], error) {
+	if !who.Can(auth.ScopeRead) {
+		return Page[ModuleSummary]{}, errorf(ErrForbidden, "", "", "reading needs a token with read scope")
+	}
+	limit, err := pageSize(q.Limit)
+	if err != nil {
+		return Page[ModuleSummary]{}, err
+	}
+	q.Limit = limit
+	return s.meta.Modules(ctx, q)
+}
+
+// Audit lists audit events, newest first: GET /api/v1/audit. Only
+// administrators may read the audit log.
+func (s *Service) Audit(ctx context.Context, who auth.Principal, q AuditQuery) (Page[AuditEvent], error) {
+	if !who.Can(auth.ScopeAdmin) {
+		return Page[AuditEvent]{}, errorf(ErrForbidden, "", "", "only administrators may read the audit log")
+	}
+	limit, err := pageSize(q.Limit)
+	if err != nil {
+		return Page[AuditEvent]{}, err
+	}
+	q.Limit = limit
+	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until) {
+		return Page[AuditEvent]{}, errorf(ErrInvalid, "", "", "since must be before until")
+	}
+	return s.meta.Audit(ctx, q)
+}
+
+// pageSize validates a requested page size; 0 means the default.
+func pageSize(n int) (int, error) {
+	switch {
+	case n == 0:
+		return DefaultPageSize, nil
+	case n < 0 || n > MaxPageSize:
+		return 0, errorf(ErrInvalid, "", "", "limit must be between 1 and %d", MaxPageSize)
+	}
+	return n, nil
+}

@@ -1,0 +1,291 @@
+// Package storage keeps module sources on disk in the GOPROXY layout:
+//
+//	<root>/<escaped module path>/@v/<escaped version>.info
+//	<root>/<escaped module path>/@v/<escaped version>.mod
+//	<root>/<escaped module path>/@v/<escaped version>.zip
+//	<root>/<escaped module path>/@v/list
+//
+// which is also the layout of $GOMODCACHE/cache/download. The storage
+// directory is therefore itself a valid GOPROXY=file:///<root> for disaster
+// recovery, and a module cache can be imported by walking it.
+//
+// Every write is atomic: the content goes to a temporary file in the
+// destination directory, is synced, renamed over the final name, and the
+// directory is synced. A reader sees either the old file or the whole new one,
+// never a part. A crash leaves at most temporary files behind, which
+// [Disk.RemoveTemp] deletes at start-up.
+//
+// The package knows nothing of HTTP or SQL; it stores bytes under names.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/mod/module"
+)
+
+// Kind names one of the three files stored for a module version. Its value is
+// the file name extension used in the GOPROXY protocol.
+type Kind string
+
+// The kinds of file stored for a module version.
+const (
+	Info Kind = ".info"
+	Mod  Kind = ".mod"
+	Zip  Kind = ".zip"
+)
+
+// Kinds lists every kind, in the order a version's files are best written:
+// the zip first, so that the .info and .mod, which announce the version to
+// GOPROXY=file:// readers, appear last.
+var Kinds = []Kind{Zip, Mod, Info}
+
+// valid reports whether k is one of the three kinds.
+func (k Kind) valid() bool { return k == Info || k == Mod || k == Zip }
+
+// File is an open stored file. *os.File satisfies it, and the disk store
+// returns exactly that, so HTTP servers can send it with sendfile.
+type File interface {
+	io.ReadSeekCloser
+	Stat() (fs.FileInfo, error)
+}
+
+// Store is the blob store for module sources. Implementations must be safe
+// for concurrent use; the conformance suite in package storagetest states the
+// contract in tests.
+type Store interface {
+	// Open opens the file of the given kind for path@version. It returns an
+	// error wrapping fs.ErrNotExist when the file is not stored.
+	Open(ctx context.Context, path, version string, kind Kind) (File, error)
+
+	// Put stores content as the file of the given kind for path@version,
+	// replacing any previous file atomically.
+	Put(ctx context.Context, path, version string, kind Kind, content io.Reader) error
+
+	// Delete removes every file stored for path@version. Files that are not
+	// there are not an error.
+	Delete(ctx context.Context, path, version string) error
+
+	// PutList replaces the @v/list file of path with versions, one per line,
+	// so that the storage tree answers "list" queries as a file:// proxy.
+	// An empty list removes the file.
+	PutList(ctx context.Context, path string, versions []string) error
+}
+
+// tempSuffix ends the name of every temporary file, so that RemoveTemp can
+// recognise leftovers and never touch anything else.
+const tempSuffix = ".agora-tmp"
+
+// Disk is a Store on a local file system.
+type Disk struct {
+	root string
+}
+
+var _ Store = (*Disk)(nil)
+
+// NewDisk returns a Disk rooted at dir, creating the directory if needed.
+func NewDisk(dir string) (*Disk, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	return &Disk{root: abs}, nil
+}
+
+// Root returns the absolute directory the store lives in.
+func (d *Disk) Root() string { return d.root }
+
+// dir returns the @v directory of path, validating and escaping the path.
+func (d *Disk) dir(path string) (string, error) {
+	escaped, err := module.EscapePath(path)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(d.root, filepath.FromSlash(escaped), "@v"), nil
+}
+
+// name returns the file name of path@version's file of kind.
+func (d *Disk) name(path, version string, kind Kind) (string, error) {
+	if !kind.valid() {
+		return "", fmt.Errorf("storage: unknown kind %q", kind)
+	}
+	dir, err := d.dir(path)
+	if err != nil {
+		return "", err
+	}
+	ev, err := module.EscapeVersion(version)
+	if err != nil {
+		return "", &module.ModuleError{Path: path, Version: version, Err: err}
+	}
+	return filepath.Join(dir, ev+string(kind)), nil
+}
+
+// Open implements Store.
+func (d *Disk) Open(ctx context.Context, path, version string, kind Kind) (File, error) {
+	name, err := d.name(path, version, kind)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("storage: open %s@%s%s: %w", path, version, kind, err)
+	}
+	return f, nil
+}
+
+// Put implements Store.
+func (d *Disk) Put(ctx context.Context, path, version string, kind Kind, content io.Reader) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	name, err := d.name(path, version, kind)
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(d.root, name, content); err != nil {
+		return fmt.Errorf("storage: put %s@%s%s: %w", path, version, kind, err)
+	}
+	return nil
+}
+
+// Delete implements Store.
+func (d *Disk) Delete(ctx context.Context, path, version string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var dir string
+	for _, kind := range Kinds {
+		name, err := d.name(path, version, kind)
+		if err != nil {
+			return err
+		}
+		dir = filepath.Dir(name)
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("storage: delete %s@%s: %w", path, version, err)
+		}
+	}
+	if err := syncDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("storage: delete %s@%s: %w", path, version, err)
+	}
+	return nil
+}
+
+// PutList implements Store.
+func (d *Disk) PutList(ctx context.Context, path string, versions []string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dir, err := d.dir(path)
+	if err != nil {
+		return err
+	}
+	name := filepath.Join(dir, "list")
+	if len(versions) == 0 {
+		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("storage: list %s: %w", path, err)
+		}
+		return nil
+	}
+	body := strings.Join(versions, "\n") + "\n"
+	if err := writeAtomic(d.root, name, strings.NewReader(body)); err != nil {
+		return fmt.Errorf("storage: list %s: %w", path, err)
+	}
+	return nil
+}
+
+// RemoveTemp deletes the temporary files that an interrupted write left in
+// the tree, and reports how many it removed. Call it at start-up, before the
+// store is used.
+func (d *Disk) RemoveTemp() (int, error) {
+	removed := 0
+	err := filepath.WalkDir(d.root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), tempSuffix) {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+			removed++
+		}
+		return nil
+	})
+	if err != nil {
+		return removed, fmt.Errorf("storage: removing temporary files: %w", err)
+	}
+	return removed, nil
+}
+
+// writeAtomic writes content to name through a temporary file in the same
+// directory: write, fsync, rename, fsync the directory. Directories that do
+// not exist yet are created below root, and each is synced into its parent.
+func writeAtomic(root, name string, content io.Reader) (err error) {
+	dir := filepath.Dir(name)
+	if err := mkdirAllSync(root, dir); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(name)+".*"+tempSuffix)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := io.Copy(tmp, content); err != nil {
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), name); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// mkdirAllSync creates dir and any missing parents below root, syncing the
+// parent of each directory it creates so the new entries survive a crash.
+func mkdirAllSync(root, dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir && strings.HasPrefix(parent, root) {
+		if err := mkdirAllSync(root, parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return syncDir(parent)
+}
+
+// syncDir fsyncs a directory, making renames and creations in it durable.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

@@ -1,0 +1,72 @@
+package storage_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"agora/storage"
+	"agora/storage/storagetest"
+)
+
+func newDisk(t *testing.T) *storage.Disk {
+	t.Helper()
+	d, err := storage.NewDisk(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestDiskConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Store { return newDisk(t) })
+}
+
+func TestDiskLayoutIsGOPROXYLayout(t *testing.T) {
+	d := newDisk(t)
+	ctx := context.Background()
+	if err := d.Put(ctx, "example.com/Upper/v2", "v2.0.0-RC1", storage.Zip, strings.NewReader("z")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PutList(ctx, "example.com/Upper/v2", []string{"v2.0.0-RC1"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{
+		"example.com/!upper/v2/@v/v2.0.0-!r!c1.zip",
+		"example.com/!upper/v2/@v/list",
+	} {
+		if _, err := os.Stat(filepath.Join(d.Root(), filepath.FromSlash(name))); err != nil {
+			t.Errorf("want %s in the tree: %v", name, err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(d.Root(), "example.com/!upper/v2/@v/list"))
+	if err != nil || string(b) != "v2.0.0-RC1\n" {
+		t.Errorf("list = %q, %v; want one line", b, err)
+	}
+}
+
+func TestDiskRemoveTemp(t *testing.T) {
+	d := newDisk(t)
+	ctx := context.Background()
+	if err := d.Put(ctx, "example.com/a", "v1.0.0", storage.Mod, strings.NewReader("keep")); err != nil {
+		t.Fatal(err)
+	}
+	// What a crash between create and rename leaves behind.
+	dir := filepath.Join(d.Root(), "example.com/a/@v")
+	leftover := filepath.Join(dir, ".v1.0.1.zip.123456.agora-tmp")
+	if err := os.WriteFile(leftover, []byte("partial"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, err := d.RemoveTemp()
+	if err != nil || n != 1 {
+		t.Fatalf("RemoveTemp() = %d, %v; want 1, nil", n, err)
+	}
+	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
+		t.Errorf("leftover temp file still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "v1.0.0.mod")); err != nil {
+		t.Errorf("RemoveTemp removed a real file: %v", err)
+	}
+}
