@@ -184,10 +184,10 @@ type MetadataTx interface {
 	AppendAudit(e *AuditEvent) error
 }
 
-// latest returns the version the @latest query resolves to among versions:
-// the highest release, else the highest pre-release, else the highest
-// pseudo-version. It returns "" for an empty list.
-func latest(versions []string) string {
+// LatestVersion returns the version the @latest query resolves to among
+// versions: the highest release, else the highest pre-release, else the
+// highest pseudo-version. It returns "" for an empty list.
+func LatestVersion(versions []string) string {
 	var release, pre, pseudo string
 	for _, v := range versions {
 		switch {

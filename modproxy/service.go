@@ -187,7 +187,7 @@ func (s *Service) Latest(ctx context.Context, path string) (*Version, error) {
 	if len(live) == 0 {
 		return nil, errorf(ErrNotFound, path, "", "no versions")
 	}
-	return byVersion[latest(live)], nil
+	return byVersion[LatestVersion(live)], nil
 }
 
 // writeList rewrites path's @v/list file in storage from the database, so

@@ -1,0 +1,178 @@
+// Package actions is Agora's HTTP layer and nothing else: it parses
+// requests, calls the registry (package modproxy) or the account functions
+// (package models), and renders. app.go is the route table.
+package actions
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gobuffalo/buffalo"
+	"github.com/gobuffalo/logger"
+	"github.com/gobuffalo/pop/v6"
+	"github.com/gorilla/sessions"
+
+	"agora/config"
+	"agora/modproxy"
+)
+
+// Deps is what the handlers need. Every field is required.
+type Deps struct {
+	Config   *config.Config
+	DB       *pop.Connection
+	Registry *modproxy.Service
+	Logger   *slog.Logger
+}
+
+// Handler returns Agora's whole HTTP surface: the download protocol, served
+// by a plain handler on the hot path, and everything else by the Buffalo app.
+// Every request is logged, without headers or query strings, so tokens never
+// reach the log.
+func Handler(d *Deps) (http.Handler, error) {
+	app, err := App(d)
+	if err != nil {
+		return nil, err
+	}
+	proxy := &proxyHandler{deps: d}
+	return logRequests(d.Logger, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case isPublish(r):
+			d.publishVersion(w, r)
+		case isProxyPath(r.URL.Path) && !strings.HasPrefix(r.URL.Path, "/api/"):
+			proxy.ServeHTTP(w, r)
+		default:
+			app.ServeHTTP(w, r)
+		}
+	})), nil
+}
+
+// App returns the Buffalo application: the REST API, health checks and the
+// site. Its route table:
+//
+//	GET    /                                      home page
+//	GET    /healthz                               process is up
+//	GET    /readyz                                database and storage usable
+//	GET    /api/v1/whoami                         the caller's identity
+//	GET    /api/v1/modules?q=&limit=&cursor=      modules, by path
+//	GET    /api/v1/modules/{module}               a module's versions
+//	DELETE /api/v1/modules/{module}[/@v/{v}]      delete, block or purge
+//	GET    /api/v1/audit?...                      the audit log (admins)
+//	GET    /assets/...                            CSS
+//
+// Two routes are not here but in Handler, in front of Buffalo: the download
+// protocol (/{module}/@v/..., /{module}/@latest), and publishing
+// (PUT /api/v1/modules/{module}/@v/{v}.zip); see proxyHandler and
+// publishVersion for why.
+func App(d *Deps) (*buffalo.App, error) {
+	secret, err := d.Config.SessionSecret()
+	if err != nil {
+		return nil, err
+	}
+	store := sessions.NewCookieStore([]byte(secret))
+	store.Options.HttpOnly = true
+	store.Options.Secure = d.Config.Production()
+	store.Options.SameSite = http.SameSiteLaxMode
+
+	app := buffalo.New(buffalo.Options{
+		Env:          d.Config.Env,
+		Addr:         d.Config.Addr,
+		SessionName:  "_agora_session",
+		SessionStore: store,
+		WorkerOff:    true,
+		// Requests are logged by Handler; Buffalo logs only its warnings.
+		Logger: logger.New(logger.WarnLevel),
+	})
+	app.Middleware.Remove(buffalo.RequestLogger)
+
+	app.GET("/", home)
+	app.GET("/healthz", healthz)
+	app.GET("/readyz", d.readyz)
+
+	api := app.Group("/api/v1")
+	api.Use(d.requireToken)
+	api.GET("/whoami", d.whoami)
+	api.GET("/modules", d.listModules)
+	api.GET("/audit", d.listAudit)
+	api.GET("/modules/{rest:.+}", d.showModule)
+	api.DELETE("/modules/{rest:.+}", d.deleteTarget)
+
+	app.ServeFiles("/assets", assetsFS())
+	return app, nil
+}
+
+// renderError renders err as the API's JSON error with the status the error
+// table gives it.
+func (d *Deps) renderError(c buffalo.Context, err error) error {
+	status, body := newAPIError(d.Logger, c.Request(), err)
+	return c.Render(status, r.JSON(body))
+}
+
+// writeError writes err as the API's JSON error, outside Buffalo.
+func (d *Deps) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, body := newAPIError(d.Logger, r, err)
+	writeJSON(w, status, body)
+}
+
+// writeJSON writes v as a JSON response, outside Buffalo.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// logRequests logs one line per request: method, path, status, bytes and
+// duration.
+func logRequests(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start, path := time.Now(), r.URL.Path // Buffalo rewrites r.URL.Path
+		lw := &loggingWriter{ResponseWriter: w}
+		next.ServeHTTP(lw, r)
+		if lw.status == 0 {
+			lw.status = http.StatusOK
+		}
+		log.Info("request", "method", r.Method, "path", path, "status", lw.status,
+			"bytes", lw.bytes, "duration", time.Since(start).Round(time.Microsecond))
+	})
+}
+
+// loggingWriter records a response's status and size. It implements
+// io.ReaderFrom by handing the reader to the connection's own ReadFrom, so
+// that files still go out with sendfile.
+type loggingWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *loggingWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *loggingWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom implements io.ReaderFrom.
+func (w *loggingWriter) ReadFrom(src io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := io.Copy(w.ResponseWriter, src)
+	w.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *loggingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,76 @@
+package actions
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"agora/models"
+	"agora/modproxy"
+)
+
+// errorStatus is the one table from domain errors to HTTP statuses and error
+// codes. The first entry that errors.Is matches wins; anything unmatched is
+// an internal error.
+var errorStatus = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{modproxy.ErrNotFound, http.StatusNotFound, "not_found"},
+	{models.ErrNotFound, http.StatusNotFound, "not_found"},
+	{modproxy.ErrGone, http.StatusGone, "gone"},
+	{modproxy.ErrInvalid, http.StatusBadRequest, "invalid"},
+	{modproxy.ErrConflict, http.StatusConflict, "conflict"},
+	{modproxy.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
+	{modproxy.ErrUnauthorized, http.StatusUnauthorized, "unauthorized"},
+	{modproxy.ErrForbidden, http.StatusForbidden, "forbidden"},
+	{modproxy.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+	{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable"},
+}
+
+// statusOf returns the HTTP status and error code for err.
+func statusOf(err error) (int, string) {
+	var maxBytes *http.MaxBytesError
+	if errors.As(err, &maxBytes) {
+		return http.StatusRequestEntityTooLarge, "too_large"
+	}
+	for _, e := range errorStatus {
+		if errors.Is(err, e.err) {
+			return e.status, e.code
+		}
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+// errorMessage returns what a client is told about err: the error itself for
+// the statuses the table maps, and nothing of the internals otherwise, which
+// are logged instead.
+func errorMessage(log *slog.Logger, r *http.Request, status int, err error) string {
+	if status == http.StatusInternalServerError {
+		log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		return "internal error"
+	}
+	return err.Error()
+}
+
+// apiError is the JSON body of every API error.
+type apiError struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+	// For conflicts: the hash first recorded and the one uploaded.
+	RecordedHash string `json:"recorded_hash,omitempty"`
+	UploadedHash string `json:"uploaded_hash,omitempty"`
+}
+
+// newAPIError returns the status and body for err.
+func newAPIError(log *slog.Logger, r *http.Request, err error) (int, apiError) {
+	status, code := statusOf(err)
+	body := apiError{Error: errorMessage(log, r, status, err), Code: code}
+	var conflict *modproxy.ConflictError
+	if errors.As(err, &conflict) {
+		body.RecordedHash, body.UploadedHash = conflict.RecordedHash, conflict.UploadedHash
+	}
+	return status, body
+}

@@ -1,0 +1,96 @@
+// Package command is the agora binary's command tree: with no arguments it
+// serves (so that `buffalo dev` works), and its subcommands migrate the
+// database and manage users and tokens on the server's own database.
+package command
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/gobuffalo/pop/v6"
+	"github.com/spf13/cobra"
+
+	"agora/config"
+	"agora/models"
+)
+
+// cliActor names the command line in the audit log.
+const cliActor = "cli"
+
+// Execute runs the command named by args (without the program name) and
+// returns its error; main prints it and sets the exit status.
+func Execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	root := newRoot()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	return root.ExecuteContext(ctx)
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "agora",
+		Short: "Agora is a Go module proxy that hosts private modules and caches public ones",
+		Long: `Agora is a Go module proxy that hosts private modules and caches public ones.
+
+With no command, agora serves. It is configured by environment variables:
+ADDR, PORT, AGORA_DATA_DIR, AGORA_STORAGE_DIR, DATABASE_URL, AGORA_READ_AUTH,
+SESSION_SECRET, GO_ENV, AGORA_SHUTDOWN_TIMEOUT (see README.md).`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE:          runServe,
+	}
+	root.AddCommand(newServe(), newMigrate(), newUser(), newToken())
+	return root
+}
+
+// openDB loads the configuration and opens the migrated database.
+func openDB(ctx context.Context) (*config.Config, *pop.Connection, error) {
+	cfg, err := config.Load()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("AGORA_DATA_DIR: %w", err)
+	}
+	conn, err := models.Connect(cfg.DatabaseURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := models.Migrate(conn); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return cfg, conn, nil
+}
+
+func newMigrate() *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply pending database migrations (serve does this too)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, conn, err := openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			fmt.Fprintln(cmd.ErrOrStderr(), "database is up to date")
+			return nil
+		},
+	}
+}
+
+// Main runs the agora command with the process's arguments and standard
+// streams, prints any error, and returns the exit status for main.
+func Main() int {
+	if err := Execute(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "agora:", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,121 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"agora/actions"
+	"agora/config"
+	"agora/models"
+	"agora/modproxy"
+	"agora/storage"
+)
+
+func newServe() *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the module proxy, the API and the site (the default)",
+		Args:  cobra.NoArgs,
+		RunE:  runServe,
+	}
+}
+
+func runServe(cmd *cobra.Command, _ []string) error {
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, cfg, log)
+}
+
+// serve runs the server until ctx is done, then shuts down gracefully:
+// in-flight requests get cfg.ShutdownTimeout to finish, and an upload cut
+// off after that is rolled back by the registry (nothing half-written).
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	if err := os.RemoveAll(cfg.TempDir()); err != nil { // uploads a crash left behind
+		return fmt.Errorf("clearing %s: %w", cfg.TempDir(), err)
+	}
+	if err := os.MkdirAll(cfg.TempDir(), 0o700); err != nil {
+		return fmt.Errorf("AGORA_DATA_DIR: %w", err)
+	}
+	disk, err := storage.NewDisk(cfg.StorageDir)
+	if err != nil {
+		return fmt.Errorf("AGORA_STORAGE_DIR: %w", err)
+	}
+	if n, err := disk.RemoveTemp(); err != nil {
+		return err
+	} else if n > 0 {
+		log.Warn("removed temporary files an interrupted write left in storage", "count", n)
+	}
+	_, conn, err := openDB(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	registry := modproxy.New(modproxy.Config{
+		Metadata: models.NewRegistry(conn),
+		Blobs:    disk,
+		TempDir:  cfg.TempDir(),
+		Logger:   log,
+	})
+	handler, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: registry, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("ADDR: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("agora listening", "url", "http://"+ln.Addr().String(), "env", cfg.Env,
+		"storage", cfg.StorageDir, "database", redactURL(cfg.DatabaseURL))
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// redactURL hides a database URL's password.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}

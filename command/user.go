@@ -1,0 +1,58 @@
+package command
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"agora/auth"
+	"agora/models"
+)
+
+func newUser() *cobra.Command {
+	user := &cobra.Command{Use: "user", Short: "Manage users"}
+	var (
+		role          string
+		passwordStdin bool
+	)
+	create := &cobra.Command{
+		Use:   "create NAME --role admin|publisher|viewer [--password-stdin]",
+		Short: "Create a user",
+		Long: `Create a user. Without --password-stdin the user has no password and can
+act only through tokens (robots, CI).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := auth.ParseRole(role)
+			if err != nil {
+				return fmt.Errorf("--role: %w", err)
+			}
+			var password string
+			if passwordStdin {
+				line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+				if err != nil && line == "" {
+					return errors.New("--password-stdin: no password on standard input")
+				}
+				password = strings.TrimRight(line, "\r\n")
+			}
+			_, conn, err := openDB(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			u, err := models.CreateUser(cmd.Context(), conn, cliActor, args[0], r, password)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "created user %s (%s)\n", u.Name, u.Role)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&role, "role", "", "admin, publisher or viewer (required)")
+	create.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of standard input")
+	create.MarkFlagRequired("role")
+	user.AddCommand(create)
+	return user
+}

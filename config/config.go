@@ -1,0 +1,175 @@
+// Package config is Agora's configuration: one typed Config read from the
+// environment through envy, in one place. A missing or bad setting is an
+// error of one line that names the variable.
+//
+// The directory also holds buffalo-app.toml and buffalo-plugins.toml, which
+// the buffalo command reads.
+package config
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gobuffalo/envy"
+)
+
+// Config is every setting of an Agora server.
+type Config struct {
+	// Addr is the listen address, host:port (ADDR, PORT).
+	Addr string
+	// Env is development, test or production (GO_ENV).
+	Env string
+	// DataDir holds the SQLite database, the session secret, temporary
+	// uploads and, by default, storage (AGORA_DATA_DIR).
+	DataDir string
+	// StorageDir holds module sources in the GOPROXY layout
+	// (AGORA_STORAGE_DIR).
+	StorageDir string
+	// DatabaseURL is a postgres:// or sqlite3:// URL (DATABASE_URL).
+	DatabaseURL string
+	// ReadAuth is "public" (anyone may download) or "token" (downloads need
+	// a token with read scope) (AGORA_READ_AUTH).
+	ReadAuth string
+	// ShutdownTimeout bounds how long in-flight requests may take to finish
+	// after SIGTERM (AGORA_SHUTDOWN_TIMEOUT).
+	ShutdownTimeout time.Duration
+
+	sessionSecret string
+}
+
+// Read auth modes.
+const (
+	ReadPublic = "public"
+	ReadToken  = "token"
+)
+
+// TempDir is where uploads wait while they are checked: in the data
+// directory, so on the same file system as storage by default.
+func (c *Config) TempDir() string { return filepath.Join(c.DataDir, "tmp") }
+
+// Production reports whether Agora runs with GO_ENV=production.
+func (c *Config) Production() bool { return c.Env == "production" }
+
+// Load reads the configuration from the environment (and a .env file in the
+// working directory, as envy does).
+func Load() (*Config, error) {
+	envy.Reload() // envy copies the environment once at start-up; read it now
+	c := &Config{
+		Env:         envy.Get("GO_ENV", "development"),
+		ReadAuth:    envy.Get("AGORA_READ_AUTH", ReadPublic),
+		DatabaseURL: envy.Get("DATABASE_URL", ""),
+	}
+	switch c.Env {
+	case "development", "test", "production":
+	default:
+		return nil, fmt.Errorf("config: GO_ENV=%q: want development, test or production", c.Env)
+	}
+	addr, err := listenAddr(envy.Get("ADDR", ""), envy.Get("PORT", ""))
+	if err != nil {
+		return nil, err
+	}
+	c.Addr = addr
+
+	if c.DataDir, err = absDir("AGORA_DATA_DIR", envy.Get("AGORA_DATA_DIR", "data")); err != nil {
+		return nil, err
+	}
+	if c.StorageDir, err = absDir("AGORA_STORAGE_DIR", envy.Get("AGORA_STORAGE_DIR", filepath.Join(c.DataDir, "storage"))); err != nil {
+		return nil, err
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = "sqlite3://" + filepath.Join(c.DataDir, "agora.db")
+	}
+	scheme, _, _ := strings.Cut(c.DatabaseURL, "://")
+	switch scheme {
+	case "postgres", "postgresql", "sqlite3", "sqlite":
+	default:
+		return nil, errors.New("config: DATABASE_URL must be a postgres:// or sqlite3:// URL")
+	}
+	switch c.ReadAuth {
+	case ReadPublic, ReadToken:
+	default:
+		return nil, fmt.Errorf("config: AGORA_READ_AUTH=%q: want public or token", c.ReadAuth)
+	}
+	if c.ShutdownTimeout, err = time.ParseDuration(envy.Get("AGORA_SHUTDOWN_TIMEOUT", "30s")); err != nil || c.ShutdownTimeout <= 0 {
+		return nil, fmt.Errorf("config: AGORA_SHUTDOWN_TIMEOUT=%q: want a positive duration such as 30s", envy.Get("AGORA_SHUTDOWN_TIMEOUT", ""))
+	}
+	c.sessionSecret = envy.Get("SESSION_SECRET", "")
+	if c.Production() && len(c.sessionSecret) < 32 {
+		return nil, errors.New("config: SESSION_SECRET must be set to at least 32 random characters when GO_ENV=production")
+	}
+	return c, nil
+}
+
+// listenAddr combines ADDR and PORT: ADDR may be host:port, or a host that
+// PORT (default 3000) completes. Unset, it is 127.0.0.1:3000.
+func listenAddr(addr, port string) (string, error) {
+	if addr == "" {
+		addr = "127.0.0.1"
+	}
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		// No port in ADDR: a bare host.
+		host, p = strings.Trim(addr, "[]"), port
+		if p == "" {
+			p = "3000"
+		}
+		if strings.Contains(host, ":") && net.ParseIP(host) == nil {
+			return "", fmt.Errorf("config: ADDR=%q: want host:port or a host", addr)
+		}
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 0 || n > 65535 {
+		return "", fmt.Errorf("config: port %q (ADDR or PORT): want a number from 0 to 65535", p)
+	}
+	return net.JoinHostPort(host, p), nil
+}
+
+// absDir returns dir as an absolute path, naming the variable on error.
+func absDir(name, dir string) (string, error) {
+	if dir == "" {
+		return "", fmt.Errorf("config: %s is empty", name)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("config: %s=%q: %v", name, dir, err)
+	}
+	return abs, nil
+}
+
+// SessionSecret returns SESSION_SECRET. Outside production, when it is
+// unset, it returns a random secret generated once and kept in the data
+// directory, so that sessions survive restarts.
+func (c *Config) SessionSecret() (string, error) {
+	if c.sessionSecret != "" {
+		return c.sessionSecret, nil
+	}
+	name := filepath.Join(c.DataDir, "session_secret")
+	if b, err := os.ReadFile(name); err == nil && len(b) >= 32 {
+		c.sessionSecret = strings.TrimSpace(string(b))
+		return c.sessionSecret, nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("config: reading the session secret: %w", err)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	secret := hex.EncodeToString(b)
+	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+		return "", fmt.Errorf("config: AGORA_DATA_DIR: %w", err)
+	}
+	if err := os.WriteFile(name, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("config: writing the session secret: %w", err)
+	}
+	c.sessionSecret = secret
+	return secret, nil
+}

@@ -1,0 +1,89 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var listenAddrTests = []struct {
+	addr, port, want, err string
+}{
+	{"", "", "127.0.0.1:3000", ""},
+	{"", "8080", "127.0.0.1:8080", ""},
+	{"0.0.0.0", "", "0.0.0.0:3000", ""},
+	{"0.0.0.0", "9000", "0.0.0.0:9000", ""},
+	{"127.0.0.1:4000", "9000", "127.0.0.1:4000", ""},
+	{"[::1]:4000", "", "[::1]:4000", ""},
+	{"::1", "", "[::1]:3000", ""},
+	{"localhost:0", "", "localhost:0", ""},
+	{"127.0.0.1:http", "", "", "want a number"},
+	{"", "70000", "", "want a number"},
+}
+
+func TestListenAddr(t *testing.T) {
+	for _, tt := range listenAddrTests {
+		got, err := listenAddr(tt.addr, tt.port)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("listenAddr(%q, %q) = %q, %v; want error %q", tt.addr, tt.port, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("listenAddr(%q, %q) = %q, %v; want %q", tt.addr, tt.port, got, err, tt.want)
+		}
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, k := range []string{"ADDR", "PORT", "GO_ENV", "AGORA_DATA_DIR", "AGORA_STORAGE_DIR", "DATABASE_URL", "SESSION_SECRET", "AGORA_READ_AUTH", "AGORA_SHUTDOWN_TIMEOUT"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	if c.Addr != "127.0.0.1:3000" || c.DataDir != data || c.StorageDir != filepath.Join(data, "storage") ||
+		c.DatabaseURL != "sqlite3://"+filepath.Join(data, "agora.db") || c.ReadAuth != ReadPublic {
+		t.Errorf("defaults: %+v", c)
+	}
+	s1, err := c.SessionSecret()
+	if err != nil || len(s1) < 32 {
+		t.Fatalf("SessionSecret() = %q, %v", s1, err)
+	}
+	c2, _ := Load()
+	if s2, _ := c2.SessionSecret(); s2 != s1 {
+		t.Errorf("session secret not persisted: %q then %q", s1, s2)
+	}
+}
+
+func TestLoadErrorsNameTheVariable(t *testing.T) {
+	for _, tt := range []struct{ key, val, want string }{
+		{"GO_ENV", "staging", "GO_ENV"},
+		{"DATABASE_URL", "mysql://x", "DATABASE_URL"},
+		{"AGORA_READ_AUTH", "open", "AGORA_READ_AUTH"},
+		{"AGORA_SHUTDOWN_TIMEOUT", "soon", "AGORA_SHUTDOWN_TIMEOUT"},
+		{"ADDR", "127.0.0.1:x", "ADDR"},
+	} {
+		t.Run(tt.key, func(t *testing.T) {
+			t.Setenv(tt.key, tt.val)
+			_, err := Load()
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("%s=%q: Load() error = %v; want one line naming %s", tt.key, tt.val, err, tt.want)
+			}
+		})
+	}
+	t.Run("production needs SESSION_SECRET", func(t *testing.T) {
+		t.Setenv("GO_ENV", "production")
+		t.Setenv("SESSION_SECRET", "")
+		if _, err := Load(); err == nil || !strings.Contains(err.Error(), "SESSION_SECRET") {
+			t.Errorf("Load() = %v; want an error naming SESSION_SECRET", err)
+		}
+	})
+}

@@ -1,0 +1,207 @@
+package models
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/gobuffalo/pop/v6"
+
+	"agora/auth"
+	"agora/modproxy"
+)
+
+// User is a person or robot that may sign in or hold tokens.
+type User struct {
+	ID           int64     `db:"id" json:"id"`
+	Name         string    `db:"name" json:"name"`
+	Role         string    `db:"role" json:"role"`
+	PasswordHash string    `db:"password_hash" json:"-"`
+	CreatedAt    time.Time `db:"created_at" json:"created_at"`
+	UpdatedAt    time.Time `db:"updated_at" json:"updated_at"`
+}
+
+// Token is an API token. Only its hash and a short display prefix are kept.
+type Token struct {
+	ID         int64      `db:"id" json:"id"`
+	UserID     int64      `db:"user_id" json:"user_id"`
+	Name       string     `db:"name" json:"name"`
+	Display    string     `db:"display" json:"display"`
+	Hash       string     `db:"hash" json:"-"`
+	Scope      string     `db:"scope" json:"scope"`
+	LastUsedAt *time.Time `db:"last_used_at" json:"last_used_at"`
+	RevokedAt  *time.Time `db:"revoked_at" json:"revoked_at"`
+	CreatedAt  time.Time  `db:"created_at" json:"created_at"`
+	UpdatedAt  time.Time  `db:"updated_at" json:"updated_at"`
+}
+
+// CreateUser adds a user with the given role. An empty password makes a
+// user that can only use tokens (a robot, or a person before first sign-in).
+// actor names who asked, for the audit log.
+func CreateUser(ctx context.Context, conn *pop.Connection, actor, name string, role auth.Role, password string) (*User, error) {
+	if err := auth.CheckUserName(name); err != nil {
+		return nil, fmt.Errorf("%w: %v", modproxy.ErrInvalid, err)
+	}
+	if _, err := auth.ParseRole(string(role)); err != nil {
+		return nil, fmt.Errorf("%w: %v", modproxy.ErrInvalid, err)
+	}
+	u := &User{Name: name, Role: string(role)}
+	if password != "" {
+		h, err := auth.HashPassword(password)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", modproxy.ErrInvalid, err)
+		}
+		u.PasswordHash = h
+	}
+	err := conn.WithContext(ctx).Transaction(func(tx *pop.Connection) error {
+		exists, err := tx.Where("name = ?", name).Exists(&User{})
+		if err != nil {
+			return err
+		}
+		if exists {
+			return fmt.Errorf("%w: user %q already exists", modproxy.ErrConflict, name)
+		}
+		if err := tx.Create(u); err != nil {
+			return err
+		}
+		return appendAudit(tx, &modproxy.AuditEvent{Actor: actor, Action: modproxy.ActionUserCreate, Detail: fmt.Sprintf("user %s, role %s", name, role)})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating user %s: %w", name, err)
+	}
+	return u, nil
+}
+
+// UserByName returns the user called name, or an error wrapping ErrNotFound.
+func UserByName(ctx context.Context, conn *pop.Connection, name string) (*User, error) {
+	u := &User{}
+	if err := conn.WithContext(ctx).Where("name = ?", name).First(u); err != nil {
+		if isNoRows(err) {
+			return nil, fmt.Errorf("user %q: %w", name, ErrNotFound)
+		}
+		return nil, fmt.Errorf("user %q: %w", name, err)
+	}
+	return u, nil
+}
+
+// CreateToken makes a new token for the user called userName with the given
+// scope, and returns the token itself, which is shown once and never stored.
+// The scope may exceed what the user's role allows; it is capped when used.
+func CreateToken(ctx context.Context, conn *pop.Connection, actor, userName, name string, scope auth.Scope) (string, *Token, error) {
+	if len(name) > 100 {
+		return "", nil, fmt.Errorf("%w: token names are at most 100 bytes", modproxy.ErrInvalid)
+	}
+	if scope < auth.ScopeRead || scope > auth.ScopeAdmin {
+		return "", nil, fmt.Errorf("%w: unknown scope", modproxy.ErrInvalid)
+	}
+	u, err := UserByName(ctx, conn, userName)
+	if err != nil {
+		return "", nil, err
+	}
+	plain, display, hash, err := auth.NewToken()
+	if err != nil {
+		return "", nil, err
+	}
+	tok := &Token{UserID: u.ID, Name: name, Display: display, Hash: hash, Scope: scope.String()}
+	err = conn.WithContext(ctx).Transaction(func(tx *pop.Connection) error {
+		if err := tx.Create(tok); err != nil {
+			return err
+		}
+		return appendAudit(tx, &modproxy.AuditEvent{Actor: actor, Action: modproxy.ActionTokenCreate,
+			Detail: fmt.Sprintf("token %d (%s…) %q for %s, scope %s", tok.ID, display, name, userName, scope)})
+	})
+	if err != nil {
+		return "", nil, fmt.Errorf("creating a token for %s: %w", userName, err)
+	}
+	return plain, tok, nil
+}
+
+// Tokens lists the tokens of the user called userName, revoked ones included.
+func Tokens(ctx context.Context, conn *pop.Connection, userName string) ([]Token, error) {
+	u, err := UserByName(ctx, conn, userName)
+	if err != nil {
+		return nil, err
+	}
+	var toks []Token
+	if err := conn.WithContext(ctx).Where("user_id = ?", u.ID).Order("id").All(&toks); err != nil {
+		return nil, fmt.Errorf("tokens of %s: %w", userName, err)
+	}
+	return toks, nil
+}
+
+// RevokeToken revokes the token with the given id. Revoking a revoked token
+// is not an error and changes nothing.
+func RevokeToken(ctx context.Context, conn *pop.Connection, actor string, id int64) error {
+	err := conn.WithContext(ctx).Transaction(func(tx *pop.Connection) error {
+		tok := &Token{}
+		if err := tx.Find(tok, id); err != nil {
+			if isNoRows(err) {
+				return fmt.Errorf("token %d: %w", id, ErrNotFound)
+			}
+			return err
+		}
+		if tok.RevokedAt != nil {
+			return nil
+		}
+		now := time.Now().UTC()
+		if err := tx.RawQuery("UPDATE tokens SET revoked_at = ?, updated_at = ? WHERE id = ?", now, now, id).Exec(); err != nil {
+			return err
+		}
+		return appendAudit(tx, &modproxy.AuditEvent{Actor: actor, Action: modproxy.ActionTokenRevoke,
+			Detail: fmt.Sprintf("token %d (%s…)", id, tok.Display)})
+	})
+	if err != nil {
+		return fmt.Errorf("revoking token %d: %w", id, err)
+	}
+	return nil
+}
+
+// lastUsedGranularity is how stale a token's last_used_at may get before a
+// request updates it, so that busy tokens do not cost a write per request.
+const lastUsedGranularity = time.Minute
+
+// Authenticate returns the principal a token acts as. An unknown, malformed
+// or revoked token is an error wrapping modproxy.ErrUnauthorized; all look
+// the same to the caller.
+func Authenticate(ctx context.Context, conn *pop.Connection, token string) (auth.Principal, error) {
+	unauthorized := fmt.Errorf("%w: invalid or revoked token", modproxy.ErrUnauthorized)
+	if !auth.LooksLikeToken(token) {
+		return auth.Principal{}, unauthorized
+	}
+	var rows []struct {
+		TokenID    int64      `db:"token_id"`
+		Scope      string     `db:"scope"`
+		RevokedAt  *time.Time `db:"revoked_at"`
+		LastUsedAt *time.Time `db:"last_used_at"`
+		UserID     int64      `db:"user_id"`
+		Name       string     `db:"name"`
+		Role       string     `db:"role"`
+	}
+	c := conn.WithContext(ctx)
+	err := c.RawQuery(`SELECT t.id AS token_id, t.scope, t.revoked_at, t.last_used_at, u.id AS user_id, u.name, u.role
+		FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?`, auth.HashToken(token)).All(&rows)
+	if err != nil {
+		return auth.Principal{}, fmt.Errorf("authenticating: %w", err)
+	}
+	if len(rows) == 0 || rows[0].RevokedAt != nil {
+		return auth.Principal{}, unauthorized
+	}
+	row := rows[0]
+	scope, err := auth.ParseScope(row.Scope)
+	if err != nil {
+		return auth.Principal{}, unauthorized
+	}
+	now := time.Now().UTC()
+	if row.LastUsedAt == nil || now.Sub(*row.LastUsedAt) > lastUsedGranularity {
+		// Best effort: a failure to record use must not fail the request.
+		_ = c.RawQuery("UPDATE tokens SET last_used_at = ? WHERE id = ?", now, row.TokenID).Exec()
+	}
+	role := auth.Role(row.Role)
+	return auth.Principal{
+		UserID:  row.UserID,
+		User:    row.Name,
+		Role:    role,
+		Scope:   auth.EffectiveScope(scope, role),
+		TokenID: row.TokenID,
+	}, nil
+}

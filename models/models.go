@@ -1,0 +1,159 @@
+// Package models is Agora's metadata in SQL through Pop: users, API tokens,
+// modules, versions and the audit log. It runs on PostgreSQL (through
+// lib/pq) in production and on an embedded, pure-Go SQLite by default, with
+// the same migrations and the same tests on both.
+//
+// Registry implements modproxy.Metadata; the account functions (CreateUser,
+// CreateToken, Authenticate, ...) serve the CLI and the HTTP layer.
+package models
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gobuffalo/pop/v6"
+	"github.com/gobuffalo/pop/v6/logging"
+	_ "github.com/lib/pq" // the "postgres" driver, which Connect forces on Pop
+	"modernc.org/sqlite"
+
+	"agora/migrations"
+)
+
+// Connect opens the database at url: a postgres:// URL through lib/pq, or a
+// sqlite3:// URL (sqlite3:///abs/path/agora.db) through the embedded SQLite.
+// It verifies the connection before returning.
+func Connect(url string) (*pop.Connection, error) {
+	registerSQLite()
+	quietPop()
+	dialect, _, _ := strings.Cut(url, "://")
+	cd := &pop.ConnectionDetails{URL: url}
+	switch dialect {
+	case "postgres", "postgresql":
+		cd.Pool = 20
+		cd.IdlePool = 10
+	case "sqlite3", "sqlite":
+		if !strings.Contains(url, "_fk=true") {
+			// Pop insists on seeing the option it uses for foreign keys,
+			// which sqliteDSN turns on in any case.
+			sep := "?"
+			if strings.Contains(url, "?") {
+				sep = "&"
+			}
+			cd.URL += sep + "_fk=true"
+		}
+		cd.Pool = 8
+		cd.IdlePool = 8
+	default:
+		return nil, fmt.Errorf("database URL must start with postgres:// or sqlite3://, not %q", dialect+"://")
+	}
+	conn, err := pop.NewConnection(cd)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	if conn.Dialect.Name() == "postgres" {
+		// Pop defaults to pgx; Agora ships lib/pq.
+		conn.Dialect.Details().Driver = "postgres"
+	}
+	if err := conn.Open(); err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := conn.Store.(interface{ PingContext(context.Context) error }).PingContext(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	return conn, nil
+}
+
+// Migrate applies every pending migration.
+func Migrate(conn *pop.Connection) error {
+	box, err := pop.NewMigrationBox(migrations.FS, conn)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	if err := box.Up(); err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	return nil
+}
+
+// Ping reports whether the database answers: the /readyz check.
+func Ping(ctx context.Context, conn *pop.Connection) error {
+	var one int
+	return conn.WithContext(ctx).RawQuery("SELECT 1").First(&one)
+}
+
+var quietOnce sync.Once
+
+// quietPop keeps Pop from logging every SQL statement and migration at info
+// level; errors reach callers as values.
+func quietPop() {
+	quietOnce.Do(func() {
+		logf := func(lvl logging.Level, _ any, s string, args ...any) {
+			if lvl >= logging.Warn {
+				fmt.Fprintf(os.Stderr, "pop: %s: %s\n", lvl, fmt.Sprintf(s, args...))
+			}
+		}
+		pop.SetTxLogger(logf)
+		pop.SetLogger(func(lvl logging.Level, s string, args ...any) { logf(lvl, nil, s, args...) })
+	})
+}
+
+// ErrNotFound is wrapped by account functions when the user or token named
+// does not exist.
+var ErrNotFound = errors.New("not found")
+
+// isNoRows reports whether err means a query matched no row.
+func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
+
+var registerOnce sync.Once
+
+// registerSQLite registers the pure-Go SQLite driver under the name
+// "sqlite3", which Pop's sqlite dialect opens. It translates the options
+// Pop puts in the DSN into the driver's pragmas.
+func registerSQLite() {
+	registerOnce.Do(func() {
+		if !slices.Contains(sql.Drivers(), "sqlite3") {
+			sql.Register("sqlite3", sqliteDriver{})
+		}
+	})
+}
+
+// sqliteDriver adapts modernc.org/sqlite to the DSN Pop writes:
+// "<file>?_busy_timeout=5000&_fk=true".
+type sqliteDriver struct{}
+
+// Open implements driver.Driver.
+func (sqliteDriver) Open(dsn string) (driver.Conn, error) {
+	return (&sqlite.Driver{}).Open(sqliteDSN(dsn))
+}
+
+// sqliteDSN turns Pop's DSN into modernc's. Write transactions begin
+// IMMEDIATE, so that concurrent writers queue on the busy timeout instead of
+// failing when a read lock cannot be upgraded; WAL lets readers run beside
+// the one writer.
+func sqliteDSN(dsn string) string {
+	file, rawQuery, _ := strings.Cut(dsn, "?")
+	q, _ := url.ParseQuery(rawQuery)
+	busy := q.Get("_busy_timeout")
+	if busy == "" {
+		busy = "5000"
+	}
+	out := url.Values{}
+	out.Add("_pragma", "busy_timeout("+busy+")")
+	out.Add("_pragma", "journal_mode(WAL)")
+	out.Add("_pragma", "foreign_keys(1)")
+	out.Set("_txlock", "immediate")
+	out.Set("_time_format", "sqlite")
+	return "file:" + file + "?" + out.Encode()
+}

@@ -1,0 +1,142 @@
+// Package modelstest gives tests fresh, migrated databases: an SQLite file
+// in a temporary directory, and a PostgreSQL database created for the test
+// and dropped after it, so that test packages can run in parallel.
+//
+// PostgreSQL is found at $AGORA_TEST_POSTGRES_URL (default
+// postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable), a server
+// URL whose database is used only to create and drop test databases. When
+// no server answers, the PostgreSQL runs are skipped with a message, unless
+// $AGORA_TEST_POSTGRES is "require" or $CI is set, when they fail: CI must
+// never pass by skipping half the suite.
+package modelstest
+
+import (
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobuffalo/pop/v6"
+	_ "github.com/lib/pq"
+
+	"agora/models"
+)
+
+// Dialects are the databases every database test runs on.
+var Dialects = []string{"sqlite3", "postgres"}
+
+// Each runs fn as a subtest once per dialect, each with a fresh database.
+func Each(t *testing.T, fn func(t *testing.T, conn *pop.Connection)) {
+	t.Helper()
+	for _, d := range Dialects {
+		t.Run(d, func(t *testing.T) {
+			fn(t, Open(t, d))
+		})
+	}
+}
+
+// Open returns a connection to a fresh, migrated database of the dialect,
+// closed and removed when the test ends.
+func Open(t testing.TB, dialect string) *pop.Connection {
+	t.Helper()
+	u := URL(t, dialect)
+	conn, err := models.Connect(u)
+	if err != nil {
+		t.Fatalf("connecting to %s: %v", dialect, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if err := models.Migrate(conn); err != nil {
+		t.Fatalf("migrating %s: %v", dialect, err)
+	}
+	return conn
+}
+
+// URL returns the URL of a fresh, empty database of the dialect, removed when
+// the test ends. Use it for a process that migrates the database itself.
+func URL(t testing.TB, dialect string) string {
+	t.Helper()
+	switch dialect {
+	case "sqlite3":
+		return "sqlite3://" + filepath.Join(t.TempDir(), "agora.db")
+	case "postgres":
+		return postgresDatabase(t)
+	}
+	t.Fatalf("unknown dialect %q", dialect)
+	return ""
+}
+
+var (
+	serverOnce sync.Once
+	serverErr  error
+)
+
+// serverURL returns the URL of the PostgreSQL server's maintenance database.
+func serverURL() string {
+	if u := os.Getenv("AGORA_TEST_POSTGRES_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=5"
+}
+
+// postgresRequired reports whether a missing server fails the test.
+func postgresRequired() bool {
+	return os.Getenv("AGORA_TEST_POSTGRES") == "require" || os.Getenv("CI") != ""
+}
+
+// postgresDatabase creates a database for the test and returns its URL.
+func postgresDatabase(t testing.TB) string {
+	t.Helper()
+	serverOnce.Do(func() {
+		db, err := sql.Open("postgres", serverURL())
+		if err == nil {
+			err = db.Ping()
+			db.Close()
+		}
+		serverErr = err
+	})
+	if serverErr != nil {
+		if postgresRequired() {
+			t.Fatalf("PostgreSQL at %s: %v", serverURL(), serverErr)
+		}
+		t.Skipf("no PostgreSQL at %s (%v); set AGORA_TEST_POSTGRES_URL, or run .ci/run", serverURL(), serverErr)
+	}
+	b := make([]byte, 6)
+	rand.Read(b)
+	name := "agora_test_" + hex.EncodeToString(b)
+
+	admin, err := sql.Open("postgres", serverURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
+		t.Fatalf("creating test database: %v", err)
+	}
+	t.Cleanup(func() {
+		admin, err := sql.Open("postgres", serverURL())
+		if err != nil {
+			return
+		}
+		defer admin.Close()
+		// Connections of the test may linger in pools for a moment.
+		for i := 0; i < 50; i++ {
+			if _, err = admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("dropping test database %s: %v", name, err)
+	})
+	u, err := url.Parse(serverURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return fmt.Sprint(u)
+}

@@ -1,0 +1,344 @@
+package models
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gobuffalo/pop/v6"
+
+	"agora/modproxy"
+)
+
+// Registry is the metadata store of the module registry on Pop. It
+// implements modproxy.Metadata.
+type Registry struct {
+	conn *pop.Connection
+}
+
+var _ modproxy.Metadata = (*Registry)(nil)
+
+// NewRegistry returns a Registry on conn.
+func NewRegistry(conn *pop.Connection) *Registry { return &Registry{conn: conn} }
+
+// versionRow is a row of versions joined with its module's path.
+type versionRow struct {
+	ID           int64      `db:"id"`
+	Path         string     `db:"path"`
+	Version      string     `db:"version"`
+	VersionTime  time.Time  `db:"version_time"`
+	Size         int64      `db:"size"`
+	ZipHash      string     `db:"zip_hash"`
+	ModHash      string     `db:"mod_hash"`
+	Source       string     `db:"source"`
+	PublishedBy  string     `db:"published_by"`
+	PublishedAt  time.Time  `db:"published_at"`
+	DeletedAt    *time.Time `db:"deleted_at"`
+	DeletedBy    string     `db:"deleted_by"`
+	DeleteReason string     `db:"delete_reason"`
+	Blocked      bool       `db:"blocked"`
+}
+
+const selectVersions = `SELECT v.id, m.path, v.version, v.version_time, v.size, v.zip_hash, v.mod_hash,
+	v.source, v.published_by, v.published_at, v.deleted_at, v.deleted_by, v.delete_reason, v.blocked
+	FROM versions v JOIN modules m ON m.id = v.module_id `
+
+func (r *versionRow) domain() *modproxy.Version {
+	v := &modproxy.Version{
+		Path:         r.Path,
+		Version:      r.Version,
+		Time:         r.VersionTime.UTC(),
+		Size:         r.Size,
+		ZipHash:      r.ZipHash,
+		ModHash:      r.ModHash,
+		Source:       r.Source,
+		PublishedBy:  r.PublishedBy,
+		PublishedAt:  r.PublishedAt.UTC(),
+		DeletedBy:    r.DeletedBy,
+		DeleteReason: r.DeleteReason,
+		Blocked:      r.Blocked,
+	}
+	if r.DeletedAt != nil {
+		v.DeletedAt = r.DeletedAt.UTC()
+	}
+	return v
+}
+
+// notFound returns the modproxy error for a missing version record.
+func notFound(path, version string) error {
+	return &modproxy.Error{Kind: modproxy.ErrNotFound, Path: path, Version: version, Err: fmt.Errorf("unknown version")}
+}
+
+// queryVersion is Version on any connection or transaction.
+func queryVersion(c *pop.Connection, path, version string) (*modproxy.Version, error) {
+	var rows []versionRow
+	if err := c.RawQuery(selectVersions+"WHERE m.path = ? AND v.version = ?", path, version).All(&rows); err != nil {
+		return nil, fmt.Errorf("models: version %s@%s: %w", path, version, err)
+	}
+	if len(rows) == 0 {
+		return nil, notFound(path, version)
+	}
+	return rows[0].domain(), nil
+}
+
+// queryVersions is Versions on any connection or transaction.
+func queryVersions(c *pop.Connection, path string) ([]*modproxy.Version, error) {
+	var rows []versionRow
+	if err := c.RawQuery(selectVersions+"WHERE m.path = ?", path).All(&rows); err != nil {
+		return nil, fmt.Errorf("models: versions of %s: %w", path, err)
+	}
+	vs := make([]*modproxy.Version, len(rows))
+	for i := range rows {
+		vs[i] = rows[i].domain()
+	}
+	return vs, nil
+}
+
+// Version implements modproxy.Metadata.
+func (r *Registry) Version(ctx context.Context, path, version string) (*modproxy.Version, error) {
+	return queryVersion(r.conn.WithContext(ctx), path, version)
+}
+
+// Versions implements modproxy.Metadata.
+func (r *Registry) Versions(ctx context.Context, path string) ([]*modproxy.Version, error) {
+	return queryVersions(r.conn.WithContext(ctx), path)
+}
+
+// Update implements modproxy.Metadata.
+func (r *Registry) Update(ctx context.Context, fn func(tx modproxy.MetadataTx) error) error {
+	return r.conn.WithContext(ctx).Transaction(func(tx *pop.Connection) error {
+		return fn(registryTx{tx})
+	})
+}
+
+// registryTx implements modproxy.MetadataTx in a Pop transaction.
+type registryTx struct{ c *pop.Connection }
+
+func (t registryTx) Version(path, version string) (*modproxy.Version, error) {
+	return queryVersion(t.c, path, version)
+}
+
+func (t registryTx) Versions(path string) ([]*modproxy.Version, error) {
+	return queryVersions(t.c, path)
+}
+
+// moduleID returns the id of path's module row, creating the row if needed
+// and marking the module updated.
+func (t registryTx) moduleID(path string, now time.Time) (int64, error) {
+	err := t.c.RawQuery(`INSERT INTO modules (path, created_at, updated_at) VALUES (?, ?, ?)
+		ON CONFLICT (path) DO UPDATE SET updated_at = excluded.updated_at`, path, now, now).Exec()
+	if err != nil {
+		return 0, fmt.Errorf("models: module %s: %w", path, err)
+	}
+	var id int64
+	if err := t.c.RawQuery("SELECT id FROM modules WHERE path = ?", path).First(&id); err != nil {
+		return 0, fmt.Errorf("models: module %s: %w", path, err)
+	}
+	return id, nil
+}
+
+func (t registryTx) InsertVersion(v *modproxy.Version) error {
+	id, err := t.moduleID(v.Path, v.PublishedAt)
+	if err != nil {
+		return err
+	}
+	n, err := t.c.RawQuery(`INSERT INTO versions (module_id, version, version_time, size, zip_hash, mod_hash,
+		source, published_by, published_at, deleted_by, delete_reason, blocked)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', ?)
+		ON CONFLICT (module_id, version) DO NOTHING`,
+		id, v.Version, v.Time, v.Size, v.ZipHash, v.ModHash, v.Source, v.PublishedBy, v.PublishedAt, false).ExecWithCount()
+	if err != nil {
+		return fmt.Errorf("models: inserting %s@%s: %w", v.Path, v.Version, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("models: %s@%s: %w", v.Path, v.Version, modproxy.ErrExists)
+	}
+	return nil
+}
+
+func (t registryTx) Tombstone(v *modproxy.Version) error {
+	n, err := t.c.RawQuery(`UPDATE versions SET deleted_at = ?, deleted_by = ?, delete_reason = ?, blocked = ?
+		WHERE module_id = (SELECT id FROM modules WHERE path = ?) AND version = ?`,
+		v.DeletedAt, v.DeletedBy, v.DeleteReason, v.Blocked, v.Path, v.Version).ExecWithCount()
+	if err != nil {
+		return fmt.Errorf("models: deleting %s@%s: %w", v.Path, v.Version, err)
+	}
+	if n == 0 {
+		return notFound(v.Path, v.Version)
+	}
+	return nil
+}
+
+func (t registryTx) Restore(v *modproxy.Version) error {
+	if _, err := t.moduleID(v.Path, v.PublishedAt); err != nil {
+		return err
+	}
+	n, err := t.c.RawQuery(`UPDATE versions SET deleted_at = NULL, deleted_by = '', delete_reason = '',
+		published_by = ?, published_at = ?
+		WHERE module_id = (SELECT id FROM modules WHERE path = ?) AND version = ?
+		AND deleted_at IS NOT NULL AND NOT blocked`,
+		v.PublishedBy, v.PublishedAt, v.Path, v.Version).ExecWithCount()
+	if err != nil {
+		return fmt.Errorf("models: restoring %s@%s: %w", v.Path, v.Version, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("models: %s@%s: %w", v.Path, v.Version, modproxy.ErrExists)
+	}
+	return nil
+}
+
+func (t registryTx) PurgeVersion(path, version string) error {
+	err := t.c.RawQuery(`DELETE FROM versions WHERE module_id = (SELECT id FROM modules WHERE path = ?) AND version = ?`,
+		path, version).Exec()
+	if err != nil {
+		return fmt.Errorf("models: purging %s@%s: %w", path, version, err)
+	}
+	return nil
+}
+
+func (t registryTx) AppendAudit(e *modproxy.AuditEvent) error {
+	return appendAudit(t.c, e)
+}
+
+// auditRow is a row of audit_events.
+type auditRow struct {
+	ID      int64     `db:"id"`
+	At      time.Time `db:"at"`
+	Actor   string    `db:"actor"`
+	Action  string    `db:"action"`
+	Module  string    `db:"module"`
+	Version string    `db:"version"`
+	Detail  string    `db:"detail"`
+}
+
+// TableName tells Pop the table of auditRow.
+func (auditRow) TableName() string { return "audit_events" }
+
+// appendAudit inserts e on c, which may be a transaction, and sets e.ID.
+func appendAudit(c *pop.Connection, e *modproxy.AuditEvent) error {
+	if e.At.IsZero() {
+		e.At = time.Now()
+	}
+	row := &auditRow{At: e.At.UTC(), Actor: e.Actor, Action: e.Action, Module: e.Path, Version: e.Version, Detail: e.Detail}
+	if err := c.Create(row); err != nil {
+		return fmt.Errorf("models: audit %s: %w", e.Action, err)
+	}
+	e.ID = row.ID
+	return nil
+}
+
+// Modules implements modproxy.Metadata. The cursor is the last path of the
+// previous page.
+func (r *Registry) Modules(ctx context.Context, q modproxy.ModuleQuery) (modproxy.Page[modproxy.ModuleSummary], error) {
+	var page modproxy.Page[modproxy.ModuleSummary]
+	after, err := decodeCursor(q.Cursor)
+	if err != nil {
+		return page, err
+	}
+	c := r.conn.WithContext(ctx)
+	where := []string{"m.path > ?"}
+	args := []any{after}
+	if q.Prefix != "" {
+		where = append(where, "substr(m.path, 1, ?) = ?")
+		args = append(args, len(q.Prefix), q.Prefix)
+	}
+	var mods []struct {
+		Path      string    `db:"path"`
+		UpdatedAt time.Time `db:"updated_at"`
+	}
+	err = c.RawQuery("SELECT m.path, m.updated_at FROM modules m WHERE "+strings.Join(where, " AND ")+
+		" AND EXISTS (SELECT 1 FROM versions v WHERE v.module_id = m.id) ORDER BY m.path LIMIT ?",
+		append(args, q.Limit+1)...).All(&mods)
+	if err != nil {
+		return page, fmt.Errorf("models: listing modules: %w", err)
+	}
+	if len(mods) > q.Limit {
+		mods = mods[:q.Limit]
+		page.Next = encodeCursor(mods[len(mods)-1].Path)
+	}
+	if len(mods) == 0 {
+		return page, nil
+	}
+	var live []struct {
+		Path    string `db:"path"`
+		Version string `db:"version"`
+	}
+	err = c.RawQuery(`SELECT m.path, v.version FROM versions v JOIN modules m ON m.id = v.module_id
+		WHERE v.deleted_at IS NULL AND m.path >= ? AND m.path <= ?`,
+		mods[0].Path, mods[len(mods)-1].Path).All(&live)
+	if err != nil {
+		return page, fmt.Errorf("models: listing modules: %w", err)
+	}
+	versions := make(map[string][]string)
+	for _, l := range live {
+		versions[l.Path] = append(versions[l.Path], l.Version)
+	}
+	for _, m := range mods {
+		vs := versions[m.Path]
+		page.Items = append(page.Items, modproxy.ModuleSummary{
+			Path: m.Path, Latest: modproxy.LatestVersion(vs), Versions: len(vs), UpdatedAt: m.UpdatedAt.UTC(),
+		})
+	}
+	return page, nil
+}
+
+// Audit implements modproxy.Metadata. The cursor is the id of the last
+// event of the previous page.
+func (r *Registry) Audit(ctx context.Context, q modproxy.AuditQuery) (modproxy.Page[modproxy.AuditEvent], error) {
+	var page modproxy.Page[modproxy.AuditEvent]
+	where := []string{"1 = 1"}
+	var args []any
+	if q.Cursor != "" {
+		s, err := decodeCursor(q.Cursor)
+		if err != nil {
+			return page, err
+		}
+		id, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return page, fmt.Errorf("%w: cursor %q", modproxy.ErrInvalid, q.Cursor)
+		}
+		where, args = append(where, "id < ?"), append(args, id)
+	}
+	for col, val := range map[string]string{"actor": q.Actor, "action": q.Action, "module": q.Path} {
+		if val != "" {
+			where, args = append(where, col+" = ?"), append(args, val)
+		}
+	}
+	if !q.Since.IsZero() {
+		where, args = append(where, "at >= ?"), append(args, q.Since.UTC())
+	}
+	if !q.Until.IsZero() {
+		where, args = append(where, "at < ?"), append(args, q.Until.UTC())
+	}
+	var rows []auditRow
+	err := r.conn.WithContext(ctx).RawQuery("SELECT id, at, actor, action, module, version, detail FROM audit_events WHERE "+
+		strings.Join(where, " AND ")+" ORDER BY id DESC LIMIT ?", append(args, q.Limit+1)...).All(&rows)
+	if err != nil {
+		return page, fmt.Errorf("models: reading the audit log: %w", err)
+	}
+	if len(rows) > q.Limit {
+		rows = rows[:q.Limit]
+		page.Next = encodeCursor(strconv.FormatInt(rows[len(rows)-1].ID, 10))
+	}
+	for _, row := range rows {
+		page.Items = append(page.Items, modproxy.AuditEvent{
+			ID: row.ID, At: row.At.UTC(), Actor: row.Actor, Action: row.Action,
+			Path: row.Module, Version: row.Version, Detail: row.Detail,
+		})
+	}
+	return page, nil
+}
+
+// encodeCursor and decodeCursor keep cursors opaque to clients.
+func encodeCursor(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func decodeCursor(c string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return "", fmt.Errorf("%w: cursor %q", modproxy.ErrInvalid, c)
+	}
+	return string(b), nil
+}
