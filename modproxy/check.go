@@ -62,11 +62,16 @@ type zipContents struct {
 func inspectZip(name, path, version string) (*zipContents, error) {
 	m := module.Version{Path: path, Version: version}
 	cf, err := modzip.CheckZip(m, name)
+	// CheckZip returns cf.Err() as its error too; a list of broken rules
+	// comes one per line, which an error message must not.
+	if err := cf.Err(); err != nil {
+		return nil, errorf(ErrInvalid, path, version, "module zip rejected: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
 	if err != nil {
 		return nil, errorf(ErrInvalid, path, version, "not a valid module zip: %v", err)
 	}
-	if err := cf.Err(); err != nil {
-		return nil, errorf(ErrInvalid, path, version, "module zip rejected: %v", strings.ReplaceAll(err.Error(), "\n", "; "))
+	if err := checkNoDirEntries(name, m); err != nil {
+		return nil, err
 	}
 	gomod, err := readGoMod(name, m)
 	if err != nil {
@@ -91,6 +96,24 @@ func inspectZip(name, path, version string) (*zipContents, error) {
 		return nil, err
 	}
 	return &zipContents{goMod: gomod, zipHash: zipHash, modHash: modHash}, nil
+}
+
+// checkNoDirEntries rejects a zip with directory entries. x/mod/zip allows
+// them, but dirhash.HashZip counts them and dirhash.HashDir of the extracted
+// tree cannot, so the go command would record a go.sum hash from the zip
+// that 'go mod verify' then finds the module cache does not match.
+func checkNoDirEntries(name string, m module.Version) error {
+	zr, err := zip.OpenReader(name)
+	if err != nil {
+		return errorf(ErrInvalid, m.Path, m.Version, "not a valid module zip: %v", err)
+	}
+	defer zr.Close()
+	for _, f := range zr.File {
+		if strings.HasSuffix(f.Name, "/") {
+			return errorf(ErrInvalid, m.Path, m.Version, "module zip rejected: directory entry %q: a module zip lists files only (its hash would not match the extracted module's)", f.Name)
+		}
+	}
+	return nil
 }
 
 // readGoMod returns the go.mod at the root of the module zip in file name.

@@ -1,0 +1,176 @@
+package modproxy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"agora/auth"
+	"agora/modproxy"
+	"agora/modproxy/modproxytest"
+	"agora/storage"
+)
+
+// The principals tests act as.
+var (
+	alice  = auth.Principal{UserID: 1, User: "alice", Role: auth.RolePublisher, Scope: auth.ScopePublish}
+	bob    = auth.Principal{UserID: 2, User: "bob", Role: auth.RolePublisher, Scope: auth.ScopePublish}
+	admin  = auth.Principal{UserID: 3, User: "root", Role: auth.RoleAdmin, Scope: auth.ScopeAdmin}
+	reader = auth.Principal{UserID: 4, User: "carol", Role: auth.RoleViewer, Scope: auth.ScopeRead}
+	nobody = auth.Principal{}
+)
+
+// clock is a settable clock for Config.Now, safe for concurrent use.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// t0 is the time every test registry starts at.
+var t0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+// Now returns the clock's time.
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// testRegistry is a Service on a MemStore and a real disk store, with
+// access to both for assertions.
+type testRegistry struct {
+	*modproxy.Service
+	meta    *modproxytest.MemStore
+	disk    *storage.Disk
+	tempDir string
+	clock   *clock
+}
+
+// newTestRegistry returns an empty registry whose clock starts at t0.
+func newTestRegistry(t *testing.T) *testRegistry {
+	t.Helper()
+	meta := modproxytest.NewMemStore()
+	return newTestRegistryOn(t, meta, meta)
+}
+
+// newTestRegistryOn returns a registry on the given metadata store; fake is
+// the MemStore underneath it, for assertions.
+func newTestRegistryOn(t *testing.T, meta modproxy.Metadata, fake *modproxytest.MemStore) *testRegistry {
+	t.Helper()
+	disk, err := storage.NewDisk(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &testRegistry{meta: fake, disk: disk, tempDir: t.TempDir(), clock: &clock{now: t0}}
+	r.Service = modproxy.New(modproxy.Config{Metadata: meta, Blobs: disk, TempDir: r.tempDir, Now: r.clock.Now})
+	return r
+}
+
+// publish publishes zipData as path@version on behalf of who and fails the
+// test if it is not created.
+func (r *testRegistry) publish(t *testing.T, who auth.Principal, path, version string, zipData []byte) *modproxy.PublishResult {
+	t.Helper()
+	res, err := r.Publish(context.Background(), who, path, version, bytes.NewReader(zipData))
+	if err != nil {
+		t.Fatalf("Publish(%s@%s): %v", path, version, err)
+	}
+	if !res.Created {
+		t.Fatalf("Publish(%s@%s): Created = false, want true", path, version)
+	}
+	return res
+}
+
+// read returns the content of path@version's file of kind as served.
+func (r *testRegistry) read(t *testing.T, path, version string, kind storage.Kind) []byte {
+	t.Helper()
+	f, _, err := r.Open(context.Background(), path, version, kind)
+	if err != nil {
+		t.Fatalf("Open(%s@%s%s): %v", path, version, kind, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// storedFiles returns every regular file in the storage tree, as slash
+// paths relative to its root mapped to their contents.
+func (r *testRegistry) storedFiles(t *testing.T) map[string]string {
+	t.Helper()
+	files := make(map[string]string)
+	err := filepath.WalkDir(r.disk.Root(), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(r.disk.Root(), p)
+		files[filepath.ToSlash(rel)] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// assertTempDirEmpty fails the test if an upload left a file in TempDir.
+func (r *testRegistry) assertTempDirEmpty(t *testing.T) {
+	t.Helper()
+	entries, err := os.ReadDir(r.tempDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("temporary directory still holds %s", e.Name())
+	}
+}
+
+// assertNoRecord fails the test unless the metadata store has no record of
+// path@version.
+func (r *testRegistry) assertNoRecord(t *testing.T, path, version string) {
+	t.Helper()
+	if v, err := r.meta.Version(context.Background(), path, version); !errors.Is(err, modproxy.ErrNotFound) {
+		t.Errorf("metadata Version(%s@%s) = %+v, %v; want ErrNotFound", path, version, v, err)
+	}
+}
+
+// actions returns the action of every audit event, oldest first, as
+// "action actor path@version".
+func (r *testRegistry) actions() []string {
+	var out []string
+	for _, e := range r.meta.Events() {
+		out = append(out, fmt.Sprintf("%s %s %s@%s", e.Action, e.Actor, e.Path, e.Version))
+	}
+	return out
+}
+
+// sortedKeys returns the keys of m in order.
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
