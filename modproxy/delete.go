@@ -136,12 +136,17 @@ func (s *Service) tombstone(tx MetadataTx, who auth.Principal, v *Version, opts 
 	})
 }
 
-// removeFiles deletes a tombstoned version's files. The tombstone is already
-// committed, so a failure here leaves files that are never served; it is
-// logged rather than returned.
+// removeFiles deletes the files of a version whose tombstone (or purge) is
+// committed, unless the version was published again meanwhile. A failure
+// leaves files that are never served; it is logged rather than returned.
 func (s *Service) removeFiles(ctx context.Context, path, version string) {
+	ctx = context.WithoutCancel(ctx)
+	defer s.lockVersion(path, version)()
 	s.live.forget(path, version)
-	if err := s.blobs.Delete(context.WithoutCancel(ctx), path, version); err != nil {
+	if v, err := s.meta.Version(ctx, path, version); err == nil && v.Live() {
+		return // restored by an identical upload since the delete committed
+	}
+	if err := s.blobs.Delete(ctx, path, version); err != nil {
 		s.log.Error("removing a deleted version's files", "module", path, "version", version, "err", err)
 	}
 }

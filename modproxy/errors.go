@@ -5,9 +5,11 @@ import (
 	"fmt"
 )
 
-// The kinds of failure the registry reports. Errors returned by this package
-// wrap exactly one of them, so that callers map them to statuses with
-// errors.Is in one place (package actions).
+// The kinds of failure the registry reports. Errors about what a caller asked
+// for wrap exactly one of them, so that callers map them to statuses with
+// errors.Is in one place (package actions). Failures of the machinery itself
+// (disk, database, a client that stops sending) wrap none, and are internal
+// errors.
 var (
 	ErrNotFound     = errors.New("not found")
 	ErrGone         = errors.New("gone")      // deleted or blocked

@@ -80,7 +80,9 @@ func (s *Service) Publish(ctx context.Context, who auth.Principal, path, version
 		PublishedBy: who.User,
 		PublishedAt: now,
 	}
+	unlock := s.lockVersion(path, version)
 	res, err := s.commitVersion(ctx, v, tmp, zc.goMod)
+	unlock()
 	if errors.Is(err, ErrExists) {
 		// A concurrent upload of the same version committed first.
 		res, err = s.compareRecorded(ctx, v)

@@ -25,8 +25,27 @@ type Service struct {
 	now     func() time.Time
 	log     *slog.Logger
 
-	live      liveCache
-	listLocks [64]sync.Mutex // serialise rewriting one module's @v/list file
+	live         liveCache
+	listLocks    [64]sync.Mutex  // serialise rewriting one module's @v/list file
+	versionLocks [256]sync.Mutex // serialise writing and removing one version's files
+}
+
+// stripe returns the mutex of key among locks.
+func stripe(locks []sync.Mutex, key string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return &locks[h.Sum32()%uint32(len(locks))]
+}
+
+// lockVersion locks path@version's files against concurrent writes and
+// removals in this process, and returns the unlock function. Publishing
+// holds it from the transaction until its files are written; removing files
+// after a delete holds it while it checks the record and removes them, so a
+// version restored meanwhile keeps its files.
+func (s *Service) lockVersion(path, version string) func() {
+	mu := stripe(s.versionLocks[:], path+"@"+version)
+	mu.Lock()
+	return mu.Unlock
 }
 
 // Config holds what a Service is made of.
@@ -193,9 +212,7 @@ func (s *Service) Latest(ctx context.Context, path string) (*Version, error) {
 // writeList rewrites path's @v/list file in storage from the database, so
 // that the storage tree stays usable as a GOPROXY=file:// directory.
 func (s *Service) writeList(ctx context.Context, path string) {
-	h := fnv.New32a()
-	h.Write([]byte(path))
-	mu := &s.listLocks[h.Sum32()%uint32(len(s.listLocks))]
+	mu := stripe(s.listLocks[:], path)
 	mu.Lock()
 	defer mu.Unlock()
 
@@ -224,11 +241,16 @@ func (c *liveCache) init(max int) {
 	c.max = max
 }
 
+// get returns a copy of the cached record, or nil.
 func (c *liveCache) get(path, version string) *Version {
 	c.mu.RLock()
 	v := c.m[path+"@"+version]
 	c.mu.RUnlock()
-	return v
+	if v == nil {
+		return nil
+	}
+	cp := *v
+	return &cp
 }
 
 func (c *liveCache) put(v *Version) {
@@ -243,7 +265,8 @@ func (c *liveCache) put(v *Version) {
 			}
 		}
 	}
-	c.m[v.Path+"@"+v.Version] = v
+	cp := *v
+	c.m[v.Path+"@"+v.Version] = &cp
 }
 
 func (c *liveCache) forget(path, version string) {
