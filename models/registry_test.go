@@ -3,6 +3,8 @@ package models_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,23 +15,379 @@ import (
 	"agora/modproxy"
 )
 
-func TestRegistrySmoke(t *testing.T) {
+var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+
+// newVersion returns a live version record published by alice at t0.
+func newVersion(path, version string) *modproxy.Version {
+	return &modproxy.Version{
+		Path: path, Version: version, Time: t0, Size: 10,
+		ZipHash: "h1:zip-" + version, ModHash: "h1:mod-" + version,
+		Source: modproxy.SourceUploaded, PublishedBy: "alice", PublishedAt: t0,
+	}
+}
+
+// insert records versions, failing the test on error.
+func insert(t *testing.T, r *models.Registry, vs ...*modproxy.Version) {
+	t.Helper()
+	err := r.Update(context.Background(), func(tx modproxy.MetadataTx) error {
+		for _, v := range vs {
+			if err := tx.InsertVersion(v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRegistryVersionRoundTrip(t *testing.T) {
 	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
 		ctx := context.Background()
 		r := models.NewRegistry(conn)
-		now := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
-		v := &modproxy.Version{Path: "example.com/a", Version: "v1.0.0", Time: now, Size: 10, ZipHash: "h1:z", ModHash: "h1:m", Source: "uploaded", PublishedBy: "alice", PublishedAt: now}
-		err := r.Update(ctx, func(tx modproxy.MetadataTx) error { return tx.InsertVersion(v) })
+		want := newVersion("example.com/a", "v1.0.0")
+		insert(t, r, want)
+
+		got, err := r.Version(ctx, "example.com/a", "v1.0.0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = r.Update(ctx, func(tx modproxy.MetadataTx) error { return tx.InsertVersion(v) })
-		if !errors.Is(err, modproxy.ErrExists) {
-			t.Fatalf("second insert: %v, want ErrExists", err)
+		if *got != *want {
+			t.Errorf("Version() = %+v\nwant        %+v", got, want)
 		}
-		got, err := r.Version(ctx, "example.com/a", "v1.0.0")
-		if err != nil || !got.Time.Equal(now) || got.ZipHash != "h1:z" || !got.Live() {
-			t.Fatalf("Version = %+v, %v", got, err)
+		if _, err := r.Version(ctx, "example.com/a", "v1.0.1"); !errors.Is(err, modproxy.ErrNotFound) {
+			t.Errorf("unknown version: %v, want ErrNotFound", err)
+		}
+		if _, err := r.Version(ctx, "example.com/b", "v1.0.0"); !errors.Is(err, modproxy.ErrNotFound) {
+			t.Errorf("unknown module: %v, want ErrNotFound", err)
+		}
+	})
+}
+
+func TestRegistryInsertExisting(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		r := models.NewRegistry(conn)
+		insert(t, r, newVersion("example.com/a", "v1.0.0"))
+		other := newVersion("example.com/a", "v1.0.0")
+		other.ZipHash = "h1:other"
+		err := r.Update(context.Background(), func(tx modproxy.MetadataTx) error { return tx.InsertVersion(other) })
+		if !errors.Is(err, modproxy.ErrExists) {
+			t.Fatalf("InsertVersion of a recorded version: %v, want ErrExists", err)
+		}
+		got, _ := r.Version(context.Background(), "example.com/a", "v1.0.0")
+		if got.ZipHash != "h1:zip-v1.0.0" {
+			t.Errorf("the refused insert changed the record: %+v", got)
+		}
+	})
+}
+
+func TestRegistryConcurrentInsertsOneWins(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		r := models.NewRegistry(conn)
+		const n = 8
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			created int
+			errs    []error
+		)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				v := newVersion("example.com/race", "v1.0.0")
+				v.ZipHash = fmt.Sprintf("h1:%d", i)
+				err := r.Update(context.Background(), func(tx modproxy.MetadataTx) error { return tx.InsertVersion(v) })
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					created++
+				case !errors.Is(err, modproxy.ErrExists):
+					errs = append(errs, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if created != 1 || len(errs) > 0 {
+			t.Errorf("%d of %d concurrent inserts created the version, unexpected errors: %v", created, n, errs)
+		}
+	})
+}
+
+func TestRegistryRollback(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		ctx := context.Background()
+		r := models.NewRegistry(conn)
+		boom := errors.New("boom")
+		err := r.Update(ctx, func(tx modproxy.MetadataTx) error {
+			if err := tx.InsertVersion(newVersion("example.com/a", "v1.0.0")); err != nil {
+				return err
+			}
+			if err := tx.AppendAudit(&modproxy.AuditEvent{Actor: "alice", Action: modproxy.ActionPublish}); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("Update = %v, want fn's error", err)
+		}
+		if vs, _ := r.Versions(ctx, "example.com/a"); len(vs) != 0 {
+			t.Errorf("rolled-back version is visible: %v", vs)
+		}
+		page, err := r.Audit(ctx, modproxy.AuditQuery{Limit: 10})
+		if err != nil || len(page.Items) != 0 {
+			t.Errorf("rolled-back audit event is visible: %v, %v", page.Items, err)
+		}
+	})
+}
+
+func TestRegistryTombstoneRestorePurge(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		ctx := context.Background()
+		r := models.NewRegistry(conn)
+		insert(t, r, newVersion("example.com/a", "v1.0.0"))
+		update := func(fn func(tx modproxy.MetadataTx) error) error { return r.Update(ctx, fn) }
+
+		dead := newVersion("example.com/a", "v1.0.0")
+		dead.DeletedAt, dead.DeletedBy, dead.DeleteReason = t0.Add(time.Hour), "bob", "leaked a secret"
+		if err := update(func(tx modproxy.MetadataTx) error { return tx.Tombstone(dead) }); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := r.Version(ctx, "example.com/a", "v1.0.0")
+		if got.Live() || !got.DeletedAt.Equal(dead.DeletedAt) || got.DeletedBy != "bob" || got.DeleteReason != "leaked a secret" || got.Blocked {
+			t.Errorf("after Tombstone: %+v", got)
+		}
+
+		again := newVersion("example.com/a", "v1.0.0")
+		again.PublishedBy, again.PublishedAt = "carol", t0.Add(2*time.Hour)
+		if err := update(func(tx modproxy.MetadataTx) error { return tx.Restore(again) }); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = r.Version(ctx, "example.com/a", "v1.0.0")
+		if !got.Live() || got.PublishedBy != "carol" || got.DeletedBy != "" {
+			t.Errorf("after Restore: %+v", got)
+		}
+		err := update(func(tx modproxy.MetadataTx) error { return tx.Restore(again) })
+		if !errors.Is(err, modproxy.ErrExists) {
+			t.Errorf("Restore of a live version: %v, want ErrExists", err)
+		}
+
+		blocked := *dead
+		blocked.Blocked = true
+		if err := update(func(tx modproxy.MetadataTx) error { return tx.Tombstone(&blocked) }); err != nil {
+			t.Fatal(err)
+		}
+		if err := update(func(tx modproxy.MetadataTx) error { return tx.Restore(again) }); !errors.Is(err, modproxy.ErrExists) {
+			t.Errorf("Restore of a blocked version: %v, want ErrExists", err)
+		}
+
+		missing := newVersion("example.com/a", "v9.0.0")
+		missing.DeletedAt = t0
+		if err := update(func(tx modproxy.MetadataTx) error { return tx.Tombstone(missing) }); !errors.Is(err, modproxy.ErrNotFound) {
+			t.Errorf("Tombstone of an unknown version: %v, want ErrNotFound", err)
+		}
+
+		if err := update(func(tx modproxy.MetadataTx) error { return tx.PurgeVersion("example.com/a", "v1.0.0") }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Version(ctx, "example.com/a", "v1.0.0"); !errors.Is(err, modproxy.ErrNotFound) {
+			t.Errorf("after PurgeVersion: %v, want ErrNotFound", err)
+		}
+		// A purged version may be recorded again, with other content.
+		other := newVersion("example.com/a", "v1.0.0")
+		other.ZipHash = "h1:new"
+		insert(t, r, other)
+	})
+}
+
+func TestRegistryModules(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		ctx := context.Background()
+		r := models.NewRegistry(conn)
+		// Prefix-sharing paths, and the @latest rule inside each summary.
+		insert(t, r,
+			newVersion("a.com/b", "v1.0.0"), newVersion("a.com/b", "v1.2.0"), newVersion("a.com/b", "v1.3.0-rc.1"),
+			newVersion("a.com/b-c", "v0.1.0-pre"),
+			newVersion("a.com/b/v2", "v2.0.0"),
+			newVersion("a.com/bc", "v0.0.0-20260101000000-abcdefabcdef"),
+			newVersion("z.org/x", "v1.0.0"),
+		)
+		dead := newVersion("z.org/x", "v1.0.0")
+		dead.DeletedAt = t0
+		if err := r.Update(ctx, func(tx modproxy.MetadataTx) error { return tx.Tombstone(dead) }); err != nil {
+			t.Fatal(err)
+		}
+
+		page, err := r.Modules(ctx, modproxy.ModuleQuery{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []modproxy.ModuleSummary{
+			{Path: "a.com/b", Latest: "v1.2.0", Versions: 3},
+			{Path: "a.com/b-c", Latest: "v0.1.0-pre", Versions: 1},
+			{Path: "a.com/b/v2", Latest: "v2.0.0", Versions: 1},
+			{Path: "a.com/bc", Latest: "v0.0.0-20260101000000-abcdefabcdef", Versions: 1},
+			{Path: "z.org/x", Latest: "", Versions: 0},
+		}
+		// Databases may collate "a.com/b-c" and "a.com/b/v2" differently;
+		// compare as sets, and check order stability through pagination below.
+		got := map[string]modproxy.ModuleSummary{}
+		for _, m := range page.Items {
+			m.UpdatedAt = time.Time{}
+			got[m.Path] = m
+		}
+		if len(got) != len(want) || page.Next != "" {
+			t.Fatalf("Modules() = %+v (next %q), want %d modules and no next page", page.Items, page.Next, len(want))
+		}
+		for _, w := range want {
+			if got[w.Path] != w {
+				t.Errorf("Modules()[%s] = %+v, want %+v", w.Path, got[w.Path], w)
+			}
+		}
+
+		// Paging one at a time visits every module once, in the same order.
+		var paged []string
+		q := modproxy.ModuleQuery{Limit: 1}
+		for i := 0; i < 10; i++ {
+			p, err := r.Modules(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range p.Items {
+				paged = append(paged, m.Path)
+			}
+			if p.Next == "" {
+				break
+			}
+			q.Cursor = p.Next
+		}
+		if len(paged) != len(page.Items) {
+			t.Fatalf("paging visited %v, want %d modules", paged, len(page.Items))
+		}
+		for i := range paged {
+			if paged[i] != page.Items[i].Path {
+				t.Errorf("page %d = %s, want %s", i, paged[i], page.Items[i].Path)
+			}
+		}
+
+		p, err := r.Modules(ctx, modproxy.ModuleQuery{Prefix: "a.com/b/", Limit: 10})
+		if err != nil || len(p.Items) != 1 || p.Items[0].Path != "a.com/b/v2" {
+			t.Errorf("prefix a.com/b/: %+v, %v", p.Items, err)
+		}
+		p, err = r.Modules(ctx, modproxy.ModuleQuery{Prefix: "a.com/b", Limit: 10})
+		if err != nil || len(p.Items) != 4 {
+			t.Errorf("prefix a.com/b: %+v, %v; want 4 modules", p.Items, err)
+		}
+		if _, err := r.Modules(ctx, modproxy.ModuleQuery{Cursor: "not base64!", Limit: 10}); !errors.Is(err, modproxy.ErrInvalid) {
+			t.Errorf("bad cursor: %v, want ErrInvalid", err)
+		}
+	})
+}
+
+func TestRegistryAudit(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		ctx := context.Background()
+		r := models.NewRegistry(conn)
+		events := []modproxy.AuditEvent{
+			{At: t0, Actor: "alice", Action: modproxy.ActionPublish, Path: "example.com/a", Version: "v1.0.0"},
+			{At: t0.Add(time.Minute), Actor: "bob", Action: modproxy.ActionPublish, Path: "example.com/b", Version: "v1.0.0"},
+			{At: t0.Add(2 * time.Minute), Actor: "alice", Action: modproxy.ActionDelete, Path: "example.com/a", Version: "v1.0.0", Detail: "oops"},
+			{At: t0.Add(3 * time.Minute), Actor: "cli", Action: modproxy.ActionUserCreate, Detail: "user carol"},
+		}
+		err := r.Update(ctx, func(tx modproxy.MetadataTx) error {
+			for i := range events {
+				if err := tx.AppendAudit(&events[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := func(q modproxy.AuditQuery) []string {
+			t.Helper()
+			if q.Limit == 0 {
+				q.Limit = 100
+			}
+			p, err := r.Audit(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, e := range p.Items {
+				out = append(out, e.Actor+"/"+e.Action)
+			}
+			return out
+		}
+		for _, tt := range []struct {
+			name string
+			q    modproxy.AuditQuery
+			want string
+		}{
+			{"all, newest first", modproxy.AuditQuery{}, "[cli/user.create alice/delete bob/publish alice/publish]"},
+			{"actor", modproxy.AuditQuery{Actor: "alice"}, "[alice/delete alice/publish]"},
+			{"action", modproxy.AuditQuery{Action: modproxy.ActionPublish}, "[bob/publish alice/publish]"},
+			{"module", modproxy.AuditQuery{Path: "example.com/a"}, "[alice/delete alice/publish]"},
+			{"since inclusive", modproxy.AuditQuery{Since: t0.Add(time.Minute)}, "[cli/user.create alice/delete bob/publish]"},
+			{"until exclusive", modproxy.AuditQuery{Until: t0.Add(time.Minute)}, "[alice/publish]"},
+			{"combined", modproxy.AuditQuery{Actor: "alice", Since: t0.Add(time.Second)}, "[alice/delete]"},
+		} {
+			if got := fmt.Sprint(ids(tt.q)); got != tt.want {
+				t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
+			}
+		}
+
+		p, err := r.Audit(ctx, modproxy.AuditQuery{Limit: 3})
+		if err != nil || len(p.Items) != 3 || p.Next == "" {
+			t.Fatalf("first page: %v (next %q), %v", p.Items, p.Next, err)
+		}
+		p2, err := r.Audit(ctx, modproxy.AuditQuery{Limit: 3, Cursor: p.Next})
+		if err != nil || len(p2.Items) != 1 || p2.Next != "" || p2.Items[0].ID != events[0].ID {
+			t.Errorf("second page: %+v (next %q), %v", p2.Items, p2.Next, err)
+		}
+		if got := p.Items[1]; got.Detail != "oops" || !got.At.Equal(events[2].At) || got.Path != "example.com/a" {
+			t.Errorf("event round trip: %+v", got)
+		}
+	})
+}
+
+func TestAuditLogIsAppendOnly(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		r := models.NewRegistry(conn)
+		err := r.Update(context.Background(), func(tx modproxy.MetadataTx) error {
+			return tx.AppendAudit(&modproxy.AuditEvent{Actor: "alice", Action: modproxy.ActionPublish})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// No code path changes an audit row; the database refuses to, too.
+		if err := conn.RawQuery("UPDATE audit_events SET actor = 'mallory'").Exec(); err == nil {
+			t.Error("UPDATE of audit_events succeeded")
+		}
+		if err := conn.RawQuery("DELETE FROM audit_events").Exec(); err == nil {
+			t.Error("DELETE from audit_events succeeded")
+		}
+		var n int
+		if err := conn.RawQuery("SELECT count(*) FROM audit_events WHERE actor = 'alice'").First(&n); err != nil || n != 1 {
+			t.Errorf("audit rows after refused changes: %d, %v", n, err)
+		}
+	})
+}
+
+func TestMigrationsGoDownAndUp(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		box, err := pop.NewMigrationBox(migrationsFS(), conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := box.Down(-1); err != nil {
+			t.Fatalf("every down: %v", err)
+		}
+		if err := models.Migrate(conn); err != nil {
+			t.Fatalf("up again: %v", err)
 		}
 	})
 }
