@@ -1,0 +1,25 @@
+// Package e2e holds Agora's end-to-end tests: they build the agora binary,
+// run it as an operator would, on SQLite (the embedded default, with
+// DATABASE_URL unset) and on PostgreSQL, and drive it only from outside:
+// the binary's own user and token commands, the REST API over HTTP, and the
+// real go command with GOPROXY pointing at the server.
+//
+// A run publishes a few module versions (one with a major-version suffix,
+// one with an upper-case path), builds a program that imports them with
+// go get and go build, checks that go mod verify agrees with the go.sum
+// lines Agora reported when publishing, deletes a version and checks that
+// the go command no longer sees it, and finally uses the storage directory
+// itself as a GOPROXY=file:// proxy, as an operator would to recover from
+// losing the server.
+//
+// The tests run with the rest of the suite and are skipped in -short mode:
+//
+//	go test ./e2e/                # both databases
+//	go test -short ./...          # everything but these tests
+//	go test -v -run 'TestPublishFetchDeleteRecover/sqlite3' ./e2e/
+//
+// They need the go command on PATH and nothing from the network: the go
+// command talks only to the server under test, and PostgreSQL is found as
+// package agora/models/modelstest describes (the PostgreSQL run is skipped
+// when no server answers, unless $CI is set).
+package e2e

@@ -1,0 +1,639 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/module"
+	modzip "golang.org/x/mod/zip"
+
+	"agora/models/modelstest"
+)
+
+// Limits of the test. They are generous: the test must pass on a small,
+// busy machine, and it asserts nothing about speed.
+const (
+	// commandTimeout bounds every subprocess but the server.
+	commandTimeout = 2 * time.Minute
+	// startTimeout bounds how long the server may take to answer /healthz.
+	startTimeout = time.Minute
+	// stopTimeout bounds how long the server may take to exit after SIGTERM.
+	stopTimeout = 10 * time.Second
+	// pollInterval is how often /healthz is tried while the server starts.
+	pollInterval = 100 * time.Millisecond
+)
+
+// fixture is a module version the test publishes: one package whose Hello
+// function returns Greeting.
+type fixture struct {
+	Path, Version string
+	Package       string
+	Greeting      string
+}
+
+// fixtures are published in this order. They include a major-version
+// suffix that shares a prefix with another module, and an upper-case path,
+// which the download protocol and the storage layout must case-encode.
+var fixtures = []fixture{
+	{Path: "example.com/hello", Version: "v1.0.0", Package: "hello", Greeting: "hello v1.0.0"},
+	{Path: "example.com/hello", Version: "v1.1.0", Package: "hello", Greeting: "hello v1.1.0"},
+	{Path: "example.com/hello/v2", Version: "v2.0.0", Package: "hello", Greeting: "hello v2.0.0"},
+	{Path: "example.com/Upper", Version: "v0.1.0", Package: "upper", Greeting: "Upper v0.1.0"},
+}
+
+// consumerMain is the program built against the published modules.
+const consumerMain = `package main
+
+import (
+	"fmt"
+
+	upper "example.com/Upper"
+	"example.com/hello"
+	hellov2 "example.com/hello/v2"
+)
+
+func main() {
+	fmt.Println(hello.Hello())
+	fmt.Println(hellov2.Hello())
+	fmt.Println(upper.Hello())
+}
+`
+
+// String returns the fixture as path@version.
+func (f fixture) String() string { return f.Path + "@" + f.Version }
+
+// zip returns the fixture's module zip, made by x/mod/zip from a directory
+// holding its go.mod and its one source file.
+func (f fixture) zip(t *testing.T) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		"go.mod": "module " + f.Path + "\n\ngo 1.21\n",
+		f.Package + ".go": fmt.Sprintf("// Package %s greets.\npackage %[1]s\n\n"+
+			"// Hello returns a greeting naming this module version.\nfunc Hello() string { return %q }\n",
+			f.Package, f.Greeting),
+	}
+	for name, content := range files {
+		writeFile(t, filepath.Join(dir, name), content)
+	}
+	var buf bytes.Buffer
+	if err := modzip.CreateFromDir(&buf, module.Version{Path: f.Path, Version: f.Version}, dir); err != nil {
+		t.Fatalf("zipping %v: %v", f, err)
+	}
+	return buf.Bytes()
+}
+
+// TestMain removes the agora binary that the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if build.dir != "" {
+		os.RemoveAll(build.dir)
+	}
+	os.Exit(code)
+}
+
+// build is the agora binary, built once per test process by agoraBinary,
+// and the go command's build cache, shared by every go command the tests
+// run so that compiling the standard library is done at most once.
+var build struct {
+	once    sync.Once
+	dir     string // removed by TestMain
+	bin     string
+	gocache string
+	err     error
+}
+
+// agoraBinary returns the path of the agora binary, building it on first use.
+func agoraBinary(t *testing.T) string {
+	t.Helper()
+	build.once.Do(func() {
+		build.err = func() error {
+			root, _, err := runCommand("", os.Environ(), "go", "list", "-m", "-f", "{{.Dir}}")
+			if err != nil {
+				return fmt.Errorf("finding the module root: %w", err)
+			}
+			gocache, _, err := runCommand("", os.Environ(), "go", "env", "GOCACHE")
+			if err != nil {
+				return fmt.Errorf("finding GOCACHE: %w", err)
+			}
+			build.gocache = strings.TrimSpace(gocache)
+			if build.dir, err = os.MkdirTemp("", "agora-e2e-"); err != nil {
+				return err
+			}
+			bin := filepath.Join(build.dir, "agora")
+			if runtime.GOOS == "windows" {
+				bin += ".exe"
+			}
+			if _, out, err := runCommand(strings.TrimSpace(root), os.Environ(), "go", "build", "-o", bin, "agora"); err != nil {
+				return fmt.Errorf("go build agora: %w\n%s", err, out)
+			}
+			build.bin = bin
+			return nil
+		}()
+	})
+	if build.err != nil {
+		t.Fatal(build.err)
+	}
+	return build.bin
+}
+
+// TestPublishFetchDeleteRecover runs the life of a private module against a
+// real agora process on every database: publish over the API, fetch and
+// build with the go command, delete, and recover from the storage directory.
+func TestPublishFetchDeleteRecover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: builds agora and runs the go command; skipped in -short mode")
+	}
+	if runtime.GOOS == "windows" {
+		t.Skip("stops the server with SIGTERM, which Windows lacks")
+	}
+	for _, dialect := range modelstest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			srv := startAgora(t, agoraBinary(t), dialect)
+			token := srv.createPublisher(t, "alice")
+
+			// Publish every fixture, keeping the go.sum lines Agora reports.
+			gosum := make(map[string][]string) // by path@version
+			for _, f := range fixtures {
+				status, v, body := srv.publish(t, token, f)
+				if status != http.StatusCreated {
+					t.Fatalf("publishing %v: status %d, want %d: %s", f, status, http.StatusCreated, body)
+				}
+				checkPublished(t, f, v)
+				gosum[f.String()] = v.GoSum
+			}
+			if status, _, body := srv.publish(t, token, fixtures[0]); status != http.StatusOK {
+				t.Errorf("publishing %v again, identically: status %d, want %d: %s", fixtures[0], status, http.StatusOK, body)
+			}
+
+			// Build a program that imports the modules, through the proxy.
+			consumer := newGoTool(t, srv.URL)
+			dir := t.TempDir()
+			writeFile(t, filepath.Join(dir, "main.go"), consumerMain)
+			consumer.run(t, dir, "mod", "init", "example.com/consumer")
+			consumer.run(t, dir, "get", "example.com/hello@v1.0.0", "example.com/hello/v2@v2.0.0", "example.com/Upper@v0.1.0")
+			checkProgram(t, consumer, dir, "hello v1.0.0\nhello v2.0.0\nUpper v0.1.0\n")
+			checkOutput(t, consumer, dir, "example.com/hello v1.0.0 v1.1.0\n", "list", "-m", "-versions", "example.com/hello")
+			checkOutput(t, consumer, dir, "all modules verified\n", "mod", "verify")
+			checkGoSum(t, dir, gosum, "example.com/hello@v1.0.0", "example.com/hello/v2@v2.0.0", "example.com/Upper@v0.1.0")
+
+			// @latest is the highest release.
+			consumer.run(t, dir, "get", "example.com/hello@latest")
+			checkOutput(t, consumer, dir, "example.com/hello v1.1.0\n", "list", "-m", "example.com/hello")
+			checkProgram(t, consumer, dir, "hello v1.1.0\nhello v2.0.0\nUpper v0.1.0\n")
+			checkGoSum(t, dir, gosum, "example.com/hello@v1.1.0")
+
+			// A deleted version is gone from the protocol and from the list
+			// the go command sees (through a fresh module cache, outside any
+			// module, so that nothing cached or required can answer).
+			deleteURL := "/api/v1/modules/example.com/hello/@v/v1.1.0?reason=" + url.QueryEscape("end-to-end test")
+			if status, body := srv.do(t, http.MethodDelete, deleteURL, token, nil, nil); status != http.StatusNoContent {
+				t.Fatalf("DELETE %s: status %d, want %d: %s", deleteURL, status, http.StatusNoContent, body)
+			}
+			for _, ext := range []string{".info", ".mod", ".zip"} {
+				file := "/example.com/hello/@v/v1.1.0" + ext
+				if status, body := srv.do(t, http.MethodGet, file, "", nil, nil); status != http.StatusGone {
+					t.Errorf("GET %s after deleting the version: status %d, want %d: %s", file, status, http.StatusGone, body)
+				}
+			}
+			afterDelete := newGoTool(t, srv.URL)
+			checkOutput(t, afterDelete, t.TempDir(), "example.com/hello v1.0.0\n", "list", "-m", "-versions", "example.com/hello")
+
+			// Disaster recovery: the storage directory is itself a proxy.
+			recovery := newGoTool(t, fileProxyURL(srv.StorageDir))
+			empty := t.TempDir()
+			checkOutput(t, recovery, empty, "example.com/hello v1.0.0\n", "list", "-m", "-versions", "example.com/hello")
+			checkDownload(t, recovery, empty, gosum, "example.com/hello@v1.0.0", "example.com/hello/v2@v2.0.0", "example.com/Upper@v0.1.0")
+		})
+	}
+}
+
+// server is a running agora process.
+type server struct {
+	// URL is the server's base URL, http://127.0.0.1:port.
+	URL string
+	// DataDir is its AGORA_DATA_DIR; StorageDir the storage directory in it.
+	DataDir, StorageDir string
+
+	bin     string   // the agora binary
+	env     []string // the environment of the server and its commands
+	workDir string   // the working directory of every agora process
+	client  *http.Client
+	log     *syncBuffer   // the server's standard output and error
+	done    chan struct{} // closed when the process has exited
+	waitErr error         // the process's exit error, once done is closed
+}
+
+// startAgora starts agora on a free loopback port with a fresh data
+// directory and a fresh database of the dialect, and waits until it is
+// healthy. SQLite is the embedded default, so for it DATABASE_URL is left
+// unset. When the test ends the server gets SIGTERM and must exit with
+// status 0; its log is shown if the test failed.
+func startAgora(t *testing.T, bin, dialect string) *server {
+	t.Helper()
+	dataDir := t.TempDir()
+	s := &server{
+		DataDir:    dataDir,
+		bin:        bin,
+		StorageDir: filepath.Join(dataDir, "storage"),
+		workDir:    t.TempDir(), // no .env file for envy to find
+		client:     &http.Client{Timeout: time.Minute},
+		log:        new(syncBuffer),
+		done:       make(chan struct{}),
+		env: []string{
+			"PATH=" + os.Getenv("PATH"),
+			"HOME=" + os.Getenv("HOME"),
+			"GO_ENV=development",
+			"AGORA_DATA_DIR=" + dataDir,
+		},
+	}
+	if dialect != "sqlite3" {
+		s.env = append(s.env, "DATABASE_URL="+modelstest.URL(t, dialect))
+	}
+	addr := freeAddr(t)
+	s.URL = "http://" + addr
+
+	cmd := exec.Command(bin)
+	cmd.Dir = s.workDir
+	cmd.Env = append(slices.Clone(s.env), "ADDR="+addr)
+	cmd.Stdout, cmd.Stderr = s.log, s.log
+	cmd.WaitDelay = stopTimeout
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting agora: %v", err)
+	}
+	go func() {
+		s.waitErr = cmd.Wait()
+		close(s.done)
+	}()
+	t.Cleanup(func() {
+		s.stop(t, cmd.Process)
+		if t.Failed() {
+			t.Logf("agora's log (%s):\n%s", dialect, s.log)
+		}
+	})
+
+	s.waitHealthy(t)
+	if status, body := s.do(t, http.MethodGet, "/readyz", "", nil, nil); status != http.StatusOK {
+		t.Fatalf("GET /readyz: status %d, want %d: %s", status, http.StatusOK, body)
+	}
+	if dialect == "sqlite3" {
+		if _, err := os.Stat(filepath.Join(dataDir, "agora.db")); err != nil {
+			t.Errorf("with DATABASE_URL unset, agora should keep its SQLite database in AGORA_DATA_DIR: %v", err)
+		}
+	}
+	return s
+}
+
+// waitHealthy polls /healthz until it answers 200 ok, the process exits, or
+// startTimeout passes.
+func (s *server) waitHealthy(t *testing.T) {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(startTimeout)
+	for {
+		var last string
+		resp, err := client.Get(s.URL + "/healthz")
+		if err != nil {
+			last = err.Error()
+		} else {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && strings.TrimSpace(string(body)) == "ok" {
+				return
+			}
+			last = fmt.Sprintf("status %d: %q", resp.StatusCode, body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agora did not become healthy within %v; last GET /healthz: %s", startTimeout, last)
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("agora exited before becoming healthy: %v", s.waitErr)
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// stop sends SIGTERM to the server and checks that it exits with status 0
+// within stopTimeout, killing it otherwise.
+func (s *server) stop(t *testing.T, p *os.Process) {
+	select {
+	case <-s.done:
+		t.Errorf("agora exited before the test ended: %v", s.waitErr)
+		return
+	default:
+	}
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Errorf("sending SIGTERM to agora: %v", err)
+	}
+	select {
+	case <-s.done:
+		if s.waitErr != nil {
+			t.Errorf("agora exited with %v after SIGTERM, want status 0", s.waitErr)
+		}
+	case <-time.After(stopTimeout):
+		t.Errorf("agora did not exit within %v of SIGTERM; killing it", stopTimeout)
+		p.Kill()
+		<-s.done
+	}
+}
+
+// agora runs the agora binary with args in the server's environment and
+// returns its standard output.
+func (s *server) agora(t *testing.T, args ...string) string {
+	t.Helper()
+	out, all, err := runCommand(s.workDir, s.env, s.bin, args...)
+	if err != nil {
+		t.Fatalf("agora %s: %v\n%s", strings.Join(args, " "), err, all)
+	}
+	return out
+}
+
+// createPublisher creates a user with the publisher role through the
+// binary's own commands and returns a new token of theirs with publish
+// scope.
+func (s *server) createPublisher(t *testing.T, name string) string {
+	t.Helper()
+	s.agora(t, "user", "create", name, "--role", "publisher")
+	out := s.agora(t, "token", "create", name, "--name", "e2e", "--scope", "publish")
+	token, ok := strings.CutSuffix(out, "\n")
+	if !ok || strings.ContainsAny(token, "\r\n \t") || !strings.HasPrefix(token, "agora_") {
+		t.Fatalf("agora token create printed %q on standard output, want one line starting agora_", out)
+	}
+	if list := s.agora(t, "token", "list", name); !strings.Contains(list, "e2e") {
+		t.Errorf("agora token list %s does not show the token named e2e:\n%s", name, list)
+	}
+	return token
+}
+
+// publishedVersion is the part of the API's version JSON the test checks.
+type publishedVersion struct {
+	Path        string   `json:"path"`
+	Version     string   `json:"version"`
+	GoSum       []string `json:"gosum"`
+	PublishedBy string   `json:"published_by"`
+	Status      string   `json:"status"`
+}
+
+// publish uploads f's zip over the REST API and returns the status, the
+// version Agora reports, and the response body.
+func (s *server) publish(t *testing.T, token string, f fixture) (int, publishedVersion, []byte) {
+	t.Helper()
+	escPath, err := module.EscapePath(f.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	escVersion, err := module.EscapeVersion(f.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v publishedVersion
+	status, body := s.do(t, http.MethodPut, "/api/v1/modules/"+escPath+"/@v/"+escVersion+".zip", token, f.zip(t), &v)
+	return status, v, body
+}
+
+// do sends a request with body (if not nil) and the bearer token (if not
+// empty). It returns the status and the response body, and decodes a 2xx
+// answer as JSON into out, if not nil.
+func (s *server) do(t *testing.T, method, path, token string, body []byte, out any) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, s.URL+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/zip")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the response: %v", method, path, err)
+	}
+	if out != nil && resp.StatusCode/100 == 2 {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("%s %s: decoding %q: %v", method, path, data, err)
+		}
+	}
+	return resp.StatusCode, bytes.TrimSpace(data)
+}
+
+// checkPublished checks what the API reported about publishing f.
+func checkPublished(t *testing.T, f fixture, v publishedVersion) {
+	t.Helper()
+	if v.Path != f.Path || v.Version != f.Version || v.PublishedBy != "alice" || v.Status != "live" {
+		t.Errorf("publishing %v reported %s@%s published by %q, status %q; want it published by alice, live",
+			f, v.Path, v.Version, v.PublishedBy, v.Status)
+	}
+	if len(v.GoSum) != 2 ||
+		!strings.HasPrefix(v.GoSum[0], f.Path+" "+f.Version+" h1:") ||
+		!strings.HasPrefix(v.GoSum[1], f.Path+" "+f.Version+"/go.mod h1:") {
+		t.Fatalf("publishing %v reported go.sum lines %q, want the zip's and the go.mod's h1: lines", f, v.GoSum)
+	}
+}
+
+// goTool runs the go command in an environment of its own: only PATH and
+// HOME are inherited, the module cache is fresh and empty, and modules come
+// from one proxy. Only example.com skips the checksum database.
+type goTool struct {
+	env []string
+}
+
+// newGoTool returns a goTool using proxy as its only GOPROXY. It empties
+// its module cache (read-only files) before the test's temporary
+// directories are removed.
+func newGoTool(t *testing.T, proxy string) *goTool {
+	t.Helper()
+	gopath, modcache := t.TempDir(), t.TempDir()
+	g := &goTool{env: []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + os.Getenv("HOME"),
+		"GOENV=off", // no settings from the user's go env file
+		"GOCACHE=" + build.gocache,
+		"GOPATH=" + gopath,
+		"GOMODCACHE=" + modcache,
+		"GOPROXY=" + proxy,
+		"GONOSUMDB=example.com",
+		"GOPRIVATE=",
+		"GOFLAGS=-mod=mod",
+		"GOTOOLCHAIN=local",
+		"GOWORK=off",
+	}}
+	t.Cleanup(func() {
+		if _, all, err := runCommand(gopath, g.env, "go", "clean", "-modcache"); err != nil {
+			t.Errorf("go clean -modcache: %v\n%s", err, all)
+		}
+	})
+	return g
+}
+
+// run runs the go command with args in dir and returns its standard output.
+func (g *goTool) run(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	out, all, err := runCommand(dir, g.env, "go", args...)
+	if err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, all)
+	}
+	return out
+}
+
+// checkOutput runs the go command with args in dir and checks its standard
+// output.
+func checkOutput(t *testing.T, g *goTool, dir, want string, args ...string) {
+	t.Helper()
+	if got := g.run(t, dir, args...); got != want {
+		t.Errorf("go %s printed %q, want %q", strings.Join(args, " "), got, want)
+	}
+}
+
+// checkProgram builds the program in dir and checks what it prints.
+func checkProgram(t *testing.T, g *goTool, dir, want string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "consumer")
+	g.run(t, dir, "build", "-o", bin, ".")
+	got, all, err := runCommand(dir, g.env, bin)
+	if err != nil {
+		t.Fatalf("running the consumer: %v\n%s", err, all)
+	}
+	if got != want {
+		t.Errorf("the consumer printed %q, want %q", got, want)
+	}
+}
+
+// checkGoSum checks that the go.sum file in dir holds, verbatim, each line
+// Agora reported for the versions named (path@version).
+func checkGoSum(t *testing.T, dir string, reported map[string][]string, versions ...string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := make(map[string]bool)
+	for _, line := range strings.Split(string(data), "\n") {
+		have[line] = true
+	}
+	for _, v := range versions {
+		for _, line := range reported[v] {
+			if !have[line] {
+				t.Errorf("go.sum lacks the line Agora reported for %s: %q\ngo.sum:\n%s", v, line, data)
+			}
+		}
+	}
+}
+
+// checkDownload runs go mod download -json for the versions named
+// (path@version) and checks that each is downloaded with the hashes Agora
+// reported.
+func checkDownload(t *testing.T, g *goTool, dir string, reported map[string][]string, versions ...string) {
+	t.Helper()
+	out := g.run(t, dir, append([]string{"mod", "download", "-json"}, versions...)...)
+	got := make(map[string]string) // go.sum lines, by path@version
+	dec := json.NewDecoder(strings.NewReader(out))
+	for {
+		var d struct {
+			Path, Version, Error, Sum, GoModSum, Zip string
+		}
+		if err := dec.Decode(&d); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("decoding go mod download -json output: %v\n%s", err, out)
+		}
+		if d.Error != "" || d.Zip == "" {
+			t.Errorf("go mod download %s@%s: error %q, zip %q", d.Path, d.Version, d.Error, d.Zip)
+			continue
+		}
+		got[d.Path+"@"+d.Version] = fmt.Sprintf("%s %s %s\n%[1]s %[2]s/go.mod %[4]s", d.Path, d.Version, d.Sum, d.GoModSum)
+	}
+	for _, v := range versions {
+		if want := strings.Join(reported[v], "\n"); got[v] != want {
+			t.Errorf("go mod download %s gave hashes\n%s\nwant those Agora reported\n%s", v, got[v], want)
+		}
+	}
+}
+
+// runCommand runs name with args in dir (the current directory if empty)
+// and environment env, killing it after commandTimeout. It returns its
+// standard output, and its standard output and error interleaved, for
+// error messages.
+func runCommand(dir string, env []string, name string, args ...string) (stdout, combined string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir, cmd.Env = dir, env
+	var out bytes.Buffer
+	all := new(syncBuffer)
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(&out, all), all
+	cmd.WaitDelay = 10 * time.Second
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%w (killed after %v)", err, commandTimeout)
+	}
+	return out.String(), all.String(), err
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// fileProxyURL returns the GOPROXY URL of a proxy tree on disk.
+func fileProxyURL(dir string) string {
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir)}).String()
+}
+
+// writeFile writes content to the file name.
+func writeFile(t *testing.T, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use, for output written
+// by a process's stdout and stderr copiers at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
