@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/gobuffalo/buffalo v1.1.4
 	github.com/gobuffalo/envy v1.10.2
+	github.com/gobuffalo/grift v1.5.2
 	github.com/gobuffalo/logger v1.0.7
 	github.com/gobuffalo/pop/v6 v6.4.1
 	github.com/gorilla/sessions v1.2.1

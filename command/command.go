@@ -44,7 +44,7 @@ SESSION_SECRET, GO_ENV, AGORA_SHUTDOWN_TIMEOUT (see README.md).`,
 		SilenceErrors: true,
 		RunE:          runServe,
 	}
-	root.AddCommand(newServe(), newMigrate(), newUser(), newToken())
+	root.AddCommand(newServe(), newMigrate(), newUser(), newToken(), newTask())
 	return root
 }
 

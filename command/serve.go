@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gobuffalo/pop/v6"
 	"github.com/spf13/cobra"
 
 	"agora/actions"
@@ -52,26 +53,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.TempDir(), 0o700); err != nil {
 		return fmt.Errorf("AGORA_DATA_DIR: %w", err)
 	}
-	disk, err := storage.NewDisk(cfg.StorageDir)
+	disk, err := openStorage(cfg, log)
 	if err != nil {
-		return fmt.Errorf("AGORA_STORAGE_DIR: %w", err)
-	}
-	if n, err := disk.RemoveTemp(); err != nil {
 		return err
-	} else if n > 0 {
-		log.Warn("removed temporary files an interrupted write left in storage", "count", n)
 	}
 	_, conn, err := openDB(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	registry := modproxy.New(modproxy.Config{
-		Metadata: models.NewRegistry(conn),
-		Blobs:    disk,
-		TempDir:  cfg.TempDir(),
-		Logger:   log,
-	})
+	registry := newRegistry(cfg, conn, disk, log)
 	handler, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: registry, Logger: log})
 	if err != nil {
 		return err
@@ -109,6 +100,30 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openStorage opens the blob store, removing what interrupted writes left.
+func openStorage(cfg *config.Config, log *slog.Logger) (*storage.Disk, error) {
+	disk, err := storage.NewDisk(cfg.StorageDir)
+	if err != nil {
+		return nil, fmt.Errorf("AGORA_STORAGE_DIR: %w", err)
+	}
+	if n, err := disk.RemoveTemp(); err != nil {
+		return nil, err
+	} else if n > 0 {
+		log.Warn("removed temporary files an interrupted write left in storage", "count", n)
+	}
+	return disk, nil
+}
+
+// newRegistry wires the registry to the database and the blob store.
+func newRegistry(cfg *config.Config, conn *pop.Connection, disk *storage.Disk, log *slog.Logger) *modproxy.Service {
+	return modproxy.New(modproxy.Config{
+		Metadata: models.NewRegistry(conn),
+		Blobs:    disk,
+		TempDir:  cfg.TempDir(),
+		Logger:   log,
+	})
 }
 
 // redactURL hides a database URL's password.
