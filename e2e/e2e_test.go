@@ -237,16 +237,20 @@ type server struct {
 	workDir string   // the working directory of every agora process
 	client  *http.Client
 	log     *syncBuffer   // the server's standard output and error
+	proc    *os.Process   // the running server
 	done    chan struct{} // closed when the process has exited
+	mu      sync.Mutex    // guards waitErr
 	waitErr error         // the process's exit error, once done is closed
+	// terminated is set when the test itself stopped the server.
+	terminated bool
 }
 
 // startAgora starts agora on a free loopback port with a fresh data
 // directory and a fresh database of the dialect, and waits until it is
 // healthy. SQLite is the embedded default, so for it DATABASE_URL is left
 // unset. When the test ends the server gets SIGTERM and must exit with
-// status 0; its log is shown if the test failed.
-func startAgora(t *testing.T, bin, dialect string) *server {
+// status 0; its log is shown if the test failed. extraEnv adds settings.
+func startAgora(t *testing.T, bin, dialect string, extraEnv ...string) *server {
 	t.Helper()
 	dataDir := t.TempDir()
 	s := &server{
@@ -255,22 +259,37 @@ func startAgora(t *testing.T, bin, dialect string) *server {
 		StorageDir: filepath.Join(dataDir, "storage"),
 		workDir:    t.TempDir(), // no .env file for envy to find
 		client:     &http.Client{Timeout: time.Minute},
-		log:        new(syncBuffer),
-		done:       make(chan struct{}),
-		env: []string{
+		env: append([]string{
 			"PATH=" + os.Getenv("PATH"),
 			"HOME=" + os.Getenv("HOME"),
 			"GO_ENV=development",
 			"AGORA_DATA_DIR=" + dataDir,
-		},
+		}, extraEnv...),
 	}
 	if dialect != "sqlite3" {
 		s.env = append(s.env, "DATABASE_URL="+modelstest.URL(t, dialect))
 	}
+	s.start(t, dialect)
+	if dialect == "sqlite3" {
+		if _, err := os.Stat(filepath.Join(dataDir, "agora.db")); err != nil {
+			t.Errorf("with DATABASE_URL unset, agora should keep its SQLite database in AGORA_DATA_DIR: %v", err)
+		}
+	}
+	return s
+}
+
+// start starts the server process on a free port with s's data directory
+// and database, and waits until it is healthy and ready. It is called again
+// after terminate to restart the server on the same data.
+func (s *server) start(t *testing.T, dialect string) {
+	t.Helper()
 	addr := freeAddr(t)
 	s.URL = "http://" + addr
+	s.log = new(syncBuffer)
+	s.done = make(chan struct{})
+	s.terminated = false
 
-	cmd := exec.Command(bin)
+	cmd := exec.Command(s.bin)
 	cmd.Dir = s.workDir
 	cmd.Env = append(slices.Clone(s.env), "ADDR="+addr)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
@@ -278,14 +297,21 @@ func startAgora(t *testing.T, bin, dialect string) *server {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting agora: %v", err)
 	}
+	s.proc = cmd.Process
+	done, log := s.done, s.log
 	go func() {
-		s.waitErr = cmd.Wait()
-		close(s.done)
+		err := cmd.Wait()
+		s.mu.Lock()
+		s.waitErr = err
+		s.mu.Unlock()
+		close(done)
 	}()
 	t.Cleanup(func() {
-		s.stop(t, cmd.Process)
+		if s.proc == cmd.Process && !s.terminated { // not restarted, not stopped by the test
+			s.stop(t, cmd.Process)
+		}
 		if t.Failed() {
-			t.Logf("agora's log (%s):\n%s", dialect, s.log)
+			t.Logf("agora's log (%s):\n%s", dialect, log)
 		}
 	})
 
@@ -293,12 +319,29 @@ func startAgora(t *testing.T, bin, dialect string) *server {
 	if status, body := s.do(t, http.MethodGet, "/readyz", "", nil, nil); status != http.StatusOK {
 		t.Fatalf("GET /readyz: status %d, want %d: %s", status, http.StatusOK, body)
 	}
-	if dialect == "sqlite3" {
-		if _, err := os.Stat(filepath.Join(dataDir, "agora.db")); err != nil {
-			t.Errorf("with DATABASE_URL unset, agora should keep its SQLite database in AGORA_DATA_DIR: %v", err)
-		}
+}
+
+// terminate sends the server SIGTERM now; wait for its exit with exited.
+func (s *server) terminate(t *testing.T) {
+	t.Helper()
+	s.terminated = true
+	if err := s.proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("sending SIGTERM to agora: %v", err)
 	}
-	return s
+}
+
+// exited waits for the server process to exit and returns its exit error.
+func (s *server) exited(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(stopTimeout + time.Minute):
+		s.proc.Kill()
+		t.Fatalf("agora did not exit")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waitErr
 }
 
 // waitHealthy polls /healthz until it answers 200 ok, the process exits, or
@@ -325,7 +368,7 @@ func (s *server) waitHealthy(t *testing.T) {
 		}
 		select {
 		case <-s.done:
-			t.Fatalf("agora exited before becoming healthy: %v", s.waitErr)
+			t.Fatalf("agora exited before becoming healthy: %v", s.exited(t))
 		case <-time.After(pollInterval):
 		}
 	}
@@ -336,7 +379,7 @@ func (s *server) waitHealthy(t *testing.T) {
 func (s *server) stop(t *testing.T, p *os.Process) {
 	select {
 	case <-s.done:
-		t.Errorf("agora exited before the test ended: %v", s.waitErr)
+		t.Errorf("agora exited before the test ended: %v", s.exited(t))
 		return
 	default:
 	}
@@ -345,8 +388,8 @@ func (s *server) stop(t *testing.T, p *os.Process) {
 	}
 	select {
 	case <-s.done:
-		if s.waitErr != nil {
-			t.Errorf("agora exited with %v after SIGTERM, want status 0", s.waitErr)
+		if err := s.exited(t); err != nil {
+			t.Errorf("agora exited with %v after SIGTERM, want status 0", err)
 		}
 	case <-time.After(stopTimeout):
 		t.Errorf("agora did not exit within %v of SIGTERM; killing it", stopTimeout)

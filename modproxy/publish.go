@@ -16,6 +16,23 @@ import (
 	"agora/storage"
 )
 
+// bodyReader marks errors from reading an upload, so that a client that
+// stops sending is told apart from a disk that fails.
+type bodyReader struct{ r io.Reader }
+
+// bodyError is an error reading an upload's body.
+type bodyError struct{ err error }
+
+func (e bodyError) Error() string { return e.err.Error() }
+
+func (b bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = bodyError{err}
+	}
+	return n, err
+}
+
 // PublishResult is what Publish reports.
 type PublishResult struct {
 	*Version
@@ -53,9 +70,13 @@ func (s *Service) Publish(ctx context.Context, who auth.Principal, path, version
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	n, err := io.Copy(tmp, io.LimitReader(body, modzip.MaxZipFile+1))
+	n, err := io.Copy(tmp, bodyReader{io.LimitReader(body, modzip.MaxZipFile+1)})
+	var berr bodyError
+	if errors.As(err, &berr) {
+		return nil, errorf(ErrInvalid, path, version, "the upload stopped before the zip was complete: %w", berr.err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("publish %s@%s: receiving zip: %w", path, version, err)
+		return nil, fmt.Errorf("publish %s@%s: storing the upload: %w", path, version, err)
 	}
 	if n > modzip.MaxZipFile {
 		return nil, errorf(ErrTooLarge, path, version, "module zip larger than %d bytes", int64(modzip.MaxZipFile))
