@@ -5,6 +5,7 @@ package actions
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -101,7 +102,39 @@ func App(d *Deps) (*buffalo.App, error) {
 	api.DELETE("/modules/{rest:.+}", d.deleteTarget)
 
 	app.ServeFiles("/assets", assetsFS())
+
+	// Under /api/, unmatched routes and failures answer like every other
+	// API error; elsewhere Buffalo's pages do.
+	for _, status := range []int{http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusInternalServerError} {
+		site := app.ErrorHandlers.Get(status)
+		app.ErrorHandlers[status] = func(status int, err error, c buffalo.Context) error {
+			if !strings.HasPrefix(c.Request().URL.Path, "/api/") {
+				return site(status, err, c)
+			}
+			return d.renderAPIStatus(c, status, err)
+		}
+	}
 	return app, nil
+}
+
+// apiStatusCodes are the error codes of the statuses Buffalo itself answers.
+var apiStatusCodes = map[int]string{
+	http.StatusNotFound:            "not_found",
+	http.StatusMethodNotAllowed:    "method_not_allowed",
+	http.StatusInternalServerError: "internal",
+}
+
+// renderAPIStatus answers an API request that Buffalo failed: no route, no
+// such method, or a handler's unexpected error.
+func (d *Deps) renderAPIStatus(c buffalo.Context, status int, err error) error {
+	req := c.Request()
+	msg := fmt.Sprintf("no API endpoint %s %s", req.Method, strings.TrimSuffix(req.URL.Path, "/"))
+	if status == http.StatusInternalServerError {
+		msg = errorMessage(d.Logger, req, status, err)
+	}
+	c.Response().Header().Set("Content-Type", "application/json")
+	c.Response().WriteHeader(status)
+	return json.NewEncoder(c.Response()).Encode(apiError{Error: msg, Code: apiStatusCodes[status]})
 }
 
 // renderError renders err as the API's JSON error with the status the error
