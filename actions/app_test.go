@@ -1,0 +1,58 @@
+package actions_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/gobuffalo/pop/v6"
+
+	"agora/models/modelstest"
+)
+
+// TestAPIErrorsAreJSON checks that requests under /api/v1 that match no
+// route are answered as every other API error is, {"error","code"} with a
+// string code, whatever the client accepts, and not with the site's HTML
+// error page or Buffalo's own JSON.
+func TestAPIErrorsAreJSON(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		for _, tc := range []struct {
+			method, path string
+			status       int
+		}{
+			{http.MethodGet, "/api/v1/nope", http.StatusNotFound},
+			{http.MethodPost, "/api/v1/modules/example.com/x", http.StatusMethodNotAllowed},
+		} {
+			for _, accept := range []string{"", "application/json"} {
+				t.Run(tc.method+" "+tc.path+" accepting "+accept, func(t *testing.T) {
+					opts := []requestOption{bearer(s.root)}
+					if accept != "" {
+						opts = append(opts, withHeader("Accept", accept))
+					}
+					r := s.do(t, tc.method, tc.path, nil, opts...)
+					if r.status != tc.status {
+						t.Errorf("status %d, want %d", r.status, tc.status)
+					}
+					if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+						t.Fatalf("Content-Type %q, want application/json; body %.60q", ct, r.body)
+					}
+					var e struct {
+						Error any `json:"error"`
+						Code  any `json:"code"`
+					}
+					if err := json.Unmarshal(r.body, &e); err != nil {
+						t.Fatalf("body is not JSON: %v", err)
+					}
+					if msg, _ := e.Error.(string); msg == "" {
+						t.Errorf("error = %#v, want a message", e.Error)
+					}
+					if code, _ := e.Code.(string); code == "" {
+						t.Errorf("code = %#v, want a string code such as \"not_found\"", e.Code)
+					}
+				})
+			}
+		}
+	})
+}

@@ -1,0 +1,632 @@
+package actions_test
+
+import (
+	"archive/zip"
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobuffalo/pop/v6"
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/dirhash"
+	modzip "golang.org/x/mod/zip"
+
+	"agora/actions"
+	"agora/auth"
+	"agora/config"
+	"agora/models"
+	"agora/modproxy"
+	"agora/storage"
+)
+
+// server is Agora's whole HTTP surface, wired as command/serve.go wires it,
+// on a fresh database of one dialect and a storage directory of its own,
+// listening on a loopback port.
+type server struct {
+	URL     string
+	conn    *pop.Connection
+	client  *http.Client
+	disk    *storage.Disk
+	tempDir string // where uploads wait while they are checked
+	// root is the token of "root", an administrator every server starts with.
+	root string
+}
+
+// serverOption changes the configuration a server starts with.
+type serverOption func(*config.Config)
+
+// readAuthToken makes downloads need a token with read scope
+// (AGORA_READ_AUTH=token).
+func readAuthToken(c *config.Config) { c.ReadAuth = config.ReadToken }
+
+// newServer starts a server on conn, stopped when the test ends.
+func newServer(t *testing.T, conn *pop.Connection, opts ...serverOption) *server {
+	t.Helper()
+	disk, err := storage.NewDisk(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Errors the server logs (internal errors above all) go to the test's
+	// log, so that a failing test says why.
+	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))
+	tempDir := t.TempDir()
+	registry := modproxy.New(modproxy.Config{
+		Metadata: models.NewRegistry(conn),
+		Blobs:    disk,
+		TempDir:  tempDir,
+		Logger:   log,
+	})
+	cfg := &config.Config{
+		Addr:            "127.0.0.1:0",
+		Env:             "test",
+		DataDir:         t.TempDir(),
+		StorageDir:      disk.Root(),
+		DatabaseURL:     conn.URL(),
+		ReadAuth:        config.ReadPublic,
+		ShutdownTimeout: 5 * time.Second,
+	}
+	for _, o := range opts {
+		o(cfg)
+	}
+	h, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: registry, Logger: log})
+	if err != nil {
+		t.Fatalf("actions.Handler: %v", err)
+	}
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	s := &server{URL: ts.URL, conn: conn, client: ts.Client(), disk: disk, tempDir: tempDir}
+	s.root = s.token(t, "root", auth.RoleAdmin)
+	return s
+}
+
+// testLogWriter writes a server's log lines to the test's log.
+type testLogWriter struct{ t *testing.T }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Logf("server log: %s", bytes.TrimSpace(p))
+	return len(p), nil
+}
+
+// user creates a user with role and no password.
+func (s *server) user(t *testing.T, name string, role auth.Role) {
+	t.Helper()
+	if _, err := models.CreateUser(context.Background(), s.conn, "test", name, role, ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tokenFor creates a token with scope for the existing user name.
+func (s *server) tokenFor(t *testing.T, name string, scope auth.Scope) (string, *models.Token) {
+	t.Helper()
+	plain, tok, err := models.CreateToken(context.Background(), s.conn, "test", name, "", scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plain, tok
+}
+
+// token creates a user with role and returns a token with the highest
+// scope the role allows.
+func (s *server) token(t *testing.T, name string, role auth.Role) string {
+	t.Helper()
+	s.user(t, name, role)
+	plain, _ := s.tokenFor(t, name, role.MaxScope())
+	return plain
+}
+
+// requestOption changes a request before it is sent.
+type requestOption func(*http.Request)
+
+// bearer sends token as "Authorization: Bearer <token>".
+func bearer(token string) requestOption {
+	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }
+}
+
+// basicAuth sends HTTP basic auth, as the go command does from .netrc.
+func basicAuth(user, password string) requestOption {
+	return func(r *http.Request) { r.SetBasicAuth(user, password) }
+}
+
+// withHeader sets a request header.
+func withHeader(name, value string) requestOption {
+	return func(r *http.Request) { r.Header.Set(name, value) }
+}
+
+// response is a response read whole.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// String describes the response for failure messages.
+func (r *response) String() string {
+	body := bytes.TrimSpace(r.body)
+	if len(body) > 300 {
+		body = append(body[:300:300], "..."...)
+	}
+	return fmt.Sprintf("%d %s", r.status, body)
+}
+
+// do sends a request to path (which includes any query) and reads the whole
+// response.
+func (s *server) do(t *testing.T, method, path string, body io.Reader, opts ...requestOption) *response {
+	t.Helper()
+	r, err := s.send(method, path, body, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// send is do for any goroutine: it returns its error.
+func (s *server) send(method, path string, body io.Reader, opts ...requestOption) (*response, error) {
+	req, err := http.NewRequest(method, s.URL+path, body)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range opts {
+		o(req)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: reading the response: %w", method, path, err)
+	}
+	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
+
+// raw sends request, a whole HTTP/1.1 request written by hand, on a
+// connection of its own, closes the sending half, and reads the response.
+// It sends what http.Client will not: truncated or malformed bodies.
+func (s *server) raw(t *testing.T, request string) *response {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, request); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("reading the response: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the response: %v", err)
+	}
+	return &response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// get sends a GET.
+func (s *server) get(t *testing.T, path string, opts ...requestOption) *response {
+	t.Helper()
+	return s.do(t, http.MethodGet, path, nil, opts...)
+}
+
+// delete sends a DELETE with token.
+func (s *server) delete(t *testing.T, token, path string) *response {
+	t.Helper()
+	return s.do(t, http.MethodDelete, path, nil, bearer(token))
+}
+
+// uploadPath is the URL path that publishes path@version.
+func uploadPath(path, version string) string {
+	return "/api/v1/modules/" + escapePath(path) + "/@v/" + escapeVersion(version) + ".zip"
+}
+
+// versionPath is the API path of path@version, for DELETE.
+func versionPath(path, version string) string {
+	return "/api/v1/modules/" + escapePath(path) + "/@v/" + escapeVersion(version)
+}
+
+// escapePath case-encodes path, or leaves it as it is if it is invalid.
+func escapePath(path string) string {
+	if esc, err := module.EscapePath(path); err == nil {
+		return esc
+	}
+	return path
+}
+
+// escapeVersion case-encodes version, or leaves it as it is if it is
+// invalid.
+func escapeVersion(version string) string {
+	if esc, err := module.EscapeVersion(version); err == nil {
+		return esc
+	}
+	return version
+}
+
+// upload sends body as path@version's zip.
+func (s *server) upload(t *testing.T, token, path, version string, body io.Reader, opts ...requestOption) *response {
+	t.Helper()
+	return s.do(t, http.MethodPut, uploadPath(path, version), body, append([]requestOption{bearer(token)}, opts...)...)
+}
+
+// publish uploads m with token.
+func (s *server) publish(t *testing.T, token string, m *testModule, opts ...requestOption) *response {
+	t.Helper()
+	return s.upload(t, token, m.Path, m.Version, bytes.NewReader(m.Zip), opts...)
+}
+
+// mustPublish uploads m with token and fails the test unless it is created.
+func (s *server) mustPublish(t *testing.T, token string, m *testModule) versionJSON {
+	t.Helper()
+	resp := s.publish(t, token, m)
+	if resp.status != http.StatusCreated {
+		t.Fatalf("publishing %s@%s: %v, want 201", m.Path, m.Version, resp)
+	}
+	var v versionJSON
+	decodeJSON(t, resp, &v)
+	return v
+}
+
+// publishAtOnce uploads every module of uploads at the same moment, each on
+// a request of its own, and returns the responses in the same order.
+func (s *server) publishAtOnce(t *testing.T, token string, uploads []*testModule) []*response {
+	t.Helper()
+	responses := make([]*response, len(uploads))
+	errs := make([]error, len(uploads))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, m := range uploads {
+		wg.Go(func() {
+			<-start
+			responses[i], errs[i] = s.send(http.MethodPut, uploadPath(m.Path, m.Version), bytes.NewReader(m.Zip), bearer(token))
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+	}
+	return responses
+}
+
+// versionJSON is a version as the API shows it.
+type versionJSON struct {
+	Path         string     `json:"path"`
+	Version      string     `json:"version"`
+	Time         time.Time  `json:"time"`
+	Size         int64      `json:"size"`
+	ZipHash      string     `json:"zip_hash"`
+	GoModHash    string     `json:"gomod_hash"`
+	GoSum        []string   `json:"gosum"`
+	Source       string     `json:"source"`
+	PublishedBy  string     `json:"published_by"`
+	PublishedAt  time.Time  `json:"published_at"`
+	Status       string     `json:"status"`
+	DeletedAt    *time.Time `json:"deleted_at"`
+	DeletedBy    string     `json:"deleted_by"`
+	DeleteReason string     `json:"delete_reason"`
+}
+
+// moduleJSON is GET /api/v1/modules/{module}.
+type moduleJSON struct {
+	Path     string        `json:"path"`
+	Versions []versionJSON `json:"versions"`
+}
+
+// apiError is the body of every API error.
+type apiError struct {
+	Error        string `json:"error"`
+	Code         string `json:"code"`
+	RecordedHash string `json:"recorded_hash"`
+	UploadedHash string `json:"uploaded_hash"`
+}
+
+// decodeJSON decodes a JSON response into v.
+func decodeJSON(t *testing.T, r *response, v any) {
+	t.Helper()
+	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Fatalf("Content-Type = %q, want application/json (response %v)", ct, r)
+	}
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decoding %v: %v", r, err)
+	}
+}
+
+// wantStatus fails the test unless r has status.
+func wantStatus(t *testing.T, r *response, status int) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %v, want %d", r, status)
+	}
+}
+
+// wantError fails the test unless r is a JSON API error with status and
+// code, and returns it.
+func wantError(t *testing.T, r *response, status int, code string) apiError {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %v, want %d %s", r, status, code)
+	}
+	var e apiError
+	decodeJSON(t, r, &e)
+	if e.Code != code || e.Error == "" {
+		t.Fatalf("error body %s, want code %q and a message", r.body, code)
+	}
+	return e
+}
+
+// wantUnauthorized fails the test unless r is a 401 that tells the client
+// how to authenticate.
+func wantUnauthorized(t *testing.T, r *response) {
+	t.Helper()
+	wantError(t, r, http.StatusUnauthorized, "unauthorized")
+	if r.header.Get("WWW-Authenticate") == "" {
+		t.Errorf("401 without WWW-Authenticate")
+	}
+}
+
+// wantProtocolError fails the test unless r is a plain-text protocol error
+// with status, as the go command prints it.
+func wantProtocolError(t *testing.T, r *response, status int) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %v, want %d", r, status)
+	}
+	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+		t.Errorf("Content-Type = %q, want text/plain", ct)
+	}
+	if len(bytes.TrimSpace(r.body)) == 0 {
+		t.Errorf("empty error body")
+	}
+}
+
+// moduleState is what the server shows of one module version: the basis of
+// checking that a rejected request changed nothing.
+type moduleState struct {
+	Files      []string // "name sha256" of the version's files in storage
+	ListStatus int      // GET /{module}/@v/list
+	List       string
+	APIStatus  int // GET /api/v1/modules/{module}
+	API        string
+	Listing    string // the module's entry in GET /api/v1/modules, if any
+}
+
+// state returns what the server shows of path@version now.
+func (s *server) state(t *testing.T, path, version string) moduleState {
+	t.Helper()
+	var st moduleState
+	st.Files = s.storedFiles(t, path, version)
+	list := s.get(t, "/"+escapePath(path)+"/@v/list", bearer(s.root))
+	st.ListStatus, st.List = list.status, string(list.body)
+	api := s.get(t, "/api/v1/modules/"+escapePath(path), bearer(s.root))
+	st.APIStatus, st.API = api.status, string(api.body)
+	listing := s.get(t, "/api/v1/modules?limit=500&q="+url.QueryEscape(path), bearer(s.root))
+	var page struct {
+		Modules []json.RawMessage `json:"modules"`
+	}
+	decodeJSON(t, listing, &page)
+	for _, m := range page.Modules {
+		var entry struct{ Path string }
+		if err := json.Unmarshal(m, &entry); err != nil {
+			t.Fatal(err)
+		}
+		if entry.Path == path {
+			st.Listing = string(m)
+		}
+	}
+	return st
+}
+
+// storedFiles lists path@version's files in storage with their SHA-256.
+func (s *server) storedFiles(t *testing.T, path, version string) []string {
+	t.Helper()
+	dir := filepath.Join(s.disk.Root(), filepath.FromSlash(escapePath(path)), "@v")
+	entries, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), escapeVersion(version)+".") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		files = append(files, e.Name()+" "+hex.EncodeToString(sum[:]))
+	}
+	return files
+}
+
+// wantUnchanged fails the test if path@version now looks different from
+// before, or if an upload left a temporary file behind.
+func (s *server) wantUnchanged(t *testing.T, before moduleState, path, version string) {
+	t.Helper()
+	after := s.state(t, path, version)
+	if !reflect.DeepEqual(before, after) {
+		t.Errorf("%s@%s changed:\nbefore %+v\nafter  %+v", path, version, before, after)
+	}
+	s.wantNoUploadsLeft(t)
+}
+
+// wantNothingStored fails the test if path@version has files in storage,
+// or if it looks different from before.
+func (s *server) wantNothingStored(t *testing.T, before moduleState, path, version string) {
+	t.Helper()
+	if files := s.storedFiles(t, path, version); len(files) > 0 {
+		t.Errorf("%s@%s has files in storage: %v", path, version, files)
+	}
+	s.wantUnchanged(t, before, path, version)
+}
+
+// wantNoUploadsLeft fails the test if the upload directory holds a file.
+func (s *server) wantNoUploadsLeft(t *testing.T) {
+	t.Helper()
+	entries, err := os.ReadDir(s.tempDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("upload left behind: %s", e.Name())
+	}
+}
+
+// testModule is a module version to publish: its zip, made by
+// golang.org/x/mod/zip as the go command makes one, and the go.sum hashes
+// the go command would record for it, computed here, not by Agora.
+type testModule struct {
+	Path, Version string
+	GoMod         string
+	Zip           []byte
+	ZipHash       string // h1: of the zip
+	ModHash       string // h1: of go.mod
+}
+
+// newModule builds path@version: a go.mod declaring path and a Go file that
+// says note, so that different notes make different zips.
+func newModule(t *testing.T, path, version, note string) *testModule {
+	t.Helper()
+	dir := t.TempDir()
+	gomod := "module " + path + "\n\ngo 1.22\n"
+	writeFile(t, filepath.Join(dir, "go.mod"), gomod)
+	writeFile(t, filepath.Join(dir, "m.go"), "// Package m says "+note+".\npackage m\n")
+	var buf bytes.Buffer
+	if err := modzip.CreateFromDir(&buf, module.Version{Path: path, Version: version}, dir); err != nil {
+		t.Fatalf("zipping %s@%s: %v", path, version, err)
+	}
+	return &testModule{
+		Path: path, Version: version, GoMod: gomod, Zip: buf.Bytes(),
+		ZipHash: hashZip(t, buf.Bytes()),
+		ModHash: hashGoMod(t, gomod),
+	}
+}
+
+// hashZip returns the go.sum hash of a module zip.
+func hashZip(t *testing.T, b []byte) string {
+	t.Helper()
+	name := filepath.Join(t.TempDir(), "m.zip")
+	if err := os.WriteFile(name, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h, err := dirhash.HashZip(name, dirhash.Hash1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// hashGoMod returns the go.sum hash of a go.mod.
+func hashGoMod(t *testing.T, gomod string) string {
+	t.Helper()
+	h, err := dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
+		return io.NopCloser(strings.NewReader(gomod)), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// writeFile writes a file or fails the test.
+func writeFile(t *testing.T, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// zipFixture returns the zip that testdata/zips/<name>.txtar describes: one
+// entry per file of the archive, named exactly as there and in that order.
+// Fixtures hold what golang.org/x/mod/zip would refuse to create.
+func zipFixture(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "zips", name+".txtar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, f := range parseTxtar(data) {
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: f.name, Method: zip.Deflate})
+		if err != nil {
+			t.Fatalf("%s: entry %q: %v", name, f.name, err)
+		}
+		if _, err := io.WriteString(w, f.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// txtarFile is one file of a txtar archive.
+type txtarFile struct{ name, data string }
+
+// parseTxtar returns the files of a txtar archive, ignoring its comment: a
+// file starts at a line "-- name --" and runs to the next such line.
+func parseTxtar(data []byte) []txtarFile {
+	var files []txtarFile
+	for line := range strings.Lines(string(data)) {
+		trimmed := strings.TrimSuffix(line, "\n")
+		if name, ok := strings.CutPrefix(trimmed, "-- "); ok && strings.HasSuffix(name, " --") {
+			files = append(files, txtarFile{name: strings.TrimSpace(strings.TrimSuffix(name, " --"))})
+			continue
+		}
+		if len(files) > 0 {
+			files[len(files)-1].data += line
+		}
+	}
+	return files
+}
+
+// storageTree lists every regular file below the storage root, with slash
+// separators, sorted.
+func (s *server) storageTree(t *testing.T) []string {
+	t.Helper()
+	var names []string
+	err := filepath.WalkDir(s.disk.Root(), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel, err := filepath.Rel(s.disk.Root(), p)
+		names = append(names, filepath.ToSlash(rel))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(names)
+	return names
+}

@@ -1,0 +1,424 @@
+package actions_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobuffalo/pop/v6"
+
+	"agora/auth"
+	"agora/models/modelstest"
+)
+
+// infoJSON is the body of .info and @latest.
+type infoJSON struct {
+	Version string
+	Time    time.Time
+}
+
+// decodeInfo decodes an .info or @latest response.
+func decodeInfo(t *testing.T, r *response) infoJSON {
+	t.Helper()
+	var info infoJSON
+	decodeJSON(t, r, &info)
+	return info
+}
+
+func TestDownloadProtocol(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		alice := s.token(t, "alice", auth.RolePublisher)
+		const path = "example.com/dl"
+		published := map[string]versionJSON{}
+		mods := map[string]*testModule{}
+		// Published out of order; the pre-release is the highest version.
+		for _, v := range []string{"v1.10.0", "v1.0.0", "v1.11.0-beta.1", "v1.2.0"} {
+			mods[v] = newModule(t, path, v, v)
+			published[v] = s.mustPublish(t, alice, mods[v])
+		}
+
+		t.Run("list", func(t *testing.T) {
+			r := s.get(t, "/example.com/dl/@v/list")
+			wantStatus(t, r, http.StatusOK)
+			if want := "v1.0.0\nv1.2.0\nv1.10.0\nv1.11.0-beta.1\n"; string(r.body) != want {
+				t.Errorf("list = %q, want %q", r.body, want)
+			}
+			if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+				t.Errorf("Content-Type = %q, want text/plain", ct)
+			}
+			wantMutable(t, r)
+		})
+
+		t.Run("latest prefers a release to a higher pre-release", func(t *testing.T) {
+			r := s.get(t, "/example.com/dl/@latest")
+			wantStatus(t, r, http.StatusOK)
+			info := decodeInfo(t, r)
+			if info.Version != "v1.10.0" || !info.Time.Equal(published["v1.10.0"].Time) {
+				t.Errorf("@latest = %+v, want v1.10.0 at %v", info, published["v1.10.0"].Time)
+			}
+			wantMutable(t, r)
+		})
+
+		m := mods["v1.2.0"]
+		for _, tc := range []struct {
+			file        string
+			contentType string
+			check       func(t *testing.T, r *response)
+		}{
+			{".info", "application/json", func(t *testing.T, r *response) {
+				info := decodeInfo(t, r)
+				if info.Version != "v1.2.0" || !info.Time.Equal(published["v1.2.0"].Time) {
+					t.Errorf(".info = %+v, want v1.2.0 at %v", info, published["v1.2.0"].Time)
+				}
+			}},
+			{".mod", "text/plain", func(t *testing.T, r *response) {
+				if string(r.body) != m.GoMod {
+					t.Errorf(".mod = %q, want %q", r.body, m.GoMod)
+				}
+			}},
+			{".zip", "application/zip", func(t *testing.T, r *response) {
+				if !bytes.Equal(r.body, m.Zip) {
+					t.Errorf(".zip differs from the upload")
+				}
+				if got := r.header.Get("Content-Length"); got != strconv.Itoa(len(m.Zip)) {
+					t.Errorf("Content-Length = %q, want %d", got, len(m.Zip))
+				}
+			}},
+		} {
+			t.Run(tc.file, func(t *testing.T) {
+				url := "/example.com/dl/@v/v1.2.0" + tc.file
+				r := s.get(t, url)
+				wantStatus(t, r, http.StatusOK)
+				if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, tc.contentType) {
+					t.Errorf("Content-Type = %q, want %s", ct, tc.contentType)
+				}
+				tc.check(t, r)
+				if cc := r.header.Get("Cache-Control"); !strings.Contains(cc, "immutable") {
+					t.Errorf("Cache-Control = %q, want immutable", cc)
+				}
+				etag := r.header.Get("ETag")
+				if etag == "" {
+					t.Fatal("no ETag")
+				}
+				again := s.get(t, url, withHeader("If-None-Match", etag))
+				wantStatus(t, again, http.StatusNotModified)
+				if len(again.body) != 0 {
+					t.Errorf("304 with a body of %d bytes", len(again.body))
+				}
+				if other := s.get(t, url, withHeader("If-None-Match", `"something-else"`)); other.status != http.StatusOK {
+					t.Errorf("If-None-Match of another ETag: %v, want 200", other)
+				}
+			})
+		}
+
+		t.Run("ETags differ between versions", func(t *testing.T) {
+			a := s.get(t, "/example.com/dl/@v/v1.0.0.zip").header.Get("ETag")
+			b := s.get(t, "/example.com/dl/@v/v1.2.0.zip").header.Get("ETag")
+			if a == b {
+				t.Errorf("two versions share the ETag %s", a)
+			}
+		})
+
+		t.Run("HEAD .zip", func(t *testing.T) {
+			r := s.do(t, http.MethodHead, "/example.com/dl/@v/v1.2.0.zip", nil)
+			wantStatus(t, r, http.StatusOK)
+			if got := r.header.Get("Content-Length"); got != strconv.Itoa(len(m.Zip)) {
+				t.Errorf("Content-Length = %q, want %d", got, len(m.Zip))
+			}
+			if len(r.body) != 0 {
+				t.Errorf("HEAD answered with a body of %d bytes", len(r.body))
+			}
+		})
+	})
+}
+
+// wantMutable fails the test if r may be cached as immutable.
+func wantMutable(t *testing.T, r *response) {
+	t.Helper()
+	if cc := r.header.Get("Cache-Control"); strings.Contains(cc, "immutable") {
+		t.Errorf("Cache-Control = %q: list and @latest change", cc)
+	}
+}
+
+// TestDownloadNotFound checks that what is not here is a plain-text 404,
+// which sends the go command to the next proxy, and never a 500.
+func TestDownloadNotFound(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		alice := s.token(t, "alice", auth.RolePublisher)
+		s.mustPublish(t, alice, newModule(t, "example.com/x", "v1.0.0", "x"))
+
+		for _, path := range []string{
+			"/example.com/unknown/@v/list",
+			"/example.com/unknown/@v/v1.0.0.info",
+			"/example.com/unknown/@v/v1.0.0.zip",
+			"/example.com/unknown/@latest",
+			"/example.com/x/@v/v9.9.9.info",
+			"/example.com/x/@v/v9.9.9.mod",
+			"/example.com/x/@v/v9.9.9.zip",
+			"/example.com/x/@v/master.info",
+			"/example.com/x/@v/v1.0.info",
+			"/example.com/x/@v/v1.0.0.exe",
+			"/example.com/x/@v/v1.0.0",
+			"/example.com/x/@v/",
+			"/example.com/x/@v/.info",
+			"/example.com/x/@v/v1.0.0.info/extra",
+			"/example.com/x/@v/V1.0.0.info",
+			"/example.com/x/@v/v1.0.0.mod.zip",
+			"/example.com/x/@v/..%2F..%2Fx.info",
+			"/example.com/x/@v/v1.0.0%00.info",
+			"/Example.com/x/@v/list",
+			"/Example.com/x/@v/v1.0.0.info",
+			"/example.com/!x/@v/list",
+			"/@v/list",
+			"/@latest",
+			"/example.com/x/../x/@v/list",
+			"/notamodule/@v/list",
+		} {
+			t.Run(path, func(t *testing.T) {
+				wantProtocolError(t, s.get(t, path), http.StatusNotFound)
+			})
+		}
+	})
+}
+
+// TestDownloadGone checks that a deleted version is 410 Gone, also when it
+// was served (and so remembered) before.
+func TestDownloadGone(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		alice := s.token(t, "alice", auth.RolePublisher)
+		for _, v := range []string{"v1.0.0", "v1.1.0", "v1.2.0"} {
+			s.mustPublish(t, alice, newModule(t, "example.com/g", v, v))
+		}
+		for _, f := range []string{".info", ".mod", ".zip"} {
+			wantStatus(t, s.get(t, "/example.com/g/@v/v1.1.0"+f), http.StatusOK)
+		}
+		wantStatus(t, s.delete(t, alice, versionPath("example.com/g", "v1.1.0")+"?reason=leaked+a+secret"), http.StatusNoContent)
+		wantStatus(t, s.delete(t, s.root, versionPath("example.com/g", "v1.2.0")+"?block=true"), http.StatusNoContent)
+
+		for _, v := range []string{"v1.1.0", "v1.2.0"} {
+			for _, f := range []string{".info", ".mod", ".zip"} {
+				t.Run(v+f, func(t *testing.T) {
+					r := s.get(t, "/example.com/g/@v/"+v+f)
+					wantProtocolError(t, r, http.StatusGone)
+					if cc := r.header.Get("Cache-Control"); strings.Contains(cc, "immutable") {
+						t.Errorf("410 cached as immutable: %q", cc)
+					}
+					if v == "v1.1.0" && !strings.Contains(string(r.body), "leaked a secret") {
+						t.Errorf("410 does not give the reason: %q", r.body)
+					}
+				})
+			}
+		}
+		r := s.do(t, http.MethodHead, "/example.com/g/@v/v1.1.0.zip", nil)
+		wantStatus(t, r, http.StatusGone)
+		if got := s.get(t, "/example.com/g/@v/list"); string(got.body) != "v1.0.0\n" {
+			t.Errorf("list = %q, want only v1.0.0", got.body)
+		}
+		if info := decodeInfo(t, s.get(t, "/example.com/g/@latest")); info.Version != "v1.0.0" {
+			t.Errorf("@latest = %s, want v1.0.0", info.Version)
+		}
+		for _, v := range []string{"v1.1.0", "v1.2.0"} {
+			if files := s.storedFiles(t, "example.com/g", v); len(files) > 0 {
+				t.Errorf("a deleted version's files are still stored: %v", files)
+			}
+		}
+		// Storage stays usable as GOPROXY=file://.
+		list, err := os.ReadFile(filepath.Join(s.disk.Root(), "example.com", "g", "@v", "list"))
+		if err != nil || string(list) != "v1.0.0\n" {
+			t.Errorf("@v/list in storage = %q, %v; want v1.0.0", list, err)
+		}
+	})
+}
+
+// TestDownloadCaseEncoded round-trips a module path and a version with upper
+// case letters, which the protocol and storage case-encode with '!'.
+func TestDownloadCaseEncoded(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		alice := s.token(t, "alice", auth.RolePublisher)
+		const path = "example.com/Upper"
+		release := newModule(t, path, "v1.0.0", "release")
+		rc := newModule(t, path, "v1.0.0-RC1", "rc")
+
+		resp := s.do(t, http.MethodPut, "/api/v1/modules/example.com/!upper/@v/v1.0.0-!r!c1.zip", bytes.NewReader(rc.Zip), bearer(alice))
+		wantStatus(t, resp, http.StatusCreated)
+		var v versionJSON
+		decodeJSON(t, resp, &v)
+		if v.Path != path || v.Version != "v1.0.0-RC1" {
+			t.Errorf("published %s@%s, want %s@v1.0.0-RC1", v.Path, v.Version, path)
+		}
+		if got := resp.header.Get("Location"); got != "/api/v1/modules/example.com/!upper" {
+			t.Errorf("Location = %q, want the case-encoded path", got)
+		}
+		// The path may also be written plainly in the API.
+		resp = s.do(t, http.MethodPut, "/api/v1/modules/example.com/Upper/@v/v1.0.0.zip", bytes.NewReader(release.Zip), bearer(alice))
+		wantStatus(t, resp, http.StatusCreated)
+
+		if got := s.get(t, "/example.com/!upper/@v/list"); string(got.body) != "v1.0.0-RC1\nv1.0.0\n" {
+			t.Errorf("list = %v", got)
+		}
+		if info := decodeInfo(t, s.get(t, "/example.com/!upper/@v/v1.0.0-!r!c1.info")); info.Version != "v1.0.0-RC1" {
+			t.Errorf(".info Version = %q", info.Version)
+		}
+		if got := s.get(t, "/example.com/!upper/@v/v1.0.0-!r!c1.mod"); string(got.body) != rc.GoMod {
+			t.Errorf(".mod = %v", got)
+		}
+		if got := s.get(t, "/example.com/!upper/@v/v1.0.0.zip"); !bytes.Equal(got.body, release.Zip) {
+			t.Errorf(".zip = %d, %d bytes; want the upload", got.status, len(got.body))
+		}
+		if info := decodeInfo(t, s.get(t, "/example.com/!upper/@latest")); info.Version != "v1.0.0" {
+			t.Errorf("@latest = %q", info.Version)
+		}
+		wantProtocolError(t, s.get(t, "/example.com/Upper/@v/list"), http.StatusNotFound)
+		wantProtocolError(t, s.get(t, "/example.com/upper/@v/list"), http.StatusNotFound)
+
+		var mod moduleJSON
+		decodeJSON(t, s.get(t, "/api/v1/modules/example.com/!upper", bearer(alice)), &mod)
+		if mod.Path != path || len(mod.Versions) != 2 {
+			t.Errorf("API shows %+v", mod)
+		}
+
+		tree := s.storageTree(t)
+		for _, want := range []string{
+			"example.com/!upper/@v/list",
+			"example.com/!upper/@v/v1.0.0-!r!c1.info",
+			"example.com/!upper/@v/v1.0.0-!r!c1.mod",
+			"example.com/!upper/@v/v1.0.0-!r!c1.zip",
+			"example.com/!upper/@v/v1.0.0.zip",
+		} {
+			if !slices.Contains(tree, want) {
+				t.Errorf("storage lacks %s; it holds %v", want, tree)
+			}
+		}
+	})
+}
+
+func TestDownloadMethodNotAllowed(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		alice := s.token(t, "alice", auth.RolePublisher)
+		s.mustPublish(t, alice, newModule(t, "example.com/x", "v1.0.0", "x"))
+		for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+			for _, path := range []string{"/example.com/x/@v/list", "/example.com/x/@v/v1.0.0.zip", "/example.com/x/@latest"} {
+				t.Run(method+" "+path, func(t *testing.T) {
+					r := s.do(t, method, path, strings.NewReader("x"), bearer(alice))
+					wantProtocolError(t, r, http.StatusMethodNotAllowed)
+					if allow := r.header.Get("Allow"); !strings.Contains(allow, "GET") {
+						t.Errorf("Allow = %q", allow)
+					}
+				})
+			}
+		}
+		if got := s.get(t, "/example.com/x/@v/list"); string(got.body) != "v1.0.0\n" {
+			t.Errorf("list = %v after refused methods", got)
+		}
+	})
+}
+
+// TestDownloadReadAuth checks AGORA_READ_AUTH=token: downloads need a token
+// with read scope, which the go command sends as basic auth from .netrc.
+func TestDownloadReadAuth(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn, readAuthToken)
+		alice := s.token(t, "alice", auth.RolePublisher)
+		viewer := s.token(t, "vera", auth.RoleViewer)
+		s.mustPublish(t, alice, newModule(t, "example.com/private", "v1.0.0", "secret"))
+
+		for _, path := range []string{
+			"/example.com/private/@v/list",
+			"/example.com/private/@v/v1.0.0.info",
+			"/example.com/private/@v/v1.0.0.mod",
+			"/example.com/private/@v/v1.0.0.zip",
+			"/example.com/private/@latest",
+			"/example.com/unknown/@v/list",
+		} {
+			t.Run(path, func(t *testing.T) {
+				for _, tc := range []struct {
+					name string
+					opts []requestOption
+				}{
+					{"no credentials", nil},
+					{"malformed token", []requestOption{bearer("agora_nope")}},
+					{"password instead of token", []requestOption{basicAuth("vera", "correct horse battery")}},
+				} {
+					r := s.get(t, path, tc.opts...)
+					wantProtocolError(t, r, http.StatusUnauthorized)
+					if r.header.Get("WWW-Authenticate") == "" {
+						t.Errorf("%s: 401 without WWW-Authenticate", tc.name)
+					}
+					if bytes.Contains(r.body, []byte("secret")) || bytes.Contains(r.body, []byte("v1.0.0")) {
+						t.Errorf("%s: 401 reveals content: %q", tc.name, r.body)
+					}
+				}
+				want := http.StatusOK
+				if strings.Contains(path, "unknown") {
+					want = http.StatusNotFound
+				}
+				for _, opt := range []requestOption{basicAuth("vera", viewer), basicAuth("", viewer), bearer(viewer), bearer(alice)} {
+					if r := s.get(t, path, opt); r.status != want {
+						t.Errorf("with a token: %v, want %d", r, want)
+					}
+				}
+			})
+		}
+	})
+}
+
+// TestDownloadPseudoVersions checks that pseudo-versions are listed only
+// while a module has nothing else, and that @latest falls back to them.
+func TestDownloadPseudoVersions(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		alice := s.token(t, "alice", auth.RolePublisher)
+		const pseudo = "v0.0.0-20260101120000-abcdefabcdef"
+		s.mustPublish(t, alice, newModule(t, "example.com/ps", pseudo, "pseudo"))
+		if got := s.get(t, "/example.com/ps/@v/list"); string(got.body) != pseudo+"\n" {
+			t.Errorf("list of pseudo-versions only = %v", got)
+		}
+		if info := decodeInfo(t, s.get(t, "/example.com/ps/@latest")); info.Version != pseudo {
+			t.Errorf("@latest = %q, want %s", info.Version, pseudo)
+		}
+		s.mustPublish(t, alice, newModule(t, "example.com/ps", "v0.1.0-alpha", "alpha"))
+		if got := s.get(t, "/example.com/ps/@v/list"); string(got.body) != "v0.1.0-alpha\n" {
+			t.Errorf("list with a pre-release = %v", got)
+		}
+		if info := decodeInfo(t, s.get(t, "/example.com/ps/@latest")); info.Version != "v0.1.0-alpha" {
+			t.Errorf("@latest = %q, want v0.1.0-alpha", info.Version)
+		}
+		wantStatus(t, s.get(t, "/example.com/ps/@v/"+pseudo+".info"), http.StatusOK)
+	})
+}
+
+// TestDownloadInfoIsJSON checks that .info is the JSON the go command
+// parses, with nothing but Version and Time (and no Origin for uploads).
+func TestDownloadInfoIsJSON(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		alice := s.token(t, "alice", auth.RolePublisher)
+		s.mustPublish(t, alice, newModule(t, "example.com/j", "v0.1.0", "j"))
+		for _, path := range []string{"/example.com/j/@v/v0.1.0.info", "/example.com/j/@latest"} {
+			var fields map[string]any
+			if err := json.Unmarshal(s.get(t, path).body, &fields); err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			keys := make([]string, 0, len(fields))
+			for k := range fields {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			if !slices.Equal(keys, []string{"Time", "Version"}) {
+				t.Errorf("%s has fields %v, want Time and Version", path, keys)
+			}
+		}
+	})
+}
