@@ -138,5 +138,10 @@ func postgresDatabase(t testing.TB) string {
 		t.Fatal(err)
 	}
 	u.Path = "/" + name
+	// The server probe fails fast; a test's own connections may wait while
+	// other packages create and drop databases on a busy machine.
+	q := u.Query()
+	q.Set("connect_timeout", "60")
+	u.RawQuery = q.Encode()
 	return fmt.Sprint(u)
 }
