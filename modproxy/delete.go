@@ -142,7 +142,7 @@ func (s *Service) tombstone(tx MetadataTx, who auth.Principal, v *Version, opts 
 func (s *Service) removeFiles(ctx context.Context, path, version string) {
 	ctx = context.WithoutCancel(ctx)
 	defer s.lockVersion(path, version)()
-	s.live.forget(path, version)
+	s.forget(path, version)
 	if v, err := s.meta.Version(ctx, path, version); err == nil && v.Live() {
 		return // restored by an identical upload since the delete committed
 	}

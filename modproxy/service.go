@@ -1,9 +1,11 @@
 package modproxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"hash/fnv"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -26,6 +28,7 @@ type Service struct {
 	log     *slog.Logger
 
 	live         liveCache
+	small        smallFiles
 	listLocks    [64]sync.Mutex  // serialise rewriting one module's @v/list file
 	versionLocks [256]sync.Mutex // serialise writing and removing one version's files
 }
@@ -81,6 +84,7 @@ func New(cfg Config) *Service {
 		s.tempDir = os.TempDir()
 	}
 	s.live.init(liveCacheSize)
+	s.small.init(smallFilesBytes)
 	return s
 }
 
@@ -124,13 +128,24 @@ func gone(v *Version) error {
 
 // Open opens the stored file of the given kind of a live version: the body of
 // GET /{module}/@v/{version}.info, .mod or .zip. The caller closes the file.
+// A live version's files never change, so small .info and .mod files are
+// served from memory once read.
 func (s *Service) Open(ctx context.Context, path, version string, kind storage.Kind) (storage.File, *Version, error) {
 	v, err := s.Stat(ctx, path, version)
 	if err != nil {
 		return nil, nil, err
 	}
+	key := path + "@" + version + string(kind)
+	if kind != storage.Zip {
+		if f := s.small.open(key); f != nil {
+			return f, v, nil
+		}
+	}
 	f, err := s.blobs.Open(ctx, path, version, kind)
 	if err == nil {
+		if kind != storage.Zip {
+			return s.small.load(key, f), v, nil
+		}
 		return f, v, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
@@ -138,7 +153,7 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 	}
 	// The cache said live but the file is gone: another node may have
 	// deleted it. Ask the database again.
-	s.live.forget(path, version)
+	s.forget(path, version)
 	if v, err := s.meta.Version(ctx, path, version); err == nil && !v.Live() {
 		return nil, nil, gone(v)
 	}
@@ -225,6 +240,14 @@ func (s *Service) writeList(ctx context.Context, path string) {
 	}
 }
 
+// forget drops what memory holds of path@version.
+func (s *Service) forget(path, version string) {
+	s.live.forget(path, version)
+	for _, kind := range []storage.Kind{storage.Info, storage.Mod} {
+		s.small.forget(path + "@" + version + string(kind))
+	}
+}
+
 // liveCacheSize bounds the number of live versions remembered by Stat.
 const liveCacheSize = 1 << 16
 
@@ -274,3 +297,91 @@ func (c *liveCache) forget(path, version string) {
 	delete(c.m, path+"@"+version)
 	c.mu.Unlock()
 }
+
+// smallFilesBytes bounds the memory holding .info and .mod files, and
+// maxSmallFile the size of one.
+const (
+	smallFilesBytes = 8 << 20
+	maxSmallFile    = 16 << 10
+)
+
+// smallFiles holds the content of small immutable files by key. When full,
+// it forgets an arbitrary half of its entries.
+type smallFiles struct {
+	mu    sync.RWMutex
+	m     map[string]*memFileData
+	bytes int
+	max   int
+}
+
+// memFileData is the content and file information of a file held in memory.
+type memFileData struct {
+	data []byte
+	info fs.FileInfo
+}
+
+func (c *smallFiles) init(max int) {
+	c.m = make(map[string]*memFileData)
+	c.max = max
+}
+
+// open returns the file held under key, or nil.
+func (c *smallFiles) open(key string) storage.File {
+	c.mu.RLock()
+	d := c.m[key]
+	c.mu.RUnlock()
+	if d == nil {
+		return nil
+	}
+	return &memFile{Reader: bytes.NewReader(d.data), d: d}
+}
+
+// load returns f as a file to serve, holding its content in memory if it is
+// small; it closes f when it reads it.
+func (c *smallFiles) load(key string, f storage.File) storage.File {
+	fi, err := f.Stat()
+	if err != nil || fi.Size() > maxSmallFile {
+		return f
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxSmallFile+1))
+	if err != nil || int64(len(data)) != fi.Size() {
+		f.Seek(0, io.SeekStart)
+		return f
+	}
+	f.Close()
+	d := &memFileData{data: data, info: fi}
+	c.mu.Lock()
+	if c.bytes+len(data) > c.max {
+		for k, old := range c.m { // map iteration order is random
+			delete(c.m, k)
+			if c.bytes -= len(old.data); c.bytes <= c.max/2 {
+				break
+			}
+		}
+	}
+	if old := c.m[key]; old != nil {
+		c.bytes -= len(old.data)
+	}
+	c.m[key] = d
+	c.bytes += len(data)
+	c.mu.Unlock()
+	return &memFile{Reader: bytes.NewReader(data), d: d}
+}
+
+func (c *smallFiles) forget(key string) {
+	c.mu.Lock()
+	if old := c.m[key]; old != nil {
+		c.bytes -= len(old.data)
+		delete(c.m, key)
+	}
+	c.mu.Unlock()
+}
+
+// memFile is a storage.File whose content is in memory.
+type memFile struct {
+	*bytes.Reader
+	d *memFileData
+}
+
+func (f *memFile) Close() error               { return nil }
+func (f *memFile) Stat() (fs.FileInfo, error) { return f.d.info, nil }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -292,5 +293,44 @@ func TestDeleteRewritesListFile(t *testing.T) {
 	checkListFile(t, r, "example.com/m", nil)
 	if files := r.storedFiles(t); len(files) != 0 {
 		t.Errorf("storage holds %q after every version was deleted", sortedKeys(files))
+	}
+}
+
+// .info and .mod are served from memory after the first read; what is
+// served must stay what is stored, and a delete must drop it.
+func TestSmallFilesServedFromMemory(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRegistry(t)
+	r.publish(t, alice, "example.com/m", "v1.0.0", moduleZip(t, "example.com/m", "v1.0.0", "x"))
+	for _, kind := range []storage.Kind{storage.Info, storage.Mod} {
+		first := r.read(t, "example.com/m", "v1.0.0", kind)
+		// Remove the file behind the cache's back: the second read must
+		// come from memory, byte for byte, with the file's information.
+		name := filepath.Join(r.disk.Root(), "example.com/m/@v/v1.0.0"+string(kind))
+		fi, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(name); err != nil {
+			t.Fatal(err)
+		}
+		f, _, err := r.Open(ctx, "example.com/m", "v1.0.0", kind)
+		if err != nil {
+			t.Fatalf("%s: second Open: %v", kind, err)
+		}
+		got, _ := io.ReadAll(f)
+		mfi, _ := f.Stat()
+		f.Close()
+		if !bytes.Equal(got, first) || mfi.Size() != fi.Size() || !mfi.ModTime().Equal(fi.ModTime()) {
+			t.Errorf("%s from memory: %q (size %d, %v), want %q (size %d, %v)", kind, got, mfi.Size(), mfi.ModTime(), first, fi.Size(), fi.ModTime())
+		}
+	}
+	if err := r.Delete(ctx, alice, "example.com/m", "v1.0.0", modproxy.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []storage.Kind{storage.Info, storage.Mod} {
+		if _, _, err := r.Open(ctx, "example.com/m", "v1.0.0", kind); !errors.Is(err, modproxy.ErrGone) {
+			t.Errorf("%s after delete: %v, want ErrGone", kind, err)
+		}
 	}
 }
