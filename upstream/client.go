@@ -1,0 +1,455 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/semver"
+	modzip "golang.org/x/mod/zip"
+)
+
+// ErrNotFound is wrapped by the error a Client returns when no proxy of
+// its list has what was asked for: each answered 404, 410 or 403 (some
+// mirrors answer unknown modules with 403), or the list is empty.
+var ErrNotFound = errors.New("not found upstream")
+
+// ErrTooLarge is wrapped by the error for a response over its size limit.
+var ErrTooLarge = errors.New("upstream response too large")
+
+// ErrInvalid is wrapped by the error for a module path or version that
+// cannot be asked for: a path that golang.org/x/mod/module rejects, or a
+// version for Mod and Zip that is not canonical. No request is sent.
+var ErrInvalid = errors.New("invalid module path or version")
+
+// Size limits of responses, by kind, in bytes. The go.mod and zip limits
+// are the go command's own (golang.org/x/mod/zip); .info, @latest and list
+// get the go.mod limit, far more than any real one needs.
+const (
+	maxInfo = modzip.MaxGoMod   // .info and @latest
+	maxList = modzip.MaxGoMod   // @v/list
+	maxMod  = modzip.MaxGoMod   // .mod
+	maxZip  = modzip.MaxZipFile // .zip
+)
+
+// The kinds of file fetched, as the Observer is told them.
+const (
+	kindInfo   = "info"
+	kindLatest = "latest"
+	kindList   = "list"
+	kindMod    = "mod"
+	kindZip    = "zip"
+)
+
+// DefaultUserAgent is the User-Agent sent when Options.UserAgent is empty.
+const DefaultUserAgent = "agora/1 (Go module proxy)"
+
+// Info is a version's .info (or @latest) as an upstream served it.
+type Info struct {
+	// Version is the canonical version the upstream named.
+	Version string
+	// Time is the version's commit time; zero if the upstream gave none.
+	Time time.Time
+	// Raw is the .info exactly as served, with any Origin field: what
+	// Agora stores and serves.
+	Raw []byte
+}
+
+// Observer is told of every HTTP request made to an upstream, once per
+// attempt: the proxy's URL (password redacted), the kind of file ("info",
+// "mod", "zip", "list" or "latest"), the status (0 when no response came),
+// the body bytes read, the duration (for a 200, until the body is closed)
+// and the error, if any. Package metrics implements it.
+type Observer interface {
+	Fetch(proxy, kind string, status int, bytes int64, d time.Duration, err error)
+}
+
+// Options tune a Client. Zero values take the defaults.
+type Options struct {
+	// Transport carries the requests. Nil means a new keep-alive
+	// transport from NewTransport; give clients one transport to share
+	// its connections (NewRouter does).
+	Transport http.RoundTripper
+	// ConnectTimeout bounds connecting and the TLS handshake of the
+	// transport made by NewTransport (default 10s). HeaderTimeout bounds
+	// the wait for response headers from when a request starts, connecting
+	// included (default 30s). BodyTimeout bounds reading a whole body
+	// once the headers came (default 10 minutes).
+	ConnectTimeout, HeaderTimeout, BodyTimeout time.Duration
+	// Retries is how often a request that failed with a 5xx, a 429 or a
+	// connection error is tried again (default 2; negative: never). The
+	// first retry waits about Backoff (default 200ms), each further one
+	// twice as long, with random jitter of ±50%.
+	Retries int
+	Backoff time.Duration
+	// Observer, if not nil, is told of every request.
+	Observer Observer
+	// UserAgent is sent with every request (default DefaultUserAgent).
+	UserAgent string
+}
+
+// Defaults of Options.
+const (
+	defaultConnectTimeout = 10 * time.Second
+	defaultHeaderTimeout  = 30 * time.Second
+	defaultBodyTimeout    = 10 * time.Minute
+	defaultRetries        = 2
+	defaultBackoff        = 200 * time.Millisecond
+)
+
+// withDefaults returns o with its zero values replaced by the defaults,
+// except Transport.
+func (o Options) withDefaults() Options {
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = defaultConnectTimeout
+	}
+	if o.HeaderTimeout <= 0 {
+		o.HeaderTimeout = defaultHeaderTimeout
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = defaultBodyTimeout
+	}
+	if o.Retries == 0 {
+		o.Retries = defaultRetries
+	} else if o.Retries < 0 {
+		o.Retries = 0
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = defaultBackoff
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = DefaultUserAgent
+	}
+	return o
+}
+
+// NewTransport returns a keep-alive transport for upstream proxies, with
+// o's ConnectTimeout, the environment's HTTP proxy settings
+// (HTTPS_PROXY, NO_PROXY), HTTP/2, and room for 64 idle connections per
+// host, so that many concurrent fetches from one proxy reuse connections.
+func NewTransport(o Options) *http.Transport {
+	o = o.withDefaults()
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   o.ConnectTimeout,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// Client fetches modules from a list of proxies, trying them in order
+// with the go command's fall-through rules. It is safe for concurrent use.
+//
+// A nil *Client has no proxies: its methods return errors wrapping
+// ErrNotFound.
+type Client struct {
+	list    []Proxy
+	proxies []*proxy
+	opts    Options
+	hc      *http.Client
+	limits  map[string]int64 // by kind; tests lower them
+}
+
+// proxy is a parsed entry of a Client's list.
+type proxy struct {
+	base        *url.URL // nil if err is set
+	name        string   // the URL with its password redacted
+	fallThrough bool
+	err         error // the entry is not a valid proxy URL
+}
+
+// New returns a Client of proxies, as ParseList returns them. A proxy
+// whose URL is invalid fails every request sent to it.
+func New(proxies []Proxy, opts Options) *Client {
+	opts = opts.withDefaults()
+	if opts.Transport == nil {
+		opts.Transport = NewTransport(opts)
+	}
+	c := &Client{
+		list: append([]Proxy(nil), proxies...),
+		opts: opts,
+		hc:   &http.Client{Transport: fileTransport{next: opts.Transport}, CheckRedirect: checkRedirect},
+		limits: map[string]int64{
+			kindInfo: maxInfo, kindLatest: maxInfo, kindList: maxList, kindMod: maxMod, kindZip: maxZip,
+		},
+	}
+	for _, p := range proxies {
+		u, err := parseProxyURL(p.URL)
+		pp := &proxy{base: u, name: redact(p.URL), fallThrough: p.FallThrough, err: err}
+		if u != nil {
+			pp.name = u.Redacted()
+		}
+		c.proxies = append(c.proxies, pp)
+	}
+	return c
+}
+
+// maxRedirects is how many redirects a request follows, as net/http.
+const maxRedirects = 10
+
+// checkRedirect lets a request follow only redirects to http and https
+// URLs: an upstream must not make Agora read its own files.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		return fmt.Errorf("redirect to %s refused: an upstream may only redirect to http:// or https://", req.URL.Redacted())
+	}
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	return nil
+}
+
+// Proxies returns the client's proxy list.
+func (c *Client) Proxies() []Proxy {
+	if c == nil {
+		return nil
+	}
+	return append([]Proxy(nil), c.list...)
+}
+
+// Info returns path's .info for query (GET <proxy>/<path>/@v/<query>.info)
+// and the URL of the proxy that answered (password redacted). The query
+// may be a canonical version, which the answer must name, or anything the
+// upstream resolves, such as a branch, a commit hash or a non-canonical
+// version: the answer names a canonical version. The .info must be JSON
+// with a canonical Version valid for path, of at most 16 MiB.
+func (c *Client) Info(ctx context.Context, path, query string) (*Info, string, error) {
+	escPath, err := module.EscapePath(path)
+	if err != nil {
+		return nil, "", invalid(path, query, err)
+	}
+	escQuery, err := module.EscapeVersion(query)
+	if err != nil {
+		return nil, "", invalid(path, query, err)
+	}
+	canonical := semver.IsValid(query) && query == module.CanonicalVersion(query)
+	var info *Info
+	src, err := c.try(ctx, func(p *proxy) error {
+		data, err := c.getBytes(ctx, p, kindInfo, escPath, "@v/"+escQuery+".info")
+		if err != nil {
+			return err
+		}
+		if info, err = parseInfo(path, data); err != nil {
+			return fmt.Errorf("invalid .info from proxy %s: %v", p.name, err)
+		}
+		if canonical && info.Version != query {
+			return fmt.Errorf("invalid .info from proxy %s: it names version %s instead of the requested one", p.name, info.Version)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", &module.ModuleError{Path: path, Version: query, Err: err}
+	}
+	return info, src, nil
+}
+
+// Latest returns path's @latest (GET <proxy>/<path>/@latest): the version
+// the upstream considers latest, typically a pseudo-version of the default
+// branch of a module without tags, and the URL of the proxy that answered.
+// The answer is checked as Info checks it.
+func (c *Client) Latest(ctx context.Context, path string) (*Info, string, error) {
+	escPath, err := module.EscapePath(path)
+	if err != nil {
+		return nil, "", invalid(path, "", err)
+	}
+	var info *Info
+	src, err := c.try(ctx, func(p *proxy) error {
+		data, err := c.getBytes(ctx, p, kindLatest, escPath, "@latest")
+		if err != nil {
+			return err
+		}
+		if info, err = parseInfo(path, data); err != nil {
+			return fmt.Errorf("invalid @latest from proxy %s: %v", p.name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", &module.ModuleError{Path: path, Err: err}
+	}
+	return info, src, nil
+}
+
+// List returns the versions in path's list (GET <proxy>/<path>/@v/list)
+// and the URL of the proxy that answered. Only canonical semantic versions
+// that are not pseudo-versions are kept (as the go command does), each
+// once, in semver order; lines that are not are skipped. The list may be
+// empty (a module without tags). It is limited to 16 MiB.
+func (c *Client) List(ctx context.Context, path string) ([]string, string, error) {
+	escPath, err := module.EscapePath(path)
+	if err != nil {
+		return nil, "", invalid(path, "", err)
+	}
+	var list []string
+	src, err := c.try(ctx, func(p *proxy) error {
+		data, err := c.getBytes(ctx, p, kindList, escPath, "@v/list")
+		if err != nil {
+			return err
+		}
+		list = parseVersionList(data)
+		return nil
+	})
+	if err != nil {
+		return nil, "", &module.ModuleError{Path: path, Err: err}
+	}
+	return list, src, nil
+}
+
+// Mod returns the go.mod of path at the canonical version (GET
+// <proxy>/<path>/@v/<version>.mod) and the URL of the proxy that
+// answered. The bytes are returned as served, not parsed: a proxy may
+// synthesize the go.mod of a module without one. It is limited to
+// golang.org/x/mod/zip.MaxGoMod bytes.
+func (c *Client) Mod(ctx context.Context, path, version string) ([]byte, string, error) {
+	escPath, escVersion, err := escapeCanonical(path, version)
+	if err != nil {
+		return nil, "", err
+	}
+	var mod []byte
+	src, err := c.try(ctx, func(p *proxy) error {
+		var err error
+		mod, err = c.getBytes(ctx, p, kindMod, escPath, "@v/"+escVersion+".mod")
+		return err
+	})
+	if err != nil {
+		return nil, "", &module.ModuleError{Path: path, Version: version, Err: err}
+	}
+	return mod, src, nil
+}
+
+// Zip opens the module zip of path at the canonical version (GET
+// <proxy>/<path>/@v/<version>.zip) and returns its body and the URL of
+// the proxy that answered. The caller reads the body and must close it.
+// Reading fails with an error wrapping ErrTooLarge after
+// golang.org/x/mod/zip.MaxZipFile bytes, and with a timeout error when
+// the whole body has not come within Options.BodyTimeout. Failed requests
+// are retried only until the body is returned; the zip is not validated.
+func (c *Client) Zip(ctx context.Context, path, version string) (io.ReadCloser, string, error) {
+	escPath, escVersion, err := escapeCanonical(path, version)
+	if err != nil {
+		return nil, "", err
+	}
+	var body *body
+	src, err := c.try(ctx, func(p *proxy) error {
+		var err error
+		body, err = c.open(ctx, p, kindZip, escPath, "@v/"+escVersion+".zip")
+		return err
+	})
+	if err != nil {
+		return nil, "", &module.ModuleError{Path: path, Version: version, Err: err}
+	}
+	return body, src, nil
+}
+
+// try calls fetch for the proxies in order, falling through as the go
+// command does: after a ',' only when the proxy does not have the module,
+// after a '|' after any error. It returns the name of the proxy that
+// succeeded, or the most telling error: the first that is not "not
+// found", else the first "not found".
+func (c *Client) try(ctx context.Context, fetch func(*proxy) error) (string, error) {
+	if c == nil || len(c.proxies) == 0 {
+		return "", fmt.Errorf("no upstream proxy is configured for this path: %w", ErrNotFound)
+	}
+	var notFound, other error
+	for _, p := range c.proxies {
+		err := p.err
+		if err == nil {
+			err = fetch(p)
+		}
+		if err == nil {
+			return p.name, nil
+		}
+		if ctx.Err() != nil {
+			return "", err
+		}
+		isNotFound := errors.Is(err, ErrNotFound)
+		switch {
+		case isNotFound && notFound == nil:
+			notFound = err
+		case !isNotFound && other == nil:
+			other = err
+		}
+		if !isNotFound && !p.fallThrough {
+			break
+		}
+	}
+	if other != nil {
+		return "", other
+	}
+	return "", notFound
+}
+
+// parseInfo parses and checks the .info or @latest of a version of path.
+func parseInfo(path string, data []byte) (*Info, error) {
+	var j struct {
+		Version string
+		Time    time.Time
+	}
+	if err := json.Unmarshal(data, &j); err != nil {
+		return nil, err
+	}
+	switch {
+	case j.Version == "":
+		return nil, errors.New("no Version")
+	case !semver.IsValid(j.Version) || module.CanonicalVersion(j.Version) != j.Version:
+		return nil, fmt.Errorf("version %q is not a canonical semantic version", j.Version)
+	}
+	if err := module.Check(path, j.Version); err != nil {
+		return nil, err
+	}
+	return &Info{Version: j.Version, Time: j.Time, Raw: data}, nil
+}
+
+// parseVersionList returns the canonical release and pre-release versions
+// of a @v/list, in semver order, each once. Anything after a version on
+// its line (some proxies add a time) is ignored, and so are lines that do
+// not start with one.
+func parseVersionList(data []byte) []string {
+	var list []string
+	seen := make(map[string]bool)
+	for line := range bytes.Lines(data) {
+		f := bytes.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		v := string(f[0])
+		if seen[v] || !semver.IsValid(v) || module.CanonicalVersion(v) != v || module.IsPseudoVersion(v) {
+			continue
+		}
+		seen[v] = true
+		list = append(list, v)
+	}
+	semver.Sort(list)
+	return list
+}
+
+// escapeCanonical escapes path and a version that must be canonical.
+func escapeCanonical(path, version string) (escPath, escVersion string, err error) {
+	if escPath, err = module.EscapePath(path); err != nil {
+		return "", "", invalid(path, version, err)
+	}
+	if !semver.IsValid(version) || version != module.CanonicalVersion(version) {
+		return "", "", invalid(path, version, errors.New("not a canonical version"))
+	}
+	if escVersion, err = module.EscapeVersion(version); err != nil {
+		return "", "", invalid(path, version, err)
+	}
+	return escPath, escVersion, nil
+}
+
+// invalid returns the error for a path or version that cannot be asked
+// for.
+func invalid(path, version string, err error) error {
+	return &module.ModuleError{Path: path, Version: version, Err: fmt.Errorf("%w: %v", ErrInvalid, err)}
+}

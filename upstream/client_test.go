@@ -1,0 +1,622 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/module"
+)
+
+func TestClientProtocol(t *testing.T) {
+	files := maps.Clone(modFiles)
+	files["example.com/!upper/@v/!feature-!x.info"] = modInfo
+	p := newFakeProxy(t, serveFiles(files))
+	rec := &recorder{}
+	c := newTestClient(t, p.URL, func(o *Options) { o.Observer = rec })
+	ctx := context.Background()
+
+	list, src, err := c.List(ctx, modPath)
+	if want := []string{"v1.0.0", "v1.1.0-pre"}; err != nil || src != p.URL || !slices.Equal(list, want) {
+		t.Errorf("List = %q, %q, %v; want %q from %s: canonical, not pseudo, once each, sorted", list, src, err, want, p.URL)
+	}
+	info, src, err := c.Info(ctx, modPath, "v1.0.0")
+	if err != nil || src != p.URL || info.Version != "v1.0.0" || !info.Time.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) || string(info.Raw) != modInfo {
+		t.Errorf("Info = %+v, %q, %v; want v1.0.0 with its time and the raw .info", info, src, err)
+	}
+	for _, query := range []string{"master", "Feature-X"} {
+		if info, _, err := c.Info(ctx, modPath, query); err != nil || info.Version != "v1.0.0" {
+			t.Errorf("Info(%q) = %+v, %v; want the canonical version", query, info, err)
+		}
+	}
+	if info, _, err := c.Latest(ctx, modPath); err != nil || info.Version != "v1.0.0" || string(info.Raw) != modInfo {
+		t.Errorf("Latest = %+v, %v", info, err)
+	}
+	if mod, _, err := c.Mod(ctx, modPath, "v1.0.0"); err != nil || string(mod) != modMod {
+		t.Errorf("Mod = %q, %v; want %q", mod, err, modMod)
+	}
+	zip, _, err := c.Zip(ctx, modPath, "v1.0.0")
+	if err != nil {
+		t.Fatalf("Zip: %v", err)
+	}
+	data, err := io.ReadAll(zip)
+	zip.Close()
+	if err != nil || string(data) != modZip {
+		t.Errorf("Zip read %q, %v; want %q", data, err, modZip)
+	}
+
+	wantURIs := []string{
+		"/example.com/!upper/@v/list",
+		"/example.com/!upper/@v/v1.0.0.info",
+		"/example.com/!upper/@v/master.info",
+		"/example.com/!upper/@v/!feature-!x.info",
+		"/example.com/!upper/@latest",
+		"/example.com/!upper/@v/v1.0.0.mod",
+		"/example.com/!upper/@v/v1.0.0.zip",
+	}
+	if got := p.uris(); !slices.Equal(got, wantURIs) {
+		t.Errorf("requests on the wire:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantURIs, "\n"))
+	}
+	if ua := p.userAgent(); ua != DefaultUserAgent {
+		t.Errorf("User-Agent %q; want %q", ua, DefaultUserAgent)
+	}
+
+	kinds := []string{"list", "info", "info", "info", "latest", "mod", "zip"}
+	obs := rec.all()
+	if len(obs) != len(kinds) {
+		t.Fatalf("observed %d requests; want %d: %+v", len(obs), len(kinds), obs)
+	}
+	for i, o := range obs {
+		uri := strings.TrimPrefix(wantURIs[i], "/")
+		if o.proxy != p.URL || o.kind != kinds[i] || o.status != 200 || o.bytes != int64(len(files[uri])) || o.err != nil {
+			t.Errorf("observation %d = %+v; want %s, %s, 200, %d bytes, no error", i, o, p.URL, kinds[i], len(files[uri]))
+		}
+	}
+}
+
+// TestProxyPath checks that a proxy URL with a path, and a password, is
+// requested below that path, with basic authentication, and that the
+// password is in no answer.
+func TestProxyPath(t *testing.T) {
+	serve := serveFiles(modFiles)
+	p := newFakeProxy(t, func(w http.ResponseWriter, r *http.Request) {
+		if user, pass, _ := r.BasicAuth(); user != "u" || pass != "secret" {
+			http.Error(w, "who are you?", http.StatusUnauthorized)
+			return
+		}
+		http.StripPrefix("/go/proxy", serve).ServeHTTP(w, r)
+	})
+	u, _ := url.Parse(p.URL)
+	u.User = url.UserPassword("u", "secret")
+	rec := &recorder{}
+	c := newTestClient(t, u.String()+"/go/proxy/", func(o *Options) { o.Observer = rec })
+	_, src, err := c.Mod(context.Background(), modPath, "v1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.uris(), []string{"/go/proxy/example.com/!upper/@v/v1.0.0.mod"}; !slices.Equal(got, want) {
+		t.Errorf("requests %q; want %q", got, want)
+	}
+	_, _, err = c.Mod(context.Background(), modPath, "v9.0.0")
+	if !errors.Is(err, ErrNotFound) {
+		t.Errorf("Mod of an unknown version: %v; want ErrNotFound", err)
+	}
+	for _, s := range []string{src, err.Error(), fmt.Sprint(rec.all())} {
+		if strings.Contains(s, "secret") {
+			t.Errorf("%q shows the password", s)
+		}
+	}
+}
+
+func TestFallThrough(t *testing.T) {
+	failures := []struct {
+		name     string
+		notFound bool // falls through after ','
+		start    func(t *testing.T) string
+	}{
+		{"404", true, func(t *testing.T) string { return newFakeProxy(t, serveStatus(404)).URL }},
+		{"410", true, func(t *testing.T) string { return newFakeProxy(t, serveStatus(410)).URL }},
+		{"403", true, func(t *testing.T) string { return newFakeProxy(t, serveStatus(403)).URL }},
+		{"500", false, func(t *testing.T) string { return newFakeProxy(t, serveStatus(500)).URL }},
+		{"400", false, func(t *testing.T) string { return newFakeProxy(t, serveStatus(400)).URL }},
+		{"timeout", false, func(t *testing.T) string { return newFakeProxy(t, hang(t)).URL }},
+		{"refused", false, refusedURL},
+		{"invalid info", false, func(t *testing.T) string {
+			files := maps.Clone(modFiles)
+			files["example.com/!upper/@v/v1.0.0.info"] = `{"Version": "v1.0.0"`
+			return newFakeProxy(t, serveFiles(files)).URL
+		}},
+	}
+	for _, f := range failures {
+		for _, sep := range []string{",", "|"} {
+			t.Run(f.name+sep, func(t *testing.T) {
+				good := newFakeProxy(t, serveFiles(modFiles))
+				c := newTestClient(t, f.start(t)+sep+good.URL, func(o *Options) { o.HeaderTimeout = 50 * time.Millisecond })
+				info, src, err := c.Info(context.Background(), modPath, "v1.0.0")
+				if f.notFound || sep == "|" {
+					if err != nil || src != good.URL || info.Version != "v1.0.0" {
+						t.Errorf("Info = %+v, %q, %v; want v1.0.0 from the second proxy", info, src, err)
+					}
+					return
+				}
+				if err == nil || errors.Is(err, ErrNotFound) {
+					t.Errorf("Info = %+v, %q, %v; want the first proxy's error, not ErrNotFound", info, src, err)
+				}
+				if n := good.count(); n != 0 {
+					t.Errorf("the second proxy got %d requests after ','; want none", n)
+				}
+			})
+		}
+	}
+}
+
+func TestBestError(t *testing.T) {
+	notFound := func(reason string) string {
+		return newFakeProxy(t, func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, reason, http.StatusNotFound)
+		}).URL
+	}
+	gone := newFakeProxy(t, serveStatus(410)).URL
+	failing := newFakeProxy(t, serveStatus(502)).URL
+	refused := refusedURL(t)
+	good := newFakeProxy(t, serveFiles(modFiles))
+
+	tests := []struct {
+		name     string
+		list     string
+		notFound bool
+		contains []string
+	}{
+		{"all not found", notFound("not found: first reason\nsecond line") + "," + gone, true,
+			[]string{"example.com/Upper@v1.0.0: reading ", "404 Not Found\n\tserver response:\n\tnot found: first reason\n\tsecond line"}},
+		{"not found then failure", notFound("nope") + "," + failing + "," + good.URL, false, []string{"502 Bad Gateway", "server response: fake: Bad Gateway", "after 3 attempts"}},
+		{"failure then not found", failing + "|" + gone, false, []string{"502 Bad Gateway"}},
+		{"refused then not found", refused + "|" + gone, false, []string{"connection refused"}},
+		{"two failures", failing + "|" + refused, false, []string{"502 Bad Gateway"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newTestClient(t, tt.list, nil)
+			_, _, err := c.Mod(context.Background(), modPath, "v1.0.0")
+			if err == nil || errors.Is(err, ErrNotFound) != tt.notFound {
+				t.Fatalf("Mod: %v; want an error, ErrNotFound %v", err, tt.notFound)
+			}
+			for _, s := range tt.contains {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not contain %q", err, s)
+				}
+			}
+			var me *module.ModuleError
+			if !errors.As(err, &me) || me.Path != modPath || me.Version != "v1.0.0" {
+				t.Errorf("error %v is not a module.ModuleError for %s@v1.0.0", err, modPath)
+			}
+		})
+	}
+	if n := good.count(); n != 0 {
+		t.Errorf("a proxy after a failing one and a ',' got %d requests", n)
+	}
+
+	var nilClient *Client
+	for _, c := range []*Client{nilClient, New(nil, Options{})} {
+		if _, _, err := c.List(context.Background(), modPath); !errors.Is(err, ErrNotFound) {
+			t.Errorf("List with no proxies: %v; want ErrNotFound", err)
+		}
+	}
+}
+
+// sequence answers its n-th request with steps[n] (the last step repeats):
+// a status, or 200 with the module's files, or truncated: 200 with a body
+// cut short.
+func sequence(steps ...int) http.HandlerFunc {
+	serve := serveFiles(modFiles)
+	var mu sync.Mutex
+	n := 0
+	return func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		step := steps[min(n, len(steps)-1)]
+		n++
+		mu.Unlock()
+		switch step {
+		case 200:
+			serve(w, r)
+		case truncated:
+			w.Header().Set("Content-Length", "1000")
+			io.WriteString(w, "module")
+		default:
+			serveStatus(step)(w, r)
+		}
+	}
+}
+
+// truncated is a step of sequence: a body cut short.
+const truncated = -1
+
+func TestRetries(t *testing.T) {
+	tests := []struct {
+		name     string
+		steps    []int
+		retries  int
+		wantErr  string // "" for success
+		requests int
+	}{
+		{"500 then success", []int{500, 500, 200}, 0, "", 3},
+		{"503 always", []int{503}, 0, "503 Service Unavailable", 3},
+		{"429 then success", []int{429, 200}, 0, "", 2},
+		{"body cut short then success", []int{truncated, 200}, 0, "", 2},
+		{"404 not retried", []int{404, 200}, 0, "404 Not Found", 1},
+		{"400 not retried", []int{400, 200}, 0, "400 Bad Request", 1},
+		{"retries off", []int{500, 200}, -1, "500 Internal Server Error", 1},
+		{"5 retries", []int{500, 500, 500, 500, 500, 200}, 5, "", 6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newFakeProxy(t, sequence(tt.steps...))
+			rec := &recorder{}
+			c := newTestClient(t, p.URL, func(o *Options) { o.Retries = tt.retries; o.Observer = rec })
+			mod, _, err := c.Mod(context.Background(), modPath, "v1.0.0")
+			switch {
+			case tt.wantErr == "" && (err != nil || string(mod) != modMod):
+				t.Errorf("Mod = %q, %v; want the go.mod", mod, err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("Mod = %q, %v; want an error with %q", mod, err, tt.wantErr)
+			}
+			if got := p.count(); got != tt.requests {
+				t.Errorf("%d requests; want %d", got, tt.requests)
+			}
+			if got := len(rec.all()); got != tt.requests {
+				t.Errorf("%d observations; want one per request, %d", got, tt.requests)
+			}
+		})
+	}
+
+	t.Run("zip", func(t *testing.T) {
+		p := newFakeProxy(t, sequence(500, 200))
+		c := newTestClient(t, p.URL, nil)
+		zip, _, err := c.Zip(context.Background(), modPath, "v1.0.0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer zip.Close()
+		if data, err := io.ReadAll(zip); err != nil || string(data) != modZip {
+			t.Errorf("read %q, %v", data, err)
+		}
+		if n := p.count(); n != 2 {
+			t.Errorf("%d requests; want 2", n)
+		}
+	})
+}
+
+// stall sends the headers and the start of a body, then hangs.
+func stall(t *testing.T) http.HandlerFunc {
+	h := hang(t)
+	return func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "module example.com/Upper\n")
+		w.(http.Flusher).Flush()
+		h(w, r)
+	}
+}
+
+func TestTimeouts(t *testing.T) {
+	const d = 50 * time.Millisecond
+	short := func(o *Options) { o.HeaderTimeout, o.BodyTimeout = d, d }
+	ctx := context.Background()
+
+	t.Run("header", func(t *testing.T) {
+		p := newFakeProxy(t, hang(t))
+		_, _, err := newTestClient(t, p.URL, short).Mod(ctx, modPath, "v1.0.0")
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "no response headers within 50ms") {
+			t.Errorf("Mod: %v; want a header timeout", err)
+		}
+		if n := p.count(); n != 1 {
+			t.Errorf("%d requests; want 1: timeouts are not retried", n)
+		}
+	})
+	t.Run("body", func(t *testing.T) {
+		p := newFakeProxy(t, stall(t))
+		_, _, err := newTestClient(t, p.URL, short).Mod(ctx, modPath, "v1.0.0")
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "body not received in full within 50ms") {
+			t.Errorf("Mod: %v; want a body timeout", err)
+		}
+		if n := p.count(); n != 1 {
+			t.Errorf("%d requests; want 1: timeouts are not retried", n)
+		}
+	})
+	t.Run("zip body", func(t *testing.T) {
+		p := newFakeProxy(t, stall(t))
+		rec := &recorder{}
+		c := newTestClient(t, p.URL, func(o *Options) { short(o); o.Observer = rec })
+		zip, _, err := c.Zip(ctx, modPath, "v1.0.0")
+		if err != nil {
+			t.Fatalf("Zip: %v; want the body, which times out", err)
+		}
+		data, err := io.ReadAll(zip)
+		zip.Close()
+		if !errors.Is(err, os.ErrDeadlineExceeded) || string(data) != "module example.com/Upper\n" {
+			t.Errorf("read %q, %v; want the start and a body timeout", data, err)
+		}
+		if obs := rec.all(); len(obs) != 1 || obs[0].bytes != int64(len(data)) || !errors.Is(obs[0].err, os.ErrDeadlineExceeded) {
+			t.Errorf("observed %+v; want one request with its bytes and the timeout", obs)
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		h := hang(t)
+		p := newFakeProxy(t, func(w http.ResponseWriter, r *http.Request) { cancel(); h(w, r) })
+		next := newFakeProxy(t, serveFiles(modFiles))
+		_, _, err := newTestClient(t, p.URL+"|"+next.URL, nil).Mod(ctx, modPath, "v1.0.0")
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Mod: %v; want context.Canceled", err)
+		}
+		if p.count() != 1 || next.count() != 0 {
+			t.Errorf("%d and %d requests; want 1 and none: a cancelled fetch is neither retried nor passed on", p.count(), next.count())
+		}
+	})
+}
+
+func TestSizeLimits(t *testing.T) {
+	// serveSize answers with n bytes, announced or chunked.
+	serveSize := func(n int, announce bool) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if announce {
+				w.Header().Set("Content-Length", strconv.Itoa(n))
+			} else {
+				w.(http.Flusher).Flush() // no Content-Length
+			}
+			io.WriteString(w, strings.Repeat("x", n))
+		}
+	}
+	const limit = 100
+	for _, announce := range []bool{true, false} {
+		for _, n := range []int{limit, limit + 1, 10 * limit} {
+			t.Run(fmt.Sprintf("%d bytes, announced %v", n, announce), func(t *testing.T) {
+				p := newFakeProxy(t, serveSize(n, announce))
+				c := newTestClient(t, p.URL, nil)
+				for kind := range c.limits {
+					c.limits[kind] = limit
+				}
+				ctx := context.Background()
+				mod, _, modErr := c.Mod(ctx, modPath, "v1.0.0")
+				_, _, listErr := c.List(ctx, modPath)
+				var zipData []byte
+				zip, _, zipErr := c.Zip(ctx, modPath, "v1.0.0")
+				if zipErr == nil {
+					zipData, zipErr = io.ReadAll(zip)
+					zip.Close()
+				}
+				if n <= limit {
+					if modErr != nil || len(mod) != n || listErr != nil || zipErr != nil || len(zipData) != n {
+						t.Errorf("mod %d bytes, %v; list %v; zip %d bytes, %v; want all %d bytes", len(mod), modErr, listErr, len(zipData), zipErr, n)
+					}
+					return
+				}
+				for kind, err := range map[string]error{"mod": modErr, "list": listErr, "zip": zipErr} {
+					if !errors.Is(err, ErrTooLarge) {
+						t.Errorf("%s: %v; want ErrTooLarge", kind, err)
+					}
+				}
+				if len(zipData) > limit {
+					t.Errorf("zip: read %d bytes; want at most the limit", len(zipData))
+				}
+				if got := p.count(); got != 3 {
+					t.Errorf("%d requests; want 3: too large is not retried", got)
+				}
+			})
+		}
+	}
+}
+
+func TestInfoValidation(t *testing.T) {
+	tests := []struct {
+		query, info string
+		wantErr     string // "" for success
+	}{
+		{"v1.0.0", `{"Version":"v1.0.0"}`, ""},
+		{"master", `{"Version":"v1.0.0"}`, ""},
+		{"master", `{"Version":"v0.0.0-20260102030405-0123456789ab","Time":"2026-01-02T03:04:05Z"}`, ""},
+		{"v1.0", `{"Version":"v1.0.0"}`, ""},
+		{"v1.0.0", `{"Version":"v1.0.0"`, "invalid .info"},
+		{"v1.0.0", `null`, "no Version"},
+		{"v1.0.0", `<html>oops</html>`, "invalid .info"},
+		{"v1.0.0", `{"Version":"v1.0.0","Time":"yesterday"}`, "invalid .info"},
+		{"master", `{"Version":"v1.0"}`, "not a canonical semantic version"},
+		{"master", `{"Version":"master"}`, "not a canonical semantic version"},
+		{"v1.0.0", `{"Version":"v1.1.0"}`, "names version v1.1.0 instead of the requested one"},
+		{"master", `{"Version":"v2.0.0"}`, "should be v0 or v1"},
+	}
+	for _, tt := range tests {
+		p := newFakeProxy(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, tt.info) })
+		c := newTestClient(t, p.URL, nil)
+		info, _, err := c.Info(context.Background(), modPath, tt.query)
+		switch {
+		case tt.wantErr == "" && (err != nil || string(info.Raw) != tt.info):
+			t.Errorf("Info(%q) of %s: %+v, %v; want it", tt.query, tt.info, info, err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr) || errors.Is(err, ErrNotFound)):
+			t.Errorf("Info(%q) of %s: %+v, %v; want an error with %q", tt.query, tt.info, info, err, tt.wantErr)
+		}
+		_, _, err = c.Latest(context.Background(), modPath)
+		if (err == nil) != (tt.wantErr == "" || strings.Contains(tt.wantErr, "instead of")) {
+			t.Errorf("Latest of %s: %v", tt.info, err)
+		}
+	}
+}
+
+func TestFileProxy(t *testing.T) {
+	dir := t.TempDir()
+	for name, data := range modFiles {
+		file := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(file), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, []byte(data), 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "example.com/!upper/@v/v9.9.9.mod"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	fileURL := "file://" + filepath.ToSlash(dir)
+	ctx := context.Background()
+	c := newTestClient(t, fileURL, nil)
+	if err := fetchAll(ctx, c); err != nil {
+		t.Errorf("fetching from %s: %v", fileURL, err)
+	}
+	if info, src, err := c.Info(ctx, modPath, "master"); err != nil || src != fileURL || info.Version != "v1.0.0" {
+		t.Errorf("Info = %+v, %q, %v; want v1.0.0 from %s", info, src, err, fileURL)
+	}
+	for _, v := range []string{"v1.2.3", "v9.9.9"} {
+		if _, _, err := c.Mod(ctx, modPath, v); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Mod of %s: %v; want ErrNotFound", v, err)
+		}
+	}
+
+	// A file tree first, an HTTP proxy for what it lacks.
+	p := newFakeProxy(t, serveFiles(map[string]string{"example.com/!upper/@v/v1.2.3.mod": "module example.com/Upper\n// v1.2.3\n"}))
+	c = newTestClient(t, fileURL+","+p.URL, nil)
+	if mod, src, err := c.Mod(ctx, modPath, "v1.2.3"); err != nil || src != p.URL || !strings.Contains(string(mod), "v1.2.3") {
+		t.Errorf("Mod = %q, %q, %v; want the HTTP proxy's", mod, src, err)
+	}
+}
+
+func TestInvalidArguments(t *testing.T) {
+	p := newFakeProxy(t, serveFiles(modFiles))
+	c := newTestClient(t, p.URL, nil)
+	ctx := context.Background()
+	calls := map[string]func() error{
+		"Mod non-canonical":  func() error { _, _, err := c.Mod(ctx, modPath, "v1.0"); return err },
+		"Zip query":          func() error { _, _, err := c.Zip(ctx, modPath, "master"); return err },
+		"Info bad path":      func() error { _, _, err := c.Info(ctx, "example.com/a b", "v1.0.0"); return err },
+		"Info bad query":     func() error { _, _, err := c.Info(ctx, modPath, "a/../b"); return err },
+		"List bad path":      func() error { _, _, err := c.List(ctx, "../etc"); return err },
+		"Latest empty path":  func() error { _, _, err := c.Latest(ctx, ""); return err },
+		"Mod dot-dot path":   func() error { _, _, err := c.Mod(ctx, "example.com/../x", "v1.0.0"); return err },
+		"Zip empty version":  func() error { _, _, err := c.Zip(ctx, modPath, ""); return err },
+		"Info empty version": func() error { _, _, err := c.Info(ctx, modPath, ""); return err },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v; want ErrInvalid", name, err)
+		}
+	}
+	if n := p.count(); n != 0 {
+		t.Errorf("%d requests for invalid arguments; want none", n)
+	}
+}
+
+func TestRedirects(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("module secret\n"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	real := newFakeProxy(t, serveFiles(modFiles))
+	p := newFakeProxy(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, ".mod") {
+			http.Redirect(w, r, "file://"+filepath.ToSlash(secret), http.StatusFound)
+			return
+		}
+		http.Redirect(w, r, real.URL+r.URL.Path, http.StatusMovedPermanently)
+	})
+	c := newTestClient(t, p.URL, nil)
+	if info, _, err := c.Info(context.Background(), modPath, "v1.0.0"); err != nil || info.Version != "v1.0.0" {
+		t.Errorf("Info through a redirect: %+v, %v", info, err)
+	}
+	mod, _, err := c.Mod(context.Background(), modPath, "v1.0.0")
+	if err == nil || !strings.Contains(err.Error(), "redirect to file://") {
+		t.Errorf("Mod redirected to a local file = %q, %v; want the redirect refused", mod, err)
+	}
+}
+
+func TestConnectionErrorsRetried(t *testing.T) {
+	rec := &recorder{}
+	c := newTestClient(t, refusedURL(t), func(o *Options) { o.Observer = rec })
+	_, _, err := c.Mod(context.Background(), modPath, "v1.0.0")
+	if err == nil || !strings.Contains(err.Error(), "gave up after 3 attempts") {
+		t.Errorf("Mod: %v; want an error after 3 attempts", err)
+	}
+	obs := rec.all()
+	if len(obs) != 3 {
+		t.Fatalf("observed %d attempts; want 3", len(obs))
+	}
+	for _, o := range obs {
+		if o.status != 0 || o.kind != "mod" || o.err == nil {
+			t.Errorf("observed %+v; want kind mod, status 0 and the error", o)
+		}
+	}
+}
+
+func TestInvalidProxy(t *testing.T) {
+	good := newFakeProxy(t, serveFiles(modFiles))
+	for _, tt := range []struct {
+		fallThrough bool
+		wantErr     string
+	}{{false, "unsupported scheme"}, {true, ""}} {
+		c := New([]Proxy{{URL: "ftp://a.example", FallThrough: tt.fallThrough}, {URL: good.URL}}, testOptions())
+		_, _, err := c.Mod(context.Background(), modPath, "v1.0.0")
+		if (tt.wantErr == "" && err != nil) || (tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr))) {
+			t.Errorf("an invalid proxy, fall-through %v: %v; want %q", tt.fallThrough, err, tt.wantErr)
+		}
+	}
+}
+
+func TestConcurrentFetches(t *testing.T) {
+	p := newFakeProxy(t, serveFiles(modFiles))
+	c := newTestClient(t, p.URL, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for range 32 {
+		wg.Go(func() { errs <- fetchAll(context.Background(), c) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+var formatErrorDetailTests = []struct{ in, want string }{
+	{"", ""},
+	{"not found: unknown revision v1.2.3\n", "not found: unknown revision v1.2.3"},
+	{"one\ntwo\n\nafter a blank line", "one\n\ttwo"},
+	{"1\n2\n3\n4\n5\n6\n7\n8\n9\n10", "1\n\t2\n\t3\n\t4\n\t5\n\t6\n\t7\n\t8\n\t[Truncated: too many lines.]"},
+	{strings.Repeat("x", 700), "[Truncated: too long.]"},
+	{"bell \a in it", ""},
+	{"not utf-8 \xff here", ""},
+}
+
+func TestFormatErrorDetail(t *testing.T) {
+	for _, tt := range formatErrorDetailTests {
+		if got := formatErrorDetail(tt.in); got != tt.want {
+			t.Errorf("formatErrorDetail(%q) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestErrorDetailOnlyFromPlainText(t *testing.T) {
+	html := newFakeProxy(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, "<h1>not here</h1>")
+	})
+	_, _, err := newTestClient(t, html.URL, nil).Mod(context.Background(), modPath, "v1.0.0")
+	if !errors.Is(err, ErrNotFound) || strings.Contains(err.Error(), "not here") {
+		t.Errorf("Mod: %v; want ErrNotFound without the HTML", err)
+	}
+	var he *HTTPError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusNotFound {
+		t.Errorf("Mod: %v; want an *HTTPError with status 404", err)
+	}
+}

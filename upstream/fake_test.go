@@ -1,0 +1,199 @@
+package upstream
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The module every fake upstream serves, in files by escaped path.
+const (
+	modPath = "example.com/Upper"
+	modInfo = `{"Version":"v1.0.0","Time":"2026-01-02T03:04:05Z","Origin":{"VCS":"git","Hash":"0123"}}`
+	modMod  = "module example.com/Upper\n"
+	modZip  = "PK\x03\x04 not really a zip"
+)
+
+var modFiles = map[string]string{
+	"example.com/!upper/@v/list":        "v1.1.0-pre\nv1.0.0 2026-01-02T03:04:05Z\nnot-a-version\nv1.0.0\nv1.0\nv0.0.0-20260102030405-0123456789ab\n\n",
+	"example.com/!upper/@v/v1.0.0.info": modInfo,
+	"example.com/!upper/@v/master.info": modInfo,
+	"example.com/!upper/@latest":        modInfo,
+	"example.com/!upper/@v/v1.0.0.mod":  modMod,
+	"example.com/!upper/@v/v1.0.0.zip":  modZip,
+}
+
+// fakeProxy is an httptest GOPROXY that records its requests.
+type fakeProxy struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests []*http.Request
+}
+
+// newFakeProxy starts a fake GOPROXY answering with h, stopped at the end
+// of the test.
+func newFakeProxy(t *testing.T, h http.HandlerFunc) *fakeProxy {
+	t.Helper()
+	f := &fakeProxy{}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.requests = append(f.requests, r)
+		f.mu.Unlock()
+		h(w, r)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+// count returns how many requests the fake answered.
+func (f *fakeProxy) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.requests)
+}
+
+// uris returns the request URIs the fake received, as sent on the wire.
+func (f *fakeProxy) uris() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var uris []string
+	for _, r := range f.requests {
+		uris = append(uris, r.RequestURI)
+	}
+	return uris
+}
+
+// userAgent returns the User-Agent of the fake's first request.
+func (f *fakeProxy) userAgent() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests[0].Header.Get("User-Agent")
+}
+
+// serveFiles answers GOPROXY requests from files, by escaped path, and
+// everything else with 404 and a plain-text reason, as proxy.golang.org
+// does.
+func serveFiles(files map[string]string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		data, ok := files[strings.TrimPrefix(r.URL.Path, "/")]
+		if !ok {
+			http.Error(w, "not found: "+r.URL.Path+": unknown revision", http.StatusNotFound)
+			return
+		}
+		if strings.HasSuffix(r.URL.Path, ".info") || strings.HasSuffix(r.URL.Path, "@latest") {
+			w.Header().Set("Content-Type", "application/json")
+		}
+		io.WriteString(w, data)
+	}
+}
+
+// serveStatus answers everything with status and a plain-text reason.
+func serveStatus(status int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "fake: "+http.StatusText(status), status)
+	}
+}
+
+// hang never answers: it returns when the client gives up, or when the
+// test ends.
+func hang(t *testing.T) http.HandlerFunc {
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) }) // before the server's Close, which waits
+	return func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-done:
+		}
+	}
+}
+
+// refusedURL returns the URL of a server that is no longer listening.
+func refusedURL(t *testing.T) string {
+	s := httptest.NewServer(http.NotFoundHandler())
+	s.Close()
+	return s.URL
+}
+
+// testOptions are options for tests: quick retries and timeouts.
+func testOptions() Options {
+	return Options{
+		Backoff:        time.Millisecond,
+		ConnectTimeout: time.Second,
+		HeaderTimeout:  time.Second,
+		BodyTimeout:    2 * time.Second,
+	}
+}
+
+// newTestClient returns a client of the proxy list, with testOptions
+// changed by edit.
+func newTestClient(t *testing.T, list string, edit func(*Options)) *Client {
+	t.Helper()
+	proxies, err := ParseList(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := testOptions()
+	if edit != nil {
+		edit(&opts)
+	}
+	c := New(proxies, opts)
+	if tr, ok := c.opts.Transport.(*http.Transport); ok {
+		t.Cleanup(tr.CloseIdleConnections)
+	}
+	return c
+}
+
+// observation is one call of an Observer.
+type observation struct {
+	proxy, kind string
+	status      int
+	bytes       int64
+	err         error
+}
+
+// recorder is an Observer that records its calls.
+type recorder struct {
+	mu  sync.Mutex
+	obs []observation
+}
+
+func (r *recorder) Fetch(proxy, kind string, status int, bytes int64, d time.Duration, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.obs = append(r.obs, observation{proxy, kind, status, bytes, err})
+}
+
+func (r *recorder) all() []observation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]observation(nil), r.obs...)
+}
+
+// fetchAll runs every method of c for the fake module and returns the
+// first error.
+func fetchAll(ctx context.Context, c *Client) error {
+	if _, _, err := c.Info(ctx, modPath, "v1.0.0"); err != nil {
+		return err
+	}
+	if _, _, err := c.Latest(ctx, modPath); err != nil {
+		return err
+	}
+	if _, _, err := c.List(ctx, modPath); err != nil {
+		return err
+	}
+	if _, _, err := c.Mod(ctx, modPath, "v1.0.0"); err != nil {
+		return err
+	}
+	zip, _, err := c.Zip(ctx, modPath, "v1.0.0")
+	if err != nil {
+		return err
+	}
+	defer zip.Close()
+	_, err = io.ReadAll(zip)
+	return err
+}
