@@ -1,0 +1,127 @@
+package actions
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"agora/checksum"
+	"agora/metrics"
+)
+
+// sumdbHandler serves the checksum-database proxy protocol
+// (https://go.dev/design/25530-sumdb#proxying-a-checksum-database):
+//
+//	GET /sumdb/{name}/supported                  200 when {name} is proxied
+//	GET /sumdb/{name}/latest                     the latest signed tree head
+//	GET /sumdb/{name}/lookup/{module}@{version}  a go.sum record
+//	GET /sumdb/{name}/tile/{H}/{L}/{N}[.p/{W}]   a tile of the tree
+//
+// A 404 for /supported makes the go command go to the database itself, so
+// every other name, and every path when no database is proxied
+// (AGORA_SUMDB=off), is answered 404. Like proxyHandler, it is a plain
+// http.Handler in front of the Buffalo app.
+type sumdbHandler struct {
+	db      *checksum.DB // nil: none proxied
+	metrics *metrics.Metrics
+	log     *slog.Logger
+}
+
+// newSumDBHandler returns the handler of /sumdb/ for db, which may be nil.
+func newSumDBHandler(db *checksum.DB, m *metrics.Metrics, log *slog.Logger) http.Handler {
+	return &sumdbHandler{db: db, metrics: m, log: log}
+}
+
+// Cache-Control of the answers: tiles never change; a lookup's record never
+// does, though the tree head it carries ages; latest changes all the time.
+const (
+	sumdbLookupCache = "public, max-age=86400"
+	sumdbLatestCache = "no-cache"
+)
+
+func (h *sumdbHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		h.fail(w, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	rest := strings.TrimPrefix(r.URL.Path, "/sumdb/")
+	if h.db == nil {
+		h.fail(w, http.StatusNotFound, "not found: this proxy does not proxy a checksum database (AGORA_SUMDB=off)")
+		return
+	}
+	rel, ok := strings.CutPrefix(rest, h.db.Name()+"/")
+	if !ok {
+		h.fail(w, http.StatusNotFound, "not found: this proxy proxies the checksum database "+h.db.Name()+" only")
+		return
+	}
+
+	var kind, contentType, cacheControl string
+	switch {
+	case rel == "supported":
+		h.metrics.SumDBRequest(metrics.SumDBSupported, true, nil)
+		w.Header().Set("Cache-Control", sumdbLatestCache)
+		w.WriteHeader(http.StatusOK)
+		return
+	case rel == "latest":
+		kind, contentType, cacheControl = metrics.SumDBLatest, "text/plain; charset=utf-8", sumdbLatestCache
+	case strings.HasPrefix(rel, "lookup/"):
+		kind, contentType, cacheControl = metrics.SumDBLookup, "text/plain; charset=utf-8", sumdbLookupCache
+	case strings.HasPrefix(rel, "tile/"):
+		// Hash tiles are binary, data tiles text, as sum.golang.org serves them.
+		contentType = "application/octet-stream"
+		if strings.HasPrefix(rel, "tile/8/data/") {
+			contentType = "text/plain; charset=utf-8"
+		}
+		kind, cacheControl = metrics.SumDBTile, immutable
+	default:
+		h.fail(w, http.StatusNotFound, "not found: "+r.URL.Path)
+		return
+	}
+
+	data, cached, err := h.db.Load(r.Context(), rel)
+	h.metrics.SumDBRequest(kind, cached, err)
+	if err != nil {
+		status := sumdbStatus(err)
+		msg := err.Error()
+		if status == http.StatusInternalServerError {
+			h.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+			msg = "internal error"
+		}
+		h.fail(w, status, strings.ToLower(http.StatusText(status))+": "+msg)
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Cache-Control", cacheControl)
+	// ServeContent handles HEAD and Range.
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+}
+
+// sumdbStatus returns the status of a checksum.DB error. (The kinds are
+// package checksum's, not modproxy's, so errorStatus does not know them.)
+func sumdbStatus(err error) int {
+	switch {
+	case errors.Is(err, checksum.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, checksum.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, checksum.ErrUnavailable):
+		return http.StatusBadGateway
+	}
+	return http.StatusInternalServerError
+}
+
+// fail answers with a plain-text reason, as the go command prints it.
+func (h *sumdbHandler) fail(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(status)
+	io.WriteString(w, msg+"\n")
+}

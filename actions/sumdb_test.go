@@ -1,0 +1,113 @@
+package actions
+
+import (
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb"
+	"golang.org/x/mod/sumdb/note"
+
+	"agora/checksum"
+)
+
+// newFakeSumDB starts an upstream proxy serving a checksum database named
+// name at /sumdb/name/, which knows example.com/a@v1.0.0, and returns its
+// URL and the database's verifier key.
+func newFakeSumDB(t *testing.T, name string) (url, vkey string) {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := sumdb.NewServer(sumdb.NewTestServer(skey, func(path, vers string) ([]byte, error) {
+		if path+"@"+vers != "example.com/a@v1.0.0" {
+			return nil, os.ErrNotExist
+		}
+		return []byte(fmt.Sprintf("%[1]s %[2]s h1:zip=\n%[1]s %[2]s/go.mod h1:mod=\n", path, vers)), nil
+	}))
+	prefix := "/sumdb/" + name
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == prefix+"/supported" {
+			return
+		}
+		http.StripPrefix(prefix, srv).ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	return proxy.URL, vkey
+}
+
+func TestSumDBHandler(t *testing.T) {
+	const name = "sum.example.com"
+	upstream, vkey := newFakeSumDB(t, name)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	open := func(proxy string) *checksum.DB {
+		db, err := checksum.New(checksum.Options{Name: name, Key: vkey, Proxies: []string{proxy}, CacheDir: t.TempDir(), Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusInternalServerError)
+	}))
+	defer broken.Close()
+
+	h := newSumDBHandler(open(upstream), nil, log)
+	off := newSumDBHandler(nil, nil, log)
+	down := newSumDBHandler(open(broken.URL), nil, log)
+	p := "/sumdb/" + name + "/"
+	tests := []struct {
+		handler      http.Handler
+		method, path string
+		status       int
+		contentType  string
+		cacheControl string
+		emptyBody    bool
+	}{
+		{handler: h, method: "GET", path: p + "supported", status: 200, emptyBody: true},
+		{handler: h, method: "GET", path: "/sumdb/sum.golang.org/supported", status: 404},
+		{handler: h, method: "GET", path: p + "lookup/example.com/a@v1.0.0", status: 200, contentType: "text/plain; charset=utf-8", cacheControl: sumdbLookupCache},
+		{handler: h, method: "GET", path: p + "latest", status: 200, contentType: "text/plain; charset=utf-8", cacheControl: "no-cache"},
+		{handler: h, method: "HEAD", path: p + "latest", status: 200, emptyBody: true},
+		{handler: h, method: "GET", path: p + "tile/8/0/000.p/1", status: 200, contentType: "application/octet-stream", cacheControl: immutable},
+		{handler: h, method: "GET", path: p + "tile/8/data/000.p/1", status: 200, contentType: "text/plain; charset=utf-8", cacheControl: immutable},
+		{handler: h, method: "GET", path: p + "lookup/example.com/private@v1.0.0", status: 404},
+		{handler: h, method: "GET", path: p + "lookup/example.com/a@master", status: 400},
+		{handler: h, method: "GET", path: p + "tile/8/0/../../latest", status: 400},
+		{handler: h, method: "GET", path: p + "nonsense", status: 404},
+		{handler: h, method: "POST", path: p + "latest", status: 405},
+		{handler: off, method: "GET", path: p + "supported", status: 404},
+		{handler: off, method: "GET", path: p + "latest", status: 404},
+		{handler: down, method: "GET", path: p + "latest", status: 502},
+		{handler: down, method: "GET", path: p + "lookup/example.com/a@v1.0.0", status: 502},
+	}
+	for _, tt := range tests {
+		rec := httptest.NewRecorder()
+		tt.handler.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, nil))
+		res := rec.Result()
+		body, _ := io.ReadAll(res.Body)
+		if res.StatusCode != tt.status {
+			t.Errorf("%s %s: status %d (%s); want %d", tt.method, tt.path, res.StatusCode, body, tt.status)
+			continue
+		}
+		if ct := res.Header.Get("Content-Type"); tt.contentType != "" && ct != tt.contentType {
+			t.Errorf("%s %s: Content-Type %q; want %q", tt.method, tt.path, ct, tt.contentType)
+		}
+		if cc := res.Header.Get("Cache-Control"); tt.cacheControl != "" && cc != tt.cacheControl {
+			t.Errorf("%s %s: Cache-Control %q; want %q", tt.method, tt.path, cc, tt.cacheControl)
+		}
+		if tt.emptyBody != (len(body) == 0) {
+			t.Errorf("%s %s: body %q; want empty %v", tt.method, tt.path, body, tt.emptyBody)
+		}
+		if tt.status >= 400 && !strings.HasPrefix(res.Header.Get("Content-Type"), "text/plain") {
+			t.Errorf("%s %s: error Content-Type %q; want text/plain", tt.method, tt.path, res.Header.Get("Content-Type"))
+		}
+	}
+}

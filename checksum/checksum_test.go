@@ -1,0 +1,628 @@
+package checksum
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb"
+)
+
+const goKey = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"
+
+var parseDBTests = []struct {
+	in      string
+	want    Config
+	wantErr string
+}{
+	{in: "off", want: Config{}},
+	{in: "", want: Config{Name: "sum.golang.org", Key: goKey}},
+	{in: "sum.golang.org", want: Config{Name: "sum.golang.org", Key: goKey}},
+	{in: " sum.golang.org ", want: Config{Name: "sum.golang.org", Key: goKey}},
+	{in: "sum.golang.google.cn", want: Config{Name: "sum.golang.org", Key: goKey, URL: "https://sum.golang.google.cn"}},
+	{in: goKey, want: Config{Name: "sum.golang.org", Key: goKey}},
+	{in: goKey + " https://mirror.example.com/sumdb/", want: Config{Name: "sum.golang.org", Key: goKey, URL: "https://mirror.example.com/sumdb"}},
+	{in: "sum.golang.org https://sum.golang.google.cn", want: Config{Name: "sum.golang.org", Key: goKey, URL: "https://sum.golang.google.cn"}},
+	{in: "sum.example.com", wantErr: `unknown checksum database "sum.example.com": give its key`},
+	{in: "sum.golang.org+033de0ae+AAAA", wantErr: "invalid checksum database key"},
+	{in: goKey + " https://a https://b", wantErr: "too many fields"},
+	{in: goKey + " ftp://mirror.example.com", wantErr: "invalid checksum database URL"},
+	{in: goKey + " https://", wantErr: "invalid checksum database URL"},
+}
+
+func TestParseDB(t *testing.T) {
+	for _, tt := range parseDBTests {
+		got, err := ParseDB(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ParseDB(%q) = %+v, %v; want error containing %q", tt.in, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("ParseDB(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestNewRejectsWrongKey(t *testing.T) {
+	f := newFakeProxy(t)
+	opts := f.options(t.TempDir())
+	opts.Name = "sum.golang.org"
+	if _, err := New(opts); err == nil {
+		t.Fatal("New with a key of another database: no error")
+	}
+}
+
+func TestVerify(t *testing.T) {
+	f := newFakeProxy(t)
+	f.add("example.com/a", "v1.0.0", "h1:zipA=", "h1:modA=")
+	f.add("example.com/b", "v1.2.0", "h1:zipB=", "h1:modB=")
+	dir := t.TempDir()
+	db := newDB(t, f.options(dir))
+	opts := f.options(dir)
+	opts.NoSumDB = "corp.example.com,*.internal"
+	ctx := context.Background()
+
+	if err := db.Verify(ctx, "example.com/a", "v1.0.0", "h1:zipA=", "h1:modA="); err != nil {
+		t.Fatalf("Verify of the recorded hashes: %v", err)
+	}
+	if err := db.Verify(ctx, "example.com/b", "v1.2.0", "", "h1:modB="); err != nil {
+		t.Fatalf("Verify of go.mod only: %v", err)
+	}
+
+	err := db.Verify(ctx, "example.com/a", "v1.0.0", "h1:tampered=", "h1:modA=")
+	var mm *MismatchError
+	if !errors.Is(err, ErrMismatch) || !errors.As(err, &mm) || mm.File != "zip" {
+		t.Fatalf("Verify of a tampered zip = %v; want a zip *MismatchError", err)
+	}
+	for _, s := range []string{"SECURITY ERROR", "h1:tampered=", "h1:zipA=", "example.com/a@v1.0.0", fakeName} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("mismatch error %q does not mention %q", err, s)
+		}
+	}
+	err = db.Verify(ctx, "example.com/b", "v1.2.0", "", "h1:tampered=")
+	if !errors.As(err, &mm) || mm.File != "go.mod" || mm.Recorded != "h1:modB=" {
+		t.Fatalf("Verify of a tampered go.mod = %v; want a go.mod *MismatchError", err)
+	}
+
+	err = db.Verify(ctx, "example.com/private", "v1.0.0", "h1:x=", "h1:y=")
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "AGORA_NOSUMDB") {
+		t.Fatalf("Verify of a module not in the database = %v; want ErrNotFound naming AGORA_NOSUMDB", err)
+	}
+	if err := db.Verify(ctx, "example.com/a", "v1.0.0", "sha256:x", ""); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Verify of a non-h1 hash = %v; want ErrInvalid", err)
+	}
+	if err := db.Verify(ctx, "example.com/a", "master", "h1:x=", ""); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Verify of a non-canonical version = %v; want ErrInvalid", err)
+	}
+
+	// Skipped paths contact nothing.
+	nosum := newDB(t, opts)
+	before := f.total()
+	for _, p := range []string{"corp.example.com/x", "git.internal/y"} {
+		if err := nosum.Verify(ctx, p, "v1.0.0", "h1:whatever=", "h1:whatever="); err != nil {
+			t.Errorf("Verify(%s) matching NoSumDB: %v", p, err)
+		}
+	}
+	if n := f.total(); n != before {
+		t.Errorf("Verify of NoSumDB paths made %d requests", n-before)
+	}
+
+	// What Verify proved is on disk, where clients read it through Get.
+	for _, name := range []string{"verified-latest", "lookup/example.com/a@v1.0.0", "tile/8/0/000.p/2"} {
+		if _, err := os.Stat(filepath.Join(dir, fakeName, name)); err != nil {
+			t.Errorf("after Verify: %v", err)
+		}
+	}
+}
+
+// TestVerifyGrowingTree verifies modules while the tree grows past a full
+// tile, then again with a new DB that starts from the stored tree head.
+func TestVerifyGrowingTree(t *testing.T) {
+	f := newFakeProxy(t)
+	dir := t.TempDir()
+	db := newDB(t, f.options(dir))
+	ctx := context.Background()
+	const n = 300 // more than a tile of 256
+	hashes := func(i int) (string, string) { return fmt.Sprintf("h1:zip%d=", i), fmt.Sprintf("h1:mod%d=", i) }
+	for i := range n {
+		z, m := hashes(i)
+		f.add(fmt.Sprintf("example.com/m%d", i), "v1.0.0", z, m)
+	}
+	for i := range n {
+		z, m := hashes(i)
+		if err := db.Verify(ctx, fmt.Sprintf("example.com/m%d", i), "v1.0.0", z, m); err != nil {
+			t.Fatalf("Verify #%d: %v", i, err)
+		}
+	}
+	db2 := newDB(t, f.options(dir))
+	z, m := hashes(7)
+	if err := db2.Verify(ctx, "example.com/m7", "v1.0.0", z, m); err != nil {
+		t.Fatalf("Verify with a new DB: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, fakeName, "tile/8/0/000")); err != nil {
+		t.Errorf("full tile not cached: %v", err)
+	}
+
+	// A new cache proves every kind of tile a client may ask for against
+	// the latest tree (300 records), caching those of the proof too.
+	fresh := newDB(t, f.options(t.TempDir()))
+	for i, rel := range []string{"tile/8/0/000", "tile/8/0/001.p/44", "tile/8/0/001.p/3", "tile/8/1/000.p/1", "tile/8/data/001.p/44", "tile/8/data/000"} {
+		if _, cached, err := fresh.Load(ctx, rel); err != nil || i == 0 && cached {
+			t.Errorf("Load(%s): cached %v, %v", rel, cached, err)
+		}
+		if _, err := os.Stat(filepath.Join(fresh.dir, rel)); err != nil {
+			t.Errorf("Load(%s) did not cache it: %v", rel, err)
+		}
+	}
+}
+
+func TestGetCachesOnDisk(t *testing.T) {
+	f := newFakeProxy(t)
+	f.add("example.com/a", "v1.0.0", "h1:zipA=", "h1:modA=")
+	f.add("example.com/b", "v1.0.0", "h1:zipB=", "h1:modB=")
+	f.add("example.com/c", "v1.0.0", "h1:zipC=", "h1:modC=")
+	dir := t.TempDir()
+	db := newDB(t, f.options(dir))
+	ctx := context.Background()
+	rels := []string{"lookup/example.com/a@v1.0.0", "lookup/example.com/b@v1.0.0", "tile/8/0/000.p/3", "tile/8/data/000.p/3"}
+	for i, rel := range rels {
+		if i == 2 {
+			// The database records c without Agora knowing: the tiles
+			// of the grown tree are new.
+			if _, err := f.ts.Lookup(ctx, module.Version{Path: "example.com/c", Version: "v1.0.0"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		data, cached, err := db.Load(ctx, rel)
+		if err != nil || cached || len(data) == 0 {
+			t.Fatalf("first Load(%s) = %d bytes, cached %v, %v; want fetched", rel, len(data), cached, err)
+		}
+	}
+	before := f.total()
+	for _, rel := range rels {
+		if _, cached, err := db.Load(ctx, rel); err != nil || !cached {
+			t.Fatalf("second Load(%s): cached %v, %v; want cached", rel, cached, err)
+		}
+	}
+	if n := f.total(); n != before {
+		t.Errorf("cached answers made %d requests", n-before)
+	}
+
+	// A new DB on the same directory, with the upstream gone.
+	f.srv.Close()
+	db2 := newDB(t, f.options(dir))
+	for _, rel := range rels {
+		if _, err := db2.Get(ctx, rel); err != nil {
+			t.Errorf("Get(%s) with the upstream gone: %v", rel, err)
+		}
+	}
+	if _, err := db2.Get(ctx, "lookup/example.com/other@v1.0.0"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Get of an uncached lookup with the upstream gone = %v; want ErrUnavailable", err)
+	}
+}
+
+func TestGetNotFoundIsNotCached(t *testing.T) {
+	f := newFakeProxy(t)
+	db := newDB(t, f.options(t.TempDir()))
+	for range 2 {
+		if _, err := db.Get(context.Background(), "lookup/example.com/nope@v1.0.0"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get of an unknown module = %v; want ErrNotFound", err)
+		}
+	}
+	if n := f.count("lookup/"); n != 2 {
+		t.Errorf("%d lookups upstream; want 2 (not found is not cached)", n)
+	}
+}
+
+func TestLatest(t *testing.T) {
+	f := newFakeProxy(t)
+	dir := t.TempDir()
+	clock := &fakeClock{now: time.Unix(1e9, 0)}
+	db := newDB(t, f.options(dir))
+	db.now = clock.Now
+	ctx := context.Background()
+
+	load := func(wantCached bool, wantRequests int) []byte {
+		t.Helper()
+		data, cached, err := db.Load(ctx, "latest")
+		if err != nil || cached != wantCached {
+			t.Fatalf("Load(latest): cached %v, %v; want cached %v", cached, err, wantCached)
+		}
+		if n := f.count("latest"); n != wantRequests {
+			t.Fatalf("%d upstream requests for latest; want %d", n, wantRequests)
+		}
+		return data
+	}
+	first := load(false, 1)
+	load(true, 1)
+	clock.Add(DefaultLatestTTL + time.Second)
+	load(false, 2)
+
+	// The upstream fails: the last tree is served, and asked again only
+	// after another TTL.
+	f.failing.Store(true)
+	clock.Add(DefaultLatestTTL + time.Second)
+	if got := load(true, 3); string(got) != string(first) {
+		t.Errorf("stale latest = %q; want %q", got, first)
+	}
+	load(true, 3)
+
+	// A new DB on the same directory finds the stale tree on disk.
+	db2 := newDB(t, f.options(dir))
+	if data, err := db2.Get(ctx, "latest"); err != nil || string(data) != string(first) {
+		t.Errorf("Get(latest) from disk with the upstream failing = %q, %v", data, err)
+	}
+	// Without one, the failure shows.
+	db3 := newDB(t, f.options(t.TempDir()))
+	if _, err := db3.Get(ctx, "latest"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Get(latest) with the upstream failing and no cache = %v; want ErrUnavailable", err)
+	}
+}
+
+func TestProxyOrder(t *testing.T) {
+	f := newFakeProxy(t)
+	var notFound, broken int
+	var mu sync.Mutex
+	p404 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		notFound++
+		mu.Unlock()
+		http.NotFound(w, r)
+	}))
+	defer p404.Close()
+	p500 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		broken++
+		mu.Unlock()
+		http.Error(w, "down", http.StatusInternalServerError)
+	}))
+	defer p500.Close()
+	ctx := context.Background()
+	target, _ := url.Parse(f.srv.URL)
+
+	tests := []struct {
+		name      string
+		proxies   []string
+		direct    string
+		transport http.RoundTripper
+		wantErr   error
+	}{
+		{name: "second proxy", proxies: []string{p404.URL, "file:///skipped", f.srv.URL + "/"}},
+		{name: "explicit direct URL", proxies: []string{p404.URL}, direct: f.srv.URL + "/sumdb/" + fakeName},
+		{name: "https://name", proxies: []string{p404.URL},
+			transport: hostRewriter{host: fakeName, target: target, prefix: "/sumdb/" + fakeName}},
+		{name: "failing proxy", proxies: []string{p500.URL, f.srv.URL}, wantErr: ErrUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := f.options(t.TempDir())
+			opts.Proxies, opts.Direct, opts.Transport = tt.proxies, tt.direct, tt.transport
+			db := newDB(t, opts)
+			before := f.count("latest")
+			for range 2 {
+				db.latestNext = time.Time{}
+				_, err := db.Get(ctx, "latest")
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Get(latest) = %v; want %v", err, tt.wantErr)
+				}
+				if err != nil {
+					if n := f.count("latest"); n != before {
+						t.Fatalf("a failing first proxy fell through to the next one")
+					}
+					return
+				}
+			}
+			if n := f.count("latest"); n != before+2 {
+				t.Errorf("%d requests for latest reached the database; want 2", n-before)
+			}
+		})
+	}
+	if notFound != 3 {
+		t.Errorf("the proxy without a database was asked %d times; want 3 (once per DB)", notFound)
+	}
+	if broken != 1 {
+		t.Errorf("the broken proxy was asked %d times; want 1", broken)
+	}
+}
+
+func TestOffline(t *testing.T) {
+	f := newFakeProxy(t)
+	f.add("example.com/a", "v1.0.0", "h1:zipA=", "h1:modA=")
+	f.add("example.com/b", "v1.0.0", "h1:zipB=", "h1:modB=")
+	dir := t.TempDir()
+	ctx := context.Background()
+	online := newDB(t, f.options(dir))
+	if err := online.Verify(ctx, "example.com/a", "v1.0.0", "h1:zipA=", "h1:modA="); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := online.Get(ctx, "latest"); err != nil {
+		t.Fatal(err)
+	}
+
+	opts := f.options(dir)
+	opts.Offline = true
+	offline := newDB(t, opts)
+	before := f.total()
+	if err := offline.Verify(ctx, "example.com/a", "v1.0.0", "h1:zipA=", "h1:modA="); err != nil {
+		t.Errorf("offline Verify of a cached module: %v", err)
+	}
+	if err := offline.Verify(ctx, "example.com/a", "v1.0.0", "h1:tampered=", ""); !errors.Is(err, ErrMismatch) {
+		t.Errorf("offline Verify of a tampered zip = %v; want ErrMismatch", err)
+	}
+	for _, rel := range []string{"latest", "lookup/example.com/a@v1.0.0"} {
+		if _, cached, err := offline.Load(ctx, rel); err != nil || !cached {
+			t.Errorf("offline Load(%s): cached %v, %v", rel, cached, err)
+		}
+	}
+	if _, err := offline.Get(ctx, "lookup/example.com/b@v1.0.0"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("offline Get of an uncached lookup = %v; want ErrUnavailable", err)
+	}
+	if err := offline.Verify(ctx, "example.com/b", "v1.0.0", "h1:zipB=", ""); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("offline Verify of an uncached module = %v; want ErrUnavailable", err)
+	}
+	if n := f.total(); n != before {
+		t.Errorf("offline DB made %d requests", n-before)
+	}
+	empty := opts
+	empty.CacheDir = t.TempDir()
+	if _, err := newDB(t, empty).Get(ctx, "latest"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("offline Get(latest) with nothing cached = %v; want ErrUnavailable", err)
+	}
+}
+
+func TestConcurrentMissesShareOneFetch(t *testing.T) {
+	f := newFakeProxy(t)
+	f.add("example.com/a", "v1.0.0", "h1:zipA=", "h1:modA=")
+	f.gate, f.arrived = make(chan struct{}), make(chan struct{}, 100)
+	db := newDB(t, f.options(t.TempDir()))
+	const rel = "lookup/example.com/a@v1.0.0"
+
+	// A caller that gives up does not cancel the fetch.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		_, err := db.Get(ctx, rel)
+		done <- err
+	}()
+	<-f.arrived
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get with a canceled context = %v; want context.Canceled", err)
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for range 50 {
+		wg.Go(func() {
+			if _, err := db.Get(context.Background(), rel); err != nil {
+				errs <- err
+			}
+		})
+	}
+	close(f.gate)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent Get: %v", err)
+	}
+	if n := f.count("lookup/"); n != 1 {
+		t.Errorf("%d upstream lookups; want 1", n)
+	}
+}
+
+var invalidRels = []string{
+	"",
+	"supported",
+	"/latest",
+	"latest/",
+	"lookup/",
+	"lookup/example.com/a",
+	"lookup/example.com/a@",
+	"lookup/example.com/a@latest",
+	"lookup/example.com/a@v1.0",
+	"lookup/example.com/a@v1.0.0@v1.0.0",
+	"lookup/Example.com/a@v1.0.0",
+	"lookup/../a@v1.0.0",
+	"lookup/example.com/../../a@v1.0.0",
+	"lookup/example.com/a@v2.0.0",
+	"lookup/example.com/a@v1.0.0/go.mod",
+	"tile/8/0/",
+	"tile/8/0/01",
+	"tile/8/0/000.p/256",
+	"tile/8/0/000.p/0",
+	"tile/9/0/000",
+	"tile/8/-1/000",
+	"tile/8/0/x001/../000",
+	"tile/8/0/000/../../../../etc/passwd",
+	"tiles/8/0/000",
+	"tile/8/7/000",
+	"tile/8/6/064",
+	"tile/8/0/x999/x999/x999/x999/x999/x999/x999/000",
+}
+
+func TestGetRejectsInvalidRel(t *testing.T) {
+	f := newFakeProxy(t)
+	db := newDB(t, f.options(t.TempDir()))
+	for _, rel := range invalidRels {
+		if _, err := db.Get(context.Background(), rel); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Get(%q) = %v; want ErrInvalid", rel, err)
+		}
+	}
+	if n := f.total(); n != 0 {
+		t.Errorf("invalid requests made %d upstream requests", n)
+	}
+}
+
+// TestGetRejectsBadAnswers checks that what the upstream serves is checked
+// before it is cached or served.
+func TestGetRejectsBadAnswers(t *testing.T) {
+	f := newFakeProxy(t)
+	other := newFakeProxy(t) // same name, another key
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch strings.TrimPrefix(r.URL.Path, "/sumdb/"+fakeName) {
+		case "/supported":
+		case "/latest":
+			w.Write(other.signTree(5))
+		case "/tile/8/0/000.p/1":
+			w.Write([]byte("short"))
+		case "/tile/8/data/000.p/2":
+			w.Write([]byte("example.com/a v1.0.0 h1:x=\n\n"))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer bad.Close()
+	opts := f.options(t.TempDir())
+	opts.Proxies = []string{bad.URL}
+	db := newDB(t, opts)
+	for _, rel := range []string{"latest", "tile/8/0/000.p/1", "tile/8/data/000.p/2"} {
+		if _, err := db.Get(context.Background(), rel); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("Get(%s) of a bad answer = %v; want ErrUnavailable", rel, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(opts.CacheDir, fakeName)); !os.IsNotExist(err) {
+		t.Errorf("bad answers were cached (%v)", err)
+	}
+}
+
+func TestWriteConfigIsCompareAndSwap(t *testing.T) {
+	f := newFakeProxy(t)
+	db := newDB(t, f.options(t.TempDir()))
+	ops := &clientOps{db}
+	file := fakeName + "/latest"
+	t1, t2 := f.signTree(1), f.signTree(2)
+	if got, err := ops.ReadConfig(file); err != nil || len(got) != 0 {
+		t.Fatalf("ReadConfig before any write = %q, %v; want empty", got, err)
+	}
+	if err := ops.WriteConfig(file, nil, t1); err != nil {
+		t.Fatal(err)
+	}
+	if err := ops.WriteConfig(file, nil, t2); err != sumdb.ErrWriteConflict {
+		t.Fatalf("WriteConfig with a stale old value = %v; want ErrWriteConflict", err)
+	}
+	if err := ops.WriteConfig(file, t1, t2); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := ops.ReadConfig(file); string(got) != string(t2) {
+		t.Fatalf("ReadConfig = %q; want %q", got, t2)
+	}
+	if got, _ := ops.ReadConfig("key"); string(got) != f.vkey {
+		t.Fatalf("ReadConfig(key) = %q", got)
+	}
+
+	// A stored tree the key does not verify is ignored, consistently.
+	if err := os.WriteFile(db.verifiedPath(), []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := ops.ReadConfig(file); len(got) != 0 {
+		t.Fatalf("ReadConfig of a damaged tree = %q; want empty", got)
+	}
+	if err := ops.WriteConfig(file, nil, t1); err != nil {
+		t.Fatalf("WriteConfig over a damaged tree: %v", err)
+	}
+}
+
+// TestTamperedAnswersAreRefused checks that lookups and tiles are proven
+// against the signed tree before they are served or cached, so that an
+// upstream cannot poison the cache.
+func TestTamperedAnswersAreRefused(t *testing.T) {
+	f := newFakeProxy(t)
+	for _, m := range []string{"a", "b", "c"} {
+		f.add("example.com/"+m, "v1.0.0", "h1:zip"+m+"=", "h1:mod"+m+"=")
+	}
+	dir := t.TempDir()
+	db := newDB(t, f.options(dir))
+	ctx := context.Background()
+	for _, rel := range []string{"lookup/example.com/a@v1.0.0", "lookup/example.com/b@v1.0.0"} {
+		if _, err := db.Get(ctx, rel); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.ts.Lookup(ctx, module.Version{Path: "example.com/c", Version: "v1.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+
+	replace := func(prefix, old, new string) func(string, []byte) []byte {
+		return func(path string, body []byte) []byte {
+			if strings.HasPrefix(path, prefix) {
+				return []byte(strings.ReplaceAll(string(body), old, new))
+			}
+			return body
+		}
+	}
+	flip := func(path string, body []byte) []byte {
+		if strings.HasPrefix(path, "/tile/8/0/") && len(body) > 0 {
+			body = append([]byte(nil), body...)
+			body[len(body)-1] ^= 1
+		}
+		return body
+	}
+	tests := []struct {
+		rel     string
+		rewrite func(string, []byte) []byte
+	}{
+		{"tile/8/0/000.p/3", flip},
+		{"tile/8/data/000.p/3", replace("/tile/8/data/", "h1:zipa=", "h1:evil=")},
+		{"lookup/example.com/c@v1.0.0", replace("/lookup/", "h1:zipc=", "h1:evil=")},
+	}
+	for _, tt := range tests {
+		f.rewrite.Store(&tt.rewrite)
+		if _, err := db.Get(ctx, tt.rel); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("Get(%s) of a tampered answer = %v; want ErrUnavailable", tt.rel, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, fakeName, tt.rel)); !os.IsNotExist(err) {
+			t.Errorf("tampered %s was cached (%v)", tt.rel, err)
+		}
+	}
+	if err := db.Verify(ctx, "example.com/c", "v1.0.0", "h1:evil=", ""); err == nil {
+		t.Errorf("Verify of the hash a tampered lookup claims: no error")
+	}
+
+	f.rewrite.Store(nil)
+	for _, tt := range tests {
+		if _, err := db.Get(ctx, tt.rel); err != nil {
+			t.Errorf("Get(%s) once the upstream is honest again: %v", tt.rel, err)
+		}
+	}
+	if err := db.Verify(ctx, "example.com/c", "v1.0.0", "h1:zipc=", "h1:modc="); err != nil {
+		t.Errorf("Verify once the upstream is honest again: %v", err)
+	}
+}
+
+// TestUnprovableAnswersPassUncached checks that an answer whose proof the
+// upstream fails to serve is passed on, but not cached.
+func TestUnprovableAnswersPassUncached(t *testing.T) {
+	f := newFakeProxy(t)
+	f.add("example.com/a", "v1.0.0", "h1:zipa=", "h1:moda=")
+	dir := t.TempDir()
+	db := newDB(t, f.options(dir))
+	f.failTiles.Store(true)
+	const rel = "lookup/example.com/a@v1.0.0"
+	for range 2 {
+		if data, cached, err := db.Load(context.Background(), rel); err != nil || cached || len(data) == 0 {
+			t.Fatalf("Load(%s) without tiles = %d bytes, cached %v, %v; want it passed on", rel, len(data), cached, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, fakeName, rel)); !os.IsNotExist(err) {
+		t.Errorf("an unproven lookup was cached (%v)", err)
+	}
+	if err := db.Verify(context.Background(), "example.com/a", "v1.0.0", "h1:zipa=", ""); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Verify without tiles = %v; want ErrUnavailable", err)
+	}
+	f.failTiles.Store(false)
+	if err := db.Verify(context.Background(), "example.com/a", "v1.0.0", "h1:zipa=", ""); err != nil {
+		t.Errorf("Verify once tiles are served again: %v", err)
+	}
+}

@@ -1,0 +1,657 @@
+package checksum
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults of Options.
+const (
+	// DefaultLatestTTL is how long latest is reused by default.
+	DefaultLatestTTL = 10 * time.Second
+	// DefaultTimeout bounds one fetch from the upstream by default.
+	DefaultTimeout = 30 * time.Second
+)
+
+// Limits on what the upstream may send, in bytes. A hash tile must be
+// exactly W*tlog.HashSize bytes long.
+const (
+	maxLatest    = 16 << 10 // a signed tree head, with room for many signatures
+	maxLookup    = 64 << 10 // a record (a few go.sum lines) and a signed tree head
+	maxDataTile  = 1 << 20  // 2^tileHeight records
+	maxSupported = 4 << 10  // /supported has an empty body
+)
+
+// tileHeight is the only tile height served: the one the go command
+// always uses. It bounds a hash tile to 8 KiB.
+const tileHeight = 8
+
+// How long the base URL found by probing the proxies is reused before
+// they are probed again. A failure through it forgets it at once.
+const baseTTL = time.Hour
+
+// clientMaxAge is how long one sumdb.Client is used. The client keeps every
+// record and tile it reads in memory for good, errors included; a fresh one
+// starts from the disk cache and the verified tree head.
+const clientMaxAge = time.Hour
+
+// Options configure a DB.
+type Options struct {
+	// Name and Key are the database's name and verifier key (see ParseDB).
+	Name, Key string
+	// Proxies are the base URLs of the upstream proxies, in order. The
+	// database is reached at <proxy>/sumdb/<Name>/ through the first one
+	// whose /sumdb/<Name>/supported answers 200. A 404 or 410 there moves
+	// on to the next one; any other failure is an error, as after a ',' in
+	// GOPROXY. Entries that are not http or https URLs are skipped.
+	Proxies []string
+	// Direct is the database's own base URL, used when no proxy supports
+	// it; empty means https://<Name>. Unlike the go command, which goes
+	// straight to a URL given in GOSUMDB, the proxies are tried first even
+	// then: every answer is authenticated by the key, whatever the route.
+	Direct string
+	// CacheDir is where answers are kept (see the package documentation).
+	// Required.
+	CacheDir string
+	// LatestTTL is how long the database's latest signed tree head is
+	// reused before it is fetched again; DefaultLatestTTL when zero.
+	LatestTTL time.Duration
+	// Timeout bounds one fetch from the upstream, probing the proxies
+	// included; DefaultTimeout when zero.
+	Timeout time.Duration
+	// Transport makes the HTTP requests; http.DefaultTransport when nil.
+	Transport http.RoundTripper
+	// NoSumDB lists the module path patterns Verify skips, in GONOSUMDB
+	// syntax (comma-separated path.Match prefix patterns).
+	NoSumDB string
+	// Offline, when set, never contacts the network: only what is in the
+	// cache is served and verified against.
+	Offline bool
+	// Logger logs security errors and upstream failures; slog.Default()
+	// when nil.
+	Logger *slog.Logger
+}
+
+// A DB is a checksum database reached through the upstream proxies, with an
+// on-disk cache. It is safe for concurrent use.
+type DB struct {
+	name, key string
+	verifiers note.Verifiers
+	proxies   []string
+	direct    string
+	dir       string // CacheDir/<name>
+	latestTTL time.Duration
+	timeout   time.Duration
+	http      *http.Client
+	nosumdb   string
+	offline   bool
+	log       *slog.Logger
+	now       func() time.Time
+
+	flight singleflight.Group
+
+	baseMu sync.Mutex
+	base   string // the base URL found by probing; "" when not known
+	baseAt time.Time
+
+	latestMu   sync.Mutex
+	latest     []byte    // the newest signed tree head fetched, or read from disk
+	latestNext time.Time // when latest is fetched again
+	newest     tlog.Tree // the largest signed tree seen, which proves tiles
+
+	configMu sync.Mutex // makes writeConfig a compare-and-swap
+
+	clientMu   sync.Mutex
+	client     *sumdb.Client
+	clientBorn time.Time
+}
+
+// New returns a DB for the database opts names. It contacts nothing.
+func New(opts Options) (*DB, error) {
+	v, err := note.NewVerifier(opts.Key)
+	if err != nil {
+		return nil, fmt.Errorf("checksum database key %q: %v", opts.Key, err)
+	}
+	if v.Name() != opts.Name {
+		return nil, fmt.Errorf("checksum database key %q is for %q, not %q", opts.Key, v.Name(), opts.Name)
+	}
+	if err := checkName(opts.Name); err != nil {
+		return nil, err
+	}
+	if opts.CacheDir == "" {
+		return nil, errors.New("checksum database: no cache directory")
+	}
+	direct := "https://" + opts.Name
+	if opts.Direct != "" {
+		if direct, err = checkURL(opts.Direct); err != nil {
+			return nil, fmt.Errorf("checksum database URL %q: %v", opts.Direct, err)
+		}
+	}
+	db := &DB{
+		name:      opts.Name,
+		key:       opts.Key,
+		verifiers: note.VerifierList(v),
+		direct:    direct,
+		dir:       filepath.Join(opts.CacheDir, filepath.FromSlash(opts.Name)),
+		latestTTL: opts.LatestTTL,
+		timeout:   opts.Timeout,
+		http:      &http.Client{Transport: opts.Transport},
+		nosumdb:   opts.NoSumDB,
+		offline:   opts.Offline,
+		log:       opts.Logger,
+		now:       time.Now,
+	}
+	for _, p := range opts.Proxies {
+		if u, err := checkURL(p); err == nil {
+			db.proxies = append(db.proxies, u)
+		}
+	}
+	if db.latestTTL <= 0 {
+		db.latestTTL = DefaultLatestTTL
+	}
+	if db.timeout <= 0 {
+		db.timeout = DefaultTimeout
+	}
+	if db.log == nil {
+		db.log = slog.Default()
+	}
+	db.http.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 5 {
+			return errors.New("stopped after 5 redirects")
+		}
+		return nil
+	}
+	return db, nil
+}
+
+// Name returns the database's name, such as sum.golang.org.
+func (db *DB) Name() string { return db.name }
+
+// Get returns what the database serves at rel, one of
+//
+//	latest
+//	lookup/<escaped module path>@<escaped version>
+//	tile/<H>/<L>/<N>[.p/<W>]       (L may be "data")
+//
+// from the cache or the upstream. Concurrent misses of one rel share one
+// fetch, which a caller giving up does not cancel. The result must not be
+// modified.
+func (db *DB) Get(ctx context.Context, rel string) ([]byte, error) {
+	data, _, err := db.Load(ctx, rel)
+	return data, err
+}
+
+// Load is Get, and also reports whether the answer came from the cache
+// (memory or disk) rather than from the upstream just now.
+func (db *DB) Load(ctx context.Context, rel string) (data []byte, cached bool, err error) {
+	req, err := parseRel(rel)
+	if err != nil {
+		return nil, false, err
+	}
+	if req.kind == kindLatest {
+		return db.loadLatest(ctx)
+	}
+	if data, ok := db.readCache(req); ok {
+		return data, true, nil
+	}
+	if db.offline {
+		return nil, false, fmt.Errorf("%w: %s/%s is not in the cache, and fetching is off", ErrUnavailable, db.name, rel)
+	}
+	r, err := db.shared(ctx, rel, func(ctx context.Context) (result, error) {
+		if data, ok := db.readCache(req); ok { // filled while this caller waited
+			return result{data, true}, nil
+		}
+		data, err := db.fetchShared(ctx, req)
+		if err != nil {
+			return result{}, err
+		}
+		proven, err := db.authenticate(ctx, req, data)
+		if err != nil {
+			return result{}, err
+		}
+		if proven {
+			db.writeCache(req, data)
+		}
+		return result{data, false}, nil
+	})
+	return r.data, r.cached, err
+}
+
+// loadLatest serves latest: from memory while fresh, else from the
+// upstream, else (the upstream failing) the last one fetched, which is then
+// reused for another LatestTTL before the upstream is asked again.
+func (db *DB) loadLatest(ctx context.Context) ([]byte, bool, error) {
+	db.latestMu.Lock()
+	data, next := db.latest, db.latestNext
+	db.latestMu.Unlock()
+	if data != nil && (db.offline || db.now().Before(next)) {
+		return data, true, nil
+	}
+	if db.offline {
+		if data := db.staleLatest(); data != nil {
+			return data, true, nil
+		}
+		return nil, false, fmt.Errorf("%w: %s/latest is not in the cache, and fetching is off", ErrUnavailable, db.name)
+	}
+	r, err := db.shared(ctx, "latest", func(ctx context.Context) (result, error) {
+		data, err := db.fetch(ctx, request{rel: "latest", kind: kindLatest})
+		if err == nil {
+			if tree, err := db.openTree(data); err == nil { // checked by fetch
+				db.noteTree(tree)
+			}
+			db.setLatest(data)
+			if err := db.writeFile(db.latestPath(), data); err != nil {
+				db.log.Error("caching the checksum database's latest tree", "db", db.name, "err", err)
+			}
+			return result{data, false}, nil
+		}
+		if stale := db.staleLatest(); stale != nil {
+			db.log.Warn("checksum database unavailable: serving its last known tree", "db", db.name, "err", err)
+			db.setLatest(stale)
+			return result{stale, true}, nil
+		}
+		return result{}, err
+	})
+	return r.data, r.cached, err
+}
+
+// setLatest keeps data as the latest tree head for LatestTTL.
+func (db *DB) setLatest(data []byte) {
+	db.latestMu.Lock()
+	db.latest, db.latestNext = data, db.now().Add(db.latestTTL)
+	db.latestMu.Unlock()
+}
+
+// staleLatest returns the last tree head fetched, from memory or disk, or
+// nil.
+func (db *DB) staleLatest() []byte {
+	db.latestMu.Lock()
+	data := db.latest
+	db.latestMu.Unlock()
+	if data != nil {
+		return data
+	}
+	data, err := os.ReadFile(db.latestPath())
+	if err != nil || db.checkTree(data) != nil {
+		return nil
+	}
+	db.latestMu.Lock()
+	if db.latest == nil {
+		db.latest = data
+	}
+	db.latestMu.Unlock()
+	return data
+}
+
+// result is what a shared fetch returns.
+type result struct {
+	data   []byte
+	cached bool
+}
+
+// shared runs f once for all concurrent callers with the same key. f runs
+// detached from the caller's cancellation (other callers may wait for it),
+// bounded by the timeout; a caller whose ctx ends stops waiting.
+func (db *DB) shared(ctx context.Context, key string, f func(context.Context) (result, error)) (result, error) {
+	ch := db.flight.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), db.timeout)
+		defer cancel()
+		return f(fctx)
+	})
+	select {
+	case r := <-ch:
+		res, _ := r.Val.(result)
+		return res, r.Err
+	case <-ctx.Done():
+		return result{}, fmt.Errorf("%w: %s: %w", ErrUnavailable, key, ctx.Err())
+	}
+}
+
+// fetchShared is fetch, shared by concurrent callers.
+func (db *DB) fetchShared(ctx context.Context, req request) ([]byte, error) {
+	r, err := db.shared(ctx, "raw:"+req.rel, func(ctx context.Context) (result, error) {
+		data, err := db.fetch(ctx, req)
+		return result{data: data}, err
+	})
+	return r.data, err
+}
+
+// fetch gets req from the upstream and checks its shape.
+func (db *DB) fetch(ctx context.Context, req request) ([]byte, error) {
+	base, err := db.baseURL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	data, err := db.httpGet(ctx, base+"/"+req.rel, req.limit())
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			db.forgetBase(base)
+		}
+		return nil, err
+	}
+	if err := db.check(req, data); err != nil {
+		return nil, fmt.Errorf("%w: %s served an invalid %s: %v", ErrUnavailable, redact(base), req.rel, err)
+	}
+	return data, nil
+}
+
+// check reports whether data is a plausible answer to req: signed tree
+// heads carry the database's signature, and tiles have the right shape.
+// Records and tiles are proven by authenticate.
+func (db *DB) check(req request, data []byte) error {
+	switch req.kind {
+	case kindLatest:
+		return db.checkTree(data)
+	case kindLookup:
+		_, text, tree, err := tlog.ParseRecord(data)
+		if err != nil {
+			return err
+		}
+		if !bytes.HasPrefix(text, []byte(req.path+" "+req.version+" ")) {
+			return fmt.Errorf("the record is not about %s@%s", req.path, req.version)
+		}
+		return db.checkTree(tree)
+	default:
+		return checkTile(req.tile, data)
+	}
+}
+
+// checkTree checks that data is a tree head signed by the database.
+func (db *DB) checkTree(data []byte) error {
+	_, err := db.openTree(data)
+	return err
+}
+
+// openTree returns the tree of a tree head signed by the database.
+func (db *DB) openTree(data []byte) (tlog.Tree, error) {
+	n, err := note.Open(data, db.verifiers)
+	if err != nil {
+		return tlog.Tree{}, fmt.Errorf("signed tree head: %v", err)
+	}
+	return tlog.ParseTree([]byte(n.Text))
+}
+
+// checkTile checks the size of a hash tile, and the number of records in a
+// data tile.
+func checkTile(t tlog.Tile, data []byte) error {
+	if t.L >= 0 {
+		if len(data) != t.W*tlog.HashSize {
+			return fmt.Errorf("%d bytes, want %d", len(data), t.W*tlog.HashSize)
+		}
+		return nil
+	}
+	// Each record is its text (lines ending in \n, no blank line) and a
+	// blank line.
+	if n := bytes.Count(data, []byte("\n\n")); n != t.W || !bytes.HasSuffix(data, []byte("\n\n")) {
+		return fmt.Errorf("%d records, want %d", n, t.W)
+	}
+	return nil
+}
+
+// baseURL returns the base URL the database is reached at: the first
+// proxy that supports it, or the direct URL.
+func (db *DB) baseURL(ctx context.Context) (string, error) {
+	db.baseMu.Lock()
+	base, at := db.base, db.baseAt
+	db.baseMu.Unlock()
+	if base != "" && db.now().Sub(at) < baseTTL {
+		return base, nil
+	}
+	v, err, _ := db.flight.Do("\x00base", func() (any, error) {
+		for _, p := range db.proxies {
+			u := p + "/sumdb/" + db.name
+			_, err := db.httpGet(ctx, u+"/supported", maxSupported)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return "", fmt.Errorf("asking whether %s proxies the checksum database: %w", redact(p), err)
+			}
+			return u, nil
+		}
+		return db.direct, nil
+	})
+	if err != nil {
+		return "", err
+	}
+	base = v.(string)
+	db.baseMu.Lock()
+	db.base, db.baseAt = base, db.now()
+	db.baseMu.Unlock()
+	return base, nil
+}
+
+// forgetBase makes the next fetch probe the proxies again, after a failure
+// through base.
+func (db *DB) forgetBase(base string) {
+	db.baseMu.Lock()
+	if db.base == base {
+		db.base = ""
+	}
+	db.baseMu.Unlock()
+}
+
+// httpGet gets u, reading at most limit bytes. 404 and 410 are ErrNotFound;
+// anything else but 200 is ErrUnavailable.
+func (db *DB) httpGet(ctx context.Context, u string, limit int64) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	resp, err := db.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, redactErr(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+		line, _, _ := strings.Cut(strings.TrimSpace(string(msg)), "\n")
+		kind := ErrUnavailable
+		if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone {
+			kind = ErrNotFound
+		}
+		return nil, fmt.Errorf("%w: GET %s: %s: %s", kind, redact(u), resp.Status, line)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: GET %s: %v", ErrUnavailable, redact(u), redactErr(err))
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%w: GET %s: answer larger than %d bytes", ErrUnavailable, redact(u), limit)
+	}
+	return data, nil
+}
+
+// redact returns u without its password, for messages.
+func redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	return p.Redacted()
+}
+
+// redactErr returns err without the password of the URL a *url.Error
+// names.
+func redactErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s %s: %v", ue.Op, redact(ue.URL), ue.Err)
+	}
+	return err
+}
+
+// The kinds of request Get serves.
+const (
+	kindLatest = iota
+	kindLookup
+	kindTile
+)
+
+// request is a parsed, valid rel.
+type request struct {
+	rel           string
+	kind          int
+	path, version string    // kindLookup
+	tile          tlog.Tile // kindTile
+}
+
+// limit returns the largest answer accepted for r, in bytes.
+func (r request) limit() int64 {
+	switch {
+	case r.kind == kindLatest:
+		return maxLatest
+	case r.kind == kindLookup:
+		return maxLookup
+	case r.tile.L >= 0:
+		return int64(r.tile.W * tlog.HashSize)
+	default:
+		return maxDataTile
+	}
+}
+
+// parseRel parses and validates rel (see Get).
+func parseRel(rel string) (request, error) {
+	r := request{rel: rel}
+	switch {
+	case rel == "latest":
+		r.kind = kindLatest
+	case strings.HasPrefix(rel, "lookup/"):
+		r.kind = kindLookup
+		escPath, escVers, ok := strings.Cut(strings.TrimPrefix(rel, "lookup/"), "@")
+		if !ok || strings.Contains(escVers, "@") {
+			return r, fmt.Errorf("%w: %q: want lookup/<module>@<version>", ErrInvalid, rel)
+		}
+		var err error
+		if r.path, err = module.UnescapePath(escPath); err != nil {
+			return r, fmt.Errorf("%w: %q: %v", ErrInvalid, rel, err)
+		}
+		if r.version, err = module.UnescapeVersion(escVers); err != nil {
+			return r, fmt.Errorf("%w: %q: %v", ErrInvalid, rel, err)
+		}
+		if err := module.Check(r.path, r.version); err != nil {
+			return r, fmt.Errorf("%w: %q: %v", ErrInvalid, rel, err)
+		}
+		if module.CanonicalVersion(r.version) != r.version {
+			return r, fmt.Errorf("%w: %q: version %s is not canonical", ErrInvalid, rel, r.version)
+		}
+	case strings.HasPrefix(rel, "tile/"):
+		r.kind = kindTile
+		t, err := tlog.ParseTilePath(rel) // also checks that rel is t.Path()
+		if err != nil {
+			return r, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		if t.H != tileHeight {
+			return r, fmt.Errorf("%w: %q: tile height %d, only %d is served", ErrInvalid, rel, t.H, tileHeight)
+		}
+		// Bound the records the tile covers, (N+1)<<(H*(L+1)), to 2^62,
+		// far beyond any database, so that no arithmetic overflows.
+		if level := max(t.L, 0) + 1; level*t.H >= 62 || t.N >= 1<<(62-level*t.H) {
+			return r, fmt.Errorf("%w: %q: tile beyond any tree", ErrInvalid, rel)
+		}
+		r.tile = t
+	default:
+		return r, fmt.Errorf("%w: %q: want latest, lookup/<module>@<version> or tile/<H>/<L>/<N>", ErrInvalid, rel)
+	}
+	if !filepath.IsLocal(filepath.FromSlash(rel)) {
+		return r, fmt.Errorf("%w: %q", ErrInvalid, rel)
+	}
+	return r, nil
+}
+
+// cachePath returns where req's answer is kept.
+func (db *DB) cachePath(req request) string {
+	return filepath.Join(db.dir, filepath.FromSlash(req.rel))
+}
+
+// latestPath returns where the last tree head fetched is kept.
+func (db *DB) latestPath() string { return filepath.Join(db.dir, "latest") }
+
+// verifiedPath returns where Verify's newest proven tree head is kept.
+func (db *DB) verifiedPath() string { return filepath.Join(db.dir, "verified-latest") }
+
+// readCache returns req's cached answer, if it is there and well-formed.
+// A partial hash tile is also cut from the full tile.
+func (db *DB) readCache(req request) ([]byte, bool) {
+	data, ok := db.readCacheFile(req)
+	if ok || req.kind != kindTile || req.tile.L < 0 || req.tile.W == 1<<tileHeight {
+		return data, ok
+	}
+	full := req.tile
+	full.W = 1 << tileHeight
+	if data, ok := db.readCacheFile(request{rel: full.Path(), kind: kindTile, tile: full}); ok {
+		return data[:req.tile.W*tlog.HashSize], true
+	}
+	return nil, false
+}
+
+// readCacheFile returns the cache file of req, if it is there and
+// well-formed.
+func (db *DB) readCacheFile(req request) ([]byte, bool) {
+	data, err := os.ReadFile(db.cachePath(req))
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			db.log.Error("reading the checksum database cache", "db", db.name, "rel", req.rel, "err", err)
+		}
+		return nil, false
+	}
+	if len(data) == 0 || req.kind == kindTile && checkTile(req.tile, data) != nil {
+		return nil, false // damaged: fetched again, and replaced
+	}
+	return data, true
+}
+
+// writeCache caches req's proven answer, unless it is there already.
+func (db *DB) writeCache(req request, data []byte) {
+	if _, ok := db.readCacheFile(req); ok {
+		return
+	}
+	if err := db.writeFile(db.cachePath(req), data); err != nil {
+		db.log.Error("caching a checksum database answer", "db", db.name, "rel", req.rel, "err", err)
+	}
+}
+
+// writeFile writes data to name atomically: readers see the old content or
+// the whole new one.
+func (db *DB) writeFile(name string, data []byte) error {
+	dir := filepath.Dir(name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(name)+"-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
