@@ -17,16 +17,24 @@ import (
 	"github.com/gobuffalo/pop/v6"
 	"github.com/gorilla/sessions"
 
+	"agora/checksum"
 	"agora/config"
+	"agora/metrics"
 	"agora/modproxy"
 )
 
-// Deps is what the handlers need. Every field is required.
+// Deps is what the handlers need. Every field is required but SumDB and
+// Metrics.
 type Deps struct {
 	Config   *config.Config
 	DB       *pop.Connection
 	Registry *modproxy.Service
 	Logger   *slog.Logger
+	// SumDB is the checksum database proxied under /sumdb/; nil answers
+	// 404 there, so that the go command goes to the database itself.
+	SumDB *checksum.DB
+	// Metrics counts requests and serves /metrics; nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // Handler returns Agora's whole HTTP surface: the download protocol, served
@@ -39,10 +47,19 @@ func Handler(d *Deps) (http.Handler, error) {
 		return nil, err
 	}
 	proxy := &proxyHandler{deps: d}
-	return logRequests(d.Logger, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sumdb := newSumDBHandler(d.SumDB, d.Metrics, d.Logger)
+	var metricsHandler http.Handler = http.NotFoundHandler()
+	if d.Metrics != nil {
+		metricsHandler = d.Metrics.Handler()
+	}
+	return logRequests(d.Logger, d.Metrics, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case isPublish(r):
 			d.publishVersion(w, r)
+		case strings.HasPrefix(r.URL.Path, "/sumdb/"):
+			sumdb.ServeHTTP(w, r)
+		case r.URL.Path == "/metrics":
+			metricsHandler.ServeHTTP(w, r)
 		case isProxyPath(r.URL.Path) && !strings.HasPrefix(r.URL.Path, "/api/"):
 			proxy.ServeHTTP(w, r)
 		default:
@@ -64,9 +81,10 @@ func Handler(d *Deps) (http.Handler, error) {
 //	GET    /api/v1/audit?...                      the audit log (admins)
 //	GET    /assets/...                            CSS
 //
-// Two routes are not here but in Handler, in front of Buffalo: the download
-// protocol (/{module}/@v/..., /{module}/@latest), and publishing
-// (PUT /api/v1/modules/{module}/@v/{v}.zip); see proxyHandler and
+// Some routes are not here but in Handler, in front of Buffalo: the download
+// protocol (/{module}/@v/..., /{module}/@latest), the checksum-database
+// proxy (/sumdb/{name}/...), publishing (PUT
+// /api/v1/modules/{module}/@v/{v}.zip) and /metrics; see proxyHandler and
 // publishVersion for why.
 func App(d *Deps) (*buffalo.App, error) {
 	secret, err := d.Config.SessionSecret()
@@ -158,8 +176,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // logRequests logs one line per request: method, path, status, bytes and
-// duration.
-func logRequests(log *slog.Logger, next http.Handler) http.Handler {
+// duration, and counts it in m.
+func logRequests(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start, path := time.Now(), r.URL.Path // Buffalo rewrites r.URL.Path
 		lw := &loggingWriter{ResponseWriter: w}
@@ -167,8 +185,10 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 		if lw.status == 0 {
 			lw.status = http.StatusOK
 		}
+		d := time.Since(start)
+		m.ObserveRequest(metrics.Route(path), r.Method, lw.status, d, lw.bytes)
 		log.Info("request", "method", r.Method, "path", path, "status", lw.status,
-			"bytes", lw.bytes, "duration", time.Since(start).Round(time.Microsecond))
+			"bytes", lw.bytes, "duration", d.Round(time.Microsecond))
 	})
 }
 

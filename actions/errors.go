@@ -27,6 +27,7 @@ var errorStatus = []struct {
 	{modproxy.ErrUnauthorized, http.StatusUnauthorized, "unauthorized"},
 	{modproxy.ErrForbidden, http.StatusForbidden, "forbidden"},
 	{modproxy.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+	{modproxy.ErrUpstream, http.StatusBadGateway, "bad_gateway"},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable"},
 }
 

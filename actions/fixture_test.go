@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -51,12 +52,19 @@ type server struct {
 	root string
 }
 
-// serverOption changes the configuration a server starts with.
-type serverOption func(*config.Config)
+// serverSetup is what a server starts with.
+type serverSetup struct {
+	cfg      *config.Config
+	registry *modproxy.Config
+	deps     *actions.Deps
+}
+
+// serverOption changes what a server starts with.
+type serverOption func(*serverSetup)
 
 // readAuthToken makes downloads need a token with read scope
 // (AGORA_READ_AUTH=token).
-func readAuthToken(c *config.Config) { c.ReadAuth = config.ReadToken }
+func readAuthToken(s *serverSetup) { s.cfg.ReadAuth = config.ReadToken }
 
 // newServer starts a server on conn, stopped when the test ends.
 func newServer(t *testing.T, conn *pop.Connection, opts ...serverOption) *server {
@@ -69,12 +77,12 @@ func newServer(t *testing.T, conn *pop.Connection, opts ...serverOption) *server
 	// log, so that a failing test says why.
 	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))
 	tempDir := t.TempDir()
-	registry := modproxy.New(modproxy.Config{
+	rc := &modproxy.Config{
 		Metadata: models.NewRegistry(conn),
 		Blobs:    disk,
 		TempDir:  tempDir,
 		Logger:   log,
-	})
+	}
 	cfg := &config.Config{
 		Addr:            "127.0.0.1:0",
 		Env:             "test",
@@ -84,17 +92,23 @@ func newServer(t *testing.T, conn *pop.Connection, opts ...serverOption) *server
 		ReadAuth:        config.ReadPublic,
 		ShutdownTimeout: 5 * time.Second,
 	}
+	setup := &serverSetup{cfg: cfg, registry: rc, deps: &actions.Deps{Config: cfg, DB: conn, Logger: log}}
 	for _, o := range opts {
-		o(cfg)
+		o(setup)
 	}
-	h, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: registry, Logger: log})
+	setup.deps.Registry = modproxy.New(*rc)
+	h, err := actions.Handler(setup.deps)
 	if err != nil {
 		t.Fatalf("actions.Handler: %v", err)
 	}
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
 	s := &server{URL: ts.URL, conn: conn, client: ts.Client(), disk: disk, tempDir: tempDir}
-	s.root = s.token(t, "root", auth.RoleAdmin)
+	// Several servers may share conn: the first one creates root.
+	if _, err := models.CreateUser(context.Background(), conn, "test", "root", auth.RoleAdmin, ""); err != nil && !errors.Is(err, modproxy.ErrConflict) {
+		t.Fatal(err)
+	}
+	s.root, _ = s.tokenFor(t, "root", auth.RoleAdmin.MaxScope())
 	return s
 }
 

@@ -8,7 +8,6 @@ import (
 
 	"github.com/gobuffalo/pop/v6"
 
-	"agora/config"
 	"agora/models/modelstest"
 )
 
@@ -39,7 +38,7 @@ func TestHealth(t *testing.T) {
 func TestReadyzStorageUnusable(t *testing.T) {
 	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
 		missing := filepath.Join(t.TempDir(), "missing")
-		s := newServer(t, conn, func(c *config.Config) { c.StorageDir = missing })
+		s := newServer(t, conn, func(s *serverSetup) { s.cfg.StorageDir = missing })
 		r := s.get(t, "/readyz")
 		wantStatus(t, r, http.StatusServiceUnavailable)
 		var checks map[string]string

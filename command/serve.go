@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -18,10 +19,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"agora/actions"
+	"agora/checksum"
 	"agora/config"
+	"agora/metrics"
 	"agora/models"
 	"agora/modproxy"
 	"agora/storage"
+	"agora/upstream"
 )
 
 func newServe() *cobra.Command {
@@ -63,8 +67,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer conn.Close()
-	registry := newRegistry(cfg, conn, disk, log)
-	handler, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: registry, Logger: log})
+	m := metrics.New()
+	sumdb, err := openSumDB(cfg, log)
+	if err != nil {
+		return err
+	}
+	registry := newCachingRegistry(cfg, conn, disk, sumdb, m, log)
+	handler, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: registry, Logger: log, SumDB: sumdb, Metrics: m})
 	if err != nil {
 		return err
 	}
@@ -85,7 +94,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("agora listening", "url", "http://"+ln.Addr().String(), "env", cfg.Env,
-		"storage", cfg.StorageDir, "database", redactURL(cfg.DatabaseURL))
+		"storage", cfg.StorageDir, "database", redactURL(cfg.DatabaseURL),
+		"upstream", upstreamDesc(cfg), "sumdb", cfg.SumDB)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -139,6 +149,73 @@ func newRegistry(cfg *config.Config, conn *pop.Connection, disk *storage.Disk, l
 		TempDir:  cfg.TempDir(),
 		Logger:   log,
 	})
+}
+
+// newCachingRegistry wires the registry as a pull-through cache: public
+// modules are fetched from the upstream that cfg routes their path to,
+// verified against the checksum database, and stored.
+func newCachingRegistry(cfg *config.Config, conn *pop.Connection, disk *storage.Disk, sumdb *checksum.DB, m *metrics.Metrics, log *slog.Logger) *modproxy.Service {
+	router := upstream.NewRouter(cfg.Upstream, cfg.Rules, upstream.Options{Observer: m, UserAgent: userAgent})
+	mc := modproxy.Config{
+		Metadata: models.NewRegistry(conn),
+		Blobs:    disk,
+		TempDir:  cfg.TempDir(),
+		Upstream: func(path string) modproxy.Upstream {
+			if c := router.For(path); c != nil {
+				return c
+			}
+			return nil
+		},
+		ListTTL:  cfg.ListTTL,
+		Observer: m,
+		Logger:   log,
+	}
+	if sumdb != nil {
+		mc.Checker = sumdb
+	}
+	return modproxy.New(mc)
+}
+
+// openSumDB opens the checksum database that fetched versions are verified
+// against and that /sumdb/ proxies, reached through the upstream proxies'
+// /sumdb/ endpoints; nil when AGORA_SUMDB=off.
+func openSumDB(cfg *config.Config, log *slog.Logger) (*checksum.DB, error) {
+	db, err := checksum.ParseDB(cfg.SumDB)
+	if err != nil {
+		return nil, fmt.Errorf("config: AGORA_SUMDB=%q: %w", cfg.SumDB, err)
+	}
+	if db.Name == "" {
+		return nil, nil
+	}
+	proxies := make([]string, len(cfg.Upstream))
+	for i, p := range cfg.Upstream {
+		proxies[i] = p.URL
+	}
+	sumdb, err := checksum.New(checksum.Options{
+		Name:     db.Name,
+		Key:      db.Key,
+		Direct:   db.URL,
+		Proxies:  proxies,
+		CacheDir: filepath.Join(cfg.DataDir, "sumdb"),
+		NoSumDB:  cfg.NoSumDB,
+		Offline:  len(cfg.Upstream) == 0,
+		Logger:   log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("config: AGORA_SUMDB: %w", err)
+	}
+	return sumdb, nil
+}
+
+// userAgent is what Agora calls itself to upstream proxies.
+const userAgent = "agora (Go module proxy)"
+
+// upstreamDesc describes the default upstream list for the start-up line.
+func upstreamDesc(cfg *config.Config) string {
+	if len(cfg.Upstream) == 0 {
+		return "off"
+	}
+	return upstream.String(cfg.Upstream)
 }
 
 // redactURL hides a database URL's password.

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/gobuffalo/envy"
+
+	"agora/upstream"
 )
 
 // Config is every setting of an Agora server.
@@ -42,6 +44,25 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after SIGTERM (AGORA_SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
+
+	// Upstream is the GOPROXY-style list of proxies that public modules are
+	// fetched from; empty when fetching is off (AGORA_UPSTREAM: a list, or
+	// off; by default the GOPROXY of Agora's environment, $GOPROXY or `go env
+	// GOPROXY`, without its direct and off entries).
+	Upstream []upstream.Proxy
+	// Rules route module paths to other upstreams or to none, first match
+	// first (the file named by AGORA_RULES; none when unset).
+	Rules []upstream.Rule
+	// SumDB names the checksum database fetched versions are verified
+	// against, in GOSUMDB syntax, or is "off" (AGORA_SUMDB, default
+	// sum.golang.org). Package checksum parses it.
+	SumDB string
+	// NoSumDB lists the path patterns that are not verified (AGORA_NOSUMDB,
+	// GONOSUMDB syntax).
+	NoSumDB string
+	// ListTTL is how long a module's merged version list is reused
+	// (AGORA_LIST_TTL).
+	ListTTL time.Duration
 
 	sessionSecret string
 }
@@ -102,11 +123,45 @@ func Load() (*Config, error) {
 	if c.ShutdownTimeout, err = time.ParseDuration(envy.Get("AGORA_SHUTDOWN_TIMEOUT", "30s")); err != nil || c.ShutdownTimeout <= 0 {
 		return nil, fmt.Errorf("config: AGORA_SHUTDOWN_TIMEOUT=%q: want a positive duration such as 30s", envy.Get("AGORA_SHUTDOWN_TIMEOUT", ""))
 	}
+	if err := c.loadUpstream(); err != nil {
+		return nil, err
+	}
 	c.sessionSecret = envy.Get("SESSION_SECRET", "")
 	if c.Production() && len(c.sessionSecret) < 32 {
 		return nil, errors.New("config: SESSION_SECRET must be set to at least 32 random characters when GO_ENV=production")
 	}
 	return c, nil
+}
+
+// loadUpstream reads the settings of the pull-through cache.
+func (c *Config) loadUpstream() error {
+	list, ok := os.LookupEnv("AGORA_UPSTREAM")
+	if v := envy.Get("AGORA_UPSTREAM", ""); v != "" || ok {
+		list = v
+	} else {
+		list = upstream.DefaultList(os.Getenv, upstream.GoEnvGOPROXY)
+	}
+	var err error
+	if c.Upstream, err = upstream.ParseList(list); err != nil {
+		return fmt.Errorf("config: AGORA_UPSTREAM=%q: %v", list, err)
+	}
+	if name := envy.Get("AGORA_RULES", ""); name != "" {
+		f, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("config: AGORA_RULES: %v", err)
+		}
+		defer f.Close()
+		if c.Rules, err = upstream.ParseRules(f, name); err != nil {
+			return fmt.Errorf("config: AGORA_RULES: %v", err)
+		}
+	}
+	c.SumDB = envy.Get("AGORA_SUMDB", "sum.golang.org")
+	c.NoSumDB = envy.Get("AGORA_NOSUMDB", "")
+	ttl := envy.Get("AGORA_LIST_TTL", "60s")
+	if c.ListTTL, err = time.ParseDuration(ttl); err != nil || c.ListTTL <= 0 {
+		return fmt.Errorf("config: AGORA_LIST_TTL=%q: want a positive duration such as 60s", ttl)
+	}
+	return nil
 }
 
 // listenAddr combines ADDR and PORT: ADDR may be host:port, or a host that

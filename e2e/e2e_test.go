@@ -264,6 +264,10 @@ func startAgora(t *testing.T, bin, dialect string, extraEnv ...string) *server {
 			"HOME=" + os.Getenv("HOME"),
 			"GO_ENV=development",
 			"AGORA_DATA_DIR=" + dataDir,
+			// Tests never reach the internet: no upstream unless a test
+			// brings its fake one (a later setting wins).
+			"AGORA_UPSTREAM=off",
+			"AGORA_SUMDB=off",
 		}, extraEnv...),
 	}
 	if dialect != "sqlite3" {

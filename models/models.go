@@ -38,7 +38,7 @@ func Connect(url string) (*pop.Connection, error) {
 	cd := &pop.ConnectionDetails{URL: url}
 	switch dialect {
 	case "postgres", "postgresql":
-		cd.Pool = 20
+		cd.Pool = postgresPool
 		cd.IdlePool = 10
 	case "sqlite3", "sqlite":
 		if !strings.Contains(url, "_fk=true") {

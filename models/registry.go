@@ -11,18 +11,32 @@ import (
 	"github.com/gobuffalo/pop/v6"
 
 	"agora/modproxy"
+	"agora/storage"
 )
 
 // Registry is the metadata store of the module registry on Pop. It
 // implements modproxy.Metadata.
 type Registry struct {
 	conn *pop.Connection
+	// exclusive bounds the transactions Exclusive holds open, each on a
+	// connection of its own, so that the fns they run always find a free
+	// connection in the pool.
+	exclusive chan struct{}
 }
+
+// postgresPool is the size of the PostgreSQL connection pool, and
+// maxExclusive how many of its connections Exclusive may hold at once.
+const (
+	postgresPool = 40
+	maxExclusive = 24
+)
 
 var _ modproxy.Metadata = (*Registry)(nil)
 
 // NewRegistry returns a Registry on conn.
-func NewRegistry(conn *pop.Connection) *Registry { return &Registry{conn: conn} }
+func NewRegistry(conn *pop.Connection) *Registry {
+	return &Registry{conn: conn, exclusive: make(chan struct{}, maxExclusive)}
+}
 
 // versionRow is a row of versions joined with its module's path.
 type versionRow struct {
@@ -188,6 +202,56 @@ func (t registryTx) Restore(v *modproxy.Version) error {
 		return fmt.Errorf("models: %s@%s: %w", v.Path, v.Version, modproxy.ErrExists)
 	}
 	return nil
+}
+
+func (t registryTx) FillVersion(v *modproxy.Version, kind storage.Kind) error {
+	var (
+		set  string
+		args []any
+	)
+	switch kind {
+	case storage.Info:
+		set, args = "version_time = ?", []any{v.Time}
+	case storage.Mod:
+		set, args = "mod_hash = ?", []any{v.ModHash}
+	case storage.Zip:
+		set, args = "zip_hash = ?, size = ?, mod_hash = ?", []any{v.ZipHash, v.Size, v.ModHash}
+	default:
+		return fmt.Errorf("models: FillVersion: unknown kind %q", kind)
+	}
+	args = append(args, v.Path, v.Version)
+	n, err := t.c.RawQuery(`UPDATE versions SET `+set+`
+		WHERE module_id = (SELECT id FROM modules WHERE path = ?) AND version = ?`, args...).ExecWithCount()
+	if err != nil {
+		return fmt.Errorf("models: recording %s of %s@%s: %w", kind, v.Path, v.Version, err)
+	}
+	if n == 0 {
+		return notFound(v.Path, v.Version)
+	}
+	return nil
+}
+
+// Exclusive implements modproxy.Metadata. On PostgreSQL it holds a
+// transaction-scoped advisory lock on key while fn runs, so that every node
+// sharing the database waits for it; fn does its own queries on other
+// connections. SQLite serves one process, whose own locks suffice: fn just
+// runs.
+func (r *Registry) Exclusive(ctx context.Context, key string, fn func() error) error {
+	if r.conn.Dialect.Name() != "postgres" {
+		return fn()
+	}
+	select {
+	case r.exclusive <- struct{}{}:
+		defer func() { <-r.exclusive }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return r.conn.WithContext(ctx).Transaction(func(tx *pop.Connection) error {
+		if err := tx.RawQuery("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", key).Exec(); err != nil {
+			return fmt.Errorf("models: locking %q: %w", key, err)
+		}
+		return fn()
+	})
 }
 
 func (t registryTx) PurgeVersion(path, version string) error {

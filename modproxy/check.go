@@ -58,24 +58,14 @@ type zipContents struct {
 // inspectZip checks the module zip in file name for path@version against
 // every rule of golang.org/x/mod/zip, requires a go.mod at the module root
 // that declares path, and computes the go.sum hashes. Failures wrap
-// ErrInvalid and say which rule was broken.
+// ErrInvalid and say which rule was broken. It is the check of an upload.
 func inspectZip(name, path, version string) (*zipContents, error) {
-	m := module.Version{Path: path, Version: version}
-	cf, err := modzip.CheckZip(m, name)
-	// CheckZip returns cf.Err() as its error too; a list of broken rules
-	// comes one per line, which an error message must not.
-	if err := cf.Err(); err != nil {
-		return nil, errorf(ErrInvalid, path, version, "module zip rejected: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
-	}
-	if err != nil {
-		return nil, errorf(ErrInvalid, path, version, "not a valid module zip: %v", err)
-	}
-	if err := checkNoDirEntries(name, m); err != nil {
-		return nil, err
-	}
-	gomod, err := readGoMod(name, m)
+	zipHash, gomod, err := inspectModuleZip(name, path, version)
 	if err != nil {
 		return nil, err
+	}
+	if gomod == nil {
+		return nil, errorf(ErrInvalid, path, version, "the zip has no go.mod at the module root (want %s@%s/go.mod)", path, version)
 	}
 	f, err := modfile.ParseLax("go.mod", gomod, nil)
 	if err != nil {
@@ -87,15 +77,42 @@ func inspectZip(name, path, version string) (*zipContents, error) {
 	if got := f.Module.Mod.Path; got != path {
 		return nil, errorf(ErrInvalid, path, version, "go.mod declares module %q, not %q", got, path)
 	}
-	zipHash, err := dirhash.HashZip(name, dirhash.Hash1)
-	if err != nil {
-		return nil, errorf(ErrInvalid, path, version, "hashing zip: %v", err)
-	}
 	modHash, err := hashGoMod(gomod)
 	if err != nil {
 		return nil, err
 	}
 	return &zipContents{goMod: gomod, zipHash: zipHash, modHash: modHash}, nil
+}
+
+// inspectModuleZip checks the module zip in file name for path@version
+// against every rule of golang.org/x/mod/zip and returns its go.sum hash and
+// the go.mod at its root, nil if it has none. Unlike inspectZip it accepts a
+// zip without go.mod, as public modules from before modules (and
+// +incompatible versions) are: their .mod is synthesised by the proxy that
+// serves them. It is the check of a fetched or imported zip. Failures wrap
+// ErrInvalid.
+func inspectModuleZip(name, path, version string) (zipHash string, gomod []byte, err error) {
+	m := module.Version{Path: path, Version: version}
+	cf, err := modzip.CheckZip(m, name)
+	// CheckZip returns cf.Err() as its error too; a list of broken rules
+	// comes one per line, which an error message must not.
+	if err := cf.Err(); err != nil {
+		return "", nil, errorf(ErrInvalid, path, version, "module zip rejected: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	if err != nil {
+		return "", nil, errorf(ErrInvalid, path, version, "not a valid module zip: %v", err)
+	}
+	if err := checkNoDirEntries(name, m); err != nil {
+		return "", nil, err
+	}
+	if gomod, err = readGoMod(name, m); err != nil {
+		return "", nil, err
+	}
+	zipHash, err = dirhash.HashZip(name, dirhash.Hash1)
+	if err != nil {
+		return "", nil, errorf(ErrInvalid, path, version, "hashing zip: %v", err)
+	}
+	return zipHash, gomod, nil
 }
 
 // checkNoDirEntries rejects a zip with directory entries. x/mod/zip allows
@@ -116,8 +133,9 @@ func checkNoDirEntries(name string, m module.Version) error {
 	return nil
 }
 
-// readGoMod returns the go.mod at the root of the module zip in file name.
-// CheckZip has already bounded its size by modzip.MaxGoMod.
+// readGoMod returns the go.mod at the root of the module zip in file name,
+// or nil if there is none. CheckZip has already bounded its size by
+// modzip.MaxGoMod.
 func readGoMod(name string, m module.Version) ([]byte, error) {
 	zr, err := zip.OpenReader(name)
 	if err != nil {
@@ -143,7 +161,7 @@ func readGoMod(name string, m module.Version) ([]byte, error) {
 		}
 		return b, nil
 	}
-	return nil, errorf(ErrInvalid, m.Path, m.Version, "the zip has no go.mod at the module root (want %s)", want)
+	return nil, nil
 }
 
 // hashGoMod returns the go.sum hash of a go.mod file, as the go command

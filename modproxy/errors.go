@@ -19,6 +19,10 @@ var (
 	ErrUnauthorized = errors.New("unauthorized")
 	ErrForbidden    = errors.New("forbidden")
 	ErrUnavailable  = errors.New("unavailable") // a dependency is down
+	// ErrUpstream is a failure of the upstream proxy: it did not answer,
+	// or answered with something refused (an invalid zip, hashes that the
+	// checksum database contradicts). A bad gateway, not a missing module.
+	ErrUpstream = errors.New("upstream failed")
 
 	// ErrExists is returned by MetadataTx when a record it would create
 	// already exists. The registry handles it; callers never see it.

@@ -31,6 +31,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/semver"
+
+	"agora/storage"
 )
 
 // Source values of Version.Source for versions that did not come from an
@@ -84,15 +86,18 @@ type AuditEvent struct {
 
 // Audit actions recorded by this package and by account management.
 const (
-	ActionPublish     = "publish"
-	ActionDelete      = "delete"
-	ActionBlock       = "block"
-	ActionPurge       = "purge"
-	ActionRejected    = "publish.rejected"
-	ActionLogin       = "login"
-	ActionUserCreate  = "user.create"
-	ActionTokenCreate = "token.create"
-	ActionTokenRevoke = "token.revoke"
+	ActionPublish  = "publish"
+	ActionDelete   = "delete"
+	ActionBlock    = "block"
+	ActionPurge    = "purge"
+	ActionRejected = "publish.rejected"
+	// ActionFetchRejected records a version fetched from an upstream and
+	// refused: its hashes differ from the checksum database's.
+	ActionFetchRejected = "fetch.rejected"
+	ActionLogin         = "login"
+	ActionUserCreate    = "user.create"
+	ActionTokenCreate   = "token.create"
+	ActionTokenRevoke   = "token.revoke"
 )
 
 // ModuleSummary is one row of a module listing.
@@ -153,6 +158,12 @@ type Metadata interface {
 
 	// Audit lists audit events, newest first.
 	Audit(ctx context.Context, q AuditQuery) (Page[AuditEvent], error)
+
+	// Exclusive runs fn while holding the lock named key against every
+	// other process sharing the store (a PostgreSQL advisory lock), so that
+	// several nodes fetch one file from the upstream once. A store only one
+	// process uses (SQLite) may just run fn.
+	Exclusive(ctx context.Context, key string, fn func() error) error
 }
 
 // MetadataTx is the part of Metadata available inside a transaction.
@@ -176,6 +187,14 @@ type MetadataTx interface {
 	// Restore makes a deleted, unblocked version live again. It returns an
 	// error wrapping ErrExists if a concurrent transaction restored it first.
 	Restore(v *Version) error
+
+	// FillVersion adds the file of kind to the live record of a version
+	// fetched file by file: for storage.Info v.Time, for storage.Mod
+	// v.ModHash, for storage.Zip v.ZipHash, v.Size and v.ModHash. It writes
+	// only those columns, so concurrent fills of different kinds do not
+	// undo each other. It returns an error wrapping ErrNotFound if the
+	// record is gone.
+	FillVersion(v *Version, kind storage.Kind) error
 
 	// PurgeVersion removes the record of path@version.
 	PurgeVersion(path, version string) error

@@ -125,11 +125,12 @@ func (s *Service) Publish(ctx context.Context, who auth.Principal, path, version
 // that v's version is already recorded and compares the content.
 func (s *Service) commitVersion(ctx context.Context, v *Version, zipFile *os.File, goMod []byte) (*PublishResult, error) {
 	var (
-		res   *PublishResult
-		wrote bool
+		res        *PublishResult
+		wrote      bool
+		completing bool // adding the zip to a fetched version's record
 	)
 	err := s.meta.Update(ctx, func(tx MetadataTx) error {
-		res, wrote = nil, false
+		res, wrote, completing = nil, false, false
 		recorded, err := tx.Version(v.Path, v.Version)
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -138,6 +139,12 @@ func (s *Service) commitVersion(ctx context.Context, v *Version, zipFile *os.Fil
 			}
 		case err != nil:
 			return err
+		case recorded.ZipHash == "" && recorded.Live():
+			// Fetched from an upstream file by file, the zip not yet.
+			if err := completeFetched(tx, recorded, v); err != nil {
+				return err
+			}
+			completing = true
 		case recorded.ZipHash != v.ZipHash:
 			return conflictError(recorded, v)
 		case recorded.Live():
@@ -158,7 +165,10 @@ func (s *Service) commitVersion(ctx context.Context, v *Version, zipFile *os.Fil
 			return err
 		}
 		detail := fmt.Sprintf("zip %s, go.mod %s, %d bytes", v.ZipHash, v.ModHash, v.Size)
-		if recorded != nil {
+		switch {
+		case completing:
+			detail += ", completing a version fetched from " + recorded.Source
+		case recorded != nil:
 			detail += ", restoring a deleted version"
 		}
 		if err := tx.AppendAudit(&AuditEvent{At: v.PublishedAt, Actor: v.PublishedBy, Action: ActionPublish, Path: v.Path, Version: v.Version, Detail: detail}); err != nil {
@@ -168,7 +178,7 @@ func (s *Service) commitVersion(ctx context.Context, v *Version, zipFile *os.Fil
 		return nil
 	})
 	if err != nil {
-		if wrote {
+		if wrote && !completing {
 			// The row was rolled back; the files must not outlive it.
 			if derr := s.blobs.Delete(context.WithoutCancel(ctx), v.Path, v.Version); derr != nil {
 				s.log.Error("removing files of a publish that failed", "module", v.Path, "version", v.Version, "err", derr)
@@ -176,10 +186,34 @@ func (s *Service) commitVersion(ctx context.Context, v *Version, zipFile *os.Fil
 		}
 		return nil, err
 	}
-	if res.Created {
+	switch {
+	case completing:
+		s.forget(v.Path, v.Version) // the record in memory lacks the zip
+	case res.Created:
 		s.live.put(res.Version)
 	}
 	return res, nil
+}
+
+// completeFetched records v's zip in the record of a version whose .mod or
+// .info was fetched from an upstream, but not its zip. Only an import may do
+// that, and only with the go.mod recorded: an upload would put content
+// nobody checked against the checksum database under a public version.
+func completeFetched(tx MetadataTx, recorded, v *Version) error {
+	if v.Source != SourceImported {
+		return errorf(ErrConflict, v.Path, v.Version, "this version was fetched from %s: a public module's version cannot be uploaded", recorded.Source)
+	}
+	if recorded.ModHash != "" && recorded.ModHash != v.ModHash {
+		return errorf(ErrConflict, v.Path, v.Version, "go.mod hash %s was recorded when it was fetched from %s; the import has %s", recorded.ModHash, recorded.Source, v.ModHash)
+	}
+	if err := tx.FillVersion(v, storage.Zip); err != nil {
+		return err
+	}
+	if recorded.Time.IsZero() {
+		return tx.FillVersion(v, storage.Info)
+	}
+	v.Time = recorded.Time
+	return nil
 }
 
 // conflictError returns the *ConflictError for uploaded against recorded.

@@ -13,24 +13,31 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
+	"golang.org/x/sync/singleflight"
 
 	"agora/storage"
 )
 
 // Service is the registry. Its methods are safe for concurrent use.
 type Service struct {
-	meta    Metadata
-	blobs   storage.Store
-	tempDir string
-	now     func() time.Time
-	log     *slog.Logger
+	meta      Metadata
+	blobs     storage.Store
+	tempDir   string
+	now       func() time.Time
+	log       *slog.Logger
+	upstreams func(path string) Upstream
+	checker   Checker
+	observer  Observer
+	listTTL   time.Duration
 
 	live         liveCache
 	small        smallFiles
-	listLocks    [64]sync.Mutex  // serialise rewriting one module's @v/list file
-	versionLocks [256]sync.Mutex // serialise writing and removing one version's files
+	lists        listCache
+	fetches      singleflight.Group // path@version+kind: one upstream fetch per file
+	listFetches  singleflight.Group // path: one upstream list per module
+	listLocks    [64]sync.Mutex     // serialise rewriting one module's @v/list file
+	versionLocks [256]sync.Mutex    // serialise writing and removing one version's files
 }
 
 // stripe returns the mutex of key among locks.
@@ -55,9 +62,22 @@ func (s *Service) lockVersion(path, version string) func() {
 type Config struct {
 	Metadata Metadata
 	Blobs    storage.Store
-	// TempDir receives uploads while they are checked. It should be on the
-	// same file system as the blob store so that storing is a cheap copy.
+	// TempDir receives uploads and fetched zips while they are checked. It
+	// should be on the same file system as the blob store so that storing
+	// is a cheap copy.
 	TempDir string
+	// Upstream returns the upstream proxy that path's public versions are
+	// fetched from, or nil to serve path only from what is stored (a
+	// private path, or no upstream at all). A nil func means no upstream.
+	Upstream func(path string) Upstream
+	// Checker verifies fetched versions against a checksum database; nil
+	// skips verification.
+	Checker Checker
+	// ListTTL is how long a module's version list, merged from the
+	// upstream's and the stored versions, is reused; 0 means DefaultListTTL.
+	ListTTL time.Duration
+	// Observer counts cache hits and misses; nil counts nothing.
+	Observer Observer
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Logger receives what the registry cannot return to a caller, such as a
@@ -65,14 +85,21 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// DefaultListTTL is how long a version list is reused by default.
+const DefaultListTTL = 60 * time.Second
+
 // New returns a Service.
 func New(cfg Config) *Service {
 	s := &Service{
-		meta:    cfg.Metadata,
-		blobs:   cfg.Blobs,
-		tempDir: cfg.TempDir,
-		now:     cfg.Now,
-		log:     cfg.Logger,
+		meta:      cfg.Metadata,
+		blobs:     cfg.Blobs,
+		tempDir:   cfg.TempDir,
+		now:       cfg.Now,
+		log:       cfg.Logger,
+		upstreams: cfg.Upstream,
+		checker:   cfg.Checker,
+		observer:  cfg.Observer,
+		listTTL:   cfg.ListTTL,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -83,35 +110,69 @@ func New(cfg Config) *Service {
 	if s.tempDir == "" {
 		s.tempDir = os.TempDir()
 	}
+	if s.listTTL <= 0 {
+		s.listTTL = DefaultListTTL
+	}
 	s.live.init(liveCacheSize)
 	s.small.init(smallFilesBytes)
+	s.lists.init()
 	return s
 }
 
-// Stat returns the record of a live version. It serves the .info, .mod and
-// .zip routes' lookups, so it answers from memory when it can: a live
-// version only ever changes by being deleted, which forgets it here.
-func (s *Service) Stat(ctx context.Context, path, version string) (*Version, error) {
-	if v := s.live.get(path, version); v != nil {
-		return v, nil
+// observe reports a hit or a miss of kind to the observer.
+func (s *Service) observe(kind string, hit bool) {
+	if s.observer != nil {
+		s.observer.CacheRequest(kind, hit)
 	}
+}
+
+// resolve returns the record of path@version once its file of kind is
+// stored: from the database, or fetched from path's upstream. A query
+// instead of a canonical version (a branch, a commit) is resolved by the
+// upstream, for .info only, and the canonical version's record returned.
+// fetched reports whether the upstream was asked.
+func (s *Service) resolve(ctx context.Context, path, version string, kind storage.Kind) (v *Version, fetched bool, err error) {
 	if err := checkPath(path); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if module.CanonicalVersion(version) != version {
-		// A branch name, a commit hash, or a non-canonical query: with no
-		// upstream to resolve it, nothing here can answer it.
-		return nil, errorf(ErrNotFound, path, version, "unknown revision %s", version)
+	up := s.upstreamFor(path)
+	if isQuery(version) {
+		if up == nil || kind != storage.Info {
+			return nil, false, errorf(ErrNotFound, path, version, "unknown revision %s", version)
+		}
+		info, src, err := up.Info(ctx, path, version)
+		if err != nil {
+			return nil, true, upstreamError(path, version, err)
+		}
+		if v := s.live.get(path, info.Version); v != nil && has(v, storage.Info) {
+			return v, true, nil
+		}
+		v, err := s.storeInfo(ctx, path, info, src)
+		return v, true, err
 	}
-	v, err := s.meta.Version(ctx, path, version)
+	v, err = s.meta.Version(ctx, path, version)
+	switch {
+	case err == nil && !v.Live():
+		return nil, false, gone(v)
+	case err == nil && has(v, kind):
+		s.live.put(v)
+		return v, false, nil
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return nil, false, err
+	case up == nil && err != nil:
+		return nil, false, err
+	case up == nil:
+		return nil, false, errorf(ErrNotFound, path, version, "%s file not stored, and there is no upstream to fetch it from", kind)
+	}
+	if err := checkVersion(path, version); err != nil {
+		return nil, false, errorf(ErrNotFound, path, version, "%v", err)
+	}
+	v, err = s.fetch(ctx, up, path, version, kind)
 	if err != nil {
-		return nil, err
-	}
-	if !v.Live() {
-		return nil, gone(v)
+		return nil, true, err
 	}
 	s.live.put(v)
-	return v, nil
+	return v, true, nil
 }
 
 // gone returns the ErrGone error for a tombstoned version.
@@ -128,20 +189,32 @@ func gone(v *Version) error {
 
 // Open opens the stored file of the given kind of a live version: the body of
 // GET /{module}/@v/{version}.info, .mod or .zip. The caller closes the file.
-// A live version's files never change, so small .info and .mod files are
-// served from memory once read.
+// A file not stored is fetched from path's upstream first, if it has one;
+// for .info, version may be a query the upstream resolves, and the returned
+// record names the canonical version. A live version's files never change,
+// so its record is kept in memory, and small .info and .mod files too.
 func (s *Service) Open(ctx context.Context, path, version string, kind storage.Kind) (storage.File, *Version, error) {
-	v, err := s.Stat(ctx, path, version)
-	if err != nil {
-		return nil, nil, err
+	v := s.live.get(path, version)
+	if v == nil || !has(v, kind) {
+		var (
+			fetched bool
+			err     error
+		)
+		v, fetched, err = s.resolve(ctx, path, version, kind)
+		s.observe(string(kind[1:]), !fetched)
+		if err != nil {
+			return nil, nil, err
+		}
+	} else {
+		s.observe(string(kind[1:]), true)
 	}
-	key := path + "@" + version + string(kind)
+	key := path + "@" + v.Version + string(kind)
 	if kind != storage.Zip {
 		if f := s.small.open(key); f != nil {
 			return f, v, nil
 		}
 	}
-	f, err := s.blobs.Open(ctx, path, version, kind)
+	f, err := s.blobs.Open(ctx, path, v.Version, kind)
 	if err == nil {
 		if kind != storage.Zip {
 			return s.small.load(key, f), v, nil
@@ -153,30 +226,12 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 	}
 	// The cache said live but the file is gone: another node may have
 	// deleted it. Ask the database again.
-	s.forget(path, version)
-	if v, err := s.meta.Version(ctx, path, version); err == nil && !v.Live() {
+	s.forget(path, v.Version)
+	if v, err := s.meta.Version(ctx, path, v.Version); err == nil && !v.Live() {
 		return nil, nil, gone(v)
 	}
-	s.log.Error("a live version's file is missing from storage", "module", path, "version", version, "kind", string(kind))
-	return nil, nil, errorf(ErrNotFound, path, version, "%s file missing from storage", kind)
-}
-
-// List returns the live versions of path in semver order: the body of
-// GET /{module}/@v/list. Pseudo-versions are listed only when there is
-// nothing else. A module with no record at all is ErrNotFound; one whose
-// versions were all deleted has an empty list.
-func (s *Service) List(ctx context.Context, path string) ([]string, error) {
-	if err := checkPath(path); err != nil {
-		return nil, err
-	}
-	all, err := s.meta.Versions(ctx, path)
-	if err != nil {
-		return nil, err
-	}
-	if len(all) == 0 {
-		return nil, errorf(ErrNotFound, path, "", "no versions")
-	}
-	return listed(all), nil
+	s.log.Error("a live version's file is missing from storage", "module", path, "version", v.Version, "kind", string(kind))
+	return nil, nil, errorf(ErrNotFound, path, v.Version, "%s file missing from storage", kind)
 }
 
 // listed returns the live versions among records, in semver order, leaving
@@ -200,30 +255,6 @@ func listed(records []*Version) []string {
 	return list
 }
 
-// Latest returns the version that GET /{module}/@latest reports: the highest
-// live release, else pre-release, else pseudo-version.
-func (s *Service) Latest(ctx context.Context, path string) (*Version, error) {
-	if err := checkPath(path); err != nil {
-		return nil, err
-	}
-	all, err := s.meta.Versions(ctx, path)
-	if err != nil {
-		return nil, err
-	}
-	var live []string
-	byVersion := make(map[string]*Version, len(all))
-	for _, v := range all {
-		if v.Live() {
-			live = append(live, v.Version)
-			byVersion[v.Version] = v
-		}
-	}
-	if len(live) == 0 {
-		return nil, errorf(ErrNotFound, path, "", "no versions")
-	}
-	return byVersion[LatestVersion(live)], nil
-}
-
 // writeList rewrites path's @v/list file in storage from the database, so
 // that the storage tree stays usable as a GOPROXY=file:// directory.
 func (s *Service) writeList(ctx context.Context, path string) {
@@ -231,6 +262,7 @@ func (s *Service) writeList(ctx context.Context, path string) {
 	mu.Lock()
 	defer mu.Unlock()
 
+	s.lists.forget(path)
 	all, err := s.meta.Versions(ctx, path)
 	if err == nil {
 		err = s.blobs.PutList(ctx, path, listed(all))

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"agora/modproxy"
+	"agora/storage"
 )
 
 // MemStore is an in-memory modproxy.Metadata. The zero value is not usable;
@@ -217,6 +218,12 @@ func (m *MemStore) Audit(ctx context.Context, q modproxy.AuditQuery) (modproxy.P
 	return page, nil
 }
 
+// Exclusive implements modproxy.Metadata. A MemStore serves one process,
+// which the registry's own single-flight covers: it runs fn.
+func (m *MemStore) Exclusive(ctx context.Context, key string, fn func() error) error {
+	return fn()
+}
+
 // Events returns every committed audit event, oldest first. It is for tests
 // that assert on the whole log without paging through Audit.
 func (m *MemStore) Events() []modproxy.AuditEvent {
@@ -368,6 +375,30 @@ func (tx *memTx) Restore(v *modproxy.Version) error {
 	r.PublishedAt = v.PublishedAt
 	tx.staged[versionKey{v.Path, v.Version}] = r
 	tx.updated[v.Path] = v.PublishedAt
+	return nil
+}
+
+// FillVersion implements modproxy.MetadataTx.
+func (tx *memTx) FillVersion(v *modproxy.Version, kind storage.Kind) error {
+	if err := tx.check("FillVersion"); err != nil {
+		return err
+	}
+	r := tx.lookup(v.Path, v.Version)
+	if r == nil {
+		return notFound(v.Path, v.Version)
+	}
+	r = copyVersion(r)
+	switch kind {
+	case storage.Info:
+		r.Time = v.Time
+	case storage.Mod:
+		r.ModHash = v.ModHash
+	case storage.Zip:
+		r.ZipHash, r.Size, r.ModHash = v.ZipHash, v.Size, v.ModHash
+	default:
+		return fmt.Errorf("modproxytest: FillVersion: unknown kind %q", kind)
+	}
+	tx.staged[versionKey{v.Path, v.Version}] = r
 	return nil
 }
 

@@ -1,0 +1,359 @@
+package actions_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gobuffalo/pop/v6"
+
+	"agora/metrics"
+	"agora/models/modelstest"
+	"agora/modproxy"
+	"agora/upstream"
+)
+
+// fakeGOPROXY is an httptest upstream proxy serving modules from memory,
+// counting requests by URL path. A handler set in fail answers instead.
+type fakeGOPROXY struct {
+	*httptest.Server
+	mu       sync.Mutex
+	modules  map[string]*testModule // escaped path@v/escaped version
+	lists    map[string][]string    // escaped path → versions
+	requests map[string]int
+	total    atomic.Int32
+	fail     http.HandlerFunc
+	gate     chan struct{} // when set, zip requests wait for it to close
+}
+
+func newFakeGOPROXY(t *testing.T, mods ...*testModule) *fakeGOPROXY {
+	t.Helper()
+	f := &fakeGOPROXY{modules: map[string]*testModule{}, lists: map[string][]string{}, requests: map[string]int{}}
+	for _, m := range mods {
+		f.add(m)
+	}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeGOPROXY) add(m *testModule) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := escapePath(m.Path)
+	f.modules[p+"/@v/"+escapeVersion(m.Version)] = m
+	f.lists[p] = append(f.lists[p], m.Version)
+}
+
+func (f *fakeGOPROXY) count(path string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests[path]
+}
+
+func (f *fakeGOPROXY) serve(w http.ResponseWriter, r *http.Request) {
+	f.total.Add(1)
+	f.mu.Lock()
+	f.requests[r.URL.Path]++
+	fail, gate := f.fail, f.gate
+	f.mu.Unlock()
+	if fail != nil {
+		fail(w, r)
+		return
+	}
+	p := strings.TrimPrefix(r.URL.Path, "/")
+	if mod, ok := strings.CutSuffix(p, "/@v/list"); ok {
+		f.mu.Lock()
+		list, ok := f.lists[mod]
+		f.mu.Unlock()
+		if !ok {
+			http.Error(w, "not found: unknown module", http.StatusNotFound)
+			return
+		}
+		io.WriteString(w, strings.Join(list, "\n")+"\n")
+		return
+	}
+	for _, ext := range []string{".info", ".mod", ".zip"} {
+		key, ok := strings.CutSuffix(p, ext)
+		if !ok {
+			continue
+		}
+		f.mu.Lock()
+		m := f.modules[key]
+		f.mu.Unlock()
+		if m == nil {
+			http.Error(w, "not found: unknown revision", http.StatusNotFound)
+			return
+		}
+		switch ext {
+		case ".info":
+			fmt.Fprintf(w, `{"Version":%q,"Time":"2026-01-02T03:04:05Z"}`, m.Version)
+		case ".mod":
+			io.WriteString(w, m.GoMod)
+		case ".zip":
+			if gate != nil {
+				<-gate
+			}
+			w.Write(m.Zip)
+		}
+		return
+	}
+	http.Error(w, "not found", http.StatusNotFound)
+}
+
+// withUpstream makes the server a pull-through cache of the proxy list
+// (GOPROXY syntax), with rules, and counts in m.
+func withUpstream(list string, rules string, m *metrics.Metrics) serverOption {
+	return func(s *serverSetup) {
+		proxies, err := upstream.ParseList(list)
+		if err != nil {
+			panic(err)
+		}
+		rs, err := upstream.ParseRules(strings.NewReader(rules), "rules")
+		if err != nil {
+			panic(err)
+		}
+		router := upstream.NewRouter(proxies, rs, upstream.Options{
+			Backoff: time.Millisecond, HeaderTimeout: time.Second, Observer: m,
+		})
+		s.registry.Upstream = func(path string) modproxy.Upstream {
+			if c := router.For(path); c != nil {
+				return c
+			}
+			return nil
+		}
+		s.registry.Observer = m
+		s.deps.Metrics = m
+	}
+}
+
+func TestCacheFetchesOnceAndServesWithUpstreamGone(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		dep := newModule(t, "example.com/Dep", "v1.2.0", "dep")
+		up := newFakeGOPROXY(t, dep)
+		s := newServer(t, conn, withUpstream(up.URL, "", nil))
+
+		// go list -m all traffic: .info and .mod, no zip.
+		for _, ext := range []string{".info", ".mod"} {
+			wantStatus(t, s.get(t, protoPath(dep.Path, dep.Version)+ext), http.StatusOK)
+		}
+		if got := s.storageTree(t); slices.ContainsFunc(got, func(f string) bool { return strings.HasSuffix(f, ".zip") }) {
+			t.Errorf("storage after .info and .mod requests = %q; want no zip", got)
+		}
+		zip := s.get(t, protoPath(dep.Path, dep.Version)+".zip")
+		wantStatus(t, zip, http.StatusOK)
+		if !bytes.Equal(zip.body, dep.Zip) {
+			t.Fatal("the zip served differs from the upstream's")
+		}
+		wantStatus(t, s.get(t, "/"+escapePath(dep.Path)+"/@v/list"), http.StatusOK)
+		before := up.total.Load()
+
+		up.Close() // the upstream is gone: everything is served from storage
+		for _, ext := range []string{".info", ".mod", ".zip"} {
+			r := s.get(t, protoPath(dep.Path, dep.Version)+ext)
+			wantStatus(t, r, http.StatusOK)
+			if ext == ".mod" && string(r.body) != dep.GoMod {
+				t.Errorf(".mod = %q; want %q", r.body, dep.GoMod)
+			}
+			if ext == ".zip" && r.header.Get("ETag") != `"`+dep.ZipHash+`"` {
+				t.Errorf("zip ETag = %s; want the zip's hash", r.header.Get("ETag"))
+			}
+		}
+		if r := s.get(t, "/"+escapePath(dep.Path)+"/@v/list"); r.status != http.StatusOK || string(r.body) != "v1.2.0\n" {
+			t.Errorf("list with the upstream gone = %s; want the stored version", r)
+		}
+		if r := s.get(t, "/"+escapePath(dep.Path)+"/@latest"); r.status != http.StatusOK || !strings.Contains(string(r.body), `"v1.2.0"`) {
+			t.Errorf("@latest with the upstream gone = %s; want the stored version", r)
+		}
+		if n := up.total.Load(); n != before {
+			t.Errorf("%d upstream requests after everything was stored; want none", n-before)
+		}
+		zipPath := protoPath(dep.Path, dep.Version) + ".zip"
+		if n := up.count(zipPath); n != 1 {
+			t.Errorf("upstream zip requests = %d; want 1", n)
+		}
+	})
+}
+
+func TestCacheUpstreamStatuses(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		tests := []struct {
+			name   string
+			fail   http.HandlerFunc
+			status int
+		}{
+			{"403 is not found", statusHandler(http.StatusForbidden), http.StatusNotFound},
+			{"404 is not found", statusHandler(http.StatusNotFound), http.StatusNotFound},
+			{"410 is not found", statusHandler(http.StatusGone), http.StatusNotFound},
+			{"500 is a bad gateway", statusHandler(http.StatusInternalServerError), http.StatusBadGateway},
+			{"a timeout is a bad gateway", func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-time.After(5 * time.Second):
+				case <-r.Context().Done():
+				}
+			}, http.StatusBadGateway},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				up := newFakeGOPROXY(t)
+				up.fail = tt.fail
+				s := newServer(t, conn, withUpstream(up.URL, "", nil))
+				r := s.get(t, "/example.com/m/@v/v1.0.0.mod")
+				wantProtocolError(t, r, tt.status)
+				if got := s.storageTree(t); len(got) != 0 {
+					t.Errorf("stored %q after a failed fetch", got)
+				}
+			})
+		}
+	})
+}
+
+// protoPath is the download-protocol path of path@version, without the
+// file extension.
+func protoPath(path, version string) string {
+	return "/" + escapePath(path) + "/@v/" + escapeVersion(version)
+}
+
+func statusHandler(status int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { http.Error(w, "fake upstream says no", status) }
+}
+
+func TestCacheFallThrough(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		good := newFakeGOPROXY(t)
+		broken := newFakeGOPROXY(t)
+		broken.fail = statusHandler(http.StatusInternalServerError)
+		missing := newFakeGOPROXY(t)
+
+		for i, tt := range []struct {
+			list   string
+			status int
+		}{
+			{missing.URL + "," + good.URL, http.StatusOK},
+			{broken.URL + "," + good.URL, http.StatusBadGateway},
+			{broken.URL + "|" + good.URL, http.StatusOK},
+		} {
+			// One module per case: the servers share the database.
+			m := newModule(t, fmt.Sprintf("example.com/m%d", i), "v1.0.0", "m")
+			good.add(m)
+			s := newServer(t, conn, withUpstream(tt.list, "", nil))
+			if r := s.get(t, protoPath(m.Path, m.Version)+".mod"); r.status != tt.status {
+				t.Errorf("AGORA_UPSTREAM=%s: .mod = %s; want %d", tt.list, r, tt.status)
+			}
+		}
+	})
+}
+
+func TestCacheConcurrentMissesOneFetch(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		m := newModule(t, "example.com/big", "v1.0.0", "big")
+		up := newFakeGOPROXY(t, m)
+		up.gate = make(chan struct{})
+		s := newServer(t, conn, withUpstream(up.URL, "", nil))
+		zipPath := protoPath(m.Path, m.Version) + ".zip"
+
+		const n = 50
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				r, err := s.send(http.MethodGet, zipPath, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if r.status != http.StatusOK || !bytes.Equal(r.body, m.Zip) {
+					t.Errorf("concurrent zip request: %d, %d bytes", r.status, len(r.body))
+				}
+			})
+		}
+		for up.count(zipPath) == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond) // let every request arrive
+		close(up.gate)
+		wg.Wait()
+		if got := up.count(zipPath); got != 1 {
+			t.Errorf("%d concurrent misses made %d upstream zip requests; want 1", n, got)
+		}
+	})
+}
+
+func TestCacheRoutingRules(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		pub := newModule(t, "example.com/pub", "v1.0.0", "pub")
+		acme := newModule(t, "github.com/acme/tool", "v1.0.0", "acme")
+		def := newFakeGOPROXY(t, pub, acme)
+		other := newFakeGOPROXY(t, acme)
+		rules := "corp.example.com  none\ngithub.com/acme  " + other.URL + "\n"
+		s := newServer(t, conn, withUpstream(def.URL, rules, nil))
+
+		// A private path is never fetched: 404 unless stored.
+		wantProtocolError(t, s.get(t, "/corp.example.com/secret/@v/v1.0.0.mod"), http.StatusNotFound)
+		wantProtocolError(t, s.get(t, "/corp.example.com/secret/@v/list"), http.StatusNotFound)
+		if n := def.count("/corp.example.com/secret/@v/v1.0.0.mod") + other.count("/corp.example.com/secret/@v/v1.0.0.mod"); n != 0 {
+			t.Errorf("a private path reached an upstream %d times", n)
+		}
+		// Uploaded, it is served.
+		priv := newModule(t, "corp.example.com/secret", "v1.0.0", "secret")
+		s.mustPublish(t, s.root, priv)
+		wantStatus(t, s.get(t, protoPath(priv.Path, priv.Version)+".mod"), http.StatusOK)
+		if r := s.get(t, "/corp.example.com/secret/@v/list"); string(r.body) != "v1.0.0\n" {
+			t.Errorf("private list = %s", r)
+		}
+
+		// github.com/acme/... comes from the other upstream.
+		wantStatus(t, s.get(t, protoPath(acme.Path, acme.Version)+".mod"), http.StatusOK)
+		if d, o := def.count(protoPath(acme.Path, acme.Version)+".mod"), other.count(protoPath(acme.Path, acme.Version)+".mod"); d != 0 || o != 1 {
+			t.Errorf("acme .mod requests: default %d, other %d; want 0 and 1", d, o)
+		}
+		wantStatus(t, s.get(t, protoPath(pub.Path, pub.Version)+".mod"), http.StatusOK)
+	})
+}
+
+func TestCacheOffline(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		// AGORA_UPSTREAM=off: no upstream at all; only what is stored.
+		s := newServer(t, conn)
+		m := newModule(t, "example.com/m", "v1.0.0", "m")
+		s.mustPublish(t, s.root, m)
+		wantStatus(t, s.get(t, protoPath(m.Path, m.Version)+".zip"), http.StatusOK)
+		if r := s.get(t, "/example.com/m/@latest"); r.status != http.StatusOK || !strings.Contains(string(r.body), "v1.0.0") {
+			t.Errorf("@latest offline = %s", r)
+		}
+		wantProtocolError(t, s.get(t, "/example.com/other/@v/v1.0.0.info"), http.StatusNotFound)
+		wantProtocolError(t, s.get(t, "/example.com/other/@v/list"), http.StatusNotFound)
+		wantProtocolError(t, s.get(t, "/example.com/m/@v/master.info"), http.StatusNotFound)
+	})
+}
+
+func TestCacheMetrics(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		dep := newModule(t, "example.com/dep", "v1.0.0", "dep")
+		up := newFakeGOPROXY(t, dep)
+		m := metrics.New()
+		s := newServer(t, conn, withUpstream(up.URL, "", m))
+		for range 2 {
+			wantStatus(t, s.get(t, protoPath(dep.Path, dep.Version)+".mod"), http.StatusOK)
+		}
+		r := s.get(t, "/metrics")
+		wantStatus(t, r, http.StatusOK)
+		for _, want := range []string{
+			`agora_cache_requests_total{kind="mod",result="hit"} 1`,
+			`agora_cache_requests_total{kind="mod",result="miss"} 1`,
+			`agora_upstream_fetches_total{`,
+			`agora_http_requests_total{`,
+		} {
+			if !strings.Contains(string(r.body), want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+	})
+}

@@ -1,0 +1,401 @@
+package modproxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/mod/module"
+
+	"agora/checksum"
+	"agora/storage"
+	"agora/upstream"
+)
+
+// Upstream is a GOPROXY that public modules are fetched from: package
+// upstream's *Client, which falls through a list of proxies as the go
+// command does. Every method returns, besides its result, the URL of the
+// proxy that answered, and an error wrapping upstream.ErrNotFound when no
+// proxy has what was asked for.
+type Upstream interface {
+	Info(ctx context.Context, path, query string) (*upstream.Info, string, error)
+	Latest(ctx context.Context, path string) (*upstream.Info, string, error)
+	List(ctx context.Context, path string) ([]string, string, error)
+	Mod(ctx context.Context, path, version string) ([]byte, string, error)
+	Zip(ctx context.Context, path, version string) (io.ReadCloser, string, error)
+}
+
+// Checker verifies the go.sum hashes of a fetched version against a
+// checksum database before it is stored: package checksum's *DB. zipHash
+// is empty when only go.mod was fetched. It returns nil for a path the
+// database does not cover (GONOSUMDB), and an error when the hashes differ
+// from the database's (wrapping checksum.ErrMismatch: audited) or it cannot
+// be asked: the version is refused either way.
+type Checker interface {
+	Verify(ctx context.Context, path, version, zipHash, modHash string) error
+}
+
+// Observer is told whether a download request was answered from what is
+// stored (a hit) or needed the upstream (a miss). Package metrics
+// implements it; nil is allowed.
+type Observer interface {
+	CacheRequest(kind string, hit bool)
+}
+
+// Fetch timeouts: how long a fetch that a client waits for may run, even
+// after that client went away (others may wait for it too).
+const (
+	fetchSmallTimeout = 2 * time.Minute
+	fetchZipTimeout   = 15 * time.Minute
+)
+
+// upstreamFor returns path's upstream, or nil when path is served only from
+// what is stored (a private path, or offline).
+func (s *Service) upstreamFor(path string) Upstream {
+	if s.upstreams == nil {
+		return nil
+	}
+	return s.upstreams(path)
+}
+
+// has reports whether v's record says the file of kind is stored. Versions
+// fetched from an upstream are recorded file by file: a .mod request stores
+// the .mod only.
+func has(v *Version, kind storage.Kind) bool {
+	switch kind {
+	case storage.Info:
+		return !v.Time.IsZero()
+	case storage.Mod:
+		return v.ModHash != ""
+	}
+	return v.ZipHash != ""
+}
+
+// fetch makes path@version's file of kind stored, fetching it from up. It
+// returns the version's record afterwards. Concurrent fetches of one file
+// share one upstream request: in this process through a singleflight group,
+// across processes sharing a database through Metadata.Exclusive. A caller
+// that gives up does not cancel the fetch others wait for.
+func (s *Service) fetch(ctx context.Context, up Upstream, path, version string, kind storage.Kind) (*Version, error) {
+	key := path + "@" + version + string(kind)
+	ch := s.fetches.DoChan(key, func() (any, error) {
+		timeout := fetchSmallTimeout
+		if kind == storage.Zip {
+			timeout = fetchZipTimeout
+		}
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		var v *Version
+		err := s.meta.Exclusive(fctx, "fetch "+key, func() error {
+			var err error
+			v, err = s.fetchLocked(fctx, up, path, version, kind)
+			return err
+		})
+		return v, err
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		v := *r.Val.(*Version)
+		return &v, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// fetchLocked is fetch once this process holds the fetch of key: another
+// process may have stored the file meanwhile.
+func (s *Service) fetchLocked(ctx context.Context, up Upstream, path, version string, kind storage.Kind) (*Version, error) {
+	recorded, err := s.meta.Version(ctx, path, version)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		recorded = nil
+	case err != nil:
+		return nil, err
+	case !recorded.Live():
+		return nil, gone(recorded)
+	case has(recorded, kind):
+		return recorded, nil
+	}
+
+	switch kind {
+	case storage.Info:
+		info, src, err := up.Info(ctx, path, version)
+		if err != nil {
+			return nil, upstreamError(path, version, err)
+		}
+		return s.storeInfo(ctx, path, info, src)
+	case storage.Mod:
+		return s.fetchMod(ctx, up, path, version)
+	}
+	return s.fetchZip(ctx, up, path, version, recorded)
+}
+
+// fetchMod fetches, verifies and stores path@version's go.mod.
+func (s *Service) fetchMod(ctx context.Context, up Upstream, path, version string) (*Version, error) {
+	gomod, src, err := up.Mod(ctx, path, version)
+	if err != nil {
+		return nil, upstreamError(path, version, err)
+	}
+	modHash, err := hashGoMod(gomod)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.verifyChecksum(ctx, path, version, src, "", modHash); err != nil {
+		return nil, err
+	}
+	v := s.fetchedVersion(path, version, src)
+	v.ModHash = modHash
+	return s.commitFetched(ctx, v, storage.Mod, func(ctx context.Context) error {
+		return s.blobs.Put(ctx, path, version, storage.Mod, bytes.NewReader(gomod))
+	})
+}
+
+// fetchZip fetches path@version's zip into a temporary file, checks it
+// against the rules of module zips, hashes it, verifies the hashes and
+// stores it. The go.mod hash checked along is the recorded one, or, for a
+// version not recorded yet, that of its .mod, fetched and stored with it.
+func (s *Service) fetchZip(ctx context.Context, up Upstream, path, version string, recorded *Version) (*Version, error) {
+	var gomod []byte
+	modHash := ""
+	if recorded != nil {
+		modHash = recorded.ModHash
+	}
+	if modHash == "" {
+		var err error
+		if gomod, _, err = up.Mod(ctx, path, version); err != nil {
+			return nil, upstreamError(path, version, err)
+		}
+		if modHash, err = hashGoMod(gomod); err != nil {
+			return nil, err
+		}
+	}
+
+	body, src, err := up.Zip(ctx, path, version)
+	if err != nil {
+		return nil, upstreamError(path, version, err)
+	}
+	defer body.Close()
+	tmp, err := os.CreateTemp(s.tempDir, "fetch-*.zip")
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s@%s: %w", path, version, err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	n, err := io.Copy(tmp, body)
+	if err != nil {
+		if errors.Is(err, upstream.ErrTooLarge) {
+			return nil, errorf(ErrUpstream, path, version, "%s: %v", src, err)
+		}
+		return nil, errorf(ErrUpstream, path, version, "reading the zip from %s: %v", src, err)
+	}
+	zipHash, zipGoMod, err := inspectModuleZip(tmp.Name(), path, version)
+	if err != nil {
+		return nil, errorf(ErrUpstream, path, version, "%s served an invalid module zip: %v", src, err)
+	}
+	if zipGoMod != nil {
+		// The .mod the go command reads must be the zip's own go.mod.
+		if h, err := hashGoMod(zipGoMod); err != nil || h != modHash {
+			return nil, errorf(ErrUpstream, path, version, "%s served a .mod that differs from the go.mod in its zip", src)
+		}
+	}
+	if err := s.verifyChecksum(ctx, path, version, src, zipHash, modHash); err != nil {
+		return nil, err
+	}
+
+	v := s.fetchedVersion(path, version, src)
+	v.ZipHash, v.Size, v.ModHash = zipHash, n, modHash
+	return s.commitFetched(ctx, v, storage.Zip, func(ctx context.Context) error {
+		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		if err := s.blobs.Put(ctx, path, version, storage.Zip, tmp); err != nil {
+			return err
+		}
+		if gomod != nil {
+			return s.blobs.Put(ctx, path, version, storage.Mod, bytes.NewReader(gomod))
+		}
+		return nil
+	})
+}
+
+// storeInfo stores the .info an upstream answered for path, which names
+// the canonical version: for a query (a branch, a commit) as well as for a
+// version. Nothing is stored under a query's name.
+func (s *Service) storeInfo(ctx context.Context, path string, info *upstream.Info, src string) (*Version, error) {
+	version := info.Version
+	if err := checkVersion(path, version); err != nil {
+		return nil, errorf(ErrUpstream, path, version, "%s answered with an invalid version: %v", src, err)
+	}
+	recorded, err := s.meta.Version(ctx, path, version)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return nil, err
+	case !recorded.Live():
+		return nil, gone(recorded)
+	case has(recorded, storage.Info):
+		return recorded, nil
+	}
+	raw := info.Raw
+	if len(raw) == 0 || !json.Valid(raw) {
+		if raw, err = json.Marshal(struct {
+			Version string
+			Time    time.Time
+		}{version, info.Time}); err != nil {
+			return nil, err
+		}
+	}
+	v := s.fetchedVersion(path, version, src)
+	v.Time = info.Time.UTC()
+	if v.Time.IsZero() {
+		return nil, errorf(ErrUpstream, path, version, "%s answered with an .info without a time", src)
+	}
+	return s.commitFetched(ctx, v, storage.Info, func(ctx context.Context) error {
+		return s.blobs.Put(ctx, path, version, storage.Info, bytes.NewReader(raw))
+	})
+}
+
+// fetchedVersion returns a record for a file of path@version fetched from
+// the upstream src.
+func (s *Service) fetchedVersion(path, version, src string) *Version {
+	now := s.now().UTC().Truncate(time.Second)
+	return &Version{Path: path, Version: version, Source: src, PublishedAt: now}
+}
+
+// commitFetched records the file of kind described by v and stores it with
+// put, in one transaction: a new version is inserted, a recorded one gets
+// the file added to its record. The file is written while the row is held,
+// so the record never announces a file that is not there.
+func (s *Service) commitFetched(ctx context.Context, v *Version, kind storage.Kind, put func(context.Context) error) (*Version, error) {
+	unlock := s.lockVersion(v.Path, v.Version)
+	defer unlock()
+	var (
+		out      *Version
+		inserted bool
+	)
+	err := s.meta.Update(ctx, func(tx MetadataTx) error {
+		out, inserted = nil, false
+		recorded, err := tx.Version(v.Path, v.Version)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			if err := tx.InsertVersion(v); errors.Is(err, ErrExists) {
+				// Another node recorded it just now; fill its record.
+				if recorded, err = tx.Version(v.Path, v.Version); err != nil {
+					return err
+				}
+			} else if err != nil {
+				return err
+			} else {
+				out, inserted = v, true
+			}
+		case err != nil:
+			return err
+		}
+		if !inserted {
+			switch {
+			case !recorded.Live():
+				return gone(recorded)
+			case has(recorded, kind):
+				out = recorded // stored meanwhile: keep what is there
+				return nil
+			case kind == storage.Zip && recorded.ModHash != "" && recorded.ModHash != v.ModHash:
+				return errorf(ErrUpstream, v.Path, v.Version, "the go.mod in the zip has hash %s, but %s was recorded", v.ModHash, recorded.ModHash)
+			}
+			if err := tx.FillVersion(v, kind); err != nil {
+				return err
+			}
+			out = mergeFile(recorded, v, kind)
+		}
+		return put(context.WithoutCancel(ctx))
+	})
+	if err != nil {
+		s.removeFetched(v.Path, v.Version)
+		return nil, err
+	}
+	s.forget(v.Path, v.Version) // the record changed: drop what memory holds
+	if inserted {
+		s.writeList(ctx, v.Path)
+	}
+	return out, nil
+}
+
+// removeFetched removes the files of a version whose first fetched file's
+// record was rolled back. The caller holds the version's lock.
+func (s *Service) removeFetched(path, version string) {
+	// storage.Store removes whole versions only. A rolled-back file of a
+	// version recorded with other files stays, and is never served: the
+	// record does not announce it, and the next fetch overwrites it.
+	if _, err := s.meta.Version(context.Background(), path, version); !errors.Is(err, ErrNotFound) {
+		return
+	}
+	if err := s.blobs.Delete(context.Background(), path, version); err != nil {
+		s.log.Error("removing files of a fetch that failed", "module", path, "version", version, "err", err)
+	}
+}
+
+// mergeFile returns recorded with the fields of kind taken from v.
+func mergeFile(recorded, v *Version, kind storage.Kind) *Version {
+	out := *recorded
+	switch kind {
+	case storage.Info:
+		out.Time = v.Time
+	case storage.Mod:
+		out.ModHash = v.ModHash
+	case storage.Zip:
+		out.ZipHash, out.Size, out.ModHash = v.ZipHash, v.Size, v.ModHash
+	}
+	return &out
+}
+
+// verifyChecksum checks fetched hashes against the checksum database. A
+// mismatch is refused and recorded in the audit log.
+func (s *Service) verifyChecksum(ctx context.Context, path, version, src, zipHash, modHash string) error {
+	if s.checker == nil {
+		return nil
+	}
+	err := s.checker.Verify(ctx, path, version, zipHash, modHash)
+	if err == nil {
+		return nil
+	}
+	s.log.Warn("refused a fetched version: checksum verification failed", "module", path, "version", version, "upstream", src, "err", err)
+	if !errors.Is(err, checksum.ErrMismatch) {
+		// The database could not be asked, or does not know the version:
+		// refused, but nothing that an audit needs to remember.
+		return errorf(ErrUpstream, path, version, "verifying against the checksum database: %v", err)
+	}
+	detail := fmt.Sprintf("from %s: %v", src, err)
+	aerr := s.meta.Update(context.WithoutCancel(ctx), func(tx MetadataTx) error {
+		return tx.AppendAudit(&AuditEvent{At: s.now().UTC(), Action: ActionFetchRejected, Path: path, Version: version, Detail: detail})
+	})
+	if aerr != nil {
+		s.log.Error("recording a refused fetch in the audit log", "module", path, "version", version, "err", aerr)
+	}
+	return errorf(ErrUpstream, path, version, "verifying against the checksum database: %v", err)
+}
+
+// upstreamError turns an upstream failure into a registry error: not found
+// stays not found (404, so that the go command may try its next proxy),
+// anything else is a bad gateway.
+func upstreamError(path, version string, err error) error {
+	if errors.Is(err, upstream.ErrNotFound) || errors.Is(err, upstream.ErrInvalid) {
+		return errorf(ErrNotFound, path, version, "%v", err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return errorf(ErrUpstream, path, version, "upstream did not answer in time: %v", err)
+	}
+	return errorf(ErrUpstream, path, version, "%v", err)
+}
+
+// isQuery reports whether version is a query (a branch, a commit, a
+// non-canonical version) rather than a canonical version.
+func isQuery(version string) bool {
+	return module.CanonicalVersion(version) != version
+}

@@ -1,0 +1,561 @@
+package modproxy_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"agora/checksum"
+	"agora/modproxy"
+	"agora/modproxy/modproxytest"
+	"agora/storage"
+	"agora/upstream"
+)
+
+// fakeUpstream is an in-memory Upstream. It counts the requests of each
+// kind, can be made to fail, and can hold zip requests until released.
+type fakeUpstream struct {
+	url string
+
+	mu       sync.Mutex
+	versions map[string]fakeVersion // path@version
+	lists    map[string][]string    // path → list; absent: not found
+	latest   map[string]string      // path → version its @latest names
+	queries  map[string]string      // path@query → version
+	down     error                  // every request fails with it
+	calls    map[string]int         // kind → requests
+	hold     chan struct{}          // when set, Zip waits for it to close
+}
+
+type fakeVersion struct {
+	info time.Time
+	mod  string
+	zip  []byte
+}
+
+func newFakeUpstream() *fakeUpstream {
+	return &fakeUpstream{
+		url:      "https://upstream.test",
+		versions: make(map[string]fakeVersion),
+		lists:    make(map[string][]string),
+		latest:   make(map[string]string),
+		queries:  make(map[string]string),
+		calls:    make(map[string]int),
+	}
+}
+
+// add makes path@version available upstream, with a zip built from content.
+func (u *fakeUpstream) add(t *testing.T, path, version, content string) fakeVersion {
+	t.Helper()
+	fv := fakeVersion{info: t0.Add(-time.Hour), mod: goMod(path), zip: moduleZip(t, path, version, content)}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.versions[path+"@"+version] = fv
+	u.lists[path] = append(u.lists[path], version)
+	return fv
+}
+
+func (u *fakeUpstream) count(kind string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.calls[kind]
+}
+
+func (u *fakeUpstream) setDown(err error) {
+	u.mu.Lock()
+	u.down = err
+	u.mu.Unlock()
+}
+
+func (u *fakeUpstream) begin(kind string) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.calls[kind]++
+	return u.down
+}
+
+func (u *fakeUpstream) notFound(what string) error {
+	return fmt.Errorf("%s: %w", what, upstream.ErrNotFound)
+}
+
+func (u *fakeUpstream) lookup(path, version string) (fakeVersion, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	fv, ok := u.versions[path+"@"+version]
+	return fv, ok
+}
+
+func (u *fakeUpstream) info(path, version string) (*upstream.Info, string, error) {
+	fv, ok := u.lookup(path, version)
+	if !ok {
+		return nil, "", u.notFound(path + "@" + version)
+	}
+	raw := fmt.Sprintf(`{"Version":%q,"Time":%q,"Origin":{"VCS":"git"}}`, version, fv.info.Format(time.RFC3339))
+	return &upstream.Info{Version: version, Time: fv.info, Raw: []byte(raw)}, u.url, nil
+}
+
+func (u *fakeUpstream) Info(ctx context.Context, path, query string) (*upstream.Info, string, error) {
+	if err := u.begin("info"); err != nil {
+		return nil, "", err
+	}
+	u.mu.Lock()
+	if v, ok := u.queries[path+"@"+query]; ok {
+		query = v
+	}
+	u.mu.Unlock()
+	return u.info(path, query)
+}
+
+func (u *fakeUpstream) Latest(ctx context.Context, path string) (*upstream.Info, string, error) {
+	if err := u.begin("latest"); err != nil {
+		return nil, "", err
+	}
+	u.mu.Lock()
+	v, ok := u.latest[path]
+	u.mu.Unlock()
+	if !ok {
+		return nil, "", u.notFound(path)
+	}
+	return u.info(path, v)
+}
+
+func (u *fakeUpstream) List(ctx context.Context, path string) ([]string, string, error) {
+	if err := u.begin("list"); err != nil {
+		return nil, "", err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	list, ok := u.lists[path]
+	if !ok {
+		return nil, "", u.notFound(path)
+	}
+	return slices.Clone(list), u.url, nil
+}
+
+func (u *fakeUpstream) Mod(ctx context.Context, path, version string) ([]byte, string, error) {
+	if err := u.begin("mod"); err != nil {
+		return nil, "", err
+	}
+	fv, ok := u.lookup(path, version)
+	if !ok {
+		return nil, "", u.notFound(path + "@" + version)
+	}
+	return []byte(fv.mod), u.url, nil
+}
+
+func (u *fakeUpstream) Zip(ctx context.Context, path, version string) (io.ReadCloser, string, error) {
+	if err := u.begin("zip"); err != nil {
+		return nil, "", err
+	}
+	u.mu.Lock()
+	hold := u.hold
+	u.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	fv, ok := u.lookup(path, version)
+	if !ok {
+		return nil, "", u.notFound(path + "@" + version)
+	}
+	return io.NopCloser(bytes.NewReader(fv.zip)), u.url, nil
+}
+
+// fakeChecker is a checksum database that knows some hashes.
+type fakeChecker struct {
+	mu    sync.Mutex
+	known map[string]string // "path version" and "path version/go.mod" → h1:
+	calls int
+}
+
+func (c *fakeChecker) Verify(ctx context.Context, path, version, zipHash, modHash string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls++
+	for line, h := range map[string]string{path + " " + version: zipHash, path + " " + version + "/go.mod": modHash} {
+		if h == "" {
+			continue
+		}
+		if want := c.known[line]; want != h {
+			return fmt.Errorf("%s: upstream %s, checksum database %s: %w", line, h, want, checksum.ErrMismatch)
+		}
+	}
+	return nil
+}
+
+// cachingRegistry is a test registry whose paths under example.com are
+// fetched from up; private.example/ paths have no upstream.
+func cachingRegistry(t *testing.T, up *fakeUpstream, checker modproxy.Checker) *testRegistry {
+	t.Helper()
+	meta := modproxytest.NewMemStore()
+	r := newTestRegistryOn(t, meta, meta)
+	r.Service = modproxy.New(modproxy.Config{
+		Metadata: meta, Blobs: r.disk, TempDir: r.tempDir, Now: r.clock.Now,
+		Upstream: func(path string) modproxy.Upstream {
+			if strings.HasPrefix(path, "private.example/") {
+				return nil
+			}
+			return up
+		},
+		Checker: checker,
+		ListTTL: time.Minute,
+	})
+	return r
+}
+
+func TestFetchModStoresOnlyMod(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.2.0"
+	fv := up.add(t, path, version, "a")
+	r := cachingRegistry(t, up, nil)
+
+	if got := r.read(t, path, version, storage.Mod); string(got) != fv.mod {
+		t.Fatalf(".mod = %q; want %q", got, fv.mod)
+	}
+	if files := r.storedNames(t); !slices.Equal(files, []string{"example.com/dep/@v/list", "example.com/dep/@v/v1.2.0.mod"}) {
+		t.Errorf("stored files after a .mod request = %q; want the .mod and the list only", files)
+	}
+	v, err := r.meta.Version(context.Background(), path, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Source != up.url || v.ModHash != hashGoMod(t, []byte(fv.mod)) || v.ZipHash != "" || !v.Time.IsZero() {
+		t.Errorf("record = %+v; want source %s, the go.mod hash, no zip, no time", v, up.url)
+	}
+
+	// Served from storage from now on, even with the upstream down.
+	up.setDown(errors.New("connection refused"))
+	r.read(t, path, version, storage.Mod)
+	if n := up.count("mod"); n != 1 {
+		t.Errorf("upstream .mod requests = %d; want 1", n)
+	}
+}
+
+func TestFetchZipThenServeOffline(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.2.0"
+	fv := up.add(t, path, version, "a")
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+
+	if got := r.read(t, path, version, storage.Zip); !bytes.Equal(got, fv.zip) {
+		t.Fatal("served zip differs from the upstream's")
+	}
+	info := r.read(t, path, version, storage.Info)
+	if !bytes.Contains(info, []byte(`"Origin"`)) {
+		t.Errorf(".info = %s; want the upstream's bytes, Origin included", info)
+	}
+	v, err := r.meta.Version(ctx, path, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.ZipHash != hashZipBytes(t, fv.zip) || v.Size != int64(len(fv.zip)) || !v.Time.Equal(fv.info) {
+		t.Errorf("record = %+v; want the zip's hash and size and the upstream's time", v)
+	}
+
+	up.setDown(errors.New("connection refused"))
+	for _, kind := range storage.Kinds {
+		r.read(t, path, version, kind)
+	}
+	list, err := r.List(ctx, path)
+	if err != nil || !slices.Equal(list, []string{version}) {
+		t.Errorf("List with the upstream down = %q, %v; want the stored version", list, err)
+	}
+	if n := up.count("zip"); n != 1 {
+		t.Errorf("upstream .zip requests = %d; want 1", n)
+	}
+}
+
+func TestFetchQueryStoresCanonicalVersion(t *testing.T) {
+	up := newFakeUpstream()
+	const path = "example.com/dep"
+	pseudo := "v0.0.0-20261120101010-abcdefabcdef"
+	up.add(t, path, pseudo, "a")
+	up.queries[path+"@master"] = pseudo
+	r := cachingRegistry(t, up, nil)
+
+	_, v, err := r.Open(context.Background(), path, "master", storage.Info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Version != pseudo {
+		t.Errorf("Open(master.info) resolved to %s; want %s", v.Version, pseudo)
+	}
+	for _, f := range r.storedNames(t) {
+		if strings.Contains(f, "master") {
+			t.Errorf("stored %s under the query's name", f)
+		}
+	}
+	if _, _, err := r.Open(context.Background(), path, "master", storage.Zip); !errors.Is(err, modproxy.ErrNotFound) {
+		t.Errorf("Open(master.zip) = %v; want ErrNotFound (only .info resolves queries)", err)
+	}
+}
+
+func TestFetchChecksumMismatchRefused(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.2.0"
+	fv := up.add(t, path, version, "a")
+	checker := &fakeChecker{known: map[string]string{
+		path + " " + version:             "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", // not the zip's
+		path + " " + version + "/go.mod": hashGoMod(t, []byte(fv.mod)),
+	}}
+	r := cachingRegistry(t, up, checker)
+	ctx := context.Background()
+
+	_, _, err := r.Open(ctx, path, version, storage.Zip)
+	if !errors.Is(err, modproxy.ErrUpstream) || !strings.Contains(err.Error(), "checksum") {
+		t.Fatalf("Open(.zip) of a tampered zip = %v; want ErrUpstream about the checksum database", err)
+	}
+	if files := r.storedNames(t); len(files) != 0 {
+		t.Errorf("stored %q after a refused fetch; want nothing", files)
+	}
+	if _, err := r.meta.Version(ctx, path, version); !errors.Is(err, modproxy.ErrNotFound) {
+		t.Errorf("record after a refused fetch: %v; want none", err)
+	}
+	events := r.meta.Events()
+	if len(events) != 1 || events[0].Action != modproxy.ActionFetchRejected || events[0].Path != path {
+		t.Errorf("audit events = %+v; want one %s", events, modproxy.ActionFetchRejected)
+	}
+
+	// The go.mod matches the database: a .mod request is served.
+	r.read(t, path, version, storage.Mod)
+}
+
+func TestFetchConcurrentMissesFetchOnce(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.2.0"
+	fv := up.add(t, path, version, "a")
+	up.hold = make(chan struct{})
+	r := cachingRegistry(t, up, nil)
+
+	const n = 50
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Int32
+	)
+	for range n {
+		wg.Go(func() {
+			f, _, err := r.Open(context.Background(), path, version, storage.Zip)
+			if err != nil {
+				t.Error(err)
+				failed.Add(1)
+				return
+			}
+			defer f.Close()
+			if b, _ := io.ReadAll(f); !bytes.Equal(b, fv.zip) {
+				t.Error("served zip differs")
+			}
+		})
+	}
+	// Let every request reach the registry before the fetch completes.
+	for up.count("zip") == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(up.hold)
+	wg.Wait()
+	if got := up.count("zip"); got != 1 {
+		t.Errorf("upstream .zip requests for %d concurrent misses = %d; want 1", n, got)
+	}
+}
+
+func TestFetchOutlivesTheClient(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.2.0"
+	up.add(t, path, version, "a")
+	up.hold = make(chan struct{})
+	r := cachingRegistry(t, up, nil)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		_, _, err := r.Open(ctx, path, version, storage.Zip)
+		done <- err
+	}()
+	for up.count("zip") == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Open after the client went away = %v; want context.Canceled", err)
+	}
+	close(up.hold)
+	// The fetch finishes for whoever asks next; it is not repeated.
+	r.read(t, path, version, storage.Zip)
+	if got := up.count("zip"); got != 1 {
+		t.Errorf("upstream .zip requests = %d; want 1", got)
+	}
+}
+
+func TestFetchErrors(t *testing.T) {
+	up := newFakeUpstream()
+	up.add(t, "example.com/dep", "v1.0.0", "a")
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+
+	// Not found upstream: 404, so that the go command tries its next proxy.
+	if _, _, err := r.Open(ctx, "example.com/dep", "v1.9.9", storage.Mod); !errors.Is(err, modproxy.ErrNotFound) {
+		t.Errorf("unknown version: %v; want ErrNotFound", err)
+	}
+	// A private path is never fetched.
+	if _, _, err := r.Open(ctx, "private.example/x", "v1.0.0", storage.Mod); !errors.Is(err, modproxy.ErrNotFound) {
+		t.Errorf("private path: %v; want ErrNotFound", err)
+	}
+	// An upstream that fails: a bad gateway, not a missing module.
+	up.setDown(errors.New("connection refused"))
+	if _, _, err := r.Open(ctx, "example.com/dep", "v1.0.0", storage.Mod); !errors.Is(err, modproxy.ErrUpstream) {
+		t.Errorf("upstream down: %v; want ErrUpstream", err)
+	}
+	up.setDown(nil)
+	if n := up.count("mod"); n != 2 {
+		t.Errorf("upstream .mod requests = %d; want 2 (none for the private path)", n)
+	}
+	// A version that cannot exist for the path is not even asked for.
+	if _, _, err := r.Open(ctx, "example.com/dep", "v2.0.0", storage.Mod); !errors.Is(err, modproxy.ErrNotFound) {
+		t.Errorf("v2 version of a v1 path: %v; want ErrNotFound", err)
+	}
+	if n := up.count("mod"); n != 2 {
+		t.Errorf("upstream .mod requests = %d; want still 2", n)
+	}
+
+	// An invalid zip is refused and nothing is stored.
+	bad := fakeVersion{info: t0, mod: goMod("example.com/bad"), zip: []byte("not a zip")}
+	up.versions["example.com/bad@v1.0.0"] = bad
+	if _, _, err := r.Open(ctx, "example.com/bad", "v1.0.0", storage.Zip); !errors.Is(err, modproxy.ErrUpstream) {
+		t.Errorf("invalid zip: %v; want ErrUpstream", err)
+	}
+	if _, err := r.meta.Version(ctx, "example.com/bad", "v1.0.0"); !errors.Is(err, modproxy.ErrNotFound) {
+		t.Errorf("record of a refused zip: %v; want none", err)
+	}
+}
+
+func TestFetchedVersionDeletedStaysGone(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.0.0"
+	up.add(t, path, version, "a")
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+	r.read(t, path, version, storage.Zip)
+	if err := r.Delete(ctx, admin, path, version, modproxy.DeleteOptions{Reason: "CVE", Block: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range storage.Kinds {
+		if _, _, err := r.Open(ctx, path, version, kind); !errors.Is(err, modproxy.ErrGone) {
+			t.Errorf("Open(%s) of a blocked fetched version = %v; want ErrGone", kind, err)
+		}
+	}
+	if list, err := r.List(ctx, path); err != nil || len(list) != 0 {
+		t.Errorf("List = %q, %v; want the blocked version left out", list, err)
+	}
+	if n := up.count("zip"); n != 1 {
+		t.Errorf("upstream .zip requests = %d; want 1 (never fetched again)", n)
+	}
+}
+
+func TestListMergesUpstreamAndStored(t *testing.T) {
+	up := newFakeUpstream()
+	const path = "example.com/dep"
+	up.add(t, path, "v1.0.0", "a")
+	up.add(t, path, "v1.1.0", "b")
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+	// A version uploaded here that the upstream does not have.
+	r.publish(t, admin, path, "v1.0.1", moduleZip(t, path, "v1.0.1", "c"))
+
+	list, err := r.List(ctx, path)
+	if want := []string{"v1.0.0", "v1.0.1", "v1.1.0"}; err != nil || !slices.Equal(list, want) {
+		t.Fatalf("List = %q, %v; want %q", list, err, want)
+	}
+	// Reused within the TTL.
+	up.add(t, path, "v1.2.0", "d")
+	r.List(ctx, path)
+	if n := up.count("list"); n != 1 {
+		t.Errorf("upstream list requests within the TTL = %d; want 1", n)
+	}
+	// After the TTL, asked again.
+	r.clock.Advance(2 * time.Minute)
+	list, _ = r.List(ctx, path)
+	if !slices.Contains(list, "v1.2.0") {
+		t.Errorf("List after the TTL = %q; want v1.2.0 from the upstream", list)
+	}
+	// The upstream fails: its last list is served (stale if error).
+	up.setDown(errors.New("503"))
+	r.clock.Advance(2 * time.Minute)
+	list, err = r.List(ctx, path)
+	if want := []string{"v1.0.0", "v1.0.1", "v1.1.0", "v1.2.0"}; err != nil || !slices.Equal(list, want) {
+		t.Errorf("List with the upstream failing = %q, %v; want the last list %q", list, err, want)
+	}
+
+	latest, err := r.Latest(ctx, path)
+	if err == nil {
+		t.Errorf("Latest with the upstream down = %s; want an error (v1.2.0's .info was never fetched)", latest.Version)
+	}
+	up.setDown(nil)
+	r.clock.Advance(2 * time.Minute)
+	latest, err = r.Latest(ctx, path)
+	if err != nil || latest.Version != "v1.2.0" {
+		t.Errorf("Latest = %v, %v; want v1.2.0", latest, err)
+	}
+}
+
+func TestListModuleUnknownEverywhere(t *testing.T) {
+	up := newFakeUpstream()
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+	if _, err := r.List(ctx, "example.com/nothing"); !errors.Is(err, modproxy.ErrNotFound) {
+		t.Errorf("List of an unknown module = %v; want ErrNotFound", err)
+	}
+	up.setDown(errors.New("connection refused"))
+	r.clock.Advance(2 * time.Minute)
+	if _, err := r.List(ctx, "example.com/other"); !errors.Is(err, modproxy.ErrUpstream) {
+		t.Errorf("List with the upstream down and nothing stored = %v; want ErrUpstream", err)
+	}
+}
+
+func TestLatestOfModuleWithoutTags(t *testing.T) {
+	up := newFakeUpstream()
+	const path = "example.com/untagged"
+	pseudo := "v0.0.0-20261120101010-abcdefabcdef"
+	up.add(t, path, pseudo, "a")
+	up.lists[path] = nil // the upstream lists no tags: an empty list, not a 404
+	up.latest[path] = pseudo
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+
+	list, err := r.List(ctx, path)
+	if err != nil || len(list) != 0 {
+		t.Fatalf("List = %q, %v; want an empty list", list, err)
+	}
+	v, err := r.Latest(ctx, path)
+	if err != nil || v.Version != pseudo {
+		t.Fatalf("Latest = %v, %v; want %s from the upstream's @latest", v, err, pseudo)
+	}
+	var info struct{ Version string }
+	if err := json.Unmarshal(r.read(t, path, pseudo, storage.Info), &info); err != nil || info.Version != pseudo {
+		t.Errorf("stored .info = %+v, %v", info, err)
+	}
+	// Answered from memory within the TTL.
+	r.Latest(ctx, path)
+	if n := up.count("latest"); n != 1 {
+		t.Errorf("upstream @latest requests = %d; want 1", n)
+	}
+}
+
+// storedNames returns the paths of every stored file, sorted.
+func (r *testRegistry) storedNames(t *testing.T) []string {
+	t.Helper()
+	var names []string
+	for name := range r.storedFiles(t) {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}

@@ -1,0 +1,214 @@
+package modproxy
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/semver"
+
+	"agora/storage"
+	"agora/upstream"
+)
+
+// listTimeout bounds asking an upstream for a module's list or latest
+// version on behalf of waiting clients.
+const listTimeout = time.Minute
+
+// moduleList is a module's answer to @v/list, kept for the list TTL.
+type moduleList struct {
+	at       time.Time
+	versions []string // the answer: merged, in semver order
+	// upstream is the upstream's own list when it answered, kept to answer
+	// with when it fails later (stale if error); upstreamOK says it did.
+	upstream   []string
+	upstreamOK bool
+	latest     *Version // the @latest answer once computed; nil before
+}
+
+// listCache holds moduleLists by module path.
+type listCache struct {
+	mu sync.RWMutex
+	m  map[string]*moduleList
+}
+
+func (c *listCache) init() { c.m = make(map[string]*moduleList) }
+
+func (c *listCache) get(path string) *moduleList {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.m[path]
+}
+
+func (c *listCache) put(path string, l *moduleList) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= liveCacheSize {
+		clear(c.m)
+	}
+	c.m[path] = l
+}
+
+// setLatest records the @latest answer of the list it was computed from,
+// unless the list was replaced meanwhile.
+func (c *listCache) setLatest(path string, l *moduleList, v *Version) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[path] == l {
+		cp := *l
+		cp.latest = v
+		c.m[path] = &cp
+	}
+}
+
+func (c *listCache) forget(path string) {
+	c.mu.Lock()
+	delete(c.m, path)
+	c.mu.Unlock()
+}
+
+// List returns the versions of path in semver order: the body of
+// GET /{module}/@v/list. They are the live stored versions merged with the
+// upstream's list when path has an upstream, leaving out versions deleted
+// here; pseudo-versions are listed only when there is nothing else. The
+// answer is reused for the list TTL; when the upstream fails, its last list
+// (or none) is merged instead. A module neither stored nor known upstream
+// is ErrNotFound; one whose versions were all deleted has an empty list.
+func (s *Service) List(ctx context.Context, path string) ([]string, error) {
+	l, err := s.moduleList(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return l.versions, nil
+}
+
+// moduleList returns path's list from memory while it is fresh, else
+// computes it once for all concurrent callers.
+func (s *Service) moduleList(ctx context.Context, path string) (*moduleList, error) {
+	if l := s.lists.get(path); l != nil && s.now().Sub(l.at) < s.listTTL {
+		s.observe("list", true)
+		return l, nil
+	}
+	s.observe("list", false)
+	if err := checkPath(path); err != nil {
+		return nil, err
+	}
+	ch := s.listFetches.DoChan(path, func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), listTimeout)
+		defer cancel()
+		return s.computeList(lctx, path, s.lists.get(path))
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*moduleList), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// computeList merges path's stored versions with its upstream's list.
+// stale is the previous answer, if any.
+func (s *Service) computeList(ctx context.Context, path string, stale *moduleList) (*moduleList, error) {
+	records, err := s.meta.Versions(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	l := &moduleList{at: s.now()}
+	var upErr error
+	if up := s.upstreamFor(path); up != nil {
+		l.upstream, _, upErr = up.List(ctx, path)
+		switch {
+		case upErr == nil:
+			l.upstreamOK = true
+		case errors.Is(upErr, upstream.ErrNotFound):
+			l.upstream = nil
+		case stale != nil && stale.upstreamOK:
+			s.log.Warn("the upstream failed to list a module: serving its last list", "module", path, "err", upErr)
+			l.upstream, l.upstreamOK = stale.upstream, true
+		default:
+			s.log.Warn("the upstream failed to list a module: serving the stored versions", "module", path, "err", upErr)
+			l.upstream = nil
+		}
+	}
+	if len(records) == 0 && !l.upstreamOK {
+		if upErr != nil && !errors.Is(upErr, upstream.ErrNotFound) {
+			return nil, upstreamError(path, "", upErr)
+		}
+		if upErr != nil {
+			return nil, errorf(ErrNotFound, path, "", "%v", upErr)
+		}
+		return nil, errorf(ErrNotFound, path, "", "no versions")
+	}
+	l.versions = mergeLists(records, l.upstream)
+	s.lists.put(path, l)
+	return l, nil
+}
+
+// mergeLists returns the live versions among records and the versions
+// upstream lists, except those deleted here, in semver order;
+// pseudo-versions only if there is nothing else.
+func mergeLists(records []*Version, upstreamList []string) []string {
+	recorded := make(map[string]bool, len(records))
+	all := make([]*Version, 0, len(records)+len(upstreamList))
+	for _, v := range records {
+		recorded[v.Version] = true
+		all = append(all, v)
+	}
+	for _, v := range upstreamList {
+		if !recorded[v] && semver.IsValid(v) {
+			recorded[v] = true
+			all = append(all, &Version{Version: v})
+		}
+	}
+	return listed(all)
+}
+
+// Latest returns the version that GET /{module}/@latest reports: the latest
+// of the module's list by the go command's rule (the highest release, else
+// pre-release, else pseudo-version), its .info fetched if needed. A module
+// with an empty list is asked of the upstream, whose @latest is typically a
+// pseudo-version of the default branch. The answer is reused with the list.
+func (s *Service) Latest(ctx context.Context, path string) (*Version, error) {
+	l, err := s.moduleList(ctx, path)
+	if err != nil && !(errors.Is(err, ErrNotFound) && s.upstreamFor(path) != nil) {
+		return nil, err
+	}
+	if l != nil && l.latest != nil {
+		v := *l.latest
+		return &v, nil
+	}
+	var v *Version
+	if l != nil && len(l.versions) > 0 {
+		v, _, err = s.resolve(ctx, path, LatestVersion(l.versions), storage.Info)
+	} else {
+		v, err = s.upstreamLatest(ctx, path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if l != nil {
+		s.lists.setLatest(path, l, v)
+	}
+	return v, nil
+}
+
+// upstreamLatest asks path's upstream for its @latest and stores that
+// version's .info.
+func (s *Service) upstreamLatest(ctx context.Context, path string) (*Version, error) {
+	up := s.upstreamFor(path)
+	if up == nil {
+		return nil, errorf(ErrNotFound, path, "", "no versions")
+	}
+	info, src, err := up.Latest(ctx, path)
+	if err != nil {
+		return nil, upstreamError(path, "", err)
+	}
+	if v := s.live.get(path, info.Version); v != nil && has(v, storage.Info) {
+		return v, nil
+	}
+	return s.storeInfo(ctx, path, info, src)
+}
