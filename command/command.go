@@ -1,6 +1,7 @@
 // Package command is the agora binary's command tree: with no arguments it
 // serves (so that `buffalo dev` works), and its subcommands migrate the
-// database and manage users and tokens on the server's own database.
+// database, manage users and tokens on the server's own database, and
+// import module caches.
 package command
 
 import (
@@ -44,7 +45,7 @@ SESSION_SECRET, GO_ENV, AGORA_SHUTDOWN_TIMEOUT (see README.md).`,
 		SilenceErrors: true,
 		RunE:          runServe,
 	}
-	root.AddCommand(newServe(), newMigrate(), newUser(), newToken(), newTask())
+	root.AddCommand(newServe(), newMigrate(), newUser(), newToken(), newTask(), newImport())
 	return root
 }
 

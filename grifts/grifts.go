@@ -3,6 +3,7 @@
 //
 //	db:migrate       apply pending migrations
 //	storage:verify   re-hash every live version's files against its record
+//	modules:import   import a module cache or GOPROXY directory (agora import)
 //
 // Tasks are registered by Register rather than from init, so that importing
 // the package has no side effects; they call the same domain code as the
@@ -11,11 +12,16 @@ package grifts
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 
 	"github.com/gobuffalo/grift/grift"
 
+	"agora/auth"
 	"agora/modproxy"
 )
 
@@ -67,6 +73,31 @@ func Register(open Opener) {
 					return fmt.Errorf("%d versions do not match their records", problems)
 				}
 				return nil
+			})
+		})
+		grift.Namespace("modules", func() {
+			grift.Desc("import", "Import DIR, a module cache or GOPROXY directory, as `agora import DIR` does")
+			grift.Add("import", func(c *grift.Context) error {
+				if len(c.Args) != 1 {
+					return errors.New("usage: agora task modules:import DIR")
+				}
+				ctx, stop := signal.NotifyContext(c, os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				env, err := open(ctx)
+				if err != nil {
+					return err
+				}
+				defer env.Close()
+				// The operator, recorded as "cli" like the agora commands.
+				who := auth.Principal{User: "cli", Role: auth.RoleAdmin, Scope: auth.ScopeAdmin}
+				sum, err := env.Registry.ImportDir(ctx, who, c.Args[0], func(e modproxy.ImportEvent) { fmt.Println(e) })
+				if err == nil || sum.Done() > 0 {
+					fmt.Println(sum)
+				}
+				if err != nil {
+					return err
+				}
+				return sum.Err()
 			})
 		})
 	})

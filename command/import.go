@@ -1,0 +1,75 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"agora/auth"
+	"agora/modproxy"
+)
+
+// cliAdmin is who the command line acts as when it changes the registry:
+// the operator, with every right. The audit log records it as cliActor.
+var cliAdmin = auth.Principal{User: cliActor, Role: auth.RoleAdmin, Scope: auth.ScopeAdmin}
+
+func newImport() *cobra.Command {
+	return &cobra.Command{
+		Use:   "import DIR",
+		Short: "Import the module versions of a module cache or GOPROXY directory",
+		Long: `Import every module version that DIR holds a zip of into the registry: DIR is a
+module cache ($GOMODCACHE, or its cache/download directory) or any GOPROXY file
+tree (<escaped path>/@v/<escaped version>.info, .mod, .zip).
+
+Every zip is checked against the rules of module zips and hashed (and must
+match the .ziphash the go command recorded next to it); the .mod must be the
+zip's go.mod. Versions already stored identically are skipped, conflicting ones
+are reported and not imported, and versions deleted on this server are not
+brought back. Imported versions are recorded with source "imported" and the
+audit log names the actor "` + cliActor + `".
+
+One line is printed per version, then a summary. The import can be interrupted
+(Ctrl-C stops it after the version in progress) and run again: what was
+imported is skipped. The exit status is 1 if a version was conflicting,
+invalid or unreadable.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			go func() {
+				<-ctx.Done()
+				stop() // a second Ctrl-C ends the process at once
+			}()
+			env, err := openTaskEnv(ctx)
+			if err != nil {
+				return err
+			}
+			defer env.Close()
+			return importModules(ctx, env.Registry, args[0], cmd.OutOrStdout())
+		},
+	}
+}
+
+// importModules imports dir into reg as cliAdmin, printing a line per
+// version and a summary to w.
+func importModules(ctx context.Context, reg *modproxy.Service, dir string, w io.Writer) error {
+	sum, err := reg.ImportDir(ctx, cliAdmin, dir, func(e modproxy.ImportEvent) {
+		fmt.Fprintln(w, e)
+	})
+	if err == nil || sum.Done() > 0 || sum.NoZip > 0 {
+		fmt.Fprintln(w, sum)
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return errors.New("import interrupted: run it again to import the rest (what was imported is skipped)")
+	case err != nil:
+		return err
+	}
+	return sum.Err()
+}

@@ -1,0 +1,576 @@
+package modproxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/modfile"
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/semver"
+	modzip "golang.org/x/mod/zip"
+
+	"agora/auth"
+)
+
+// MaxInfoFile bounds the size of an imported .info file, in bytes. An .info
+// is a small JSON object: a version, a time and perhaps its VCS origin.
+const MaxInfoFile = 64 << 10
+
+// Import stores path@version from the files a module cache or a GOPROXY
+// directory holds for it, on behalf of who, who must be an administrator:
+// info and mod are the .info and .mod files, zip the open module zip.
+//
+// Everything is checked before anything is stored, and a failure wraps
+// ErrInvalid (ErrTooLarge for a file over its limit): the version must be
+// canonical and fit the path's major version; info must name version and
+// carry a Time, which becomes the version's time; the zip must pass every
+// rule of golang.org/x/mod/zip, but need not hold a go.mod (public modules
+// from before modules have none, and their .mod is synthesised); if it has
+// one, mod must be identical to it.
+//
+// The version is recorded with Source SourceImported. An identical version
+// already stored changes nothing (Created is false). Other content for a
+// version ever recorded is a *ConflictError, recorded in the audit log. A
+// version fetched from an upstream without its zip is completed when its
+// go.mod matches. A version deleted on this server is not brought back
+// (ErrGone): publish it again to restore it.
+func (s *Service) Import(ctx context.Context, who auth.Principal, path, version string, info, mod []byte, zip *os.File) (*PublishResult, error) {
+	return s.importVersion(ctx, who, path, version, info, mod, zip, "")
+}
+
+// importVersion is Import. If wantZipHash is not empty, the zip must hash
+// to it: it is the .ziphash the go command recorded when it downloaded the
+// zip into its module cache.
+func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, version string, info, mod []byte, zip *os.File, wantZipHash string) (*PublishResult, error) {
+	if !who.Can(auth.ScopeAdmin) {
+		return nil, errorf(ErrForbidden, path, version, "importing needs an administrator")
+	}
+	if err := checkVersion(path, version); err != nil {
+		return nil, err
+	}
+	t, err := parseImportedInfo(path, version, info)
+	if err != nil {
+		return nil, err
+	}
+	modHash, err := checkImportedMod(path, version, mod)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := zip.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("import %s@%s: %w", path, version, err)
+	}
+	if fi.Size() > modzip.MaxZipFile {
+		return nil, errorf(ErrTooLarge, path, version, "module zip larger than %d bytes", int64(modzip.MaxZipFile))
+	}
+	zipHash, zipGoMod, err := inspectModuleZip(zip.Name(), path, version)
+	if err != nil {
+		return nil, err
+	}
+	if wantZipHash != "" && zipHash != wantZipHash {
+		return nil, errorf(ErrInvalid, path, version, "the zip hashes to %s, but the module cache recorded %s when it downloaded it: the cached copy is corrupt (remove it and download it again)", zipHash, wantZipHash)
+	}
+	if zipGoMod != nil && !bytes.Equal(zipGoMod, mod) {
+		return nil, errorf(ErrInvalid, path, version, "the .mod file differs from the go.mod in the zip: the directory is inconsistent")
+	}
+
+	// An import brings in many versions at once: it must not undo a
+	// deliberate delete by the way.
+	recorded, err := s.meta.Version(ctx, path, version)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return nil, err
+	case !recorded.Live() && (recorded.ZipHash == zipHash || recorded.ZipHash == ""):
+		return nil, gone(recorded)
+	}
+
+	v := &Version{
+		Path:        path,
+		Version:     version,
+		Time:        t,
+		Size:        fi.Size(),
+		ZipHash:     zipHash,
+		ModHash:     modHash,
+		Source:      SourceImported,
+		PublishedBy: who.User,
+		PublishedAt: s.now().UTC().Truncate(time.Second),
+	}
+	unlock := s.lockVersion(path, version)
+	res, err := s.commitVersion(ctx, v, zip, mod)
+	unlock()
+	if errors.Is(err, ErrExists) {
+		// A concurrent publish or import of the same version committed first.
+		res, err = s.compareRecorded(ctx, v)
+	}
+	var cerr *ConflictError
+	switch {
+	case errors.As(err, &cerr):
+		s.auditRejection(ctx, v, cerr)
+	case errors.Is(err, ErrConflict):
+		s.auditImportRejection(ctx, v, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if res.Created {
+		s.writeList(ctx, path)
+	}
+	return res, nil
+}
+
+// parseImportedInfo checks an imported .info file and returns the time it
+// gives the version.
+func parseImportedInfo(path, version string, info []byte) (time.Time, error) {
+	if len(info) > MaxInfoFile {
+		return time.Time{}, errorf(ErrTooLarge, path, version, ".info file larger than %d bytes", MaxInfoFile)
+	}
+	var parsed struct {
+		Version string
+		Time    time.Time
+	}
+	if err := json.Unmarshal(info, &parsed); err != nil {
+		return time.Time{}, errorf(ErrInvalid, path, version, ".info file is not valid JSON: %v", err)
+	}
+	if parsed.Version != version {
+		return time.Time{}, errorf(ErrInvalid, path, version, ".info file names version %q", parsed.Version)
+	}
+	if parsed.Time.IsZero() {
+		return time.Time{}, errorf(ErrInvalid, path, version, ".info file has no Time")
+	}
+	return parsed.Time.UTC(), nil
+}
+
+// checkImportedMod checks an imported .mod file and returns its go.sum hash.
+// It does not require the module line to name path: a public module's
+// go.mod may declare another path, and proxies serve it as it is.
+func checkImportedMod(path, version string, mod []byte) (string, error) {
+	if len(mod) > modzip.MaxGoMod {
+		return "", errorf(ErrTooLarge, path, version, ".mod file larger than %d bytes", modzip.MaxGoMod)
+	}
+	if _, err := modfile.ParseLax("go.mod", mod, nil); err != nil {
+		return "", errorf(ErrInvalid, path, version, ".mod file: %v", err)
+	}
+	return hashGoMod(mod)
+}
+
+// auditImportRejection records a refused conflicting import that is not a
+// *ConflictError (those go through auditRejection): a go.mod that differs
+// from the one recorded when the version was fetched.
+func (s *Service) auditImportRejection(ctx context.Context, v *Version, rejected error) {
+	err := s.meta.Update(context.WithoutCancel(ctx), func(tx MetadataTx) error {
+		return tx.AppendAudit(&AuditEvent{
+			At: v.PublishedAt, Actor: v.PublishedBy, Action: ActionRejected,
+			Path: v.Path, Version: v.Version, Detail: "import: " + rejected.Error(),
+		})
+	})
+	if err != nil {
+		s.log.Error("recording a rejected import in the audit log", "module", v.Path, "version", v.Version, "err", err)
+	}
+}
+
+// ImportOutcome is what importing one version came to.
+type ImportOutcome int
+
+// The outcomes of importing one version. Only ImportImported stores
+// anything.
+const (
+	// ImportImported: the version was stored.
+	ImportImported ImportOutcome = iota
+	// ImportSkipped: an identical version was already stored, or the
+	// version was deleted on this server.
+	ImportSkipped
+	// ImportIncomplete: the directory has the zip but not the .info or
+	// .mod file, so the version cannot be served from it.
+	ImportIncomplete
+	// ImportConflict: other content is recorded for the version.
+	ImportConflict
+	// ImportInvalid: the files are corrupt or inconsistent (a broken zip,
+	// a .ziphash that does not match, an .info naming another version).
+	ImportInvalid
+	// ImportUnreadable: the version's files could not be read from the
+	// directory.
+	ImportUnreadable
+)
+
+var outcomeNames = [...]string{"imported", "skipped", "incomplete", "conflict", "invalid", "unreadable"}
+
+// String returns the outcome's name as progress lines print it.
+func (o ImportOutcome) String() string {
+	if o < 0 || int(o) >= len(outcomeNames) {
+		return fmt.Sprintf("ImportOutcome(%d)", int(o))
+	}
+	return outcomeNames[o]
+}
+
+// ImportEvent reports the outcome of importing one version of a directory.
+type ImportEvent struct {
+	N, Total int // the version's position, from 1, among the versions with a zip
+	Path     string
+	Version  string
+	Outcome  ImportOutcome
+	// Err says why the version was not imported; nil for ImportImported,
+	// and for ImportSkipped when an identical version was stored.
+	Err error
+}
+
+// String returns a progress line: "[12/340] golang.org/x/mod@v0.42.0
+// imported", followed by the reason for any other outcome.
+func (e ImportEvent) String() string {
+	line := fmt.Sprintf("[%d/%d] %s@%s %s", e.N, e.Total, e.Path, e.Version, e.Outcome)
+	switch {
+	case e.Err != nil:
+		line += ": " + e.reason()
+	case e.Outcome == ImportSkipped:
+		line += ": already stored"
+	}
+	return line
+}
+
+// reason returns e.Err's message without a leading "path@version: ".
+func (e ImportEvent) reason() string {
+	msg := e.Err.Error()
+	if rest, ok := strings.CutPrefix(msg, e.Path+"@"+e.Version+": "); ok {
+		return rest
+	}
+	return msg
+}
+
+// ImportSummary counts the outcomes of importing a directory.
+type ImportSummary struct {
+	// Total counts the versions the directory holds a zip of; those not
+	// Done when an import stops early were not looked at.
+	Total                                                        int
+	Imported, Skipped, Incomplete, Conflict, Invalid, Unreadable int
+	// NoZip counts the versions the directory has a .mod or .info of but
+	// no zip (a module cache holds many: the go command needs only the
+	// go.mod of most of a build's dependencies). They are not imported.
+	NoZip int
+}
+
+// count adds one outcome.
+func (s *ImportSummary) count(o ImportOutcome) {
+	switch o {
+	case ImportImported:
+		s.Imported++
+	case ImportSkipped:
+		s.Skipped++
+	case ImportIncomplete:
+		s.Incomplete++
+	case ImportConflict:
+		s.Conflict++
+	case ImportInvalid:
+		s.Invalid++
+	case ImportUnreadable:
+		s.Unreadable++
+	}
+}
+
+// Done returns the number of versions with a zip that were looked at.
+func (s ImportSummary) Done() int {
+	return s.Imported + s.Skipped + s.Incomplete + s.Conflict + s.Invalid + s.Unreadable
+}
+
+// String returns the summary line printed at the end of an import.
+func (s ImportSummary) String() string {
+	done := fmt.Sprintf("%d versions", s.Done())
+	if s.Done() < s.Total {
+		done = fmt.Sprintf("%d of %d versions", s.Done(), s.Total)
+	}
+	return fmt.Sprintf("%s: %d imported, %d skipped, %d incomplete, %d conflict, %d invalid, %d unreadable; %d without a zip not imported",
+		done, s.Imported, s.Skipped, s.Incomplete, s.Conflict, s.Invalid, s.Unreadable, s.NoZip)
+}
+
+// Err returns an error if versions were refused (conflicting, invalid or
+// unreadable), nil otherwise. Incomplete versions and versions without a
+// zip are not errors: the directory simply does not have them.
+func (s ImportSummary) Err() error {
+	if n := s.Conflict + s.Invalid + s.Unreadable; n > 0 {
+		return fmt.Errorf("%d versions were not imported (%d conflicting, %d invalid, %d unreadable): see the lines above", n, s.Conflict, s.Invalid, s.Unreadable)
+	}
+	return nil
+}
+
+// ImportDir imports every module version that dir holds a zip of, on behalf
+// of who, who must be an administrator. dir is a GOPROXY file tree
+// (<escaped path>/@v/<escaped version>.info, .mod, .zip), such as the
+// module cache's download directory, $GOMODCACHE/cache/download; given
+// $GOMODCACHE itself, ImportDir uses its cache/download. Lock files,
+// partial downloads, list files and the checksum database cache (sumdb/)
+// are ignored. A .ziphash file the go command left next to a zip must
+// match the zip's hash.
+//
+// Versions are imported one at a time with Import, in order of module path
+// and semantic version, and report is called once for each. Each version is
+// stored atomically, and versions already stored are skipped, so an
+// interrupted import can simply be run again. When ctx is done ImportDir
+// stops before the next version and returns ctx's error with the summary so
+// far. It also stops at a failure of the registry itself (database,
+// storage) and returns it; problems with versions are only reported.
+func (s *Service) ImportDir(ctx context.Context, who auth.Principal, dir string, report func(ImportEvent)) (ImportSummary, error) {
+	var sum ImportSummary
+	if !who.Can(auth.ScopeAdmin) {
+		return sum, errorf(ErrForbidden, "", "", "importing needs an administrator")
+	}
+	root, err := importRoot(dir)
+	if err != nil {
+		return sum, err
+	}
+	found, noZip, err := scanImportDir(root)
+	if err != nil {
+		return sum, err
+	}
+	sum.Total, sum.NoZip = len(found), noZip
+	for i, c := range found {
+		if err := ctx.Err(); err != nil {
+			return sum, err
+		}
+		// A version started is finished: interrupting stops between versions.
+		outcome, err := s.importFound(context.WithoutCancel(ctx), who, c)
+		if outcome < 0 {
+			return sum, fmt.Errorf("import %s@%s: %w", c.path, c.version, err)
+		}
+		sum.count(outcome)
+		report(ImportEvent{N: i + 1, Total: len(found), Path: c.path, Version: c.version, Outcome: outcome, Err: err})
+	}
+	return sum, nil
+}
+
+// importRoot returns the directory to scan for dir: dir, or the module
+// cache's download directory if dir is a module cache or its cache
+// directory.
+func importRoot(dir string) (string, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return "", fmt.Errorf("import: %w", err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("import: %s is not a directory: give a module cache or a GOPROXY directory", dir)
+	}
+	downloads := []string{filepath.Join(dir, "cache", "download")}
+	if filepath.Base(filepath.Clean(dir)) == "cache" {
+		downloads = append(downloads, filepath.Join(dir, "download"))
+	}
+	for _, download := range downloads {
+		if fi, err := os.Stat(download); err == nil && fi.IsDir() {
+			return download, nil
+		}
+	}
+	return dir, nil
+}
+
+// foundVersion is a version of which an import directory holds a zip.
+type foundVersion struct {
+	path, version string // unescaped; as found if err is set
+	dir           string // the @v directory
+	file          string // its files' name without extension: the escaped version
+	info, mod     bool   // whether the .info and .mod files are there
+	zipHash       bool   // whether a .ziphash file is there
+	err           error  // the path or version cannot be unescaped
+}
+
+// name returns the name of the version's file with extension ext.
+func (f *foundVersion) name(ext string) string { return filepath.Join(f.dir, f.file+ext) }
+
+// scanImportDir finds the versions under root that have a zip, sorted by
+// path and version, and counts those that have no zip.
+func scanImportDir(root string) (found []*foundVersion, noZip int, err error) {
+	err = filepath.WalkDir(root, func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() || name == root {
+			return nil
+		}
+		rel, err := filepath.Rel(root, name)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		switch {
+		case rel == "sumdb" || rel == "cache":
+			// The checksum database cache of a download directory, or
+			// the VCS cache of a module cache.
+			return filepath.SkipDir
+		case d.Name() == "@v":
+			vs, n, err := scanVersionDir(name, strings.TrimSuffix(strings.TrimSuffix(rel, "@v"), "/"))
+			found = append(found, vs...)
+			noZip += n
+			if err != nil {
+				return err
+			}
+			return filepath.SkipDir
+		case strings.Contains(d.Name(), "@"):
+			// An extracted module (path@version) in a module cache: no
+			// escaped module path has an @ in it.
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("import: reading %s: %w", root, err)
+	}
+	sort.Slice(found, func(i, j int) bool {
+		a, b := found[i], found[j]
+		if a.path != b.path {
+			return a.path < b.path
+		}
+		if c := semver.Compare(a.version, b.version); c != 0 {
+			return c < 0
+		}
+		return a.version < b.version
+	})
+	return found, noZip, nil
+}
+
+// scanVersionDir returns the versions with a zip in the @v directory dir of
+// the module whose escaped path is escPath, and counts those without.
+func scanVersionDir(dir, escPath string) ([]*foundVersion, int, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	type files struct{ zip, info, mod, zipHash bool }
+	byVersion := make(map[string]*files)
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		ext := filepath.Ext(e.Name())
+		switch ext {
+		case ".zip", ".info", ".mod", ".ziphash":
+		default:
+			continue // list, .lock, .partial, .tmp files
+		}
+		file := strings.TrimSuffix(e.Name(), ext)
+		f := byVersion[file]
+		if f == nil {
+			f = new(files)
+			byVersion[file] = f
+		}
+		switch ext {
+		case ".zip":
+			f.zip = true
+		case ".info":
+			f.info = true
+		case ".mod":
+			f.mod = true
+		case ".ziphash":
+			f.zipHash = true
+		}
+	}
+	path, perr := module.UnescapePath(escPath)
+	if perr != nil {
+		path = escPath
+		perr = fmt.Errorf("directory %s is not an escaped module path: %v", escPath, perr)
+	}
+	var found []*foundVersion
+	noZip := 0
+	for file, f := range byVersion {
+		if !f.zip {
+			if f.info || f.mod {
+				noZip++
+			}
+			continue
+		}
+		fv := &foundVersion{path: path, version: file, dir: dir, file: file, info: f.info, mod: f.mod, zipHash: f.zipHash, err: perr}
+		if fv.err == nil {
+			if v, err := module.UnescapeVersion(file); err != nil {
+				fv.err = fmt.Errorf("file %s.zip is not named after an escaped version: %v", file, err)
+			} else {
+				fv.version = v
+			}
+		}
+		found = append(found, fv)
+	}
+	return found, noZip, nil
+}
+
+// importFound imports one version found in a directory and returns its
+// outcome and, unless it was imported, why. A negative outcome is a
+// failure of the registry itself, which ends the import.
+func (s *Service) importFound(ctx context.Context, who auth.Principal, f *foundVersion) (ImportOutcome, error) {
+	if f.err != nil {
+		return ImportInvalid, f.err
+	}
+	if !f.mod {
+		return ImportIncomplete, fmt.Errorf("no .mod file next to the zip")
+	}
+	var info []byte
+	switch {
+	case f.info:
+		var err error
+		if info, err = readImportFile(f.name(".info"), MaxInfoFile); err != nil {
+			return ImportUnreadable, err
+		}
+	case isPseudo(f.version):
+		// A pseudo-version names its commit's time, which its .info gives.
+		t, err := module.PseudoVersionTime(f.version)
+		if err != nil {
+			return ImportInvalid, err
+		}
+		if info, err = json.Marshal(struct {
+			Version string
+			Time    time.Time
+		}{f.version, t}); err != nil {
+			return -1, err
+		}
+	default:
+		// The go command fetches a version's .info only when it resolves
+		// a query, not when it downloads a version go.sum names.
+		return ImportIncomplete, fmt.Errorf("no .info file next to the zip, so the version's time is unknown: run 'go mod download %s@%s' against a proxy that has it, then import again", f.path, f.version)
+	}
+	mod, err := readImportFile(f.name(".mod"), modzip.MaxGoMod)
+	if err != nil {
+		return ImportUnreadable, err
+	}
+	wantZipHash := ""
+	if f.zipHash {
+		b, err := readImportFile(f.name(".ziphash"), 1024)
+		if err != nil {
+			return ImportUnreadable, err
+		}
+		wantZipHash = strings.TrimSpace(string(b))
+	}
+	zip, err := os.Open(f.name(".zip"))
+	if err != nil {
+		return ImportUnreadable, err
+	}
+	defer zip.Close()
+
+	res, err := s.importVersion(ctx, who, f.path, f.version, info, mod, zip, wantZipHash)
+	switch {
+	case err == nil && res.Created:
+		return ImportImported, nil
+	case err == nil:
+		return ImportSkipped, nil
+	case errors.Is(err, ErrGone):
+		return ImportSkipped, err
+	case errors.Is(err, ErrConflict):
+		return ImportConflict, err
+	case errors.Is(err, ErrInvalid), errors.Is(err, ErrTooLarge):
+		return ImportInvalid, err
+	}
+	return -1, err
+}
+
+// readImportFile reads the file name, up to one byte more than max so that
+// the checks that follow see a file over its limit.
+func readImportFile(name string, max int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, max+1))
+}
