@@ -135,15 +135,14 @@ func Load() (*Config, error) {
 
 // loadUpstream reads the settings of the pull-through cache.
 func (c *Config) loadUpstream() error {
-	list, ok := os.LookupEnv("AGORA_UPSTREAM")
-	if v := envy.Get("AGORA_UPSTREAM", ""); v != "" || ok {
-		list = v
-	} else {
-		list = upstream.DefaultList(os.Getenv, upstream.GoEnvGOPROXY)
+	list, err := envy.MustGet("AGORA_UPSTREAM")
+	if err != nil { // unset: the GOPROXY of the environment
+		list = upstream.DefaultList(func(k string) string { return envy.Get(k, "") }, upstream.GoEnvGOPROXY)
 	}
-	var err error
-	if c.Upstream, err = upstream.ParseList(list); err != nil {
-		return fmt.Errorf("config: AGORA_UPSTREAM=%q: %v", list, err)
+	if strings.TrimSpace(list) != "" {
+		if c.Upstream, err = upstream.ParseList(list); err != nil {
+			return fmt.Errorf("config: AGORA_UPSTREAM=%q: %v", list, err)
+		}
 	}
 	if name := envy.Get("AGORA_RULES", ""); name != "" {
 		f, err := os.Open(name)

@@ -70,6 +70,9 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"AGORA_READ_AUTH", "open", "AGORA_READ_AUTH"},
 		{"AGORA_SHUTDOWN_TIMEOUT", "soon", "AGORA_SHUTDOWN_TIMEOUT"},
 		{"ADDR", "127.0.0.1:x", "ADDR"},
+		{"AGORA_UPSTREAM", "ftp://mirror.example", "AGORA_UPSTREAM"},
+		{"AGORA_LIST_TTL", "-1s", "AGORA_LIST_TTL"},
+		{"AGORA_RULES", "/nonexistent/rules", "AGORA_RULES"},
 	} {
 		t.Run(tt.key, func(t *testing.T) {
 			t.Setenv(tt.key, tt.val)
@@ -86,4 +89,38 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 			t.Errorf("Load() = %v; want an error naming SESSION_SECRET", err)
 		}
 	})
+}
+
+func TestLoadUpstream(t *testing.T) {
+	t.Chdir(t.TempDir())
+	rules := filepath.Join(t.TempDir(), "rules")
+	if err := os.WriteFile(rules, []byte("corp.example.com none\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AGORA_RULES", rules)
+	t.Setenv("AGORA_UPSTREAM", "https://a.example|https://b.example,direct")
+	t.Setenv("AGORA_LIST_TTL", "5s")
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Upstream) != 2 || c.Upstream[0].URL != "https://a.example" || !c.Upstream[0].FallThrough ||
+		len(c.Rules) != 1 || !c.Rules[0].None || c.ListTTL.Seconds() != 5 || c.SumDB != "sum.golang.org" {
+		t.Errorf("upstream settings: %+v", c)
+	}
+
+	for _, off := range []string{"off", ""} {
+		t.Setenv("AGORA_UPSTREAM", off)
+		if c, err := Load(); err != nil || len(c.Upstream) != 0 {
+			t.Errorf("AGORA_UPSTREAM=%q: %v, %+v; want no upstream", off, err, c.Upstream)
+		}
+	}
+
+	// Unset: the environment's GOPROXY, without direct.
+	t.Setenv("AGORA_UPSTREAM", "")
+	os.Unsetenv("AGORA_UPSTREAM")
+	t.Setenv("GOPROXY", "https://corp-proxy.example,direct")
+	if c, err := Load(); err != nil || len(c.Upstream) != 1 || c.Upstream[0].URL != "https://corp-proxy.example" {
+		t.Errorf("AGORA_UPSTREAM unset, GOPROXY set: %v, %+v", err, c.Upstream)
+	}
 }
