@@ -203,7 +203,9 @@ func (s *Service) fetchZip(ctx context.Context, up Upstream, path, version strin
 	if zipGoMod != nil {
 		// The .mod the go command reads must be the zip's own go.mod.
 		if h, err := hashGoMod(zipGoMod); err != nil || h != modHash {
-			return nil, errorf(ErrUpstream, path, version, "%s served a .mod that differs from the go.mod in its zip", src)
+			err := errorf(ErrUpstream, path, version, "%s served a .mod (%s) that differs from the go.mod in its zip (%s)", src, modHash, h)
+			s.auditFetchRejected(ctx, path, version, err.Error())
+			return nil, err
 		}
 	}
 	if err := s.verifyChecksum(ctx, path, version, src, zipHash, modHash); err != nil {
@@ -307,7 +309,7 @@ func (s *Service) commitFetched(ctx context.Context, v *Version, kind storage.Ki
 				out = recorded // stored meanwhile: keep what is there
 				return nil
 			case kind == storage.Zip && recorded.ModHash != "" && recorded.ModHash != v.ModHash:
-				return errorf(ErrUpstream, v.Path, v.Version, "the go.mod in the zip has hash %s, but %s was recorded", v.ModHash, recorded.ModHash)
+				return fetchConflict{errorf(ErrUpstream, v.Path, v.Version, "%s served a zip whose go.mod has hash %s, but %s was recorded", v.Source, v.ModHash, recorded.ModHash)}
 			}
 			if err := tx.FillVersion(v, kind); err != nil {
 				return err
@@ -318,6 +320,9 @@ func (s *Service) commitFetched(ctx context.Context, v *Version, kind storage.Ki
 	})
 	if err != nil {
 		s.removeFetched(v.Path, v.Version)
+		if c := (fetchConflict{}); errors.As(err, &c) {
+			s.auditFetchRejected(ctx, v.Path, v.Version, c.Error())
+		}
 		return nil, err
 	}
 	s.forget(v.Path, v.Version) // the record changed: drop what memory holds
@@ -371,14 +376,24 @@ func (s *Service) verifyChecksum(ctx context.Context, path, version, src, zipHas
 		// refused, but nothing that an audit needs to remember.
 		return errorf(ErrUpstream, path, version, "verifying against the checksum database: %v", err)
 	}
-	detail := fmt.Sprintf("from %s: %v", src, err)
-	aerr := s.meta.Update(context.WithoutCancel(ctx), func(tx MetadataTx) error {
+	s.auditFetchRejected(ctx, path, version, fmt.Sprintf("from %s: %v", src, err))
+	return errorf(ErrUpstream, path, version, "verifying against the checksum database: %v", err)
+}
+
+// fetchConflict is an upstream's answer that contradicts itself or what
+// is recorded: refused, and audited.
+type fetchConflict struct{ error }
+
+func (e fetchConflict) Unwrap() error { return e.error }
+
+// auditFetchRejected records a refused fetch in the audit log.
+func (s *Service) auditFetchRejected(ctx context.Context, path, version, detail string) {
+	err := s.meta.Update(context.WithoutCancel(ctx), func(tx MetadataTx) error {
 		return tx.AppendAudit(&AuditEvent{At: s.now().UTC(), Action: ActionFetchRejected, Path: path, Version: version, Detail: detail})
 	})
-	if aerr != nil {
-		s.log.Error("recording a refused fetch in the audit log", "module", path, "version", version, "err", aerr)
+	if err != nil {
+		s.log.Error("recording a refused fetch in the audit log", "module", path, "version", version, "err", err)
 	}
-	return errorf(ErrUpstream, path, version, "verifying against the checksum database: %v", err)
 }
 
 // upstreamError turns an upstream failure into a registry error: not found

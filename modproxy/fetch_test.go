@@ -559,3 +559,39 @@ func (r *testRegistry) storedNames(t *testing.T) []string {
 	slices.Sort(names)
 	return names
 }
+
+func TestFetchInconsistentUpstreamRefusedAndAudited(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.0.0"
+	fv := up.add(t, path, version, "a")
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+
+	// The .mod is fetched and recorded first; later the upstream serves a
+	// zip whose go.mod is another.
+	r.read(t, path, version, storage.Mod)
+	up.mu.Lock()
+	fv.mod = goMod(path) + "// changed\n"
+	fv.zip = zipWithGoMod(t, path, version, fv.mod)
+	up.versions[path+"@"+version] = fv
+	up.mu.Unlock()
+
+	_, _, err := r.Open(ctx, path, version, storage.Zip)
+	if !errors.Is(err, modproxy.ErrUpstream) {
+		t.Fatalf("Open(.zip) whose go.mod differs from the recorded .mod = %v; want ErrUpstream", err)
+	}
+	events := r.meta.Events()
+	if len(events) != 1 || events[0].Action != modproxy.ActionFetchRejected {
+		t.Errorf("audit events = %+v; want one %s", events, modproxy.ActionFetchRejected)
+	}
+	if got := r.read(t, path, version, storage.Mod); !strings.HasPrefix(string(got), goMod(path)) || strings.Contains(string(got), "changed") {
+		t.Errorf(".mod after the refused zip = %q; want the recorded one", got)
+	}
+}
+
+// zipWithGoMod is a module zip of path@version whose go.mod is gomod.
+func zipWithGoMod(t *testing.T, path, version, gomod string) []byte {
+	t.Helper()
+	prefix := path + "@" + version + "/"
+	return buildZip(t, []zipFile{{prefix + "go.mod", gomod}, {prefix + "m.go", "package m\n"}})
+}
