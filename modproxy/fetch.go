@@ -272,18 +272,43 @@ func (s *Service) fetchedVersion(path, version, src string) *Version {
 	return &Version{Path: path, Version: version, Source: src, PublishedAt: now}
 }
 
-// commitFetched records the file of kind described by v and stores it with
-// put, in one transaction: a new version is inserted, a recorded one gets
-// the file added to its record. The file is written while the row is held,
-// so the record never announces a file that is not there.
+// commitFetched stores the file of kind described by v with put, then
+// records it: a new version is inserted, a recorded one gets the file added
+// to its record. The record never announces a file that is not there.
 func (s *Service) commitFetched(ctx context.Context, v *Version, kind storage.Kind, put func(context.Context) error) (*Version, error) {
 	unlock := s.lockVersion(v.Path, v.Version)
 	defer unlock()
+
+	// The file is written before its record, outside the transaction, so
+	// that the database (on SQLite, one writer at a time) is held only for
+	// the few statements: until the record announces the file, nobody
+	// serves it. Nobody else writes it meanwhile: fetches of one file are
+	// single-flight, here and across nodes, and uploads and imports
+	// completing a fetched version hold the version's lock.
+	recorded, err := s.meta.Version(ctx, v.Path, v.Version)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return nil, err
+	case !recorded.Live():
+		return nil, gone(recorded)
+	case has(recorded, kind):
+		return recorded, nil
+	case kind == storage.Zip && recorded.ModHash != "" && recorded.ModHash != v.ModHash:
+		err := errorf(ErrUpstream, v.Path, v.Version, "%s served a zip whose go.mod has hash %s, but %s was recorded", v.Source, v.ModHash, recorded.ModHash)
+		s.auditFetchRejected(ctx, v.Path, v.Version, err.Error())
+		return nil, err
+	}
+	if err := put(context.WithoutCancel(ctx)); err != nil {
+		s.removeFetched(v.Path, v.Version)
+		return nil, err
+	}
+
 	var (
 		out      *Version
 		inserted bool
 	)
-	err := s.meta.Update(ctx, func(tx MetadataTx) error {
+	err = s.meta.Update(ctx, func(tx MetadataTx) error {
 		out, inserted = nil, false
 		recorded, err := tx.Version(v.Path, v.Version)
 		switch {
@@ -316,7 +341,7 @@ func (s *Service) commitFetched(ctx context.Context, v *Version, kind storage.Ki
 			}
 			out = mergeFile(recorded, v, kind)
 		}
-		return put(context.WithoutCancel(ctx))
+		return nil
 	})
 	if err != nil {
 		s.removeFetched(v.Path, v.Version)
