@@ -180,6 +180,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func logRequests(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start, path := time.Now(), r.URL.Path // Buffalo rewrites r.URL.Path
+		defer m.InFlight()()
 		lw := &loggingWriter{ResponseWriter: w}
 		next.ServeHTTP(lw, r)
 		if lw.status == 0 {
