@@ -53,7 +53,7 @@ func CreateUser(ctx context.Context, conn *pop.Connection, actor, name string, r
 		}
 		u.PasswordHash = h
 	}
-	err := conn.WithContext(ctx).Transaction(func(tx *pop.Connection) error {
+	err := transaction(ctx, conn, func(tx *pop.Connection) error {
 		exists, err := tx.Where("name = ?", name).Exists(&User{})
 		if err != nil {
 			return err
@@ -103,7 +103,7 @@ func CreateToken(ctx context.Context, conn *pop.Connection, actor, userName, nam
 		return "", nil, err
 	}
 	tok := &Token{UserID: u.ID, Name: name, Display: display, Hash: hash, Scope: scope.String()}
-	err = conn.WithContext(ctx).Transaction(func(tx *pop.Connection) error {
+	err = transaction(ctx, conn, func(tx *pop.Connection) error {
 		if err := tx.Create(tok); err != nil {
 			return err
 		}
@@ -132,7 +132,7 @@ func Tokens(ctx context.Context, conn *pop.Connection, userName string) ([]Token
 // RevokeToken revokes the token with the given id. Revoking a revoked token
 // is not an error and changes nothing.
 func RevokeToken(ctx context.Context, conn *pop.Connection, actor string, id int64) error {
-	err := conn.WithContext(ctx).Transaction(func(tx *pop.Connection) error {
+	err := transaction(ctx, conn, func(tx *pop.Connection) error {
 		tok := &Token{}
 		if err := tx.Find(tok, id); err != nil {
 			if isNoRows(err) {

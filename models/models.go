@@ -41,14 +41,19 @@ func Connect(url string) (*pop.Connection, error) {
 		cd.Pool = postgresPool
 		cd.IdlePool = 10
 	case "sqlite3", "sqlite":
-		if !strings.Contains(url, "_fk=true") {
-			// Pop insists on seeing the option it uses for foreign keys,
-			// which sqliteDSN turns on in any case.
-			sep := "?"
-			if strings.Contains(url, "?") {
-				sep = "&"
+		// Pop insists on seeing the option it uses for foreign keys,
+		// which sqliteDSN turns on in any case. lock=false turns off
+		// Pop's process-wide SQLite mutex, which serialises every
+		// statement, reads included: WAL lets readers run beside the one
+		// writer, and writers queue in transaction.
+		for _, opt := range []string{"_fk=true", "lock=false"} {
+			if !strings.Contains(cd.URL, opt) {
+				sep := "?"
+				if strings.Contains(cd.URL, "?") {
+					sep = "&"
+				}
+				cd.URL += sep + opt
 			}
-			cd.URL += sep + "_fk=true"
 		}
 		cd.Pool = 8
 		cd.IdlePool = 8

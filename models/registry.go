@@ -123,7 +123,7 @@ func (r *Registry) Versions(ctx context.Context, path string) ([]*modproxy.Versi
 
 // Update implements modproxy.Metadata.
 func (r *Registry) Update(ctx context.Context, fn func(tx modproxy.MetadataTx) error) error {
-	return r.conn.WithContext(ctx).Transaction(func(tx *pop.Connection) error {
+	return transaction(ctx, r.conn, func(tx *pop.Connection) error {
 		return fn(registryTx{tx})
 	})
 }

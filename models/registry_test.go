@@ -391,3 +391,94 @@ func TestMigrationsGoDownAndUp(t *testing.T) {
 		}
 	})
 }
+
+// TestRegistryConcurrentWritersAndReaders runs many write transactions
+// beside readers: on SQLite, writers queue in this process instead of
+// failing or sleeping on a locked database, and readers are not held up.
+func TestRegistryConcurrentWritersAndReaders(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		r := models.NewRegistry(conn)
+		const writers, readers = 48, 8
+		ctx := context.Background()
+		done := make(chan struct{})
+		var (
+			wg, rg sync.WaitGroup
+			mu     sync.Mutex
+			errs   []error
+		)
+		fail := func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			errs = append(errs, err)
+		}
+		for range readers {
+			rg.Go(func() {
+				for {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					if _, err := r.Versions(ctx, "example.com/busy"); err != nil && !errors.Is(err, modproxy.ErrNotFound) {
+						fail(err)
+						return
+					}
+				}
+			})
+		}
+		for i := range writers {
+			wg.Go(func() {
+				v := newVersion("example.com/busy", fmt.Sprintf("v1.0.%d", i))
+				if err := r.Update(ctx, func(tx modproxy.MetadataTx) error { return tx.InsertVersion(v) }); err != nil {
+					fail(err)
+				}
+			})
+		}
+		wg.Wait()
+		close(done)
+		rg.Wait()
+		if len(errs) > 0 {
+			t.Fatalf("%d errors, the first: %v", len(errs), errs[0])
+		}
+		vs, err := r.Versions(ctx, "example.com/busy")
+		if err != nil || len(vs) != writers {
+			t.Fatalf("Versions: %d versions, %v; want %d", len(vs), err, writers)
+		}
+	})
+}
+
+// TestSQLiteWriterWaitingGivesUp checks that a write transaction waiting for
+// SQLite's one writer returns when its context ends.
+func TestSQLiteWriterWaitingGivesUp(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		if conn.Dialect.Name() != "sqlite3" {
+			t.Skip("PostgreSQL lets writers of different rows run at once")
+		}
+		r := models.NewRegistry(conn)
+		inside, release := make(chan struct{}), make(chan struct{})
+		go r.Update(context.Background(), func(tx modproxy.MetadataTx) error {
+			close(inside)
+			<-release
+			return nil
+		})
+		<-inside
+		defer close(release)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		res := make(chan error, 1)
+		go func() {
+			res <- r.Update(ctx, func(tx modproxy.MetadataTx) error { return tx.InsertVersion(newVersion("example.com/late", "v1.0.0")) })
+		}()
+		select {
+		case err := <-res:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Update while another writer holds SQLite: %v, want %v", err, context.DeadlineExceeded)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Update still waits for the writer 10 s after its context ended")
+		}
+		if _, err := r.Version(context.Background(), "example.com/late", "v1.0.0"); !errors.Is(err, modproxy.ErrNotFound) {
+			t.Fatalf("the abandoned write was recorded: %v", err)
+		}
+	})
+}
