@@ -46,13 +46,9 @@ BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH")
 OUT=$BENCH/out
 HOST=127.0.0.1
+# shellcheck source=bench/lib.sh
+. "$BENCH/lib.sh"
 MODVER=v1.0.0
-
-log() { printf '==> %s\n' "$*" >&2; }
-die() {
-	printf 'serve.sh: %s\n' "$*" >&2
-	exit 1
-}
 
 case $LOGS in on | off) ;; *) die "LOGS=$LOGS: want on or off" ;; esac
 case $PIN in 0 | 1) ;; *) die "PIN=$PIN: want 0 or 1" ;; esac
@@ -65,19 +61,6 @@ AGORA_PID=""
 NGINX_PID=""
 SAMPLER_PID=""
 SAMPLER_STOP=""
-
-# stop_pid stops one process this script started: TERM, then KILL after 10 s.
-stop_pid() {
-	local pid=$1
-	[[ -n $pid ]] || return 0
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for _ in $(seq 100); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
 	local rc=$?
@@ -143,54 +126,6 @@ else
 	CLIENT_RUN=()
 	NGINX_WORKERS=auto
 fi
-
-# free_port prints a loopback TCP port that nothing listens on, below the
-# kernel's ephemeral range, so that no client connection holds it either.
-free_port() {
-	local low base=10000 p
-	read -r low _ </proc/sys/net/ipv4/ip_local_port_range
-	((low > base + 1000)) || base=1024
-	for _ in $(seq 100); do
-		p=$((base + RANDOM % (low - base)))
-		if ! (exec 3<>"/dev/tcp/$HOST/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	die "no free port found"
-}
-
-# started waits until the server just started as process $2 answers $1 with
-# 200, and reports whether it did: false if the process exited (its port was
-# taken after all).
-started() {
-	local url=$1 pid=$2
-	for _ in $(seq 200); do
-		if ! kill -0 "$pid" 2>/dev/null; then
-			wait "$pid" 2>/dev/null || true
-			return 1
-		fi
-		if [[ $(curl -s -o /dev/null -w '%{http_code}' "$url" || true) == 200 ]]; then
-			return 0
-		fi
-		sleep 0.05
-	done
-	die "$url did not answer within 10 s"
-}
-
-# vm_kib prints a field of /proc/PID/status (VmRSS, VmHWM) in KiB.
-vm_kib() {
-	local k v _
-	while read -r k v _; do
-		if [[ $k == "$2:" ]]; then
-			echo "$v"
-			return 0
-		fi
-	done <"/proc/$1/status"
-	die "no $2 in /proc/$1/status"
-}
-
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # --- test modules -------------------------------------------------------------
 
@@ -342,18 +277,6 @@ declare -A SERVER_PIDS=(
 	[agora]=$AGORA_PID
 	[nginx]="$NGINX_PID $(pgrep -P "$NGINX_PID" | paste -sd ' ')"
 )
-CLK_TCK=$(getconf CLK_TCK)
-
-# cpu_ticks prints the user+system CPU time, in clock ticks, that the
-# processes $1 (a list of PIDs) have used so far.
-cpu_ticks() {
-	local t=0 p a
-	for p in $1; do
-		read -r -a a <"/proc/$p/stat"
-		t=$((t + a[13] + a[14]))
-	done
-	echo "$t"
-}
 
 # machine_ticks prints, for the whole machine and in clock ticks: busy CPU
 # time, time stolen by the hypervisor, all time; then the CPU time of this
@@ -470,13 +393,8 @@ DELTA_KIB=$((PEAK_KIB - BASE_KIB))
 
 # --- summary --------------------------------------------------------------------
 
-# median reads numbers, one per line, and prints their median.
-median() {
-	sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 # runs_of prints field $3 of the runs of kind $1 and server $2.
 runs_of() { awk -v k="$1" -v s="$2" -v f="$3" '$1 == k && $2 == s { print $f }' "$RUNS"; }
-verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { ok = (op == "ge") ? v >= t : v <= t; print ok ? "PASS" : "FAIL" }'; }
 human_size() { awk -v b="$1" 'BEGIN { if (b >= 1e6) printf "%.1f MB", b / 1e6; else printf "%d B", b }'; }
 
 nginx_version=$(nginx -v 2>&1)

@@ -1,0 +1,93 @@
+# lib.sh holds the shell helpers that serve.sh and replay.sh share. It is
+# sourced, not run; the script sets HOST (the loopback address) first.
+# Every helper that fails calls die, which names the script.
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() {
+	printf '%s: %s\n' "${0##*/}" "$*" >&2
+	exit 1
+}
+
+# stop_pid stops one process this script started: TERM, then KILL after 10 s.
+stop_pid() {
+	local pid=$1
+	[[ -n $pid ]] || return 0
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for _ in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+# free_port prints a loopback TCP port that nothing listens on, below the
+# kernel's ephemeral range, so that no client connection holds it either.
+free_port() {
+	local low base=10000 p
+	read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+	((low > base + 1000)) || base=1024
+	for _ in $(seq 100); do
+		p=$((base + RANDOM % (low - base)))
+		if ! (exec 3<>"/dev/tcp/$HOST/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	die "no free port found"
+}
+
+# started waits until the server just started as process $2 answers $1 with
+# 200, and reports whether it did: false if the process exited (its port was
+# taken after all).
+started() {
+	local url=$1 pid=$2
+	for _ in $(seq 200); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			wait "$pid" 2>/dev/null || true
+			return 1
+		fi
+		if [[ $(curl -s -o /dev/null -w '%{http_code}' "$url" || true) == 200 ]]; then
+			return 0
+		fi
+		sleep 0.05
+	done
+	die "$url did not answer within 10 s"
+}
+
+# vm_kib prints a field of /proc/PID/status (VmRSS, VmHWM) in KiB.
+vm_kib() {
+	local k v _
+	while read -r k v _; do
+		if [[ $k == "$2:" ]]; then
+			echo "$v"
+			return 0
+		fi
+	done <"/proc/$1/status"
+	die "no $2 in /proc/$1/status"
+}
+
+# mib prints KiB $1 in MiB, one decimal.
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+CLK_TCK=$(getconf CLK_TCK)
+
+# cpu_ticks prints the user+system CPU time, in clock ticks, that the
+# processes $1 (a list of PIDs) have used so far.
+cpu_ticks() {
+	local t=0 p a
+	for p in $1; do
+		read -r -a a <"/proc/$p/stat"
+		t=$((t + a[13] + a[14]))
+	done
+	echo "$t"
+}
+
+# median reads numbers, one per line, and prints their median.
+median() {
+	sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# verdict prints PASS if $1 meets target $2 (op $3: ge, at least; le, at
+# most), else FAIL.
+verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { ok = (op == "ge") ? v >= t : v <= t; print ok ? "PASS" : "FAIL" }'; }
