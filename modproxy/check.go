@@ -102,14 +102,18 @@ func inspectModuleZip(name, path, version string) (zipHash string, gomod []byte,
 	if err != nil {
 		return "", nil, errorf(ErrInvalid, path, version, "not a valid module zip: %v", err)
 	}
-	if err := checkNoDirEntries(name, m); err != nil {
-		return "", nil, err
-	}
-	if gomod, err = readGoMod(name, m); err != nil {
-		return "", nil, err
-	}
-	zipHash, err = dirhash.HashZip(name, dirhash.Hash1)
+	zr, err := zip.OpenReader(name)
 	if err != nil {
+		return "", nil, errorf(ErrInvalid, path, version, "not a valid module zip: %v", err)
+	}
+	defer zr.Close()
+	if err := checkNoDirEntries(&zr.Reader, m); err != nil {
+		return "", nil, err
+	}
+	if gomod, err = readGoMod(&zr.Reader, m); err != nil {
+		return "", nil, err
+	}
+	if zipHash, err = hashZip(&zr.Reader); err != nil {
 		return "", nil, errorf(ErrInvalid, path, version, "hashing zip: %v", err)
 	}
 	return zipHash, gomod, nil
@@ -119,12 +123,7 @@ func inspectModuleZip(name, path, version string) (zipHash string, gomod []byte,
 // them, but dirhash.HashZip counts them and dirhash.HashDir of the extracted
 // tree cannot, so the go command would record a go.sum hash from the zip
 // that 'go mod verify' then finds the module cache does not match.
-func checkNoDirEntries(name string, m module.Version) error {
-	zr, err := zip.OpenReader(name)
-	if err != nil {
-		return errorf(ErrInvalid, m.Path, m.Version, "not a valid module zip: %v", err)
-	}
-	defer zr.Close()
+func checkNoDirEntries(zr *zip.Reader, m module.Version) error {
 	for _, f := range zr.File {
 		if strings.HasSuffix(f.Name, "/") {
 			return errorf(ErrInvalid, m.Path, m.Version, "module zip rejected: directory entry %q: a module zip lists files only (its hash would not match the extracted module's)", f.Name)
@@ -133,15 +132,9 @@ func checkNoDirEntries(name string, m module.Version) error {
 	return nil
 }
 
-// readGoMod returns the go.mod at the root of the module zip in file name,
-// or nil if there is none. CheckZip has already bounded its size by
-// modzip.MaxGoMod.
-func readGoMod(name string, m module.Version) ([]byte, error) {
-	zr, err := zip.OpenReader(name)
-	if err != nil {
-		return nil, errorf(ErrInvalid, m.Path, m.Version, "not a valid module zip: %v", err)
-	}
-	defer zr.Close()
+// readGoMod returns the go.mod at the root of the module zip zr, or nil if
+// there is none. CheckZip has already bounded its size by modzip.MaxGoMod.
+func readGoMod(zr *zip.Reader, m module.Version) ([]byte, error) {
 	want := m.Path + "@" + m.Version + "/go.mod"
 	for _, f := range zr.File {
 		if f.Name != want {

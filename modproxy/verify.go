@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 
-	"golang.org/x/mod/sumdb/dirhash"
-
 	"agora/storage"
 )
 
@@ -110,13 +108,7 @@ func (s *Service) hashStoredZip(ctx context.Context, v *Version) (string, error)
 	if err != nil {
 		return "", fmt.Errorf("zip: %w", err)
 	}
-	// The same hash as dirhash.HashZip, which needs a file name.
-	names := make([]string, len(zr.File))
-	byName := make(map[string]*zip.File, len(zr.File))
-	for i, zf := range zr.File {
-		names[i], byName[zf.Name] = zf.Name, zf
-	}
-	return dirhash.Hash1(names, func(name string) (io.ReadCloser, error) { return byName[name].Open() })
+	return hashZip(zr)
 }
 
 // readStored returns a small stored file of a version, bounded in size.
