@@ -23,6 +23,9 @@
 #   WRK_THREADS=2     wrk threads
 #   WRK_ROUNDS=3      wrk runs per URL (median reported)
 #   WRK_DURATION=10s  length of one wrk run
+#   GO_ROUNDS=3       runs of the go command (go list -deps -test ./... in
+#                     a fresh module cache) straight from the upstream and
+#                     through a fresh Agora, each; 0 skips them
 #   LOGS=on           on: Agora's stderr and the storage nginx's access_log
 #                     to files; off: to /dev/null and access_log off (the
 #                     upstream nginx always logs, to count Agora's fetches)
@@ -42,6 +45,7 @@ WRK_CONNS=${WRK_CONNS:-64}
 WRK_THREADS=${WRK_THREADS:-2}
 WRK_ROUNDS=${WRK_ROUNDS:-3}
 WRK_DURATION=${WRK_DURATION:-10s}
+GO_ROUNDS=${GO_ROUNDS:-3}
 LOGS=${LOGS:-on}
 KEEP=${KEEP:-0}
 
@@ -63,6 +67,7 @@ case $LOGS in on | off) ;; *) die "LOGS=$LOGS: want on or off" ;; esac
 for v in CLIENTS COLD_ROUNDS ROUNDS WRK_CONNS WRK_THREADS WRK_ROUNDS; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v=${!v}: want a positive number"
 done
+[[ $GO_ROUNDS =~ ^[0-9]+$ ]] || die "GO_ROUNDS=$GO_ROUNDS: want a number"
 [[ -s $LIST ]] || die "$LIST: no request list (bench/replay/gen.sh writes it)"
 LIST=$(cd "$(dirname "$LIST")" && pwd)/$(basename "$LIST")
 
@@ -530,6 +535,42 @@ for k in list latest; do
 	done
 done
 
+# --- 5: what the go command sees ------------------------------------------------
+
+# go_list runs, in the checkout, what loading and testing its packages
+# asks of a proxy: go list -deps -test ./... with GOPROXY=$1 and an empty
+# module cache (modules downloaded, verified against go.sum, extracted),
+# and prints its duration in seconds. There is no checksum database on
+# loopback (GOSUMDB=off); go.sum still checks every hash. The cache of the
+# last run is removed and written back to disk first, so that no run pays
+# for another's writeback.
+GOMODCACHE_DIR=$WORK/gomodcache
+go_list() {
+	local t0 t1
+	rm -rf "$GOMODCACHE_DIR"
+	sync
+	t0=$EPOCHREALTIME
+	(cd "$REPO" && exec env GOENV=off GOWORK=off GOTOOLCHAIN=local GOFLAGS=-modcacherw GOMODCACHE="$GOMODCACHE_DIR" \
+		GOPROXY="$1" GOSUMDB=off GONOPROXY= GOPRIVATE= GONOSUMDB= go list -deps -test ./... >/dev/null 2>"$WORK/go-list.err") &
+	echo $! >"$WORK/client.pid"
+	wait $! || die "go list -deps -test ./... with GOPROXY=$1 failed: $(tail -n 5 "$WORK/go-list.err")"
+	rm "$WORK/client.pid"
+	t1=$EPOCHREALTIME
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }'
+}
+GO_RUNS=$WORK/go-runs.txt # server round seconds
+: >"$GO_RUNS"
+for r in $(seq "$GO_ROUNDS"); do
+	s=$(go_list "$UPSTREAM_URL")
+	echo "direct $r $s" >>"$GO_RUNS"
+	log "go round $r/$GO_ROUNDS straight from the upstream: $s s"
+	start_agora
+	s=$(go_list "$AGORA_URL")
+	echo "agora $r $s" >>"$GO_RUNS"
+	log "go round $r/$GO_ROUNDS through a cold agora:       $s s"
+done
+rm -rf "$GOMODCACHE_DIR"
+
 # --- summary --------------------------------------------------------------------
 
 # runs prints key $3 of the runs of phase $1 and server $2.
@@ -545,8 +586,8 @@ cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem_total=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 revision=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]]; then revision+=" (with uncommitted changes)"; fi
-params="CLIENTS=$CLIENTS COLD_ROUNDS=$COLD_ROUNDS ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP WRK_CONNS=$WRK_CONNS WRK_THREADS=$WRK_THREADS WRK_ROUNDS=$WRK_ROUNDS WRK_DURATION=$WRK_DURATION LOGS=$LOGS"
-defaults="CLIENTS=16 COLD_ROUNDS=3 ROUNDS=3 DURATION=10s WARMUP=3s WRK_CONNS=64 WRK_THREADS=2 WRK_ROUNDS=3 WRK_DURATION=10s LOGS=on"
+params="CLIENTS=$CLIENTS COLD_ROUNDS=$COLD_ROUNDS ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP WRK_CONNS=$WRK_CONNS WRK_THREADS=$WRK_THREADS WRK_ROUNDS=$WRK_ROUNDS WRK_DURATION=$WRK_DURATION GO_ROUNDS=$GO_ROUNDS LOGS=$LOGS"
+defaults="CLIENTS=16 COLD_ROUNDS=3 ROUNDS=3 DURATION=10s WARMUP=3s WRK_CONNS=64 WRK_THREADS=2 WRK_ROUNDS=3 WRK_DURATION=10s GO_ROUNDS=3 LOGS=on"
 reproduce=bench/replay.sh
 [[ $params == "$defaults" ]] || reproduce="$params bench/replay.sh"
 [[ $LIST == "$BENCH/replay/requests.txt" ]] || reproduce="LIST=$LIST $reproduce"
@@ -672,6 +713,17 @@ FAILS=0
 		printf '  %-8s %10.1f req/s  p50 %s ms  p99 %s ms  CPU %s µs/req   target ≥ %s   %s\n' "${WRK_PATH[$k]##*/}" "$rps" \
 			"$(wrk_runs "$k" 5 | median)" "$(wrk_runs "$k" 6 | median)" "$(wrk_runs "$k" 7 | median)" "$TARGET_LIST_RPS" "$result"
 	done
+	if ((GO_ROUNDS > 0)); then
+		echo
+		echo "5. what the go command sees: go list -deps -test ./... in this checkout, empty module cache"
+		echo "   (GOSUMDB=off, go.sum checked), $GO_ROUNDS runs straight from the upstream and $GO_ROUNDS through a"
+		echo "   fresh agora each, alternating; medians (not a target of its own: the go command's view of item 1-2)"
+		d=$(awk '$1 == "direct" { print $3 }' "$GO_RUNS" | median)
+		a=$(awk '$1 == "agora" { print $3 }' "$GO_RUNS" | median)
+		printf '  %-28s %8.3f s   per run: %s\n' "straight from the upstream" "$d" "$(awk '$1 == "direct" { print $3 }' "$GO_RUNS" | paste -sd ' ')"
+		printf '  %-28s %8.3f s   per run: %s\n' "through a cold agora" "$a" "$(awk '$1 == "agora" { print $3 }' "$GO_RUNS" | paste -sd ' ')"
+		printf '  %-58s %8s\n' "through a cold agora / straight from the upstream" "$(awk -v a="$a" -v d="$d" 'BEGIN { printf "%.2f", a / d }')"
+	fi
 	echo
 	echo "targets missed: $FAILS"
 } | tee "$OUT/replay-results.txt"
