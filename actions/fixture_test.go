@@ -57,6 +57,8 @@ type serverSetup struct {
 	cfg      *config.Config
 	registry *modproxy.Config
 	deps     *actions.Deps
+	// connState, if not nil, is the http.Server's ConnState hook.
+	connState func(net.Conn, http.ConnState)
 }
 
 // serverOption changes what a server starts with.
@@ -101,7 +103,10 @@ func newServer(t *testing.T, conn *pop.Connection, opts ...serverOption) *server
 	if err != nil {
 		t.Fatalf("actions.Handler: %v", err)
 	}
-	ts := httptest.NewServer(h)
+	ts := httptest.NewUnstartedServer(h)
+	ts.Config.ConnContext = actions.ConnContext
+	ts.Config.ConnState = setup.connState
+	ts.Start()
 	t.Cleanup(ts.Close)
 	s := &server{URL: ts.URL, conn: conn, client: ts.Client(), disk: disk, tempDir: tempDir}
 	// Several servers may share conn: the first one creates root.

@@ -121,6 +121,9 @@ func (h *proxyHandler) serveFile(w http.ResponseWriter, r *http.Request, path, f
 		hdr.Set("Content-Type", "application/zip")
 		hdr.Set("ETag", `"`+v.ZipHash+`"`)
 	}
+	if kind == storage.Zip {
+		defer cork(r)()
+	}
 	// ServeContent handles HEAD, Range and If-None-Match, and copies the
 	// file with io.Copy, which reaches the connection's ReadFrom: sendfile.
 	http.ServeContent(w, r, "", fi.ModTime(), f)

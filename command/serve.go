@@ -94,6 +94,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			defer inflight.Done()
 			handler.ServeHTTP(w, r)
 		}),
+		ConnContext:       actions.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
