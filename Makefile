@@ -1,7 +1,7 @@
 # Everyday commands. The README's two set-up commands (go run ., go test ./...)
 # need only Go; these add the dev loop, linters and the race detector.
 
-.PHONY: run test race lint dev build bench ci
+.PHONY: run test race lint dev build bench bench-cache ci
 
 run:            ## run Agora on the embedded defaults (SQLite and storage in ./data)
 	go run .
@@ -10,7 +10,8 @@ test:           ## the whole test suite (PostgreSQL tests need a server; see REA
 	go test ./...
 
 race:           ## the packages with concurrency, under the race detector (needs cgo)
-	go test -race ./storage/... ./modproxy/... ./auth/... ./models/... ./actions/...
+	go test -race ./storage/... ./modproxy/... ./auth/... ./models/... ./actions/... \
+		./upstream/... ./checksum/... ./metrics/... ./command/...
 
 lint:           ## gofmt, go vet and staticcheck must be silent
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -25,6 +26,9 @@ build:          ## the agora binary in bin/
 
 bench:          ## serving benchmark against nginx (installs nginx and wrk)
 	bench/serve.sh
+
+bench-cache:    ## pull-through cache benchmark: cold fill, warm replay, lists (go mod download all first)
+	bench/replay.sh
 
 ci:             ## what CI runs on a clean clone
 	bash .ci/run
