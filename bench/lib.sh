@@ -8,6 +8,59 @@ die() {
 	exit 1
 }
 
+# cleanup, the scripts' EXIT trap, stops what the script started (the
+# sampler of $SAMPLER_PID, which stops when $SAMPLER_STOP exists; the client
+# whose PID is in $WORK/client.pid; nginx, $NGINX_PID; agora, $AGORA_PID),
+# shows the end of their logs if the script failed, and removes $WORK
+# unless KEEP=1.
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	[[ -n $SAMPLER_STOP ]] && : >"$SAMPLER_STOP"
+	stop_pid "$SAMPLER_PID"
+	if [[ -n $WORK && -s $WORK/client.pid ]]; then
+		stop_pid "$(<"$WORK/client.pid")"
+	fi
+	stop_pid "$NGINX_PID"
+	stop_pid "$AGORA_PID"
+	if ((rc != 0)) && [[ -n $WORK ]]; then
+		for f in "$WORK/agora.log" "$WORK/nginx/error.log"; do
+			[[ -s $f ]] || continue
+			printf '\n--- last lines of %s ---\n' "$f" >&2
+			tail -n 20 "$f" >&2
+		done
+	fi
+	if [[ -n $WORK ]]; then
+		if [[ $KEEP == 1 ]]; then
+			log "kept $WORK"
+		else
+			rm -rf "$WORK"
+		fi
+	fi
+	exit "$rc"
+}
+
+# install_missing installs the commands named, from Debian's packages of
+# the same names, if they are missing.
+install_missing() {
+	local need=() c
+	for c in "$@"; do
+		command -v "$c" >/dev/null || need+=("$c")
+	done
+	((${#need[@]})) || return 0
+	log "installing ${need[*]} (apt-get)"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+}
+
+# require stops the script if a command named is missing.
+require() {
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null || die "$c is needed"
+	done
+}
+
 # stop_pid stops one process this script started: TERM, then KILL after 10 s.
 stop_pid() {
 	local pid=$1

@@ -78,50 +78,14 @@ AGORA_PID=""
 NGINX_PID=""
 SAMPLER_PID=""
 SAMPLER_STOP=""
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	[[ -n $SAMPLER_STOP ]] && : >"$SAMPLER_STOP"
-	stop_pid "$SAMPLER_PID"
-	if [[ -n $WORK && -s $WORK/client.pid ]]; then
-		stop_pid "$(<"$WORK/client.pid")"
-	fi
-	stop_pid "$NGINX_PID"
-	stop_pid "$AGORA_PID"
-	if ((rc != 0)) && [[ -n $WORK ]]; then
-		for f in "$WORK/agora.log" "$WORK/nginx/error.log"; do
-			[[ -s $f ]] || continue
-			printf '\n--- last lines of %s ---\n' "$f" >&2
-			tail -n 20 "$f" >&2
-		done
-	fi
-	if [[ -n $WORK ]]; then
-		if [[ $KEEP == 1 ]]; then
-			log "kept $WORK"
-		else
-			rm -rf "$WORK"
-		fi
-	fi
-	exit "$rc"
-}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- tools ----------------------------------------------------------------------
 
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-command -v wrk >/dev/null || need+=(wrk)
-if ((${#need[@]})); then
-	log "installing ${need[*]} (apt-get)"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
-fi
-for c in go curl; do
-	command -v "$c" >/dev/null || die "$c is needed"
-done
+install_missing nginx wrk
+require go curl
 
 # --- the upstream's files -------------------------------------------------------
 

@@ -61,50 +61,14 @@ AGORA_PID=""
 NGINX_PID=""
 SAMPLER_PID=""
 SAMPLER_STOP=""
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	[[ -n $SAMPLER_STOP ]] && : >"$SAMPLER_STOP"
-	stop_pid "$SAMPLER_PID"
-	if [[ -n $WORK && -s $WORK/wrk.pid ]]; then
-		stop_pid "$(<"$WORK/wrk.pid")"
-	fi
-	stop_pid "$NGINX_PID"
-	stop_pid "$AGORA_PID"
-	if ((rc != 0)) && [[ -n $WORK ]]; then
-		for f in "$WORK/agora.log" "$WORK/nginx/error.log"; do
-			[[ -s $f ]] || continue
-			printf '\n--- last lines of %s ---\n' "$f" >&2
-			tail -n 20 "$f" >&2
-		done
-	fi
-	if [[ -n $WORK ]]; then
-		if [[ $KEEP == 1 ]]; then
-			log "kept $WORK"
-		else
-			rm -rf "$WORK"
-		fi
-	fi
-	exit "$rc"
-}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- tools ----------------------------------------------------------------------
 
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-command -v wrk >/dev/null || need+=(wrk)
-if ((${#need[@]})); then
-	log "installing ${need[*]} (apt-get)"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
-fi
-for c in go curl cmp taskset; do
-	command -v "$c" >/dev/null || die "$c is needed"
-done
+install_missing nginx wrk
+require go curl cmp taskset
 
 mkdir -p "$OUT"
 log "building agora and mkzip into $OUT"
@@ -299,9 +263,9 @@ run_wrk() {
 	t0=$(cpu_ticks "${SERVER_PIDS[$1]}")
 	# In the background, so that cleanup can find and stop it.
 	"${CLIENT_RUN[@]}" wrk -t"$THREADS" -c"$CONNS" -d"$3" -s "$BENCH/report.lua" "$base${URLPATH[$2]}" >"$WORK/wrk.out" 2>&1 &
-	echo $! >"$WORK/wrk.pid"
+	echo $! >"$WORK/client.pid"
 	wait $! || die "wrk against $1 failed: $(cat "$WORK/wrk.out")"
-	rm "$WORK/wrk.pid"
+	rm "$WORK/client.pid"
 	t1=$(cpu_ticks "${SERVER_PIDS[$1]}")
 	read -r -a m1 < <(machine_ticks)
 	out=$(<"$WORK/wrk.out")
