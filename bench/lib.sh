@@ -120,6 +120,65 @@ vm_kib() {
 	die "no $2 in /proc/$1/status"
 }
 
+# nginx_conf writes $WORK/nginx/nginx.conf: nginx as commonly deployed for
+# static files (sendfile on, tcp_nopush on, no open_file_cache) with $1
+# worker processes, Agora's Content-Types, more http-level directives $2 and
+# the server blocks $3. keepalive_requests is raised from its default of
+# 1000 because Go's server has no such limit: otherwise nginx alone would pay
+# for reconnecting.
+nginx_conf() {
+	mkdir -p "$WORK/nginx"
+	cat >"$WORK/nginx/nginx.conf" <<EOF
+daemon off;
+master_process on;
+user root;
+worker_processes $1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events {
+	worker_connections 1024;
+}
+http {
+	types {
+		application/json info;
+		text/plain mod;
+		application/zip zip;
+	}
+	default_type text/plain;
+	charset utf-8;
+	charset_types text/plain;
+	sendfile on;
+	tcp_nopush on;
+	tcp_nodelay on;
+	keepalive_timeout 120s;
+	keepalive_requests 1000000;
+	$2
+	client_body_temp_path $WORK/nginx/client_body;
+	proxy_temp_path $WORK/nginx/proxy;
+	fastcgi_temp_path $WORK/nginx/fastcgi;
+	uwsgi_temp_path $WORK/nginx/uwsgi;
+	scgi_temp_path $WORK/nginx/scgi;
+$3
+}
+EOF
+}
+
+# storage_server prints an nginx server block on port $1 serving Agora's
+# storage directory $STORAGE as Agora serves it (immutable files), with
+# access_log directive $2.
+storage_server() {
+	cat <<EOF
+	server {
+		listen $HOST:$1;
+		root $STORAGE;
+		$2
+		location / {
+			add_header Cache-Control "public, max-age=31536000, immutable";
+		}
+	}
+EOF
+}
+
 # mib prints KiB $1 in MiB, one decimal.
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 

@@ -135,57 +135,21 @@ else
 fi
 # write_nginx_conf writes the configuration of one nginx with two servers:
 # on port $1 the upstream (root: the linked files, a GOPROXY file tree), on
-# port $2 Agora's storage directory (as in serve.sh). Both are nginx as
-# commonly deployed for static files: sendfile on, tcp_nopush on, no
-# open_file_cache; keepalive_requests is raised from 1000 because Go's
-# server has no such limit. The upstream's access log counts what Agora
-# fetches.
+# port $2 Agora's storage directory (as in serve.sh). The upstream's access
+# log counts what Agora fetches.
 write_nginx_conf() {
-	cat >"$WORK/nginx/nginx.conf" <<EOF
-daemon off;
-master_process on;
-user root;
-worker_processes auto;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events {
-	worker_connections 1024;
-}
-http {
-	types {
-		application/json info;
-		text/plain mod;
-		application/zip zip;
-	}
-	default_type text/plain;
-	charset utf-8;
-	charset_types text/plain;
-	sendfile on;
-	tcp_nopush on;
-	tcp_nodelay on;
-	keepalive_timeout 120s;
-	keepalive_requests 1000000;
-	log_format fetch '\$uri \$status \$body_bytes_sent';
-	client_body_temp_path $WORK/nginx/client_body;
-	proxy_temp_path $WORK/nginx/proxy;
-	fastcgi_temp_path $WORK/nginx/fastcgi;
-	uwsgi_temp_path $WORK/nginx/uwsgi;
-	scgi_temp_path $WORK/nginx/scgi;
+	local upstream
+	upstream=$(
+		cat <<EOF
 	server {
 		listen $HOST:$1;
 		root $TREE;
 		access_log $WORK/nginx/upstream-access.log fetch;
 	}
-	server {
-		listen $HOST:$2;
-		root $STORAGE;
-		$STORAGE_ACCESS_LOG
-		location / {
-			add_header Cache-Control "public, max-age=31536000, immutable";
-		}
-	}
-}
 EOF
+	)
+	nginx_conf auto "log_format fetch '\$uri \$status \$body_bytes_sent';" "$upstream
+$(storage_server "$2" "$STORAGE_ACCESS_LOG")"
 }
 FIRST=$(grep -m1 '^/' "$LIST")
 for attempt in 1 2 3 4; do

@@ -160,50 +160,11 @@ if [[ $LOGS == on ]]; then
 else
 	NGINX_ACCESS_LOG="access_log off;"
 fi
-# write_nginx_conf writes nginx's configuration for port $1. The headers are
-# made alike Agora's: same Content-Type and Cache-Control. keepalive_requests
-# is raised from its default of 1000 because Go's server has no such limit:
-# otherwise nginx alone would pay for reconnecting.
+# write_nginx_conf writes nginx's configuration for port $1: Agora's
+# storage, with the headers made alike Agora's (same Content-Type and
+# Cache-Control).
 write_nginx_conf() {
-	cat >"$WORK/nginx/nginx.conf" <<EOF
-daemon off;
-master_process on;
-user root;
-worker_processes $NGINX_WORKERS;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events {
-	worker_connections 1024;
-}
-http {
-	types {
-		application/json info;
-		text/plain mod;
-		application/zip zip;
-	}
-	default_type text/plain;
-	charset utf-8;
-	charset_types text/plain;
-	sendfile on;
-	tcp_nopush on;
-	tcp_nodelay on;
-	keepalive_timeout 120s;
-	keepalive_requests 1000000;
-	$NGINX_ACCESS_LOG
-	client_body_temp_path $WORK/nginx/client_body;
-	proxy_temp_path $WORK/nginx/proxy;
-	fastcgi_temp_path $WORK/nginx/fastcgi;
-	uwsgi_temp_path $WORK/nginx/uwsgi;
-	scgi_temp_path $WORK/nginx/scgi;
-	server {
-		listen $HOST:$1;
-		root $STORAGE;
-		location / {
-			add_header Cache-Control "public, max-age=31536000, immutable";
-		}
-	}
-}
-EOF
+	nginx_conf "$NGINX_WORKERS" "$NGINX_ACCESS_LOG" "$(storage_server "$1" "")"
 }
 for attempt in 1 2 3 4; do
 	((attempt < 4)) || die "nginx did not start"
