@@ -250,14 +250,14 @@ func TestLatest(t *testing.T) {
 	clock.Add(DefaultLatestTTL + time.Second)
 	load(false, 2)
 
-	// The upstream fails: the last tree is served, and asked again only
-	// after another TTL.
+	// The upstream fails (each failure tried DefaultRetries more times):
+	// the last tree is served, and asked again only after another TTL.
 	f.failing.Store(true)
 	clock.Add(DefaultLatestTTL + time.Second)
-	if got := load(true, 3); string(got) != string(first) {
+	if got := load(true, 3+DefaultRetries); string(got) != string(first) {
 		t.Errorf("stale latest = %q; want %q", got, first)
 	}
-	load(true, 3)
+	load(true, 3+DefaultRetries)
 
 	// A new DB on the same directory finds the stale tree on disk.
 	db2 := newDB(t, f.options(dir))
@@ -332,8 +332,8 @@ func TestProxyOrder(t *testing.T) {
 	if notFound != 3 {
 		t.Errorf("the proxy without a database was asked %d times; want 3 (once per DB)", notFound)
 	}
-	if broken != 1 {
-		t.Errorf("the broken proxy was asked %d times; want 1", broken)
+	if broken != 1+DefaultRetries {
+		t.Errorf("the broken proxy was asked %d times; want %d (once, and DefaultRetries more)", broken, 1+DefaultRetries)
 	}
 }
 
@@ -624,5 +624,38 @@ func TestUnprovableAnswersPassUncached(t *testing.T) {
 	f.failTiles.Store(false)
 	if err := db.Verify(context.Background(), "example.com/a", "v1.0.0", "h1:zipa=", ""); err != nil {
 		t.Errorf("Verify once tiles are served again: %v", err)
+	}
+}
+
+// TestRetries checks that a request that fails with a 5xx is tried again,
+// and that a 404 is an answer, asked once.
+func TestRetries(t *testing.T) {
+	f := newFakeProxy(t)
+	db := newDB(t, f.options(t.TempDir()))
+	ctx := context.Background()
+
+	if _, err := db.Get(ctx, "latest"); err != nil { // finds the database behind the proxy
+		t.Fatal(err)
+	}
+	f.failNext.Store(DefaultRetries) // the last attempt succeeds
+	db.latestNext = time.Time{}
+	if _, err := db.Get(ctx, "latest"); err != nil {
+		t.Fatalf("Get(latest) after %d failures = %v", DefaultRetries, err)
+	}
+	if n := f.count("latest"); n != 2+DefaultRetries {
+		t.Errorf("%d requests for latest; want %d", n, 2+DefaultRetries)
+	}
+
+	f.failNext.Store(DefaultRetries + 1) // every attempt fails
+	if _, err := db.Get(ctx, "lookup/example.com/m@v1.0.0"); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "gave up after 3 attempts") {
+		t.Errorf("Get(lookup) with every attempt failing = %v; want ErrUnavailable after 3 attempts", err)
+	}
+
+	before := f.count("lookup")
+	if _, err := db.Get(ctx, "lookup/example.com/unknown@v1.0.0"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(lookup) of an unknown module = %v; want ErrNotFound", err)
+	}
+	if n := f.count("lookup") - before; n != 1 {
+		t.Errorf("a 404 was asked %d times; want 1", n)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -29,6 +30,10 @@ const (
 	DefaultLatestTTL = 10 * time.Second
 	// DefaultTimeout bounds one fetch from the upstream by default.
 	DefaultTimeout = 30 * time.Second
+	// DefaultRetries is how often a failed request is tried again, and
+	// DefaultBackoff about how long the first retry waits.
+	DefaultRetries = 2
+	DefaultBackoff = 200 * time.Millisecond
 )
 
 // Limits on what the upstream may send, in bytes. A hash tile must be
@@ -79,6 +84,13 @@ type Options struct {
 	Timeout time.Duration
 	// Transport makes the HTTP requests; http.DefaultTransport when nil.
 	Transport http.RoundTripper
+	// Retries is how often a request that failed with a 5xx, a 429 or a
+	// connection error is tried again (DefaultRetries when zero; negative:
+	// never), the first time after about Backoff (DefaultBackoff when
+	// zero), each further one after twice as long, as the upstream client
+	// does for modules. A 404 or 410 is an answer, and not retried.
+	Retries int
+	Backoff time.Duration
 	// NoSumDB lists the module path patterns Verify skips, in GONOSUMDB
 	// syntax (comma-separated path.Match prefix patterns).
 	NoSumDB string
@@ -100,6 +112,8 @@ type DB struct {
 	dir       string // CacheDir/<name>
 	latestTTL time.Duration
 	timeout   time.Duration
+	retries   int
+	backoff   time.Duration
 	http      *http.Client
 	nosumdb   string
 	offline   bool
@@ -153,6 +167,8 @@ func New(opts Options) (*DB, error) {
 		dir:       filepath.Join(opts.CacheDir, filepath.FromSlash(opts.Name)),
 		latestTTL: opts.LatestTTL,
 		timeout:   opts.Timeout,
+		retries:   opts.Retries,
+		backoff:   opts.Backoff,
 		http:      &http.Client{Transport: opts.Transport},
 		nosumdb:   opts.NoSumDB,
 		offline:   opts.Offline,
@@ -169,6 +185,15 @@ func New(opts Options) (*DB, error) {
 	}
 	if db.timeout <= 0 {
 		db.timeout = DefaultTimeout
+	}
+	switch {
+	case db.retries == 0:
+		db.retries = DefaultRetries
+	case db.retries < 0:
+		db.retries = 0
+	}
+	if db.backoff <= 0 {
+		db.backoff = DefaultBackoff
 	}
 	if db.log == nil {
 		db.log = slog.Default()
@@ -450,15 +475,39 @@ func (db *DB) forgetBase(base string) {
 }
 
 // httpGet gets u, reading at most limit bytes. 404 and 410 are ErrNotFound;
-// anything else but 200 is ErrUnavailable.
+// anything else but 200 is ErrUnavailable. Connection errors, 5xx and 429
+// are tried again (see Options.Retries), with exponential backoff and
+// jitter, unless ctx ends first.
 func (db *DB) httpGet(ctx context.Context, u string, limit int64) ([]byte, error) {
+	for n := 0; ; n++ {
+		data, retry, err := db.httpGetOnce(ctx, u, limit)
+		if err == nil || !retry || n >= db.retries || ctx.Err() != nil {
+			if err != nil && n > 0 {
+				err = fmt.Errorf("%w (gave up after %d attempts)", err, n+1)
+			}
+			return data, err
+		}
+		d := db.backoff << min(n, 20)
+		t := time.NewTimer(d/2 + rand.N(d))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		}
+	}
+}
+
+// httpGetOnce is one attempt of httpGet; retry reports whether its failure
+// is worth another.
+func (db *DB) httpGetOnce(ctx context.Context, u string, limit int64) (data []byte, retry bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	resp, err := db.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, redactErr(err))
+		return nil, true, fmt.Errorf("%w: %v", ErrUnavailable, redactErr(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -468,16 +517,17 @@ func (db *DB) httpGet(ctx context.Context, u string, limit int64) ([]byte, error
 		if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone {
 			kind = ErrNotFound
 		}
-		return nil, fmt.Errorf("%w: GET %s: %s: %s", kind, redact(u), resp.Status, line)
+		retry := resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
+		return nil, retry, fmt.Errorf("%w: GET %s: %s: %s", kind, redact(u), resp.Status, line)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	data, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: GET %s: %v", ErrUnavailable, redact(u), redactErr(err))
+		return nil, true, fmt.Errorf("%w: GET %s: %v", ErrUnavailable, redact(u), redactErr(err))
 	}
 	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%w: GET %s: answer larger than %d bytes", ErrUnavailable, redact(u), limit)
+		return nil, false, fmt.Errorf("%w: GET %s: answer larger than %d bytes", ErrUnavailable, redact(u), limit)
 	}
-	return data, nil
+	return data, false, nil
 }
 
 // redact returns u without its password, for messages.

@@ -37,6 +37,7 @@ type fakeProxy struct {
 	requests map[string]int    // URL path -> count
 
 	failing   atomic.Bool   // every request fails with 500
+	failNext  atomic.Int32  // so many next requests fail with 503
 	failTiles atomic.Bool   // tile requests fail with 500
 	gate      chan struct{} // when not nil, lookups wait until it is closed
 	arrived   chan struct{} // when not nil, told of each gated lookup
@@ -67,6 +68,11 @@ func newFakeProxy(t *testing.T) *fakeProxy {
 		f.mu.Lock()
 		f.requests[r.URL.Path]++
 		f.mu.Unlock()
+		if f.failNext.Add(-1) >= 0 {
+			http.Error(w, "upstream busy", http.StatusServiceUnavailable)
+			return
+		}
+		f.failNext.Store(0)
 		if f.failing.Load() || f.failTiles.Load() && strings.Contains(r.URL.Path, "/tile/") {
 			http.Error(w, "upstream on fire", http.StatusInternalServerError)
 			return
@@ -146,6 +152,7 @@ func (f *fakeProxy) options(dir string) Options {
 		Key:      f.vkey,
 		Proxies:  []string{f.srv.URL},
 		CacheDir: dir,
+		Backoff:  time.Millisecond,
 		Logger:   slog.New(slog.NewTextHandler(f.t.Output(), nil)),
 	}
 }
