@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -124,9 +125,41 @@ func (h *proxyHandler) serveFile(w http.ResponseWriter, r *http.Request, path, f
 	if kind == storage.Zip {
 		defer cork(r)()
 	}
+	if m, ok := f.(inMemory); ok && !conditional(r) {
+		// The .info and .mod files are held in memory and asked for
+		// without conditions: answer as ServeContent would, without its
+		// detour through io.CopyN and ReadFrom.
+		hdr.Set("Last-Modified", fi.ModTime().UTC().Format(http.TimeFormat))
+		hdr.Set("Accept-Ranges", "bytes")
+		hdr.Set("Content-Length", strconv.Itoa(len(m.Bytes())))
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			w.Write(m.Bytes())
+		}
+		return
+	}
 	// ServeContent handles HEAD, Range and If-None-Match, and copies the
 	// file with io.Copy, which reaches the connection's ReadFrom: sendfile.
 	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+// inMemory is a file whose whole content is in memory.
+type inMemory interface {
+	Bytes() []byte
+}
+
+// conditionalHeaders are the request headers that make ServeContent answer
+// other than 200 with the whole file.
+var conditionalHeaders = []string{"Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range"}
+
+// conditional reports whether r has a header of conditionalHeaders.
+func conditional(r *http.Request) bool {
+	for _, k := range conditionalHeaders {
+		if _, ok := r.Header[k]; ok { // the server canonicalized the keys
+			return true
+		}
+	}
+	return false
 }
 
 // serveList serves @v/list from the database.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -115,6 +116,28 @@ func TestDownloadProtocol(t *testing.T) {
 				}
 				if other := s.get(t, url, withHeader("If-None-Match", `"something-else"`)); other.status != http.StatusOK {
 					t.Errorf("If-None-Match of another ETag: %v, want 200", other)
+				}
+
+				// .info and .mod are answered without ServeContent when
+				// the request has no conditions; If-Range without Range
+				// sends the request through ServeContent, which must
+				// answer with the same headers and body.
+				plain, head := s.get(t, url), s.do(t, http.MethodHead, url, nil)
+				viaServeContent := s.get(t, url, withHeader("If-Range", etag))
+				wantStatus(t, viaServeContent, http.StatusOK)
+				for _, h := range []http.Header{plain.header, head.header, viaServeContent.header} {
+					h.Del("Date")
+				}
+				if !reflect.DeepEqual(plain.header, viaServeContent.header) || !bytes.Equal(plain.body, viaServeContent.body) {
+					t.Errorf("plain GET: %v %v\nwant as ServeContent: %v %v", plain.header, plain, viaServeContent.header, viaServeContent)
+				}
+				if !reflect.DeepEqual(head.header, plain.header) || len(head.body) != 0 {
+					t.Errorf("HEAD: %v, %d bytes of body\nwant %v and none", head.header, len(head.body), plain.header)
+				}
+				part := s.get(t, url, withHeader("Range", "bytes=1-"))
+				wantStatus(t, part, http.StatusPartialContent)
+				if !bytes.Equal(part.body, plain.body[1:]) {
+					t.Errorf("bytes=1-: %q, want %q", part.body, plain.body[1:])
 				}
 			})
 		}

@@ -416,4 +416,5 @@ type memFile struct {
 }
 
 func (f *memFile) Close() error               { return nil }
+func (f *memFile) Bytes() []byte              { return f.d.data }
 func (f *memFile) Stat() (fs.FileInfo, error) { return f.d.info, nil }
