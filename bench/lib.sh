@@ -10,7 +10,8 @@ die() {
 
 # cleanup, the scripts' EXIT trap, stops what the script started (the
 # sampler of $SAMPLER_PID, which stops when $SAMPLER_STOP exists; the client
-# whose PID is in $WORK/client.pid; nginx, $NGINX_PID; agora, $AGORA_PID),
+# whose PID is in $WORK/client.pid; nginx, $NGINX_PID; agora, $AGORA_PID;
+# replay.sh's emulated link, $WAN_PID),
 # shows the end of their logs if the script failed, and removes $WORK
 # unless KEEP=1.
 cleanup() {
@@ -23,6 +24,7 @@ cleanup() {
 	fi
 	stop_pid "$NGINX_PID"
 	stop_pid "$AGORA_PID"
+	stop_pid "${WAN_PID:-}"
 	if ((rc != 0)) && [[ -n $WORK ]]; then
 		for f in "$WORK/agora.log" "$WORK/nginx/error.log"; do
 			[[ -s $f ]] || continue

@@ -26,6 +26,15 @@
 #   GO_ROUNDS=3       runs of the go command (go list -deps -test ./... in
 #                     a fresh module cache) straight from the upstream and
 #                     through a fresh Agora, each; 0 skips them
+#   UPSTREAM_RTT=0    round-trip time to the upstream (such as 20ms), which
+#                     bench/cmd/wan adds between nginx and its clients, the
+#                     direct ones and Agora, with two more round trips for
+#                     each new connection (TCP and TLS handshakes); 0: the
+#                     upstream is on loopback
+#   UPSTREAM_RATE=0   with UPSTREAM_RTT: the link's bytes per second each
+#                     way, all connections together; 0: no limit
+#   WARM=on           off: skip the warm replay and wrk (steps 6-7), e.g.
+#                     to compare cold fills at several UPSTREAM_RTT
 #   LOGS=on           on: Agora's stderr and the storage nginx's access_log
 #                     to files; off: to /dev/null and access_log off (the
 #                     upstream nginx always logs, to count Agora's fetches)
@@ -46,6 +55,9 @@ WRK_THREADS=${WRK_THREADS:-2}
 WRK_ROUNDS=${WRK_ROUNDS:-3}
 WRK_DURATION=${WRK_DURATION:-10s}
 GO_ROUNDS=${GO_ROUNDS:-3}
+UPSTREAM_RTT=${UPSTREAM_RTT:-0}
+UPSTREAM_RATE=${UPSTREAM_RATE:-0}
+WARM=${WARM:-on}
 LOGS=${LOGS:-on}
 KEEP=${KEEP:-0}
 
@@ -64,6 +76,9 @@ HOST=127.0.0.1
 LIST=${LIST:-$BENCH/replay/requests.txt}
 
 case $LOGS in on | off) ;; *) die "LOGS=$LOGS: want on or off" ;; esac
+case $WARM in on | off) ;; *) die "WARM=$WARM: want on or off" ;; esac
+[[ $UPSTREAM_RTT == 0 || $UPSTREAM_RTT =~ ^[0-9]+(\.[0-9]+)?(us|ms|s)$ ]] || die "UPSTREAM_RTT=$UPSTREAM_RTT: want 0 or a duration such as 20ms"
+[[ $UPSTREAM_RATE =~ ^[0-9]+$ ]] || die "UPSTREAM_RATE=$UPSTREAM_RATE: want bytes per second"
 for v in CLIENTS COLD_ROUNDS ROUNDS WRK_CONNS WRK_THREADS WRK_ROUNDS; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v=${!v}: want a positive number"
 done
@@ -76,6 +91,7 @@ LIST=$(cd "$(dirname "$LIST")" && pwd)/$(basename "$LIST")
 WORK=""
 AGORA_PID=""
 NGINX_PID=""
+WAN_PID=""
 SAMPLER_PID=""
 SAMPLER_STOP=""
 trap cleanup EXIT
@@ -102,8 +118,8 @@ done <"$LIST"
 ((missing == 0)) || die "$missing of the $NREQ files of $LIST are not in $MODCACHE: run 'go mod download all' in $REPO first"
 
 mkdir -p "$OUT"
-log "building agora and replay into $OUT"
-(cd "$REPO" && go build -o "$OUT/agora" . && go build -o "$OUT/replay" ./bench/cmd/replay)
+log "building agora, replay and wan into $OUT"
+(cd "$REPO" && go build -o "$OUT/agora" . && go build -o "$OUT/replay" ./bench/cmd/replay && go build -o "$OUT/wan" ./bench/cmd/wan)
 AGORA=$OUT/agora
 REPLAY=$OUT/replay
 
@@ -167,6 +183,26 @@ for attempt in 1 2 3 4; do
 	NGINX_PID=""
 done
 NGINX_PIDS="$NGINX_PID $(pgrep -P "$NGINX_PID" | paste -sd ' ')"
+
+# With UPSTREAM_RTT, the upstream is what its clients reach through the
+# emulated link; LOCAL_UPSTREAM_URL, nginx itself, serves what is not
+# measured (the page-cache read, the reference bodies).
+LOCAL_UPSTREAM_URL=$UPSTREAM_URL
+LINK="loopback"
+if [[ $UPSTREAM_RTT != 0 ]]; then
+	for attempt in 1 2 3 4; do
+		((attempt < 4)) || die "wan did not start: $(cat "$WORK/wan.log")"
+		WAN_PORT=$(free_port)
+		"$OUT/wan" -listen "$HOST:$WAN_PORT" -to "$HOST:$UP_PORT" -rtt "$UPSTREAM_RTT" -rate "$UPSTREAM_RATE" >"$WORK/wan.log" 2>&1 &
+		WAN_PID=$!
+		started "http://$HOST:$WAN_PORT$FIRST" "$WAN_PID" && break
+		WAN_PID=""
+	done
+	UPSTREAM_URL=http://$HOST:$WAN_PORT
+	LINK="bench/cmd/wan: round trip $UPSTREAM_RTT, 2 more per new connection"
+	((UPSTREAM_RATE == 0)) || LINK+=", $UPSTREAM_RATE B/s each way"
+	log "the upstream through $LINK: $UPSTREAM_URL"
+fi
 
 # --- agora ----------------------------------------------------------------------
 
@@ -305,7 +341,7 @@ upstream_log_lines() { wc -l <"$WORK/nginx/upstream-access.log" 2>/dev/null || e
 
 log "reading every listed file once, so that all runs are from the page cache"
 SERVER_PIDS=$NGINX_PIDS
-replay -list "$LIST" -url "$UPSTREAM_URL" -mode once >/dev/null
+replay -list "$LIST" -url "$LOCAL_UPSTREAM_URL" -mode once >/dev/null
 
 RUNS=$WORK/runs.txt # phase server round key=value...
 : >"$RUNS"
@@ -321,7 +357,7 @@ for r in $(seq "$COLD_ROUNDS"); do
 	SERVER_PIDS=$AGORA_PID
 	from=$(($(upstream_log_lines) + 1))
 	# -ref: every body must equal the upstream's (fetched before the timed run).
-	res=$(replay -list "$LIST" -url "$AGORA_URL" -mode once -ref "$UPSTREAM_URL" -verify full -kinds)
+	res=$(replay -list "$LIST" -url "$AGORA_URL" -mode once -ref "$LOCAL_UPSTREAM_URL" -verify full -kinds)
 	echo "cold agora $r $res" >>"$RUNS"
 	cp "$WORK/replay.out" "$WORK/cold-agora-$r.out"
 	cp "$WORK/replay.err" "$WORK/cold-$r.err"
@@ -355,113 +391,114 @@ METRICS_SCRAPE=$WORK/metrics.txt
 curl -s -o "$METRICS_SCRAPE" "$AGORA_URL/metrics" || true
 
 # --- 3: warm replay, agora next to nginx on agora's storage ---------------------
+if [[ $WARM == on ]]; then
+	# The warm list: the listed .info, .mod and .zip paths that are files in
+	# Agora's storage, so that nginx serves the same bytes. Not @v/list: Agora
+	# answers it with the upstream's versions too, its storage's list file
+	# holds only the versions stored.
+	WARM_LIST=$WORK/warm-requests.txt
+	while read -r p; do
+		[[ $p == /*.info || $p == /*.mod || $p == /*.zip ]] && [[ -f $STORAGE$p ]] && echo "$p"
+	done <"$LIST" >"$WARM_LIST"
+	NWARM=$(wc -l <"$WARM_LIST")
+	((NWARM > 0)) || die "agora's storage holds none of the listed files"
 
-# The warm list: the listed .info, .mod and .zip paths that are files in
-# Agora's storage, so that nginx serves the same bytes. Not @v/list: Agora
-# answers it with the upstream's versions too, its storage's list file
-# holds only the versions stored.
-WARM_LIST=$WORK/warm-requests.txt
-while read -r p; do
-	[[ $p == /*.info || $p == /*.mod || $p == /*.zip ]] && [[ -f $STORAGE$p ]] && echo "$p"
-done <"$LIST" >"$WARM_LIST"
-NWARM=$(wc -l <"$WARM_LIST")
-((NWARM > 0)) || die "agora's storage holds none of the listed files"
+	log "checking that agora and nginx on its storage return the same bytes ($NWARM paths)"
+	SERVER_PIDS="$AGORA_PID"
+	res=$(replay -list "$WARM_LIST" -url "$AGORA_URL" -mode once -ref "$NGINX_URL" -verify full)
+	[[ $(field errors "$res") == 0 ]] || die "agora's answers differ from its storage's files: $(cat "$WORK/replay.err")"
 
-log "checking that agora and nginx on its storage return the same bytes ($NWARM paths)"
-SERVER_PIDS="$AGORA_PID"
-res=$(replay -list "$WARM_LIST" -url "$AGORA_URL" -mode once -ref "$NGINX_URL" -verify full)
-[[ $(field errors "$res") == 0 ]] || die "agora's answers differ from its storage's files: $(cat "$WORK/replay.err")"
+	log "warming up: $WARMUP of replay per server"
+	SERVER_PIDS=$NGINX_PIDS
+	replay -list "$WARM_LIST" -url "$NGINX_URL" -mode loop -duration "$WARMUP" >/dev/null
+	SERVER_PIDS=$AGORA_PID
+	replay -list "$WARM_LIST" -url "$AGORA_URL" -mode loop -duration "$WARMUP" >/dev/null
 
-log "warming up: $WARMUP of replay per server"
-SERVER_PIDS=$NGINX_PIDS
-replay -list "$WARM_LIST" -url "$NGINX_URL" -mode loop -duration "$WARMUP" >/dev/null
-SERVER_PIDS=$AGORA_PID
-replay -list "$WARM_LIST" -url "$AGORA_URL" -mode loop -duration "$WARMUP" >/dev/null
+	sleep 2
+	IDLE_KIB=$(vm_kib "$AGORA_PID" VmRSS)
+	# Writing 5 to clear_refs resets VmHWM to the current RSS.
+	if echo 5 >"/proc/$AGORA_PID/clear_refs" 2>/dev/null; then
+		HWM_RESET=yes
+	else
+		HWM_RESET=no
+	fi
+	SAMPLES=$WORK/rss-samples.txt
+	SAMPLER_STOP=$WORK/sampler.stop
+	(
+		while [[ ! -e $SAMPLER_STOP ]]; do
+			echo "$(vm_kib "$AGORA_PID" VmRSS)"
+			sleep 0.05
+		done
+	) >"$SAMPLES" &
+	SAMPLER_PID=$!
+	for r in $(seq "$ROUNDS"); do
+		# Alternate who goes first, so that drift falls on both alike.
+		order=(nginx agora)
+		((r % 2 == 0)) && order=(agora nginx)
+		for s in "${order[@]}"; do
+			if [[ $s == agora ]]; then
+				SERVER_PIDS=$AGORA_PID url=$AGORA_URL
+			else
+				SERVER_PIDS=$NGINX_PIDS url=$NGINX_URL
+			fi
+			res=$(replay -list "$WARM_LIST" -url "$url" -mode loop -duration "$DURATION")
+			echo "warm $s $r $res" >>"$RUNS"
+			log "$(printf 'warm round %d/%d %-5s %s' "$r" "$ROUNDS" "$s" "$res")"
+		done
+	done
+	: >"$SAMPLER_STOP"
+	wait "$SAMPLER_PID" || true
+	SAMPLER_PID=""
+	HWM_KIB=$(vm_kib "$AGORA_PID" VmHWM)
+	SAMPLED_PEAK_KIB=$(awk 'BEGIN { m = 0 } $1 > m { m = $1 } END { print m }' "$SAMPLES")
+	PEAK_KIB=$SAMPLED_PEAK_KIB
+	if [[ $HWM_RESET == yes ]] && ((HWM_KIB > PEAK_KIB)); then
+		PEAK_KIB=$HWM_KIB
+	fi
 
-sleep 2
-IDLE_KIB=$(vm_kib "$AGORA_PID" VmRSS)
-# Writing 5 to clear_refs resets VmHWM to the current RSS.
-if echo 5 >"/proc/$AGORA_PID/clear_refs" 2>/dev/null; then
-	HWM_RESET=yes
-else
-	HWM_RESET=no
+	# --- 4: cached @v/list and @latest with wrk ---------------------------------
+
+	# The module: the first direct requirement whose list was replayed.
+	LIST_PATH=$(grep -m1 '/@v/list$' "$LIST" || true)
+	[[ -n $LIST_PATH ]] || die "$LIST has no @v/list request"
+	MOD_ESC=${LIST_PATH%/@v/list}
+	declare -A WRK_PATH=([list]=$LIST_PATH [latest]=$MOD_ESC/@latest)
+	for k in list latest; do
+		code=$(curl -sS -o "$WORK/body-$k" -w '%{http_code}' "$AGORA_URL${WRK_PATH[$k]}")
+		[[ $code == 200 ]] || die "GET ${WRK_PATH[$k]}: HTTP $code: $(head -c 300 "$WORK/body-$k")"
+	done
+
+	# run_wrk runs wrk for duration $2 against Agora's URL for $1 (list or
+	# latest) and prints: req/s errors p50_ms p99_ms cpu_us_per_request.
+	run_wrk() {
+		local out line t0 t1
+		t0=$(cpu_ticks "$AGORA_PID")
+		wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$2" -s "$BENCH/report.lua" "$AGORA_URL${WRK_PATH[$1]}" >"$WORK/wrk.out" 2>&1 &
+		echo $! >"$WORK/client.pid"
+		wait $! || die "wrk failed: $(cat "$WORK/wrk.out")"
+		rm "$WORK/client.pid"
+		t1=$(cpu_ticks "$AGORA_PID")
+		out=$(<"$WORK/wrk.out")
+		line=$(grep '^RESULT ' <<<"$out") || die "wrk printed no RESULT line: $out"
+		awk -v ticks=$((t1 - t0)) -v hz="$CLK_TCK" '{
+			for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] }
+			printf "%.1f %d %.3f %.3f %.1f\n", r["requests"] / (r["duration_us"] / 1e6),
+				r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"],
+				r["p50_us"] / 1000, r["p99_us"] / 1000, ticks / hz * 1e6 / r["requests"]
+		}' <<<"$line"
+	}
+	WRK_RUNS=$WORK/wrk-runs.txt # kind round rps errors p50 p99 cpu_us
+	: >"$WRK_RUNS"
+	for k in list latest; do
+		run_wrk "$k" 2s >/dev/null
+		for r in $(seq "$WRK_ROUNDS"); do
+			read -r rps errs p50 p99 cpu < <(run_wrk "$k" "$WRK_DURATION")
+			echo "$k $r $rps $errs $p50 $p99 $cpu" >>"$WRK_RUNS"
+			log "$(printf '%-6s round %d/%d %10s req/s  p50 %s ms  p99 %s ms  CPU %s µs/req  errors %s' \
+				"${WRK_PATH[$k]##*/}" "$r" "$WRK_ROUNDS" "$rps" "$p50" "$p99" "$cpu" "$errs")"
+		done
+	done
 fi
-SAMPLES=$WORK/rss-samples.txt
-SAMPLER_STOP=$WORK/sampler.stop
-(
-	while [[ ! -e $SAMPLER_STOP ]]; do
-		echo "$(vm_kib "$AGORA_PID" VmRSS)"
-		sleep 0.05
-	done
-) >"$SAMPLES" &
-SAMPLER_PID=$!
-for r in $(seq "$ROUNDS"); do
-	# Alternate who goes first, so that drift falls on both alike.
-	order=(nginx agora)
-	((r % 2 == 0)) && order=(agora nginx)
-	for s in "${order[@]}"; do
-		if [[ $s == agora ]]; then
-			SERVER_PIDS=$AGORA_PID url=$AGORA_URL
-		else
-			SERVER_PIDS=$NGINX_PIDS url=$NGINX_URL
-		fi
-		res=$(replay -list "$WARM_LIST" -url "$url" -mode loop -duration "$DURATION")
-		echo "warm $s $r $res" >>"$RUNS"
-		log "$(printf 'warm round %d/%d %-5s %s' "$r" "$ROUNDS" "$s" "$res")"
-	done
-done
-: >"$SAMPLER_STOP"
-wait "$SAMPLER_PID" || true
-SAMPLER_PID=""
-HWM_KIB=$(vm_kib "$AGORA_PID" VmHWM)
-SAMPLED_PEAK_KIB=$(awk 'BEGIN { m = 0 } $1 > m { m = $1 } END { print m }' "$SAMPLES")
-PEAK_KIB=$SAMPLED_PEAK_KIB
-if [[ $HWM_RESET == yes ]] && ((HWM_KIB > PEAK_KIB)); then
-	PEAK_KIB=$HWM_KIB
-fi
-
-# --- 4: cached @v/list and @latest with wrk -------------------------------------
-
-# The module: the first direct requirement whose list was replayed.
-LIST_PATH=$(grep -m1 '/@v/list$' "$LIST" || true)
-[[ -n $LIST_PATH ]] || die "$LIST has no @v/list request"
-MOD_ESC=${LIST_PATH%/@v/list}
-declare -A WRK_PATH=([list]=$LIST_PATH [latest]=$MOD_ESC/@latest)
-for k in list latest; do
-	code=$(curl -sS -o "$WORK/body-$k" -w '%{http_code}' "$AGORA_URL${WRK_PATH[$k]}")
-	[[ $code == 200 ]] || die "GET ${WRK_PATH[$k]}: HTTP $code: $(head -c 300 "$WORK/body-$k")"
-done
-
-# run_wrk runs wrk for duration $2 against Agora's URL for $1 (list or
-# latest) and prints: req/s errors p50_ms p99_ms cpu_us_per_request.
-run_wrk() {
-	local out line t0 t1
-	t0=$(cpu_ticks "$AGORA_PID")
-	wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$2" -s "$BENCH/report.lua" "$AGORA_URL${WRK_PATH[$1]}" >"$WORK/wrk.out" 2>&1 &
-	echo $! >"$WORK/client.pid"
-	wait $! || die "wrk failed: $(cat "$WORK/wrk.out")"
-	rm "$WORK/client.pid"
-	t1=$(cpu_ticks "$AGORA_PID")
-	out=$(<"$WORK/wrk.out")
-	line=$(grep '^RESULT ' <<<"$out") || die "wrk printed no RESULT line: $out"
-	awk -v ticks=$((t1 - t0)) -v hz="$CLK_TCK" '{
-		for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] }
-		printf "%.1f %d %.3f %.3f %.1f\n", r["requests"] / (r["duration_us"] / 1e6),
-			r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"],
-			r["p50_us"] / 1000, r["p99_us"] / 1000, ticks / hz * 1e6 / r["requests"]
-	}' <<<"$line"
-}
-WRK_RUNS=$WORK/wrk-runs.txt # kind round rps errors p50 p99 cpu_us
-: >"$WRK_RUNS"
-for k in list latest; do
-	run_wrk "$k" 2s >/dev/null
-	for r in $(seq "$WRK_ROUNDS"); do
-		read -r rps errs p50 p99 cpu < <(run_wrk "$k" "$WRK_DURATION")
-		echo "$k $r $rps $errs $p50 $p99 $cpu" >>"$WRK_RUNS"
-		log "$(printf '%-6s round %d/%d %10s req/s  p50 %s ms  p99 %s ms  CPU %s µs/req  errors %s' \
-			"${WRK_PATH[$k]##*/}" "$r" "$WRK_ROUNDS" "$rps" "$p50" "$p99" "$cpu" "$errs")"
-	done
-done
 
 # --- 5: what the go command sees ------------------------------------------------
 
@@ -514,8 +551,8 @@ cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem_total=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 revision=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]]; then revision+=" (with uncommitted changes)"; fi
-params="CLIENTS=$CLIENTS COLD_ROUNDS=$COLD_ROUNDS ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP WRK_CONNS=$WRK_CONNS WRK_THREADS=$WRK_THREADS WRK_ROUNDS=$WRK_ROUNDS WRK_DURATION=$WRK_DURATION GO_ROUNDS=$GO_ROUNDS LOGS=$LOGS"
-defaults="CLIENTS=16 COLD_ROUNDS=3 ROUNDS=3 DURATION=10s WARMUP=3s WRK_CONNS=64 WRK_THREADS=2 WRK_ROUNDS=3 WRK_DURATION=10s GO_ROUNDS=3 LOGS=on"
+params="CLIENTS=$CLIENTS COLD_ROUNDS=$COLD_ROUNDS ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP WRK_CONNS=$WRK_CONNS WRK_THREADS=$WRK_THREADS WRK_ROUNDS=$WRK_ROUNDS WRK_DURATION=$WRK_DURATION GO_ROUNDS=$GO_ROUNDS UPSTREAM_RTT=$UPSTREAM_RTT UPSTREAM_RATE=$UPSTREAM_RATE WARM=$WARM LOGS=$LOGS"
+defaults="CLIENTS=16 COLD_ROUNDS=3 ROUNDS=3 DURATION=10s WARMUP=3s WRK_CONNS=64 WRK_THREADS=2 WRK_ROUNDS=3 WRK_DURATION=10s GO_ROUNDS=3 UPSTREAM_RTT=0 UPSTREAM_RATE=0 WARM=on LOGS=on"
 reproduce=bench/replay.sh
 [[ $params == "$defaults" ]] || reproduce="$params bench/replay.sh"
 [[ $LIST == "$BENCH/replay/requests.txt" ]] || reproduce="LIST=$LIST $reproduce"
@@ -533,6 +570,7 @@ FAILS=0
 		"${LIST#"$REPO"/}" "$NREQ" "$(count '\.info$' "$LIST")" "$(count '\.mod$' "$LIST")" \
 		"$(count '/@v/list$' "$LIST")" "$(count '\.zip$' "$LIST")" "$(awk -v b="$TREE_BYTES" 'BEGIN { print b / 1e6 }')"
 	echo "upstream:    nginx (worker_processes auto, sendfile on) serving those files of the module cache; $UPSTREAM_URL"
+	echo "link:        between the upstream and its clients (direct and agora): $LINK"
 	echo "agora:       GO_ENV=production, SQLite, AGORA_UPSTREAM=$UPSTREAM_URL, AGORA_SUMDB=off (no checksum"
 	echo "             database on loopback: fetched versions are not verified); logging $LOGS"
 	echo "clients:     bench/cmd/replay, $CLIENTS keep-alive clients on one transport; MB = 10^6 body bytes"
@@ -595,52 +633,54 @@ FAILS=0
 		echo "  agora's /metrics after the last cold fill:"
 		grep -E '^agora_(cache_requests_total|upstream_fetches_total)\{' "$METRICS_SCRAPE" | awk '$NF != 0' | sed 's/^/    /' || true
 	fi
-	echo
-	echo "3. warm replay: $NWARM paths (those that are files in agora's storage), looped for $DURATION, $ROUNDS rounds"
-	echo "   per server, alternating who goes first; nginx serves agora's storage directory; medians"
-	printf '  %-6s %11s %9s %9s %9s %11s %9s  %s\n' server req/s MB/s "p50 ms" "p99 ms" "CPU µs/req" "busy %" errors
-	for s in nginx agora; do
-		printf '  %-6s %11.1f %9.2f %9.3f %9.3f %11.1f %9s  %s\n' "$s" "$(runs warm $s rps | median)" \
-			"$(runs warm $s mbps | median)" "$(runs warm $s p50_ms | median)" "$(runs warm $s p99_ms | median)" \
-			"$(runs warm $s cpu_us | median)" "$(runs warm $s busy_pct | median)" "$(runs warm $s errors | sum)"
-	done
-	echo "  (CPU µs/req: the server's user+system time per request; busy %: the machine's CPUs, all processes,"
-	echo "  the replay client included); interference per round, % of the machine's CPU time that went to"
-	printf '  other processes and kernel threads: nginx %s | agora %s; hypervisor steal: nginx %s | agora %s\n' \
-		"$(runs warm nginx other_pct | paste -sd ' ')" "$(runs warm agora other_pct | paste -sd ' ')" \
-		"$(runs warm nginx steal_pct | paste -sd ' ')" "$(runs warm agora steal_pct | paste -sd ' ')"
-	printf '  per round, req/s: nginx %s | agora %s\n' "$(runs warm nginx rps | paste -sd ' ')" "$(runs warm agora rps | paste -sd ' ')"
-	n=$(runs warm nginx rps | median)
-	a=$(runs warm agora rps | median)
-	ratio=$(awk -v a="$a" -v n="$n" 'BEGIN { printf "%.3f", a / n }')
-	result=$(verdict "$ratio" "$TARGET_WARM_RATIO" ge)
-	warm_errs=$(runs warm agora errors | sum)
-	((warm_errs == 0)) || result="FAIL ($warm_errs errors)"
-	[[ $result == PASS ]] || FAILS=$((FAILS + 1))
-	printf '  %-58s %8s   target ≥ %s   %s\n' "warm req/s, agora/nginx" "$ratio" "$TARGET_WARM_RATIO" "$result"
-	echo "  agora memory (MiB = 2^20 bytes):"
-	printf '    %-56s %6s MiB\n' "VmRSS after the cold fill and warm-up (2 s idle)" "$(mib "$IDLE_KIB")"
-	if [[ $HWM_RESET == yes ]]; then
-		hwm_note="higher of VmHWM (reset through clear_refs before) and VmRSS every 50 ms"
-	else
-		hwm_note="VmRSS sampled every 50 ms (clear_refs could not reset VmHWM)"
-	fi
-	result=$(verdict "$(mib "$PEAK_KIB")" "$TARGET_WARM_RSS_MIB" le)
-	[[ $result == PASS ]] || FAILS=$((FAILS + 1))
-	printf '    %-56s %6s MiB   target ≤ %s MiB   %s\n' "peak during the warm replay" "$(mib "$PEAK_KIB")" "$TARGET_WARM_RSS_MIB" "$result"
-	echo "      ($hwm_note)"
-	echo
-	echo "4. cached ${WRK_PATH[list]} and ${WRK_PATH[latest]} on agora: wrk, $WRK_THREADS threads,"
-	echo "   $WRK_CONNS keep-alive connections, $WRK_DURATION per run, $WRK_ROUNDS runs; medians"
-	for k in list latest; do
-		rps=$(wrk_runs "$k" 3 | median)
-		errs=$(wrk_runs "$k" 4 | sum)
-		result=$(verdict "$rps" "$TARGET_LIST_RPS" ge)
-		((errs == 0)) || result="FAIL ($errs errors)"
+	if [[ $WARM == on ]]; then
+		echo
+		echo "3. warm replay: $NWARM paths (those that are files in agora's storage), looped for $DURATION, $ROUNDS rounds"
+		echo "   per server, alternating who goes first; nginx serves agora's storage directory; medians"
+		printf '  %-6s %11s %9s %9s %9s %11s %9s  %s\n' server req/s MB/s "p50 ms" "p99 ms" "CPU µs/req" "busy %" errors
+		for s in nginx agora; do
+			printf '  %-6s %11.1f %9.2f %9.3f %9.3f %11.1f %9s  %s\n' "$s" "$(runs warm $s rps | median)" \
+				"$(runs warm $s mbps | median)" "$(runs warm $s p50_ms | median)" "$(runs warm $s p99_ms | median)" \
+				"$(runs warm $s cpu_us | median)" "$(runs warm $s busy_pct | median)" "$(runs warm $s errors | sum)"
+		done
+		echo "  (CPU µs/req: the server's user+system time per request; busy %: the machine's CPUs, all processes,"
+		echo "  the replay client included); interference per round, % of the machine's CPU time that went to"
+		printf '  other processes and kernel threads: nginx %s | agora %s; hypervisor steal: nginx %s | agora %s\n' \
+			"$(runs warm nginx other_pct | paste -sd ' ')" "$(runs warm agora other_pct | paste -sd ' ')" \
+			"$(runs warm nginx steal_pct | paste -sd ' ')" "$(runs warm agora steal_pct | paste -sd ' ')"
+		printf '  per round, req/s: nginx %s | agora %s\n' "$(runs warm nginx rps | paste -sd ' ')" "$(runs warm agora rps | paste -sd ' ')"
+		n=$(runs warm nginx rps | median)
+		a=$(runs warm agora rps | median)
+		ratio=$(awk -v a="$a" -v n="$n" 'BEGIN { printf "%.3f", a / n }')
+		result=$(verdict "$ratio" "$TARGET_WARM_RATIO" ge)
+		warm_errs=$(runs warm agora errors | sum)
+		((warm_errs == 0)) || result="FAIL ($warm_errs errors)"
 		[[ $result == PASS ]] || FAILS=$((FAILS + 1))
-		printf '  %-8s %10.1f req/s  p50 %s ms  p99 %s ms  CPU %s µs/req   target ≥ %s   %s\n' "${WRK_PATH[$k]##*/}" "$rps" \
-			"$(wrk_runs "$k" 5 | median)" "$(wrk_runs "$k" 6 | median)" "$(wrk_runs "$k" 7 | median)" "$TARGET_LIST_RPS" "$result"
-	done
+		printf '  %-58s %8s   target ≥ %s   %s\n' "warm req/s, agora/nginx" "$ratio" "$TARGET_WARM_RATIO" "$result"
+		echo "  agora memory (MiB = 2^20 bytes):"
+		printf '    %-56s %6s MiB\n' "VmRSS after the cold fill and warm-up (2 s idle)" "$(mib "$IDLE_KIB")"
+		if [[ $HWM_RESET == yes ]]; then
+			hwm_note="higher of VmHWM (reset through clear_refs before) and VmRSS every 50 ms"
+		else
+			hwm_note="VmRSS sampled every 50 ms (clear_refs could not reset VmHWM)"
+		fi
+		result=$(verdict "$(mib "$PEAK_KIB")" "$TARGET_WARM_RSS_MIB" le)
+		[[ $result == PASS ]] || FAILS=$((FAILS + 1))
+		printf '    %-56s %6s MiB   target ≤ %s MiB   %s\n' "peak during the warm replay" "$(mib "$PEAK_KIB")" "$TARGET_WARM_RSS_MIB" "$result"
+		echo "      ($hwm_note)"
+		echo
+		echo "4. cached ${WRK_PATH[list]} and ${WRK_PATH[latest]} on agora: wrk, $WRK_THREADS threads,"
+		echo "   $WRK_CONNS keep-alive connections, $WRK_DURATION per run, $WRK_ROUNDS runs; medians"
+		for k in list latest; do
+			rps=$(wrk_runs "$k" 3 | median)
+			errs=$(wrk_runs "$k" 4 | sum)
+			result=$(verdict "$rps" "$TARGET_LIST_RPS" ge)
+			((errs == 0)) || result="FAIL ($errs errors)"
+			[[ $result == PASS ]] || FAILS=$((FAILS + 1))
+			printf '  %-8s %10.1f req/s  p50 %s ms  p99 %s ms  CPU %s µs/req   target ≥ %s   %s\n' "${WRK_PATH[$k]##*/}" "$rps" \
+				"$(wrk_runs "$k" 5 | median)" "$(wrk_runs "$k" 6 | median)" "$(wrk_runs "$k" 7 | median)" "$TARGET_LIST_RPS" "$result"
+		done
+	fi
 	if ((GO_ROUNDS > 0)); then
 		echo
 		echo "5. what the go command sees: go list -deps -test ./... in this checkout, empty module cache"
