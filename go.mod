@@ -9,6 +9,7 @@ require (
 	github.com/gobuffalo/logger v1.0.7
 	github.com/gobuffalo/pop/v6 v6.4.1
 	github.com/gorilla/sessions v1.2.1
+	github.com/klauspost/compress v1.20.1
 	github.com/lib/pq v1.12.3
 	github.com/prometheus/client_golang v1.25.0
 	github.com/spf13/cobra v1.10.2

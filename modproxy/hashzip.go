@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/klauspost/compress/flate"
 )
 
 // parallelHashMin is the uncompressed size from which hashZip spreads the
@@ -30,6 +32,7 @@ func hashZip(zr *zip.Reader) (string, error) {
 	// As dirhash.HashZip: the names in sorted order, each read from the
 	// last entry of that name (CheckZip refuses duplicates, but the hash
 	// of such a zip is still dirhash's).
+	zr.RegisterDecompressor(zip.Deflate, inflate)
 	byName := make(map[string]*zip.File, len(zr.File))
 	names := make([]string, len(zr.File))
 	var total uint64
@@ -117,3 +120,28 @@ func hashFile(f *zip.File, h hash.Hash, buf []byte) (sum [sha256.Size]byte, err 
 // onlyReader hides every method but Read, so that io.CopyBuffer uses the
 // buffer it is given.
 type onlyReader struct{ io.Reader }
+
+// inflaters holds decompressors that finished a file, for the next one, as
+// archive/zip pools its own.
+var inflaters sync.Pool
+
+// inflate is hashZip's decompressor of deflated files: klauspost/compress's
+// flate, which inflates module zips about 13% faster than compress/flate,
+// and inflating is most of hashing a zip (see BenchmarkHashZip).
+func inflate(r io.Reader) io.ReadCloser {
+	if fr, ok := inflaters.Get().(io.ReadCloser); ok {
+		fr.(flate.Resetter).Reset(r, nil)
+		return &pooledInflater{fr}
+	}
+	return &pooledInflater{flate.NewReader(r)}
+}
+
+// pooledInflater returns its decompressor to inflaters when closed.
+type pooledInflater struct{ io.ReadCloser }
+
+func (p *pooledInflater) Close() error {
+	err := p.ReadCloser.Close()
+	inflaters.Put(p.ReadCloser)
+	p.ReadCloser = nil
+	return err
+}
