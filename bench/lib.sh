@@ -11,7 +11,8 @@ die() {
 # cleanup, the scripts' EXIT trap, stops what the script started (the
 # sampler of $SAMPLER_PID, which stops when $SAMPLER_STOP exists; the client
 # whose PID is in $WORK/client.pid; nginx, $NGINX_PID; agora, $AGORA_PID;
-# replay.sh's emulated link, $WAN_PID),
+# replay.sh's emulated link, $WAN_PID; then what the script's cleanup_extra,
+# if it defines one, cleans up),
 # shows the end of their logs if the script failed, and removes $WORK
 # unless KEEP=1.
 cleanup() {
@@ -25,6 +26,7 @@ cleanup() {
 	stop_pid "$NGINX_PID"
 	stop_pid "$AGORA_PID"
 	stop_pid "${WAN_PID:-}"
+	if declare -F cleanup_extra >/dev/null; then cleanup_extra; fi
 	if ((rc != 0)) && [[ -n $WORK ]]; then
 		for f in "$WORK/agora.log" "$WORK/nginx/error.log"; do
 			[[ -s $f ]] || continue

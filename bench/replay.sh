@@ -33,6 +33,10 @@
 #                     upstream is on loopback
 #   UPSTREAM_RATE=0   with UPSTREAM_RTT: the link's bytes per second each
 #                     way, all connections together; 0: no limit
+#   DATABASE=sqlite   Agora's database: sqlite (a file in its data
+#                     directory), or postgres: a database agora_replay,
+#                     dropped and created for each Agora, on the server at
+#                     PG_URL (default postgres://postgres@127.0.0.1:5432)
 #   WARM=on           off: skip the warm replay and wrk (steps 6-7), e.g.
 #                     to compare cold fills at several UPSTREAM_RTT
 #   LOGS=on           on: Agora's stderr and the storage nginx's access_log
@@ -58,6 +62,8 @@ GO_ROUNDS=${GO_ROUNDS:-3}
 UPSTREAM_RTT=${UPSTREAM_RTT:-0}
 UPSTREAM_RATE=${UPSTREAM_RATE:-0}
 WARM=${WARM:-on}
+DATABASE=${DATABASE:-sqlite}
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 LOGS=${LOGS:-on}
 KEEP=${KEEP:-0}
 
@@ -77,6 +83,7 @@ LIST=${LIST:-$BENCH/replay/requests.txt}
 
 case $LOGS in on | off) ;; *) die "LOGS=$LOGS: want on or off" ;; esac
 case $WARM in on | off) ;; *) die "WARM=$WARM: want on or off" ;; esac
+case $DATABASE in sqlite | postgres) ;; *) die "DATABASE=$DATABASE: want sqlite or postgres" ;; esac
 [[ $UPSTREAM_RTT == 0 || $UPSTREAM_RTT =~ ^[0-9]+(\.[0-9]+)?(us|ms|s)$ ]] || die "UPSTREAM_RTT=$UPSTREAM_RTT: want 0 or a duration such as 20ms"
 [[ $UPSTREAM_RATE =~ ^[0-9]+$ ]] || die "UPSTREAM_RATE=$UPSTREAM_RATE: want bytes per second"
 for v in CLIENTS COLD_ROUNDS ROUNDS WRK_CONNS WRK_THREADS WRK_ROUNDS; do
@@ -102,6 +109,7 @@ trap 'exit 143' TERM
 
 install_missing nginx wrk
 require go curl
+[[ $DATABASE == sqlite ]] || require psql
 
 # --- the upstream's files -------------------------------------------------------
 
@@ -214,11 +222,25 @@ agora_env=(
 	SESSION_SECRET="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
 	AGORA_DATA_DIR="$DATA"
 	AGORA_STORAGE_DIR="$STORAGE"
-	DATABASE_URL="sqlite3://$DATA/agora.db"
 	AGORA_READ_AUTH=public
 	AGORA_UPSTREAM="$UPSTREAM_URL"
 	AGORA_SUMDB=off
 )
+PG_DB=agora_replay
+if [[ $DATABASE == postgres ]]; then
+	agora_env+=(DATABASE_URL="$PG_URL/$PG_DB?sslmode=disable")
+	DB_DESC="PostgreSQL $(psql "$PG_URL/postgres?sslmode=disable" -tAc 'SHOW server_version' | awk '{ print $1 }') at $PG_URL, database $PG_DB"
+else
+	agora_env+=(DATABASE_URL="sqlite3://$DATA/agora.db")
+	DB_DESC=SQLite
+fi
+# pg_admin runs SQL $1 on the PostgreSQL server's postgres database.
+pg_admin() { psql "$PG_URL/postgres?sslmode=disable" -q -v ON_ERROR_STOP=1 -c "$1" >/dev/null; }
+# cleanup_extra, called by cleanup, drops the benchmark's database.
+cleanup_extra() {
+	[[ $DATABASE == postgres ]] && pg_admin "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" 2>/dev/null
+	return 0
+}
 if [[ $LOGS == on ]]; then
 	AGORA_LOG=$WORK/agora.log
 else
@@ -231,6 +253,10 @@ start_agora() {
 	AGORA_PID=""
 	rm -rf "$DATA"
 	mkdir -p "$DATA"
+	if [[ $DATABASE == postgres ]]; then
+		pg_admin "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" || die "cannot drop database $PG_DB at $PG_URL"
+		pg_admin "CREATE DATABASE $PG_DB" || die "cannot create database $PG_DB at $PG_URL"
+	fi
 	for attempt in 1 2 3 4; do
 		((attempt < 4)) || die "agora did not start"
 		AGORA_PORT=$(free_port)
@@ -551,8 +577,8 @@ cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem_total=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 revision=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]]; then revision+=" (with uncommitted changes)"; fi
-params="CLIENTS=$CLIENTS COLD_ROUNDS=$COLD_ROUNDS ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP WRK_CONNS=$WRK_CONNS WRK_THREADS=$WRK_THREADS WRK_ROUNDS=$WRK_ROUNDS WRK_DURATION=$WRK_DURATION GO_ROUNDS=$GO_ROUNDS UPSTREAM_RTT=$UPSTREAM_RTT UPSTREAM_RATE=$UPSTREAM_RATE WARM=$WARM LOGS=$LOGS"
-defaults="CLIENTS=16 COLD_ROUNDS=3 ROUNDS=3 DURATION=10s WARMUP=3s WRK_CONNS=64 WRK_THREADS=2 WRK_ROUNDS=3 WRK_DURATION=10s GO_ROUNDS=3 UPSTREAM_RTT=0 UPSTREAM_RATE=0 WARM=on LOGS=on"
+params="CLIENTS=$CLIENTS COLD_ROUNDS=$COLD_ROUNDS ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP WRK_CONNS=$WRK_CONNS WRK_THREADS=$WRK_THREADS WRK_ROUNDS=$WRK_ROUNDS WRK_DURATION=$WRK_DURATION GO_ROUNDS=$GO_ROUNDS UPSTREAM_RTT=$UPSTREAM_RTT UPSTREAM_RATE=$UPSTREAM_RATE WARM=$WARM DATABASE=$DATABASE LOGS=$LOGS"
+defaults="CLIENTS=16 COLD_ROUNDS=3 ROUNDS=3 DURATION=10s WARMUP=3s WRK_CONNS=64 WRK_THREADS=2 WRK_ROUNDS=3 WRK_DURATION=10s GO_ROUNDS=3 UPSTREAM_RTT=0 UPSTREAM_RATE=0 WARM=on DATABASE=sqlite LOGS=on"
 reproduce=bench/replay.sh
 [[ $params == "$defaults" ]] || reproduce="$params bench/replay.sh"
 [[ $LIST == "$BENCH/replay/requests.txt" ]] || reproduce="LIST=$LIST $reproduce"
@@ -571,7 +597,7 @@ FAILS=0
 		"$(count '/@v/list$' "$LIST")" "$(count '\.zip$' "$LIST")" "$(awk -v b="$TREE_BYTES" 'BEGIN { print b / 1e6 }')"
 	echo "upstream:    nginx (worker_processes auto, sendfile on) serving those files of the module cache; $UPSTREAM_URL"
 	echo "link:        between the upstream and its clients (direct and agora): $LINK"
-	echo "agora:       GO_ENV=production, SQLite, AGORA_UPSTREAM=$UPSTREAM_URL, AGORA_SUMDB=off (no checksum"
+	echo "agora:       GO_ENV=production, $DB_DESC, AGORA_UPSTREAM=$UPSTREAM_URL, AGORA_SUMDB=off (no checksum"
 	echo "             database on loopback: fetched versions are not verified); logging $LOGS"
 	echo "clients:     bench/cmd/replay, $CLIENTS keep-alive clients on one transport; MB = 10^6 body bytes"
 	echo
