@@ -142,13 +142,10 @@ func (t registryTx) Versions(path string) ([]*modproxy.Version, error) {
 // moduleID returns the id of path's module row, creating the row if needed
 // and marking the module updated.
 func (t registryTx) moduleID(path string, now time.Time) (int64, error) {
-	err := t.c.RawQuery(`INSERT INTO modules (path, created_at, updated_at) VALUES (?, ?, ?)
-		ON CONFLICT (path) DO UPDATE SET updated_at = excluded.updated_at`, path, now, now).Exec()
-	if err != nil {
-		return 0, fmt.Errorf("models: module %s: %w", path, err)
-	}
 	var id int64
-	if err := t.c.RawQuery("SELECT id FROM modules WHERE path = ?", path).First(&id); err != nil {
+	err := t.c.RawQuery(`INSERT INTO modules (path, created_at, updated_at) VALUES (?, ?, ?)
+		ON CONFLICT (path) DO UPDATE SET updated_at = excluded.updated_at RETURNING id`, path, now, now).First(&id)
+	if err != nil {
 		return 0, fmt.Errorf("models: module %s: %w", path, err)
 	}
 	return id, nil

@@ -236,18 +236,9 @@ func (s *Service) storeInfo(ctx context.Context, path string, info *upstream.Inf
 	if err := checkVersion(path, version); err != nil {
 		return nil, errorf(ErrUpstream, path, version, "%s answered with an invalid version: %v", src, err)
 	}
-	recorded, err := s.meta.Version(ctx, path, version)
-	switch {
-	case errors.Is(err, ErrNotFound):
-	case err != nil:
-		return nil, err
-	case !recorded.Live():
-		return nil, gone(recorded)
-	case has(recorded, storage.Info):
-		return recorded, nil
-	}
 	raw := info.Raw
 	if len(raw) == 0 || !json.Valid(raw) {
+		var err error
 		if raw, err = json.Marshal(struct {
 			Version string
 			Time    time.Time
