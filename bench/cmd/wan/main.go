@@ -78,7 +78,7 @@ func main() {
 		dialer: net.Dialer{Timeout: 10 * time.Second},
 	}
 	fmt.Printf("wan: %s -> %s, rtt %v, %d handshakes, window %d B, rate %d B/s\n", ln.Addr(), *to, *rtt, *handshakes, *window, *rate)
-	if err := l.serve(ctx, ln); err != nil && ctx.Err() == nil {
+	if err := l.serve(ctx, ln); ctx.Err() == nil {
 		log.Fatal(err)
 	}
 }
@@ -96,8 +96,8 @@ type link struct {
 	dialer   net.Dialer
 }
 
-// serve relays the connections ln accepts until ln is closed; it does not
-// wait for the connections it relays.
+// serve relays the connections ln accepts until ln fails or is closed, and
+// returns that error; it does not wait for the connections it relays.
 func (l *link) serve(ctx context.Context, ln net.Listener) error {
 	for {
 		c, err := ln.Accept()
