@@ -124,6 +124,44 @@ vm_kib() {
 	die "no $2 in /proc/$1/status"
 }
 
+# rss_watch starts watching the memory of process $1: it resets the
+# process's VmHWM, the peak RSS, by writing 5 to its clear_refs (HWM_RESET
+# says whether the kernel allowed it: yes or no) and samples its VmRSS every
+# 50 ms into file $2, one "EPOCHREALTIME KiB" line each, until rss_peak.
+rss_watch() {
+	if echo 5 >"/proc/$1/clear_refs" 2>/dev/null; then
+		HWM_RESET=yes
+	else
+		HWM_RESET=no
+	fi
+	SAMPLES=$2
+	SAMPLER_STOP=$2.stop
+	rm -f "$SAMPLER_STOP"
+	(
+		while [[ ! -e $SAMPLER_STOP ]]; do
+			echo "$EPOCHREALTIME $(vm_kib "$1" VmRSS)"
+			sleep 0.05
+		done
+	) >"$SAMPLES" &
+	SAMPLER_PID=$!
+}
+
+# rss_peak stops the sampling that rss_watch started for process $1 and
+# sets HWM_KIB (its VmHWM), SAMPLED_PEAK_KIB (the highest sample), NSAMPLES
+# and PEAK_KIB: the higher of the sampled peak and VmHWM, if it was reset.
+rss_peak() {
+	: >"$SAMPLER_STOP"
+	wait "$SAMPLER_PID" || true
+	SAMPLER_PID=""
+	HWM_KIB=$(vm_kib "$1" VmHWM)
+	SAMPLED_PEAK_KIB=$(awk 'BEGIN { m = 0 } $2 > m { m = $2 } END { print m }' "$SAMPLES")
+	NSAMPLES=$(wc -l <"$SAMPLES")
+	PEAK_KIB=$SAMPLED_PEAK_KIB
+	if [[ $HWM_RESET == yes ]] && ((HWM_KIB > PEAK_KIB)); then
+		PEAK_KIB=$HWM_KIB
+	fi
+}
+
 # nginx_conf writes $WORK/nginx/nginx.conf: nginx as commonly deployed for
 # static files (sendfile on, tcp_nopush on, no open_file_cache) with $1
 # worker processes, Agora's Content-Types, more http-level directives $2 and

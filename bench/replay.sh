@@ -442,21 +442,7 @@ if [[ $WARM == on ]]; then
 
 	sleep 2
 	IDLE_KIB=$(vm_kib "$AGORA_PID" VmRSS)
-	# Writing 5 to clear_refs resets VmHWM to the current RSS.
-	if echo 5 >"/proc/$AGORA_PID/clear_refs" 2>/dev/null; then
-		HWM_RESET=yes
-	else
-		HWM_RESET=no
-	fi
-	SAMPLES=$WORK/rss-samples.txt
-	SAMPLER_STOP=$WORK/sampler.stop
-	(
-		while [[ ! -e $SAMPLER_STOP ]]; do
-			echo "$(vm_kib "$AGORA_PID" VmRSS)"
-			sleep 0.05
-		done
-	) >"$SAMPLES" &
-	SAMPLER_PID=$!
+	rss_watch "$AGORA_PID" "$WORK/rss-samples.txt"
 	for r in $(seq "$ROUNDS"); do
 		# Alternate who goes first, so that drift falls on both alike.
 		order=(nginx agora)
@@ -472,15 +458,7 @@ if [[ $WARM == on ]]; then
 			log "$(printf 'warm round %d/%d %-5s %s' "$r" "$ROUNDS" "$s" "$res")"
 		done
 	done
-	: >"$SAMPLER_STOP"
-	wait "$SAMPLER_PID" || true
-	SAMPLER_PID=""
-	HWM_KIB=$(vm_kib "$AGORA_PID" VmHWM)
-	SAMPLED_PEAK_KIB=$(awk 'BEGIN { m = 0 } $1 > m { m = $1 } END { print m }' "$SAMPLES")
-	PEAK_KIB=$SAMPLED_PEAK_KIB
-	if [[ $HWM_RESET == yes ]] && ((HWM_KIB > PEAK_KIB)); then
-		PEAK_KIB=$HWM_KIB
-	fi
+	rss_peak "$AGORA_PID"
 
 	# --- 4: cached @v/list and @latest with wrk ---------------------------------
 

@@ -286,34 +286,11 @@ UPLOAD_BYTES=$(stat -c %s "$WORK/zips/upload.zip")
 log "uploading a $(mib $((UPLOAD_BYTES / 1024))) MiB zip while sampling agora's VmRSS every 50 ms"
 sleep 2
 BASE_KIB=$(vm_kib "$AGORA_PID" VmRSS)
-# Writing 5 to clear_refs resets VmHWM to the current RSS.
-if echo 5 >"/proc/$AGORA_PID/clear_refs" 2>/dev/null; then
-	HWM_RESET=yes
-else
-	HWM_RESET=no
-fi
-SAMPLES=$WORK/rss-samples.txt
-SAMPLER_STOP=$WORK/sampler.stop
-(
-	while [[ ! -e $SAMPLER_STOP ]]; do
-		echo "$EPOCHREALTIME $(vm_kib "$AGORA_PID" VmRSS)"
-		sleep 0.05
-	done
-) >"$SAMPLES" &
-SAMPLER_PID=$!
+rss_watch "$AGORA_PID" "$WORK/rss-samples.txt"
 read -r UPLOAD_CODE UPLOAD_SECS < <(publish "$WORK/zips/upload.zip" bench.invalid/upload)
 sleep 0.2
-: >"$SAMPLER_STOP"
-wait "$SAMPLER_PID" || true
-SAMPLER_PID=""
-HWM_KIB=$(vm_kib "$AGORA_PID" VmHWM)
-SAMPLED_PEAK_KIB=$(awk 'BEGIN { m = 0 } $2 > m { m = $2 } END { print m }' "$SAMPLES")
-NSAMPLES=$(wc -l <"$SAMPLES")
+rss_peak "$AGORA_PID"
 [[ $UPLOAD_CODE == 201 ]] || log "WARNING: the upload returned HTTP $UPLOAD_CODE, not 201: $(cat "$WORK/publish-upload.json")"
-PEAK_KIB=$SAMPLED_PEAK_KIB
-if [[ $HWM_RESET == yes ]] && ((HWM_KIB > PEAK_KIB)); then
-	PEAK_KIB=$HWM_KIB
-fi
 DELTA_KIB=$((PEAK_KIB - BASE_KIB))
 
 # --- summary --------------------------------------------------------------------
