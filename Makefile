@@ -21,8 +21,8 @@ lint:           ## gofmt, go vet and staticcheck must be silent
 dev:            ## rebuild and restart on every save, like `buffalo dev`
 	GO_ENV=development go tool refresh run -c .buffalo.dev.yml
 
-build:          ## the agora binary in bin/
-	go build -o bin/agora .
+build:          ## the agora binary in bin/: static (no cgo), as it should be deployed
+	CGO_ENABLED=0 go build -o bin/agora .
 
 bench:          ## serving benchmark against nginx (installs nginx and wrk)
 	bench/serve.sh

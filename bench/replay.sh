@@ -127,7 +127,8 @@ done <"$LIST"
 
 mkdir -p "$OUT"
 log "building agora, replay and wan into $OUT"
-(cd "$REPO" && go build -o "$OUT/agora" . && go build -o "$OUT/replay" ./bench/cmd/replay && go build -o "$OUT/wan" ./bench/cmd/wan)
+# Agora as deployed (make build): static, without cgo.
+(cd "$REPO" && CGO_ENABLED=0 go build -o "$OUT/agora" . && go build -o "$OUT/replay" ./bench/cmd/replay && go build -o "$OUT/wan" ./bench/cmd/wan)
 AGORA=$OUT/agora
 REPLAY=$OUT/replay
 

@@ -72,7 +72,8 @@ require go curl cmp taskset
 
 mkdir -p "$OUT"
 log "building agora and mkzip into $OUT"
-(cd "$REPO" && go build -o "$OUT/agora" . && go build -o "$OUT/mkzip" ./bench/cmd/mkzip)
+# Agora as deployed (make build): static, without cgo.
+(cd "$REPO" && CGO_ENABLED=0 go build -o "$OUT/agora" . && go build -o "$OUT/mkzip" ./bench/cmd/mkzip)
 AGORA=$OUT/agora
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/agora-bench.XXXXXX")
