@@ -141,7 +141,9 @@ func agoraBinary(t *testing.T) string {
 			if runtime.GOOS == "windows" {
 				bin += ".exe"
 			}
-			if _, out, err := runCommand(strings.TrimSpace(root), os.Environ(), "go", "build", "-o", bin, "agora"); err != nil {
+			// Built as deployed (make build): static, without cgo.
+			env := append(os.Environ(), "CGO_ENABLED=0")
+			if _, out, err := runCommand(strings.TrimSpace(root), env, "go", "build", "-o", bin, "agora"); err != nil {
 				return fmt.Errorf("go build agora: %w\n%s", err, out)
 			}
 			build.bin = bin
