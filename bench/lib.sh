@@ -1,5 +1,6 @@
 # lib.sh holds the shell helpers that serve.sh and replay.sh share. It is
-# sourced, not run; the script sets HOST (the loopback address) first.
+# sourced, not run; the script sets HOST (the loopback address) and REPO
+# (the checkout) first.
 # Every helper that fails calls die, which names the script.
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -124,6 +125,28 @@ vm_kib() {
 	die "no $2 in /proc/$1/status"
 }
 
+# report_head prints the head of a summary: title $1, then the date, the
+# machine, the versions (go, nginx, wrk, agora's revision), the settings $2
+# and the command that reproduces the run: the script alone when $2 equals
+# the defaults $3, else with the settings, after any extra setting $4.
+report_head() {
+	local script=bench/${0##*/} revision reproduce
+	revision=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+	if [[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]]; then revision+=" (with uncommitted changes)"; fi
+	reproduce=$script
+	[[ $2 == "$3" ]] || reproduce="$2 $script"
+	[[ -z ${4:-} ]] || reproduce="$4 $reproduce"
+	echo "$1"
+	echo
+	echo "date:        $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+	echo "machine:     nproc $(nproc), $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)," \
+		"$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r)"
+	echo "versions:    $(go version | awk '{ print $3 }'), $(nginx -v 2>&1 | sed 's/^nginx version: //')," \
+		"$(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }' || true), agora $revision"
+	echo "parameters:  $2"
+	echo "reproduce:   $reproduce"
+}
+
 # rss_watch starts watching the memory of process $1: it resets the
 # process's VmHWM, the peak RSS, by writing 5 to its clear_refs (HWM_RESET
 # says whether the kernel allowed it: yes or no) and samples its VmRSS every
@@ -244,4 +267,12 @@ median() {
 
 # verdict prints PASS if $1 meets target $2 (op $3: ge, at least; le, at
 # most), else FAIL.
+# judge sets result to the verdict of value $1 against target $2 (op $3,
+# as verdict's), or to FAIL with reason $4 if one is given (errors, a
+# failed upload), and counts a FAIL in FAILS.
+judge() {
+	result=$(verdict "$1" "$2" "$3")
+	[[ -z ${4:-} ]] || result="FAIL ($4)"
+	[[ $result == PASS ]] || FAILS=$((FAILS + 1))
+}
 verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { ok = (op == "ge") ? v >= t : v <= t; print ok ? "PASS" : "FAIL" }'; }

@@ -550,27 +550,15 @@ runs() {
 wrk_runs() { awk -v k="$1" -v f="$2" '$1 == k { print $f }' "$WRK_RUNS"; }
 sum() { awk '{ s += $1 } END { print s + 0 }'; }
 
-nginx_version=$(nginx -v 2>&1)
-wrk_version=$(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }' || true)
-cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-mem_total=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-revision=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]]; then revision+=" (with uncommitted changes)"; fi
 params="CLIENTS=$CLIENTS COLD_ROUNDS=$COLD_ROUNDS ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP WRK_CONNS=$WRK_CONNS WRK_THREADS=$WRK_THREADS WRK_ROUNDS=$WRK_ROUNDS WRK_DURATION=$WRK_DURATION GO_ROUNDS=$GO_ROUNDS UPSTREAM_RTT=$UPSTREAM_RTT UPSTREAM_RATE=$UPSTREAM_RATE WARM=$WARM DATABASE=$DATABASE LOGS=$LOGS"
 defaults="CLIENTS=16 COLD_ROUNDS=3 ROUNDS=3 DURATION=10s WARMUP=3s WRK_CONNS=64 WRK_THREADS=2 WRK_ROUNDS=3 WRK_DURATION=10s GO_ROUNDS=3 UPSTREAM_RTT=0 UPSTREAM_RATE=0 WARM=on DATABASE=sqlite LOGS=on"
-reproduce=bench/replay.sh
-[[ $params == "$defaults" ]] || reproduce="$params bench/replay.sh"
-[[ $LIST == "$BENCH/replay/requests.txt" ]] || reproduce="LIST=$LIST $reproduce"
+list_setting=""
+[[ $LIST == "$BENCH/replay/requests.txt" ]] || list_setting="LIST=$LIST"
 
 FAILS=0
 {
-	echo "Agora as a pull-through cache: replaying a module graph's GOPROXY requests on loopback"
-	echo
-	echo "date:        $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-	echo "machine:     nproc $(nproc), $cpu_model, $mem_total RAM, kernel $(uname -r)"
-	echo "versions:    $(go version | awk '{ print $3 }'), ${nginx_version#nginx version: }, $wrk_version, agora $revision"
-	echo "parameters:  $params"
-	echo "reproduce:   $reproduce"
+	report_head "Agora as a pull-through cache: replaying a module graph's GOPROXY requests on loopback" \
+		"$params" "$defaults" "$list_setting"
 	printf 'requests:    %s: %d paths (%d .info, %d .mod, %d @v/list, %d .zip), %.1f MB\n' \
 		"${LIST#"$REPO"/}" "$NREQ" "$(count '\.info$' "$LIST")" "$(count '\.mod$' "$LIST")" \
 		"$(count '/@v/list$' "$LIST")" "$(count '\.zip$' "$LIST")" "$(awk -v b="$TREE_BYTES" 'BEGIN { print b / 1e6 }')"
@@ -584,10 +572,8 @@ FAILS=0
 	d=$(runs cold direct seconds | median)
 	a=$(runs cold agora seconds | median)
 	ratio=$(awk -v a="$a" -v d="$d" 'BEGIN { printf "%.2f", a / d }')
-	result=$(verdict "$ratio" "$TARGET_COLD_RATIO" le)
 	cold_errs=$(runs cold agora errors | sum)
-	((cold_errs == 0)) || result="FAIL ($cold_errs errors)"
-	[[ $result == PASS ]] || FAILS=$((FAILS + 1))
+	judge "$ratio" "$TARGET_COLD_RATIO" le "$( ((cold_errs == 0)) || echo "$cold_errs errors")"
 	printf '  %-28s %9s %9s %9s %9s %9s  %s\n' "" seconds req/s MB/s "p50 ms" "p99 ms" errors
 	for s in direct agora; do
 		name="straight from the upstream"
@@ -627,9 +613,7 @@ FAILS=0
 	echo "  what agora fetched from the upstream in the last round (its access log, less the reference fetch):"
 	printf '    .info %d (%d asked), .mod %d (%d asked), .zip %d (%d asked), @v/list %d (%d asked), other %d\n' \
 		$((F_INFO - D_INFO)) "$D_INFO" $((F_MOD - D_MOD)) "$D_MOD" $((F_ZIP - D_ZIP)) "$D_ZIP" $((F_LIST - D_LIST)) "$D_LIST" "$F_OTHER"
-	result=PASS
-	((STORE_FAILS == 0)) || result="FAIL in $STORE_FAILS rounds"
-	[[ $result == PASS ]] || FAILS=$((FAILS + 1))
+	judge "$STORE_FAILS" 0 le "$( ((STORE_FAILS == 0)) || echo "in $STORE_FAILS rounds")"
 	echo "  what agora stored (files in its storage after the last round):"
 	printf '    %d .info, %d .mod, %d .zip; versions with a .mod and no .zip: %d (%d expected)\n' \
 		"$S_INFO" "$S_MOD" "$S_ZIP" "$S_MODONLY" "$S_EXPECTED"
@@ -657,10 +641,8 @@ FAILS=0
 		n=$(runs warm nginx rps | median)
 		a=$(runs warm agora rps | median)
 		ratio=$(awk -v a="$a" -v n="$n" 'BEGIN { printf "%.3f", a / n }')
-		result=$(verdict "$ratio" "$TARGET_WARM_RATIO" ge)
-		warm_errs=$(runs warm agora errors | sum)
-		((warm_errs == 0)) || result="FAIL ($warm_errs errors)"
-		[[ $result == PASS ]] || FAILS=$((FAILS + 1))
+		errs=$(runs warm agora errors | sum)
+		judge "$ratio" "$TARGET_WARM_RATIO" ge "$( ((errs == 0)) || echo "$errs errors")"
 		printf '  %-58s %8s   target ≥ %s   %s\n' "warm req/s, agora/nginx" "$ratio" "$TARGET_WARM_RATIO" "$result"
 		echo "  agora memory (MiB = 2^20 bytes):"
 		printf '    %-56s %6s MiB\n' "VmRSS after the cold fill and warm-up (2 s idle)" "$(mib "$IDLE_KIB")"
@@ -669,8 +651,7 @@ FAILS=0
 		else
 			hwm_note="VmRSS sampled every 50 ms (clear_refs could not reset VmHWM)"
 		fi
-		result=$(verdict "$(mib "$PEAK_KIB")" "$TARGET_WARM_RSS_MIB" le)
-		[[ $result == PASS ]] || FAILS=$((FAILS + 1))
+		judge "$(mib "$PEAK_KIB")" "$TARGET_WARM_RSS_MIB" le
 		printf '    %-56s %6s MiB   target ≤ %s MiB   %s\n' "peak during the warm replay" "$(mib "$PEAK_KIB")" "$TARGET_WARM_RSS_MIB" "$result"
 		echo "      ($hwm_note)"
 		echo
@@ -679,9 +660,7 @@ FAILS=0
 		for k in list latest; do
 			rps=$(wrk_runs "$k" 3 | median)
 			errs=$(wrk_runs "$k" 4 | sum)
-			result=$(verdict "$rps" "$TARGET_LIST_RPS" ge)
-			((errs == 0)) || result="FAIL ($errs errors)"
-			[[ $result == PASS ]] || FAILS=$((FAILS + 1))
+			judge "$rps" "$TARGET_LIST_RPS" ge "$( ((errs == 0)) || echo "$errs errors")"
 			printf '  %-8s %10.1f req/s  p50 %s ms  p99 %s ms  CPU %s µs/req   target ≥ %s   %s\n' "${WRK_PATH[$k]##*/}" "$rps" \
 				"$(wrk_runs "$k" 5 | median)" "$(wrk_runs "$k" 6 | median)" "$(wrk_runs "$k" 7 | median)" "$TARGET_LIST_RPS" "$result"
 		done

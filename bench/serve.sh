@@ -300,12 +300,6 @@ DELTA_KIB=$((PEAK_KIB - BASE_KIB))
 runs_of() { awk -v k="$1" -v s="$2" -v f="$3" '$1 == k && $2 == s { print $f }' "$RUNS"; }
 human_size() { awk -v b="$1" 'BEGIN { if (b >= 1e6) printf "%.1f MB", b / 1e6; else printf "%d B", b }'; }
 
-nginx_version=$(nginx -v 2>&1)
-wrk_version=$(wrk -v 2>&1 | awk 'NR == 1 { print $1, $2 }' || true)
-cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-mem_total=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-revision=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]]; then revision+=" (with uncommitted changes)"; fi
 workers=$NGINX_WORKERS
 [[ $workers == auto ]] && workers="auto (= $(nproc))"
 if [[ $PIN == 1 ]]; then
@@ -320,18 +314,10 @@ else
 fi
 params="ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS THREADS=$THREADS LOGS=$LOGS PIN=$PIN UPLOAD_SIZE=$UPLOAD_SIZE"
 defaults="ROUNDS=5 DURATION=10s WARMUP=3s CONNS=16 THREADS=2 LOGS=on PIN=0 UPLOAD_SIZE=200MiB"
-reproduce=bench/serve.sh
-[[ $params == "$defaults" ]] || reproduce="$params bench/serve.sh"
 
 FAILS=0
 {
-	echo "Agora vs nginx: warm serving on loopback, and Agora's memory"
-	echo
-	echo "date:        $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-	echo "machine:     nproc $(nproc), $cpu_model, $mem_total RAM, kernel $(uname -r)"
-	echo "versions:    $(go version | awk '{ print $3 }'), ${nginx_version#nginx version: }, $wrk_version, agora $revision"
-	echo "parameters:  $params"
-	echo "reproduce:   $reproduce"
+	report_head "Agora vs nginx: warm serving on loopback, and Agora's memory" "$params" "$defaults"
 	echo "agora:       GO_ENV=production, SQLite, storage on local disk; $AGORA_URL"
 	echo "nginx:       worker_processes $workers, sendfile on, tcp_nopush on, keepalive_requests 1000000,"
 	echo "             root = agora's storage directory; $NGINX_URL"
@@ -352,8 +338,7 @@ FAILS=0
 		n=$(runs_of "$k" nginx "$field" | median)
 		a=$(runs_of "$k" agora "$field" | median)
 		ratio=$(awk -v a="$a" -v n="$n" 'BEGIN { printf "%.3f", a / n }')
-		result=$(verdict "$ratio" "$target" ge)
-		[[ $result == PASS ]] || FAILS=$((FAILS + 1))
+		judge "$ratio" "$target" ge
 		printf '%-6s %-9s %-6s %14.1f %14.1f %12s %8s  %s\n' ".$k" "$(human_size "${SIZE[$k]}")" "$metric" "$n" "$a" "$ratio" ">= $target" "$result"
 	done
 	echo
@@ -378,8 +363,7 @@ FAILS=0
 	done
 	echo
 	echo "agora memory (VmRSS from /proc/PID/status; MiB = 2^20 bytes):"
-	result=$(verdict "$(mib "$IDLE_KIB")" "$TARGET_IDLE_MIB" le)
-	[[ $result == PASS ]] || FAILS=$((FAILS + 1))
+	judge "$(mib "$IDLE_KIB")" "$TARGET_IDLE_MIB" le
 	printf '  %-52s %9s MiB   target ≤ %s MiB   %s\n' "idle, after start-up and warm-up (2 s idle)" "$(mib "$IDLE_KIB")" "$TARGET_IDLE_MIB" "$result"
 	printf '  %-52s %9s MiB\n' "idle, after the serving benchmark (2 s idle)" "$(mib "$AFTER_KIB")"
 	printf '  upload of a %s MiB module zip (%s bytes): HTTP %s in %ss\n' "$(mib $((UPLOAD_BYTES / 1024)))" "$UPLOAD_BYTES" "$UPLOAD_CODE" "$UPLOAD_SECS"
@@ -390,9 +374,7 @@ FAILS=0
 	else
 		printf '  %-52s %9s\n' "peak, VmHWM" "n/a (clear_refs could not reset it)"
 	fi
-	result=$(verdict "$(mib "$DELTA_KIB")" "$TARGET_UPLOAD_DELTA_MIB" le)
-	[[ $UPLOAD_CODE == 201 ]] || result="FAIL (HTTP $UPLOAD_CODE)"
-	[[ $result == PASS ]] || FAILS=$((FAILS + 1))
+	judge "$(mib "$DELTA_KIB")" "$TARGET_UPLOAD_DELTA_MIB" le "$([[ $UPLOAD_CODE == 201 ]] || echo "HTTP $UPLOAD_CODE")"
 	printf '  %-52s %9s MiB   target ≤ %s MiB   %s\n' "delta, higher peak - baseline" "$(mib "$DELTA_KIB")" "$TARGET_UPLOAD_DELTA_MIB" "$result"
 	echo
 	echo "targets missed: $FAILS"
