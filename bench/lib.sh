@@ -45,6 +45,15 @@ cleanup() {
 	exit "$rc"
 }
 
+# arm_cleanup empties what cleanup looks at and makes it the EXIT trap;
+# Ctrl-C and TERM exit through it too.
+arm_cleanup() {
+	WORK="" AGORA_PID="" NGINX_PID="" WAN_PID="" SAMPLER_PID="" SAMPLER_STOP=""
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
 # install_missing installs the commands named, from Debian's packages of
 # the same names, if they are missing.
 install_missing() {

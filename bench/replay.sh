@@ -95,15 +95,7 @@ LIST=$(cd "$(dirname "$LIST")" && pwd)/$(basename "$LIST")
 
 # --- processes and clean-up ---------------------------------------------------
 
-WORK=""
-AGORA_PID=""
-NGINX_PID=""
-WAN_PID=""
-SAMPLER_PID=""
-SAMPLER_STOP=""
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+arm_cleanup
 
 # --- tools ----------------------------------------------------------------------
 

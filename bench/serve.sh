@@ -56,14 +56,7 @@ case $PIN in 0 | 1) ;; *) die "PIN=$PIN: want 0 or 1" ;; esac
 
 # --- processes and clean-up ---------------------------------------------------
 
-WORK=""
-AGORA_PID=""
-NGINX_PID=""
-SAMPLER_PID=""
-SAMPLER_STOP=""
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+arm_cleanup
 
 # --- tools ----------------------------------------------------------------------
 
