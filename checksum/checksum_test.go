@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -124,6 +125,64 @@ func TestVerify(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, fakeName, name)); err != nil {
 			t.Errorf("after Verify: %v", err)
 		}
+	}
+}
+
+// TestLookupThenCheck asks for a version's hashes before knowing what to
+// compare them with, as a fetch does, then checks hashes against them.
+func TestLookupThenCheck(t *testing.T) {
+	f := newFakeProxy(t)
+	f.add("example.com/a", "v1.0.0", "h1:zipA=", "h1:modA=")
+	dir := t.TempDir()
+	opts := f.options(dir)
+	opts.NoSumDB = "corp.example.com"
+	db := newDB(t, opts)
+	ctx := context.Background()
+
+	sums, err := db.Lookup(ctx, "example.com/a", "v1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sums.Zip, []string{"h1:zipA="}) || !slices.Equal(sums.Mod, []string{"h1:modA="}) || sums.DB != fakeName {
+		t.Fatalf("Lookup = %+v; want the recorded zip and go.mod hashes", sums)
+	}
+	for _, tc := range []struct {
+		zip, mod string
+		want     error
+	}{
+		{"h1:zipA=", "h1:modA=", nil},
+		{"", "h1:modA=", nil},
+		{"h1:zipA=", "", nil},
+		{"", "", nil},
+		{"h1:other=", "h1:modA=", ErrMismatch},
+		{"h1:zipA=", "h1:other=", ErrMismatch},
+		{"sha256:x", "", ErrInvalid},
+	} {
+		if err := sums.Check(tc.zip, tc.mod); !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+			t.Errorf("Check(%q, %q) = %v; want %v", tc.zip, tc.mod, err, tc.want)
+		}
+	}
+	modOnly := &Sums{DB: fakeName, Path: "example.com/b", Version: "v1.0.0", Mod: []string{"h1:modB="}}
+	if err := modOnly.Check("h1:zipB=", "h1:modB="); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Check of a zip the database has no hash of = %v; want ErrNotFound", err)
+	}
+
+	before := f.total()
+	sums, err = db.Lookup(ctx, "corp.example.com/x", "v1.0.0")
+	if err != nil || sums != nil {
+		t.Fatalf("Lookup of a NoSumDB path = %+v, %v; want nil Sums", sums, err)
+	}
+	if err := sums.Check("h1:anything=", "h1:anything="); err != nil {
+		t.Errorf("nil Sums refused a hash: %v", err)
+	}
+	if n := f.total(); n != before {
+		t.Errorf("Lookup of a NoSumDB path made %d requests", n-before)
+	}
+	if _, err := db.Lookup(ctx, "example.com/a", "master"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Lookup of a non-canonical version = %v; want ErrInvalid", err)
+	}
+	if _, err := db.Lookup(ctx, "example.com/unknown", "v1.0.0"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Lookup of a version not in the database = %v; want ErrNotFound", err)
 	}
 }
 

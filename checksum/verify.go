@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 
 	"golang.org/x/mod/module"
@@ -16,11 +17,30 @@ import (
 // Verify checks the go.sum hashes of path@version, as an upstream served
 // it, against the checksum database: zipHash is the h1: hash of the zip,
 // modHash that of the go.mod file; either may be empty, and is then not
-// checked. It returns nil for a path that matches NoSumDB, without
-// contacting anything.
+// checked. It is Lookup followed by Sums.Check, and returns nil for a path
+// that matches NoSumDB, without contacting anything.
+func (db *DB) Verify(ctx context.Context, path, version, zipHash, modHash string) error {
+	if zipHash == "" && modHash == "" {
+		return nil
+	}
+	if err := checkHashes(path, version, zipHash, modHash); err != nil {
+		return err
+	}
+	sums, err := db.Lookup(ctx, path, version)
+	if err != nil {
+		return err
+	}
+	return sums.Check(zipHash, modHash)
+}
+
+// Lookup returns the go.sum hashes the checksum database records for
+// path@version, proven against its signed tree as the go command proves
+// them. It needs only the module and the version, so a fetch can ask while
+// it downloads, and wait for the longer of the two round trips rather than
+// for both. For a path that matches NoSumDB it returns nil Sums (which
+// accept any hash) without contacting anything.
 //
 // It returns an error wrapping
-//   - ErrMismatch (a *MismatchError) when a hash differs from the database's;
 //   - ErrNotFound when the database does not know path@version: a private
 //     module, which belongs in NoSumDB. The go command refuses such a
 //     version too, so storing it unverified would only defer the failure
@@ -28,21 +48,16 @@ import (
 //   - ErrUnavailable when the database cannot be asked (with Offline, when
 //     what is needed is not cached), or misbehaves (a "SECURITY ERROR",
 //     also logged);
-//   - ErrInvalid for an invalid path, version or hash.
+//   - ErrInvalid for an invalid path or version.
 //
-// The records and tiles it reads go through Get, so verifying a version
-// fills the cache that go clients then read through Agora.
-func (db *DB) Verify(ctx context.Context, path, version, zipHash, modHash string) error {
-	if module.MatchPrefixPatterns(db.nosumdb, path) || zipHash == "" && modHash == "" {
-		return nil
+// The records and tiles it reads go through Get, so a lookup fills the
+// cache that go clients then read through Agora.
+func (db *DB) Lookup(ctx context.Context, path, version string) (*Sums, error) {
+	if module.MatchPrefixPatterns(db.nosumdb, path) {
+		return nil, nil
 	}
 	if err := module.Check(path, version); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	for _, h := range []string{zipHash, modHash} {
-		if h != "" && !strings.HasPrefix(h, "h1:") {
-			return fmt.Errorf("%w: %s@%s: hash %q is not an h1: hash", ErrInvalid, path, version, h)
-		}
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 
 	// Fetch the record first: Get reports why it fails, which the client
@@ -51,14 +66,15 @@ func (db *DB) Verify(ctx context.Context, path, version, zipHash, modHash string
 	escVers, _ := module.EscapeVersion(version)
 	if _, err := db.Get(ctx, "lookup/"+escPath+"@"+escVers); err != nil {
 		if errors.Is(err, ErrNotFound) {
-			return fmt.Errorf("%w: %s@%s is not in the checksum database %s: refusing to store it unverified; if it is a private module, add its path to AGORA_NOSUMDB (%v)",
+			return nil, fmt.Errorf("%w: %s@%s is not in the checksum database %s: refusing to store it unverified; if it is a private module, add its path to AGORA_NOSUMDB (%v)",
 				ErrNotFound, path, version, db.name, err)
 		}
-		return fmt.Errorf("verifying %s@%s against %s: %w", path, version, db.name, err)
+		return nil, fmt.Errorf("verifying %s@%s against %s: %w", path, version, db.name, err)
 	}
 
 	// Prove the record against the signed tree, as the go command does. The
 	// client has no context: it runs on, filling the cache, if ctx ends.
+	// Both lookups read the one record, which the client fetches once.
 	c := db.sumdbClient()
 	type answer struct {
 		zip, mod []string
@@ -67,10 +83,8 @@ func (db *DB) Verify(ctx context.Context, path, version, zipHash, modHash string
 	ch := make(chan answer, 1)
 	go func() {
 		var a answer
-		if zipHash != "" {
-			a.zip, a.err = c.Lookup(path, version)
-		}
-		if a.err == nil && modHash != "" {
+		a.zip, a.err = c.Lookup(path, version)
+		if a.err == nil {
 			a.mod, a.err = c.Lookup(path, version+"/go.mod")
 		}
 		ch <- a
@@ -79,41 +93,84 @@ func (db *DB) Verify(ctx context.Context, path, version, zipHash, modHash string
 	select {
 	case a = <-ch:
 	case <-ctx.Done():
-		return fmt.Errorf("%w: verifying %s@%s against %s: %w", ErrUnavailable, path, version, db.name, ctx.Err())
+		return nil, fmt.Errorf("%w: verifying %s@%s against %s: %w", ErrUnavailable, path, version, db.name, ctx.Err())
 	}
 	if a.err != nil {
 		// The client keeps failures in memory for good: start afresh.
 		db.dropClient(c)
 		if strings.Contains(a.err.Error(), sumdb.ErrSecurity.Error()) {
-			return fmt.Errorf("%w: SECURITY ERROR: the checksum database %s misbehaved (see the log): %v", ErrUnavailable, db.name, a.err)
+			return nil, fmt.Errorf("%w: SECURITY ERROR: the checksum database %s misbehaved (see the log): %v", ErrUnavailable, db.name, a.err)
 		}
-		return fmt.Errorf("%w: verifying against %s: %v", ErrUnavailable, db.name, a.err)
+		return nil, fmt.Errorf("%w: verifying against %s: %v", ErrUnavailable, db.name, a.err)
 	}
-	if err := db.compare(a.mod, path, version, "go.mod", modHash); err != nil {
-		return err
-	}
-	return db.compare(a.zip, path, version, "zip", zipHash)
+	return &Sums{DB: db.name, Path: path, Version: version, Zip: h1Hashes(a.zip), Mod: h1Hashes(a.mod)}, nil
 }
 
-// compare checks hash (skipped when empty) against the h1: hashes of the
-// go.sum lines the database returned.
-func (db *DB) compare(lines []string, path, version, file, hash string) error {
+// h1Hashes returns the h1: hashes of go.sum lines.
+func h1Hashes(lines []string) []string {
+	var hashes []string
+	for _, line := range lines {
+		if f := strings.Fields(line); len(f) == 3 && strings.HasPrefix(f[2], "h1:") {
+			hashes = append(hashes, f[2])
+		}
+	}
+	return hashes
+}
+
+// Sums are the go.sum hashes that a checksum database records for one
+// module version: what Lookup proved.
+type Sums struct {
+	DB      string   // the database's name, such as sum.golang.org
+	Path    string   // the module path
+	Version string   // the version
+	Zip     []string // the h1: hashes of the zip (one, normally)
+	Mod     []string // the h1: hashes of the go.mod file
+}
+
+// Check compares zipHash and modHash, the h1: hashes of what an upstream
+// served, with the recorded ones; an empty hash is not checked. Nil Sums,
+// Lookup's answer for a path the database does not cover, accept any hash.
+//
+// It returns an error wrapping ErrMismatch (a *MismatchError) when a hash
+// differs from the database's, ErrNotFound when the database records no
+// hash of that file, and ErrInvalid for a hash that is not an h1: hash.
+func (s *Sums) Check(zipHash, modHash string) error {
+	if s == nil {
+		return nil
+	}
+	if err := checkHashes(s.Path, s.Version, zipHash, modHash); err != nil {
+		return err
+	}
+	if err := s.compare(s.Mod, "go.mod", modHash); err != nil {
+		return err
+	}
+	return s.compare(s.Zip, "zip", zipHash)
+}
+
+// compare checks hash (skipped when empty) against the recorded hashes of
+// file.
+func (s *Sums) compare(recorded []string, file, hash string) error {
 	if hash == "" {
 		return nil
 	}
-	var recorded []string
-	for _, line := range lines {
-		if f := strings.Fields(line); len(f) == 3 && strings.HasPrefix(f[2], "h1:") {
-			if f[2] == hash {
-				return nil
-			}
-			recorded = append(recorded, f[2])
+	if len(recorded) == 0 {
+		return fmt.Errorf("%w: %s@%s: the checksum database %s has no h1: hash of the %s", ErrNotFound, s.Path, s.Version, s.DB, file)
+	}
+	if slices.Contains(recorded, hash) {
+		return nil
+	}
+	return &MismatchError{DB: s.DB, Path: s.Path, Version: s.Version, File: file, Upstream: hash, Recorded: strings.Join(recorded, ", ")}
+}
+
+// checkHashes reports an error wrapping ErrInvalid for a hash of
+// path@version that is neither empty nor an h1: hash.
+func checkHashes(path, version string, hashes ...string) error {
+	for _, h := range hashes {
+		if h != "" && !strings.HasPrefix(h, "h1:") {
+			return fmt.Errorf("%w: %s@%s: hash %q is not an h1: hash", ErrInvalid, path, version, h)
 		}
 	}
-	if len(recorded) == 0 {
-		return fmt.Errorf("%w: %s@%s: the checksum database %s has no h1: hash of the %s", ErrNotFound, path, version, db.name, file)
-	}
-	return &MismatchError{DB: db.name, Path: path, Version: version, File: file, Upstream: hash, Recorded: strings.Join(recorded, ", ")}
+	return nil
 }
 
 // sumdbClient returns the client Verify uses, a new one when the last is

@@ -30,14 +30,15 @@ type Upstream interface {
 	Zip(ctx context.Context, path, version string) (io.ReadCloser, string, error)
 }
 
-// Checker verifies the go.sum hashes of a fetched version against a
-// checksum database before it is stored: package checksum's *DB. zipHash
-// is empty when only go.mod was fetched. It returns nil for a path the
-// database does not cover (GONOSUMDB), and an error when the hashes differ
-// from the database's (wrapping checksum.ErrMismatch: audited) or it cannot
-// be asked: the version is refused either way.
+// Checker asks a checksum database for the go.sum hashes of a version
+// fetched from an upstream, which are checked before it is stored: package
+// checksum's *DB. Lookup needs only the module and the version, so a fetch
+// asks it while it downloads. It returns nil Sums for a path the database
+// does not cover (GONOSUMDB), and an error when it cannot answer: the
+// version is not in the database (wrapping checksum.ErrNotFound), or the
+// database cannot be asked. The version is refused either way.
 type Checker interface {
-	Verify(ctx context.Context, path, version, zipHash, modHash string) error
+	Lookup(ctx context.Context, path, version string) (*checksum.Sums, error)
 }
 
 // Observer is told whether a download request was answered from what is
@@ -140,6 +141,7 @@ func (s *Service) fetchLocked(ctx context.Context, up Upstream, path, version st
 
 // fetchMod fetches, verifies and stores path@version's go.mod.
 func (s *Service) fetchMod(ctx context.Context, up Upstream, path, version string) (*Version, error) {
+	sums := s.lookupSums(ctx, path, version)
 	gomod, src, err := up.Mod(ctx, path, version)
 	if err != nil {
 		return nil, upstreamError(path, version, err)
@@ -148,7 +150,7 @@ func (s *Service) fetchMod(ctx context.Context, up Upstream, path, version strin
 	if err != nil {
 		return nil, err
 	}
-	if err := s.verifyChecksum(ctx, path, version, src, "", modHash); err != nil {
+	if err := s.verifyChecksum(ctx, path, version, src, sums, "", modHash); err != nil {
 		return nil, err
 	}
 	v := s.fetchedVersion(path, version, src)
@@ -161,24 +163,40 @@ func (s *Service) fetchMod(ctx context.Context, up Upstream, path, version strin
 // fetchZip fetches path@version's zip into a temporary file, checks it
 // against the rules of module zips, hashes it, verifies the hashes and
 // stores it. The go.mod hash checked along is the recorded one, or, for a
-// version not recorded yet, that of its .mod, fetched and stored with it.
+// version not recorded yet, that of its .mod, fetched alongside the zip and
+// stored with it.
 func (s *Service) fetchZip(ctx context.Context, up Upstream, path, version string, recorded *Version) (*Version, error) {
+	sums := s.lookupSums(ctx, path, version)
 	var gomod []byte
 	modHash := ""
 	if recorded != nil {
 		modHash = recorded.ModHash
 	}
+	var modFetched <-chan error
 	if modHash == "" {
-		var err error
-		if gomod, _, err = up.Mod(ctx, path, version); err != nil {
-			return nil, upstreamError(path, version, err)
-		}
-		if modHash, err = hashGoMod(gomod); err != nil {
-			return nil, err
-		}
+		ch := make(chan error, 1)
+		modFetched = ch
+		go func() {
+			var err error
+			if gomod, _, err = up.Mod(ctx, path, version); err != nil {
+				ch <- upstreamError(path, version, err)
+				return
+			}
+			modHash, err = hashGoMod(gomod)
+			ch <- err
+		}()
 	}
 
 	body, src, err := up.Zip(ctx, path, version)
+	if modFetched != nil {
+		// gomod and modHash are set once the .mod is in.
+		if err := <-modFetched; err != nil {
+			if body != nil {
+				body.Close()
+			}
+			return nil, err
+		}
+	}
 	if err != nil {
 		return nil, upstreamError(path, version, err)
 	}
@@ -208,7 +226,7 @@ func (s *Service) fetchZip(ctx context.Context, up Upstream, path, version strin
 			return nil, err
 		}
 	}
-	if err := s.verifyChecksum(ctx, path, version, src, zipHash, modHash); err != nil {
+	if err := s.verifyChecksum(ctx, path, version, src, sums, zipHash, modHash); err != nil {
 		return nil, err
 	}
 
@@ -376,13 +394,36 @@ func mergeFile(recorded, v *Version, kind storage.Kind) *Version {
 	return &out
 }
 
-// verifyChecksum checks fetched hashes against the checksum database. A
-// mismatch is refused and recorded in the audit log.
-func (s *Service) verifyChecksum(ctx context.Context, path, version, src, zipHash, modHash string) error {
+// lookupSums starts asking the checksum database for path@version's
+// hashes, and returns what waits for the answer. A fetch calls it before
+// its upstream requests, so that the two round trips overlap. Without a
+// Checker the answer is nil Sums, which accept any hash.
+func (s *Service) lookupSums(ctx context.Context, path, version string) func() (*checksum.Sums, error) {
 	if s.checker == nil {
-		return nil
+		return func() (*checksum.Sums, error) { return nil, nil }
 	}
-	err := s.checker.Verify(ctx, path, version, zipHash, modHash)
+	type answer struct {
+		sums *checksum.Sums
+		err  error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		sums, err := s.checker.Lookup(ctx, path, version)
+		ch <- answer{sums, err}
+	}()
+	return func() (*checksum.Sums, error) {
+		a := <-ch
+		return a.sums, a.err
+	}
+}
+
+// verifyChecksum checks fetched hashes against those sums waits for, the
+// checksum database's. A mismatch is refused and recorded in the audit log.
+func (s *Service) verifyChecksum(ctx context.Context, path, version, src string, sums func() (*checksum.Sums, error), zipHash, modHash string) error {
+	recorded, err := sums()
+	if err == nil {
+		err = recorded.Check(zipHash, modHash)
+	}
 	if err == nil {
 		return nil
 	}

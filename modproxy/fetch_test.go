@@ -27,13 +27,14 @@ type fakeUpstream struct {
 	url string
 
 	mu       sync.Mutex
-	versions map[string]fakeVersion // path@version
-	lists    map[string][]string    // path → list; absent: not found
-	latest   map[string]string      // path → version its @latest names
-	queries  map[string]string      // path@query → version
-	down     error                  // every request fails with it
-	calls    map[string]int         // kind → requests
-	hold     chan struct{}          // when set, Zip waits for it to close
+	versions map[string]fakeVersion  // path@version
+	lists    map[string][]string     // path → list; absent: not found
+	latest   map[string]string       // path → version its @latest names
+	queries  map[string]string       // path@query → version
+	down     error                   // every request fails with it
+	calls    map[string]int          // kind → requests
+	hold     chan struct{}           // when set, Zip waits for it to close
+	gate     func(kind string) error // when set, .mod and .zip requests pass it first
 }
 
 type fakeVersion struct {
@@ -145,6 +146,11 @@ func (u *fakeUpstream) Mod(ctx context.Context, path, version string) ([]byte, s
 	if err := u.begin("mod"); err != nil {
 		return nil, "", err
 	}
+	if u.gate != nil {
+		if err := u.gate("mod"); err != nil {
+			return nil, "", err
+		}
+	}
 	fv, ok := u.lookup(path, version)
 	if !ok {
 		return nil, "", u.notFound(path + "@" + version)
@@ -162,6 +168,11 @@ func (u *fakeUpstream) Zip(ctx context.Context, path, version string) (io.ReadCl
 	if hold != nil {
 		<-hold
 	}
+	if u.gate != nil {
+		if err := u.gate("zip"); err != nil {
+			return nil, "", err
+		}
+	}
 	fv, ok := u.lookup(path, version)
 	if !ok {
 		return nil, "", u.notFound(path + "@" + version)
@@ -169,26 +180,43 @@ func (u *fakeUpstream) Zip(ctx context.Context, path, version string) (io.ReadCl
 	return io.NopCloser(bytes.NewReader(fv.zip)), u.url, nil
 }
 
-// fakeChecker is a checksum database that knows some hashes.
+// fakeChecker is a checksum database that knows some hashes. When
+// rendezvous is set, Lookup closes lookingUp and then waits for rendezvous
+// to close (or fails after a while): a test can hold the upstream's answer
+// until the lookup is under way, which only a lookup that runs alongside
+// the fetch survives.
 type fakeChecker struct {
 	mu    sync.Mutex
 	known map[string]string // "path version" and "path version/go.mod" → h1:
 	calls int
+
+	lookingUp  chan struct{}
+	rendezvous chan struct{}
 }
 
-func (c *fakeChecker) Verify(ctx context.Context, path, version, zipHash, modHash string) error {
+func (c *fakeChecker) Lookup(ctx context.Context, path, version string) (*checksum.Sums, error) {
+	if c.rendezvous != nil {
+		close(c.lookingUp)
+		select {
+		case <-c.rendezvous:
+		case <-time.After(5 * time.Second):
+			return nil, fmt.Errorf("%w: the upstream fetch did not start while the lookup waited", checksum.ErrUnavailable)
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls++
-	for line, h := range map[string]string{path + " " + version: zipHash, path + " " + version + "/go.mod": modHash} {
-		if h == "" {
-			continue
-		}
-		if want := c.known[line]; want != h {
-			return fmt.Errorf("%s: upstream %s, checksum database %s: %w", line, h, want, checksum.ErrMismatch)
-		}
+	sums := &checksum.Sums{DB: "fake.example", Path: path, Version: version}
+	if h, ok := c.known[path+" "+version]; ok {
+		sums.Zip = []string{h}
 	}
-	return nil
+	if h, ok := c.known[path+" "+version+"/go.mod"]; ok {
+		sums.Mod = []string{h}
+	}
+	if sums.Zip == nil && sums.Mod == nil {
+		return nil, fmt.Errorf("%s@%s: %w", path, version, checksum.ErrNotFound)
+	}
+	return sums, nil
 }
 
 // cachingRegistry is a test registry whose paths under example.com are
@@ -327,6 +355,69 @@ func TestFetchChecksumMismatchRefused(t *testing.T) {
 
 	// The go.mod matches the database: a .mod request is served.
 	r.read(t, path, version, storage.Mod)
+}
+
+// TestFetchOverlapsRoundTrips checks that a miss asks the checksum database
+// while it fetches from the upstream and, for the zip of a version not
+// recorded yet, fetches the .mod and the zip at the same time. Each request
+// is held until all the others have started, so requests made one after
+// another fail instead.
+func TestFetchOverlapsRoundTrips(t *testing.T) {
+	const wait = 5 * time.Second // only ever reached when the requests are sequential
+	for _, kind := range []storage.Kind{storage.Mod, storage.Zip} {
+		t.Run(string(kind), func(t *testing.T) {
+			up := newFakeUpstream()
+			const path, version = "example.com/dep", "v1.2.0"
+			fv := up.add(t, path, version, "a")
+			checker := &fakeChecker{
+				known: map[string]string{
+					path + " " + version:             hashZipBytes(t, fv.zip),
+					path + " " + version + "/go.mod": hashGoMod(t, []byte(fv.mod)),
+				},
+				lookingUp:  make(chan struct{}),
+				rendezvous: make(chan struct{}),
+			}
+			started := map[string]chan struct{}{"mod": make(chan struct{})}
+			if kind == storage.Zip {
+				started["zip"] = make(chan struct{})
+			}
+			var passed sync.Once
+			up.gate = func(k string) error {
+				close(started[k])
+				others := []chan struct{}{checker.lookingUp}
+				for other, ch := range started {
+					if other != k {
+						others = append(others, ch)
+					}
+				}
+				for _, ch := range others {
+					select {
+					case <-ch:
+					case <-time.After(wait):
+						return fmt.Errorf("upstream .%s request: the other round trips did not start meanwhile", k)
+					}
+				}
+				passed.Do(func() { close(checker.rendezvous) })
+				return nil
+			}
+			r := cachingRegistry(t, up, checker)
+
+			want := fv.mod
+			if kind == storage.Zip {
+				want = string(fv.zip)
+			}
+			if got := r.read(t, path, version, kind); string(got) != want {
+				t.Fatalf("%s served differs from the upstream's", kind)
+			}
+			v, err := r.meta.Version(context.Background(), path, version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.ModHash != hashGoMod(t, []byte(fv.mod)) || kind == storage.Zip && v.ZipHash != hashZipBytes(t, fv.zip) {
+				t.Errorf("record = %+v; want the verified hashes", v)
+			}
+		})
+	}
 }
 
 func TestFetchConcurrentMissesFetchOnce(t *testing.T) {
