@@ -37,6 +37,11 @@
 #                     directory), or postgres: a database agora_replay,
 #                     dropped and created for each Agora, on the server at
 #                     PG_URL (default postgres://postgres@127.0.0.1:5432)
+#   SUMDB=off         on: a checksum database of the listed versions
+#                     (bench/cmd/sumdb) behind the upstream's /sumdb/, so
+#                     that Agora verifies every version it fetches, as it
+#                     does against sum.golang.org in production; off:
+#                     AGORA_SUMDB=off
 #   WARM=on           off: skip the warm replay and wrk (steps 6-7), e.g.
 #                     to compare cold fills at several UPSTREAM_RTT
 #   LOGS=on           on: Agora's stderr and the storage nginx's access_log
@@ -62,6 +67,7 @@ GO_ROUNDS=${GO_ROUNDS:-3}
 UPSTREAM_RTT=${UPSTREAM_RTT:-0}
 UPSTREAM_RATE=${UPSTREAM_RATE:-0}
 WARM=${WARM:-on}
+SUMDB=${SUMDB:-off}
 DATABASE=${DATABASE:-sqlite}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 LOGS=${LOGS:-on}
@@ -83,6 +89,7 @@ LIST=${LIST:-$BENCH/replay/requests.txt}
 
 case $LOGS in on | off) ;; *) die "LOGS=$LOGS: want on or off" ;; esac
 case $WARM in on | off) ;; *) die "WARM=$WARM: want on or off" ;; esac
+case $SUMDB in on | off) ;; *) die "SUMDB=$SUMDB: want on or off" ;; esac
 case $DATABASE in sqlite | postgres) ;; *) die "DATABASE=$DATABASE: want sqlite or postgres" ;; esac
 [[ $UPSTREAM_RTT == 0 || $UPSTREAM_RTT =~ ^[0-9]+(\.[0-9]+)?(us|ms|s)$ ]] || die "UPSTREAM_RTT=$UPSTREAM_RTT: want 0 or a duration such as 20ms"
 [[ $UPSTREAM_RATE =~ ^[0-9]+$ ]] || die "UPSTREAM_RATE=$UPSTREAM_RATE: want bytes per second"
@@ -118,9 +125,9 @@ done <"$LIST"
 ((missing == 0)) || die "$missing of the $NREQ files of $LIST are not in $MODCACHE: run 'go mod download all' in $REPO first"
 
 mkdir -p "$OUT"
-log "building agora, replay and wan into $OUT"
+log "building agora, replay, wan and sumdb into $OUT"
 # Agora as deployed (make build): static, without cgo.
-(cd "$REPO" && CGO_ENABLED=0 go build -o "$OUT/agora" . && go build -o "$OUT/replay" ./bench/cmd/replay && go build -o "$OUT/wan" ./bench/cmd/wan)
+(cd "$REPO" && CGO_ENABLED=0 go build -o "$OUT/agora" . && go build -o "$OUT/replay" ./bench/cmd/replay && go build -o "$OUT/wan" ./bench/cmd/wan && go build -o "$OUT/sumdb" ./bench/cmd/sumdb)
 AGORA=$OUT/agora
 REPLAY=$OUT/replay
 
@@ -143,6 +150,43 @@ TREE_BYTES=$(find "$TREE" -type f -printf '%s\n' | awk '{ s += $1 } END { print 
 # count prints how many lines of stdin (or files $2...) match pattern $1.
 count() { grep -c "$@" || true; }
 
+# --- the checksum database (SUMDB=on) -------------------------------------------
+
+# It hashes the tree and fills its Merkle tree before it writes its key, so
+# it costs no CPU time during the measured runs but what serving takes.
+SUMDB_NAME=sum.bench.invalid
+SUMDB_LOCATION=""
+SUMDB_PID=""
+PG_DB=agora_replay
+# cleanup_extra, called by cleanup, stops the checksum database and drops
+# the benchmark's database.
+cleanup_extra() {
+	stop_pid "${SUMDB_PID:-}"
+	[[ $DATABASE == postgres ]] && pg_admin "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" 2>/dev/null
+	return 0
+}
+if [[ $SUMDB == on ]]; then
+	log "starting bench/cmd/sumdb: a checksum database of the listed versions"
+	for attempt in 1 2 3 4; do
+		((attempt < 4)) || die "sumdb did not start: $(cat "$WORK/sumdb.log")"
+		SUMDB_PORT=$(free_port)
+		rm -f "$WORK/sumdb.key"
+		"$OUT/sumdb" -tree "$TREE" -listen "$HOST:$SUMDB_PORT" -name "$SUMDB_NAME" -key "$WORK/sumdb.key" >"$WORK/sumdb.log" 2>&1 &
+		SUMDB_PID=$!
+		for _ in $(seq 1 600); do
+			[[ -s $WORK/sumdb.key ]] && break
+			kill -0 "$SUMDB_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		[[ -s $WORK/sumdb.key ]] && curl -fsS -o /dev/null "http://$HOST:$SUMDB_PORT/sumdb/$SUMDB_NAME/supported" && break
+		stop_pid "$SUMDB_PID"
+		SUMDB_PID=""
+	done
+	# The upstream passes /sumdb/ on to it, as proxy.golang.org does for
+	# sum.golang.org; Agora reaches it there, through the emulated link.
+	SUMDB_LOCATION="location /sumdb/ { proxy_pass http://$HOST:$SUMDB_PORT; }"
+fi
+
 # --- nginx: the upstream, and Agora's storage -----------------------------------
 
 if [[ $LOGS == on ]]; then
@@ -162,6 +206,7 @@ write_nginx_conf() {
 		listen $HOST:$1;
 		root $TREE;
 		access_log $WORK/nginx/upstream-access.log fetch;
+		$SUMDB_LOCATION
 	}
 EOF
 	)
@@ -208,8 +253,10 @@ fi
 # --- agora ----------------------------------------------------------------------
 
 # Agora runs in the work directory, so that no .env file of the checkout
-# applies, with every setting spelled out. There is no checksum database
-# on loopback, so verification is off (AGORA_SUMDB=off).
+# applies, with every setting spelled out. Checksum verification is off
+# unless SUMDB=on started a database to verify against.
+AGORA_SUMDB=off
+[[ $SUMDB == off ]] || AGORA_SUMDB=$(<"$WORK/sumdb.key")
 agora_env=(
 	GO_ENV=production
 	SESSION_SECRET="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
@@ -217,9 +264,8 @@ agora_env=(
 	AGORA_STORAGE_DIR="$STORAGE"
 	AGORA_READ_AUTH=public
 	AGORA_UPSTREAM="$UPSTREAM_URL"
-	AGORA_SUMDB=off
+	AGORA_SUMDB="$AGORA_SUMDB"
 )
-PG_DB=agora_replay
 if [[ $DATABASE == postgres ]]; then
 	agora_env+=(DATABASE_URL="$PG_URL/$PG_DB?sslmode=disable")
 	DB_DESC="PostgreSQL $(psql "$PG_URL/postgres?sslmode=disable" -tAc 'SHOW server_version' | awk '{ print $1 }') at $PG_URL, database $PG_DB"
@@ -229,11 +275,6 @@ else
 fi
 # pg_admin runs SQL $1 on the PostgreSQL server's postgres database.
 pg_admin() { psql "$PG_URL/postgres?sslmode=disable" -q -v ON_ERROR_STOP=1 -c "$1" >/dev/null; }
-# cleanup_extra, called by cleanup, drops the benchmark's database.
-cleanup_extra() {
-	[[ $DATABASE == postgres ]] && pg_admin "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" 2>/dev/null
-	return 0
-}
 if [[ $LOGS == on ]]; then
 	AGORA_LOG=$WORK/agora.log
 else
@@ -343,7 +384,7 @@ stored_report() {
 }
 
 # fetch_counts prints what the upstream served since line $1 of its access
-# log: requests by kind (info mod zip list other), the number of 404s.
+# log: requests by kind (info mod zip list sumdb other).
 fetch_counts() {
 	tail -n +"$1" "$WORK/nginx/upstream-access.log" | awk '
 		{ n++ }
@@ -351,8 +392,9 @@ fetch_counts() {
 		$1 ~ /\.mod$/ { mod++; next }
 		$1 ~ /\.zip$/ { zip++; next }
 		$1 ~ /\/@v\/list$/ { list++; next }
+		$1 ~ /^\/sumdb\// { sumdb++; next }
 		{ other++ }
-		END { printf "%d %d %d %d %d\n", info, mod, zip, list, other }'
+		END { printf "%d %d %d %d %d %d\n", info, mod, zip, list, sumdb, other }'
 }
 upstream_log_lines() { wc -l <"$WORK/nginx/upstream-access.log" 2>/dev/null || echo 0; }
 
@@ -382,7 +424,7 @@ for r in $(seq "$COLD_ROUNDS"); do
 	cp "$WORK/replay.err" "$WORK/cold-$r.err"
 	log "$(printf 'round %d/%d cold fill through agora:       %s' "$r" "$COLD_ROUNDS" "$res")"
 	sleep 0.5 # let the access log reach the disk
-	read -r F_INFO F_MOD F_ZIP F_LIST F_OTHER < <(fetch_counts "$from")
+	read -r F_INFO F_MOD F_ZIP F_LIST F_SUMDB F_OTHER < <(fetch_counts "$from")
 	# Subtract the reference fetch: one request per distinct listed path.
 	read -r S_INFO S_MOD S_ZIP S_MODONLY S_EXPECTED S_EXTRA S_MISSING < <(stored_report)
 	if ((S_EXTRA > 0 || S_MISSING > 0)); then
@@ -542,8 +584,8 @@ runs() {
 wrk_runs() { awk -v k="$1" -v f="$2" '$1 == k { print $f }' "$WRK_RUNS"; }
 sum() { awk '{ s += $1 } END { print s + 0 }'; }
 
-params="CLIENTS=$CLIENTS COLD_ROUNDS=$COLD_ROUNDS ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP WRK_CONNS=$WRK_CONNS WRK_THREADS=$WRK_THREADS WRK_ROUNDS=$WRK_ROUNDS WRK_DURATION=$WRK_DURATION GO_ROUNDS=$GO_ROUNDS UPSTREAM_RTT=$UPSTREAM_RTT UPSTREAM_RATE=$UPSTREAM_RATE WARM=$WARM DATABASE=$DATABASE LOGS=$LOGS"
-defaults="CLIENTS=16 COLD_ROUNDS=3 ROUNDS=3 DURATION=10s WARMUP=3s WRK_CONNS=64 WRK_THREADS=2 WRK_ROUNDS=3 WRK_DURATION=10s GO_ROUNDS=3 UPSTREAM_RTT=0 UPSTREAM_RATE=0 WARM=on DATABASE=sqlite LOGS=on"
+params="CLIENTS=$CLIENTS COLD_ROUNDS=$COLD_ROUNDS ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP WRK_CONNS=$WRK_CONNS WRK_THREADS=$WRK_THREADS WRK_ROUNDS=$WRK_ROUNDS WRK_DURATION=$WRK_DURATION GO_ROUNDS=$GO_ROUNDS UPSTREAM_RTT=$UPSTREAM_RTT UPSTREAM_RATE=$UPSTREAM_RATE WARM=$WARM SUMDB=$SUMDB DATABASE=$DATABASE LOGS=$LOGS"
+defaults="CLIENTS=16 COLD_ROUNDS=3 ROUNDS=3 DURATION=10s WARMUP=3s WRK_CONNS=64 WRK_THREADS=2 WRK_ROUNDS=3 WRK_DURATION=10s GO_ROUNDS=3 UPSTREAM_RTT=0 UPSTREAM_RATE=0 WARM=on SUMDB=off DATABASE=sqlite LOGS=on"
 list_setting=""
 [[ $LIST == "$BENCH/replay/requests.txt" ]] || list_setting="LIST=$LIST"
 
@@ -556,8 +598,13 @@ FAILS=0
 		"$(count '/@v/list$' "$LIST")" "$(count '\.zip$' "$LIST")" "$(awk -v b="$TREE_BYTES" 'BEGIN { print b / 1e6 }')"
 	echo "upstream:    nginx (worker_processes auto, sendfile on) serving those files of the module cache; $UPSTREAM_URL"
 	echo "link:        between the upstream and its clients (direct and agora): $LINK"
-	echo "agora:       GO_ENV=production, $DB_DESC, AGORA_UPSTREAM=$UPSTREAM_URL, AGORA_SUMDB=off (no checksum"
-	echo "             database on loopback: fetched versions are not verified); logging $LOGS"
+	if [[ $SUMDB == on ]]; then
+		echo "agora:       GO_ENV=production, $DB_DESC, AGORA_UPSTREAM=$UPSTREAM_URL, AGORA_SUMDB=$SUMDB_NAME+... (bench/cmd/sumdb,"
+		echo "             through the upstream's /sumdb/: every fetched version is verified); logging $LOGS"
+	else
+		echo "agora:       GO_ENV=production, $DB_DESC, AGORA_UPSTREAM=$UPSTREAM_URL, AGORA_SUMDB=off (fetched versions"
+		echo "             are not verified; SUMDB=on verifies them); logging $LOGS"
+	fi
 	echo "clients:     bench/cmd/replay, $CLIENTS keep-alive clients on one transport; MB = 10^6 body bytes"
 	echo
 	echo "1-2. cold fill: every path once, $COLD_ROUNDS rounds, each into a fresh Agora; medians"
@@ -603,8 +650,8 @@ FAILS=0
 	fi
 	echo
 	echo "  what agora fetched from the upstream in the last round (its access log, less the reference fetch):"
-	printf '    .info %d (%d asked), .mod %d (%d asked), .zip %d (%d asked), @v/list %d (%d asked), other %d\n' \
-		$((F_INFO - D_INFO)) "$D_INFO" $((F_MOD - D_MOD)) "$D_MOD" $((F_ZIP - D_ZIP)) "$D_ZIP" $((F_LIST - D_LIST)) "$D_LIST" "$F_OTHER"
+	printf '    .info %d (%d asked), .mod %d (%d asked), .zip %d (%d asked), @v/list %d (%d asked), /sumdb/ %d, other %d\n' \
+		$((F_INFO - D_INFO)) "$D_INFO" $((F_MOD - D_MOD)) "$D_MOD" $((F_ZIP - D_ZIP)) "$D_ZIP" $((F_LIST - D_LIST)) "$D_LIST" "$F_SUMDB" "$F_OTHER"
 	judge "$STORE_FAILS" 0 le "$( ((STORE_FAILS == 0)) || echo "in $STORE_FAILS rounds")"
 	echo "  what agora stored (files in its storage after the last round):"
 	printf '    %d .info, %d .mod, %d .zip; versions with a .mod and no .zip: %d (%d expected)\n' \
