@@ -69,11 +69,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	defer conn.Close()
 	m := metrics.New()
-	sumdb, err := openSumDB(cfg, log)
+	// The upstream proxies and the checksum database (reached through
+	// their /sumdb/) share one keep-alive transport, so that concurrent
+	// fetches and lookups reuse their connections.
+	upstreamOpts := upstream.Options{Observer: m, UserAgent: userAgent}
+	upstreamOpts.Transport = upstream.NewTransport(upstreamOpts)
+	sumdb, err := openSumDB(cfg, upstreamOpts.Transport, log)
 	if err != nil {
 		return err
 	}
-	registry := newCachingRegistry(cfg, conn, disk, sumdb, m, log)
+	registry := newCachingRegistry(cfg, conn, disk, sumdb, m, upstreamOpts, log)
 	handler, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: registry, Logger: log, SumDB: sumdb, Metrics: m})
 	if err != nil {
 		return err
@@ -160,8 +165,8 @@ func newRegistry(cfg *config.Config, conn *pop.Connection, disk *storage.Disk, l
 // newCachingRegistry wires the registry as a pull-through cache: public
 // modules are fetched from the upstream that cfg routes their path to,
 // verified against the checksum database, and stored.
-func newCachingRegistry(cfg *config.Config, conn *pop.Connection, disk *storage.Disk, sumdb *checksum.DB, m *metrics.Metrics, log *slog.Logger) *modproxy.Service {
-	router := upstream.NewRouter(cfg.Upstream, cfg.Rules, upstream.Options{Observer: m, UserAgent: userAgent})
+func newCachingRegistry(cfg *config.Config, conn *pop.Connection, disk *storage.Disk, sumdb *checksum.DB, m *metrics.Metrics, opts upstream.Options, log *slog.Logger) *modproxy.Service {
+	router := upstream.NewRouter(cfg.Upstream, cfg.Rules, opts)
 	mc := modproxy.Config{
 		Metadata: models.NewRegistry(conn),
 		Blobs:    disk,
@@ -184,8 +189,8 @@ func newCachingRegistry(cfg *config.Config, conn *pop.Connection, disk *storage.
 
 // openSumDB opens the checksum database that fetched versions are verified
 // against and that /sumdb/ proxies, reached through the upstream proxies'
-// /sumdb/ endpoints; nil when AGORA_SUMDB=off.
-func openSumDB(cfg *config.Config, log *slog.Logger) (*checksum.DB, error) {
+// /sumdb/ endpoints with transport; nil when AGORA_SUMDB=off.
+func openSumDB(cfg *config.Config, transport http.RoundTripper, log *slog.Logger) (*checksum.DB, error) {
 	db, err := checksum.ParseDB(cfg.SumDB)
 	if err != nil {
 		return nil, fmt.Errorf("config: AGORA_SUMDB=%q: %w", cfg.SumDB, err)
@@ -198,14 +203,15 @@ func openSumDB(cfg *config.Config, log *slog.Logger) (*checksum.DB, error) {
 		proxies[i] = p.URL
 	}
 	sumdb, err := checksum.New(checksum.Options{
-		Name:     db.Name,
-		Key:      db.Key,
-		Direct:   db.URL,
-		Proxies:  proxies,
-		CacheDir: filepath.Join(cfg.DataDir, "sumdb"),
-		NoSumDB:  cfg.NoSumDB,
-		Offline:  len(cfg.Upstream) == 0,
-		Logger:   log,
+		Name:      db.Name,
+		Key:       db.Key,
+		Direct:    db.URL,
+		Proxies:   proxies,
+		CacheDir:  filepath.Join(cfg.DataDir, "sumdb"),
+		NoSumDB:   cfg.NoSumDB,
+		Offline:   len(cfg.Upstream) == 0,
+		Transport: transport,
+		Logger:    log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("config: AGORA_SUMDB: %w", err)
