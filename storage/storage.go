@@ -136,7 +136,7 @@ func (d *Disk) Open(ctx context.Context, path, version string, kind Kind) (File,
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(name)
+	f, err := openFile(name)
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %s@%s%s: %w", path, version, kind, err)
 	}
