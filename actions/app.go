@@ -188,8 +188,9 @@ func logRequests(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.H
 		}
 		d := time.Since(start)
 		m.ObserveRequest(metrics.Route(path), r.Method, lw.status, d, lw.bytes)
-		log.Info("request", "method", r.Method, "path", path, "status", lw.status,
-			"bytes", lw.bytes, "duration", d.Round(time.Microsecond))
+		log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", r.Method),
+			slog.String("path", path), slog.Int("status", lw.status), slog.Int64("bytes", lw.bytes),
+			slog.Duration("duration", d.Round(time.Microsecond)))
 	})
 }
 

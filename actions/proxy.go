@@ -125,22 +125,36 @@ func (h *proxyHandler) serveFile(w http.ResponseWriter, r *http.Request, path, f
 	if kind == storage.Zip {
 		defer cork(r)()
 	}
-	if m, ok := f.(inMemory); ok && !conditional(r) {
-		// The .info and .mod files are held in memory and asked for
-		// without conditions: answer as ServeContent would, without its
-		// detour through io.CopyN and ReadFrom.
-		hdr.Set("Last-Modified", fi.ModTime().UTC().Format(http.TimeFormat))
-		hdr.Set("Accept-Ranges", "bytes")
-		hdr.Set("Content-Length", strconv.Itoa(len(m.Bytes())))
-		w.WriteHeader(http.StatusOK)
-		if r.Method != http.MethodHead {
-			w.Write(m.Bytes())
-		}
+	if conditional(r) {
+		// ServeContent handles Range and the If- headers, and copies the
+		// file with io.Copy, which reaches the connection's ReadFrom:
+		// sendfile.
+		http.ServeContent(w, r, "", fi.ModTime(), f)
 		return
 	}
-	// ServeContent handles HEAD, Range and If-None-Match, and copies the
-	// file with io.Copy, which reaches the connection's ReadFrom: sendfile.
-	http.ServeContent(w, r, "", fi.ModTime(), f)
+	// Everything else gets the whole file, with the headers ServeContent
+	// would send, without its detours: it seeks to find the size Stat
+	// gave, and copies through io.CopyN, so that net/http reads the first
+	// 512 bytes of a file to sniff a Content-Type set already.
+	hdr.Set("Last-Modified", fi.ModTime().UTC().Format(http.TimeFormat))
+	hdr.Set("Accept-Ranges", "bytes")
+	hdr.Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if m, ok := f.(inMemory); ok {
+		// The .info and .mod files are held in memory.
+		w.Write(m.Bytes())
+		return
+	}
+	// With the header flushed (still corked), net/http hands the file to
+	// the connection's ReadFrom whole: sendfile from its first byte, and
+	// of its known size, so that no last call is made to find its end.
+	if err := http.NewResponseController(w).Flush(); err != nil {
+		return // the client went away
+	}
+	io.Copy(w, io.LimitReader(f, fi.Size()))
 }
 
 // inMemory is a file whose whole content is in memory.

@@ -118,8 +118,8 @@ func TestDownloadProtocol(t *testing.T) {
 					t.Errorf("If-None-Match of another ETag: %v, want 200", other)
 				}
 
-				// .info and .mod are answered without ServeContent when
-				// the request has no conditions; If-Range without Range
+				// Files are answered without ServeContent when the
+				// request has no conditions; If-Range without Range
 				// sends the request through ServeContent, which must
 				// answer with the same headers and body.
 				plain, head := s.get(t, url), s.do(t, http.MethodHead, url, nil)
