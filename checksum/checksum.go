@@ -11,7 +11,7 @@
 //	<CacheDir>/<name>/lookup/<escaped path>@<escaped version>  forever
 //	<CacheDir>/<name>/tile/8/<L>/<N>[.p/<W>]                  forever (tiles never change)
 //	<CacheDir>/<name>/latest                                  the last latest fetched, served when the upstream fails
-//	<CacheDir>/<name>/verified-latest                         the newest tree head Verify proved consistent
+//	<CacheDir>/<name>/verified-latest                         the newest tree head Lookup proved consistent
 //
 // Lookups are kept forever too: a lookup embeds a signed tree head, and a go
 // client proves it consistent with its own newest one using tiles, so an old
@@ -24,7 +24,7 @@
 // the newest signed tree seen, reading (and caching) the tiles of the proof,
 // before either is cached. An answer that cannot be proven for want of a
 // tree or of the proof's tiles is passed on, uncached; one whose proof
-// fails is refused. Verify, in addition, checks that every tree head it
+// fails is refused. Lookup, in addition, checks that every tree head it
 // meets is consistent with the ones before, as the go command does, with
 // golang.org/x/mod/sumdb.Client.
 package checksum
@@ -42,7 +42,7 @@ import (
 // one of them, so that callers map them to statuses with errors.Is.
 var (
 	// ErrNotFound: the database has no such record or tile (the upstream
-	// answered 404 or 410), or, from Verify, the module version is not in
+	// answered 404 or 410), or, from Lookup, the module version is not in
 	// the database (a private module not listed in NoSumDB, say).
 	ErrNotFound = errors.New("not found in the checksum database")
 	// ErrInvalid: the request is malformed (an unknown path shape, an

@@ -75,14 +75,14 @@ func TestVerify(t *testing.T) {
 	opts.NoSumDB = "corp.example.com,*.internal"
 	ctx := context.Background()
 
-	if err := db.Verify(ctx, "example.com/a", "v1.0.0", "h1:zipA=", "h1:modA="); err != nil {
+	if err := verify(ctx, db, "example.com/a", "v1.0.0", "h1:zipA=", "h1:modA="); err != nil {
 		t.Fatalf("Verify of the recorded hashes: %v", err)
 	}
-	if err := db.Verify(ctx, "example.com/b", "v1.2.0", "", "h1:modB="); err != nil {
+	if err := verify(ctx, db, "example.com/b", "v1.2.0", "", "h1:modB="); err != nil {
 		t.Fatalf("Verify of go.mod only: %v", err)
 	}
 
-	err := db.Verify(ctx, "example.com/a", "v1.0.0", "h1:tampered=", "h1:modA=")
+	err := verify(ctx, db, "example.com/a", "v1.0.0", "h1:tampered=", "h1:modA=")
 	var mm *MismatchError
 	if !errors.Is(err, ErrMismatch) || !errors.As(err, &mm) || mm.File != "zip" {
 		t.Fatalf("Verify of a tampered zip = %v; want a zip *MismatchError", err)
@@ -92,19 +92,19 @@ func TestVerify(t *testing.T) {
 			t.Errorf("mismatch error %q does not mention %q", err, s)
 		}
 	}
-	err = db.Verify(ctx, "example.com/b", "v1.2.0", "", "h1:tampered=")
+	err = verify(ctx, db, "example.com/b", "v1.2.0", "", "h1:tampered=")
 	if !errors.As(err, &mm) || mm.File != "go.mod" || mm.Recorded != "h1:modB=" {
 		t.Fatalf("Verify of a tampered go.mod = %v; want a go.mod *MismatchError", err)
 	}
 
-	err = db.Verify(ctx, "example.com/private", "v1.0.0", "h1:x=", "h1:y=")
+	err = verify(ctx, db, "example.com/private", "v1.0.0", "h1:x=", "h1:y=")
 	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "AGORA_NOSUMDB") {
 		t.Fatalf("Verify of a module not in the database = %v; want ErrNotFound naming AGORA_NOSUMDB", err)
 	}
-	if err := db.Verify(ctx, "example.com/a", "v1.0.0", "sha256:x", ""); !errors.Is(err, ErrInvalid) {
+	if err := verify(ctx, db, "example.com/a", "v1.0.0", "sha256:x", ""); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("Verify of a non-h1 hash = %v; want ErrInvalid", err)
 	}
-	if err := db.Verify(ctx, "example.com/a", "master", "h1:x=", ""); !errors.Is(err, ErrInvalid) {
+	if err := verify(ctx, db, "example.com/a", "master", "h1:x=", ""); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("Verify of a non-canonical version = %v; want ErrInvalid", err)
 	}
 
@@ -112,7 +112,7 @@ func TestVerify(t *testing.T) {
 	nosum := newDB(t, opts)
 	before := f.total()
 	for _, p := range []string{"corp.example.com/x", "git.internal/y"} {
-		if err := nosum.Verify(ctx, p, "v1.0.0", "h1:whatever=", "h1:whatever="); err != nil {
+		if err := verify(ctx, nosum, p, "v1.0.0", "h1:whatever=", "h1:whatever="); err != nil {
 			t.Errorf("Verify(%s) matching NoSumDB: %v", p, err)
 		}
 	}
@@ -201,13 +201,13 @@ func TestVerifyGrowingTree(t *testing.T) {
 	}
 	for i := range n {
 		z, m := hashes(i)
-		if err := db.Verify(ctx, fmt.Sprintf("example.com/m%d", i), "v1.0.0", z, m); err != nil {
+		if err := verify(ctx, db, fmt.Sprintf("example.com/m%d", i), "v1.0.0", z, m); err != nil {
 			t.Fatalf("Verify #%d: %v", i, err)
 		}
 	}
 	db2 := newDB(t, f.options(dir))
 	z, m := hashes(7)
-	if err := db2.Verify(ctx, "example.com/m7", "v1.0.0", z, m); err != nil {
+	if err := verify(ctx, db2, "example.com/m7", "v1.0.0", z, m); err != nil {
 		t.Fatalf("Verify with a new DB: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, fakeName, "tile/8/0/000")); err != nil {
@@ -403,7 +403,7 @@ func TestOffline(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	online := newDB(t, f.options(dir))
-	if err := online.Verify(ctx, "example.com/a", "v1.0.0", "h1:zipA=", "h1:modA="); err != nil {
+	if err := verify(ctx, online, "example.com/a", "v1.0.0", "h1:zipA=", "h1:modA="); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := online.Get(ctx, "latest"); err != nil {
@@ -414,10 +414,10 @@ func TestOffline(t *testing.T) {
 	opts.Offline = true
 	offline := newDB(t, opts)
 	before := f.total()
-	if err := offline.Verify(ctx, "example.com/a", "v1.0.0", "h1:zipA=", "h1:modA="); err != nil {
+	if err := verify(ctx, offline, "example.com/a", "v1.0.0", "h1:zipA=", "h1:modA="); err != nil {
 		t.Errorf("offline Verify of a cached module: %v", err)
 	}
-	if err := offline.Verify(ctx, "example.com/a", "v1.0.0", "h1:tampered=", ""); !errors.Is(err, ErrMismatch) {
+	if err := verify(ctx, offline, "example.com/a", "v1.0.0", "h1:tampered=", ""); !errors.Is(err, ErrMismatch) {
 		t.Errorf("offline Verify of a tampered zip = %v; want ErrMismatch", err)
 	}
 	for _, rel := range []string{"latest", "lookup/example.com/a@v1.0.0"} {
@@ -428,7 +428,7 @@ func TestOffline(t *testing.T) {
 	if _, err := offline.Get(ctx, "lookup/example.com/b@v1.0.0"); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("offline Get of an uncached lookup = %v; want ErrUnavailable", err)
 	}
-	if err := offline.Verify(ctx, "example.com/b", "v1.0.0", "h1:zipB=", ""); !errors.Is(err, ErrUnavailable) {
+	if err := verify(ctx, offline, "example.com/b", "v1.0.0", "h1:zipB=", ""); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("offline Verify of an uncached module = %v; want ErrUnavailable", err)
 	}
 	if n := f.total(); n != before {
@@ -645,7 +645,7 @@ func TestTamperedAnswersAreRefused(t *testing.T) {
 			t.Errorf("tampered %s was cached (%v)", tt.rel, err)
 		}
 	}
-	if err := db.Verify(ctx, "example.com/c", "v1.0.0", "h1:evil=", ""); err == nil {
+	if err := verify(ctx, db, "example.com/c", "v1.0.0", "h1:evil=", ""); err == nil {
 		t.Errorf("Verify of the hash a tampered lookup claims: no error")
 	}
 
@@ -655,7 +655,7 @@ func TestTamperedAnswersAreRefused(t *testing.T) {
 			t.Errorf("Get(%s) once the upstream is honest again: %v", tt.rel, err)
 		}
 	}
-	if err := db.Verify(ctx, "example.com/c", "v1.0.0", "h1:zipc=", "h1:modc="); err != nil {
+	if err := verify(ctx, db, "example.com/c", "v1.0.0", "h1:zipc=", "h1:modc="); err != nil {
 		t.Errorf("Verify once the upstream is honest again: %v", err)
 	}
 }
@@ -677,11 +677,11 @@ func TestUnprovableAnswersPassUncached(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, fakeName, rel)); !os.IsNotExist(err) {
 		t.Errorf("an unproven lookup was cached (%v)", err)
 	}
-	if err := db.Verify(context.Background(), "example.com/a", "v1.0.0", "h1:zipa=", ""); !errors.Is(err, ErrUnavailable) {
+	if err := verify(context.Background(), db, "example.com/a", "v1.0.0", "h1:zipa=", ""); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Verify without tiles = %v; want ErrUnavailable", err)
 	}
 	f.failTiles.Store(false)
-	if err := db.Verify(context.Background(), "example.com/a", "v1.0.0", "h1:zipa=", ""); err != nil {
+	if err := verify(context.Background(), db, "example.com/a", "v1.0.0", "h1:zipa=", ""); err != nil {
 		t.Errorf("Verify once tiles are served again: %v", err)
 	}
 }
@@ -717,4 +717,14 @@ func TestRetries(t *testing.T) {
 	if n := f.count("lookup") - before; n != 1 {
 		t.Errorf("a 404 was asked %d times; want 1", n)
 	}
+}
+
+// verify checks hashes of path@version against db as a fetch does: Lookup,
+// then Sums.Check.
+func verify(ctx context.Context, db *DB, path, version, zipHash, modHash string) error {
+	sums, err := db.Lookup(ctx, path, version)
+	if err != nil {
+		return err
+	}
+	return sums.Check(zipHash, modHash)
 }

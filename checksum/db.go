@@ -91,7 +91,7 @@ type Options struct {
 	// does for modules. A 404 or 410 is an answer, and not retried.
 	Retries int
 	Backoff time.Duration
-	// NoSumDB lists the module path patterns Verify skips, in GONOSUMDB
+	// NoSumDB lists the module path patterns Lookup skips, in GONOSUMDB
 	// syntax (comma-separated path.Match prefix patterns).
 	NoSumDB string
 	// Offline, when set, never contacts the network: only what is in the
@@ -635,7 +635,7 @@ func (db *DB) cachePath(req request) string {
 // latestPath returns where the last tree head fetched is kept.
 func (db *DB) latestPath() string { return filepath.Join(db.dir, "latest") }
 
-// verifiedPath returns where Verify's newest proven tree head is kept.
+// verifiedPath returns where Lookup's newest proven tree head is kept.
 func (db *DB) verifiedPath() string { return filepath.Join(db.dir, "verified-latest") }
 
 // readCache returns req's cached answer, if it is there and well-formed.

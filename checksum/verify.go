@@ -14,25 +14,6 @@ import (
 	"golang.org/x/mod/sumdb"
 )
 
-// Verify checks the go.sum hashes of path@version, as an upstream served
-// it, against the checksum database: zipHash is the h1: hash of the zip,
-// modHash that of the go.mod file; either may be empty, and is then not
-// checked. It is Lookup followed by Sums.Check, and returns nil for a path
-// that matches NoSumDB, without contacting anything.
-func (db *DB) Verify(ctx context.Context, path, version, zipHash, modHash string) error {
-	if zipHash == "" && modHash == "" {
-		return nil
-	}
-	if err := checkHashes(path, version, zipHash, modHash); err != nil {
-		return err
-	}
-	sums, err := db.Lookup(ctx, path, version)
-	if err != nil {
-		return err
-	}
-	return sums.Check(zipHash, modHash)
-}
-
 // Lookup returns the go.sum hashes the checksum database records for
 // path@version, proven against its signed tree as the go command proves
 // them. It needs only the module and the version, so a fetch can ask while
@@ -173,7 +154,7 @@ func checkHashes(path, version string, hashes ...string) error {
 	return nil
 }
 
-// sumdbClient returns the client Verify uses, a new one when the last is
+// sumdbClient returns the client Lookup uses, a new one when the last is
 // too old.
 func (db *DB) sumdbClient() *sumdb.Client {
 	db.clientMu.Lock()
@@ -184,7 +165,7 @@ func (db *DB) sumdbClient() *sumdb.Client {
 	return db.client
 }
 
-// dropClient makes the next Verify use a new client, unless c was replaced
+// dropClient makes the next Lookup use a new client, unless c was replaced
 // already.
 func (db *DB) dropClient(c *sumdb.Client) {
 	db.clientMu.Lock()

@@ -72,13 +72,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// The upstream proxies and the checksum database (reached through
 	// their /sumdb/) share one keep-alive transport, so that concurrent
 	// fetches and lookups reuse their connections.
-	upstreamOpts := upstream.Options{Observer: m, UserAgent: userAgent}
-	upstreamOpts.Transport = upstream.NewTransport(upstreamOpts)
-	sumdb, err := openSumDB(cfg, upstreamOpts.Transport, log)
+	transport := upstream.NewTransport(upstream.Options{})
+	sumdb, err := openSumDB(cfg, transport, log)
 	if err != nil {
 		return err
 	}
-	registry := newCachingRegistry(cfg, conn, disk, sumdb, m, upstreamOpts, log)
+	registry := newCachingRegistry(cfg, conn, disk, sumdb, m, transport, log)
 	handler, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: registry, Logger: log, SumDB: sumdb, Metrics: m})
 	if err != nil {
 		return err
@@ -163,10 +162,10 @@ func newRegistry(cfg *config.Config, conn *pop.Connection, disk *storage.Disk, l
 }
 
 // newCachingRegistry wires the registry as a pull-through cache: public
-// modules are fetched from the upstream that cfg routes their path to,
-// verified against the checksum database, and stored.
-func newCachingRegistry(cfg *config.Config, conn *pop.Connection, disk *storage.Disk, sumdb *checksum.DB, m *metrics.Metrics, opts upstream.Options, log *slog.Logger) *modproxy.Service {
-	router := upstream.NewRouter(cfg.Upstream, cfg.Rules, opts)
+// modules are fetched from the upstream that cfg routes their path to, over
+// transport, verified against the checksum database, and stored.
+func newCachingRegistry(cfg *config.Config, conn *pop.Connection, disk *storage.Disk, sumdb *checksum.DB, m *metrics.Metrics, transport http.RoundTripper, log *slog.Logger) *modproxy.Service {
+	router := upstream.NewRouter(cfg.Upstream, cfg.Rules, upstream.Options{Transport: transport, Observer: m, UserAgent: userAgent})
 	mc := modproxy.Config{
 		Metadata: models.NewRegistry(conn),
 		Blobs:    disk,
