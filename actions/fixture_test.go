@@ -533,7 +533,7 @@ type testModule struct {
 
 // newModule builds path@version: a go.mod declaring path and a Go file that
 // says note, so that different notes make different zips.
-func newModule(t *testing.T, path, version, note string) *testModule {
+func newModule(t testing.TB, path, version, note string) *testModule {
 	t.Helper()
 	dir := t.TempDir()
 	gomod := "module " + path + "\n\ngo 1.22\n"
@@ -551,7 +551,7 @@ func newModule(t *testing.T, path, version, note string) *testModule {
 }
 
 // hashZip returns the go.sum hash of a module zip.
-func hashZip(t *testing.T, b []byte) string {
+func hashZip(t testing.TB, b []byte) string {
 	t.Helper()
 	name := filepath.Join(t.TempDir(), "m.zip")
 	if err := os.WriteFile(name, b, 0o644); err != nil {
@@ -565,7 +565,7 @@ func hashZip(t *testing.T, b []byte) string {
 }
 
 // hashGoMod returns the go.sum hash of a go.mod.
-func hashGoMod(t *testing.T, gomod string) string {
+func hashGoMod(t testing.TB, gomod string) string {
 	t.Helper()
 	h, err := dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
 		return io.NopCloser(strings.NewReader(gomod)), nil
@@ -577,7 +577,7 @@ func hashGoMod(t *testing.T, gomod string) string {
 }
 
 // writeFile writes a file or fails the test.
-func writeFile(t *testing.T, name, content string) {
+func writeFile(t testing.TB, name, content string) {
 	t.Helper()
 	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
 		t.Fatal(err)

@@ -208,7 +208,7 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 	} else {
 		s.observe(string(kind[1:]), true)
 	}
-	key := path + "@" + v.Version + string(kind)
+	key := fileKey{path, v.Version, kind}
 	if kind != storage.Zip {
 		if f := s.small.open(key); f != nil {
 			return f, v, nil
@@ -276,7 +276,7 @@ func (s *Service) writeList(ctx context.Context, path string) {
 func (s *Service) forget(path, version string) {
 	s.live.forget(path, version)
 	for _, kind := range []storage.Kind{storage.Info, storage.Mod} {
-		s.small.forget(path + "@" + version + string(kind))
+		s.small.forget(fileKey{path, version, kind})
 	}
 }
 
@@ -287,19 +287,29 @@ const liveCacheSize = 1 << 16
 // database query. When full, it forgets an arbitrary half of its entries.
 type liveCache struct {
 	mu  sync.RWMutex
-	m   map[string]*Version
+	m   map[versionKey]*Version
 	max int
 }
 
+// versionKey is the key of path@version in memory. A struct of the two
+// strings, rather than their concatenation, costs a lookup no allocation.
+type versionKey struct{ path, version string }
+
+// fileKey is the key of path@version's file of kind in memory.
+type fileKey struct {
+	path, version string
+	kind          storage.Kind
+}
+
 func (c *liveCache) init(max int) {
-	c.m = make(map[string]*Version)
+	c.m = make(map[versionKey]*Version)
 	c.max = max
 }
 
 // get returns a copy of the cached record, or nil.
 func (c *liveCache) get(path, version string) *Version {
 	c.mu.RLock()
-	v := c.m[path+"@"+version]
+	v := c.m[versionKey{path, version}]
 	c.mu.RUnlock()
 	if v == nil {
 		return nil
@@ -321,12 +331,12 @@ func (c *liveCache) put(v *Version) {
 		}
 	}
 	cp := *v
-	c.m[v.Path+"@"+v.Version] = &cp
+	c.m[versionKey{v.Path, v.Version}] = &cp
 }
 
 func (c *liveCache) forget(path, version string) {
 	c.mu.Lock()
-	delete(c.m, path+"@"+version)
+	delete(c.m, versionKey{path, version})
 	c.mu.Unlock()
 }
 
@@ -341,7 +351,7 @@ const (
 // it forgets an arbitrary half of its entries.
 type smallFiles struct {
 	mu    sync.RWMutex
-	m     map[string]*memFileData
+	m     map[fileKey]*memFileData
 	bytes int
 	max   int
 }
@@ -353,24 +363,24 @@ type memFileData struct {
 }
 
 func (c *smallFiles) init(max int) {
-	c.m = make(map[string]*memFileData)
+	c.m = make(map[fileKey]*memFileData)
 	c.max = max
 }
 
 // open returns the file held under key, or nil.
-func (c *smallFiles) open(key string) storage.File {
+func (c *smallFiles) open(key fileKey) storage.File {
 	c.mu.RLock()
 	d := c.m[key]
 	c.mu.RUnlock()
 	if d == nil {
 		return nil
 	}
-	return &memFile{Reader: bytes.NewReader(d.data), d: d}
+	return d.open()
 }
 
 // load returns f as a file to serve, holding its content in memory if it is
 // small; it closes f when it reads it.
-func (c *smallFiles) load(key string, f storage.File) storage.File {
+func (c *smallFiles) load(key fileKey, f storage.File) storage.File {
 	fi, err := f.Stat()
 	if err != nil || fi.Size() > maxSmallFile {
 		return f
@@ -397,10 +407,10 @@ func (c *smallFiles) load(key string, f storage.File) storage.File {
 	c.m[key] = d
 	c.bytes += len(data)
 	c.mu.Unlock()
-	return &memFile{Reader: bytes.NewReader(data), d: d}
+	return d.open()
 }
 
-func (c *smallFiles) forget(key string) {
+func (c *smallFiles) forget(key fileKey) {
 	c.mu.Lock()
 	if old := c.m[key]; old != nil {
 		c.bytes -= len(old.data)
@@ -409,9 +419,16 @@ func (c *smallFiles) forget(key string) {
 	c.mu.Unlock()
 }
 
+// open returns a file reading d.
+func (d *memFileData) open() *memFile {
+	f := &memFile{d: d}
+	f.Reset(d.data)
+	return f
+}
+
 // memFile is a storage.File whose content is in memory.
 type memFile struct {
-	*bytes.Reader
+	bytes.Reader
 	d *memFileData
 }
 
