@@ -186,11 +186,20 @@ func logRequests(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.H
 		if lw.status == 0 {
 			lw.status = http.StatusOK
 		}
-		d := time.Since(start)
+		end := time.Now()
+		d := end.Sub(start)
 		m.ObserveRequest(metrics.Route(path), r.Method, lw.status, d, lw.bytes)
-		log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", r.Method),
-			slog.String("path", path), slog.Int("status", lw.status), slog.Int64("bytes", lw.bytes),
-			slog.Duration("duration", d.Round(time.Microsecond)))
+		if h := log.Handler(); h.Enabled(r.Context(), slog.LevelInfo) {
+			// The record is made here rather than by log.LogAttrs, which
+			// would take the time again and walk the stack for a source
+			// position that the log does not show: a tenth of the cost
+			// of a cached download.
+			rec := slog.NewRecord(end, slog.LevelInfo, "request", 0)
+			rec.AddAttrs(slog.String("method", r.Method), slog.String("path", path),
+				slog.Int("status", lw.status), slog.Int64("bytes", lw.bytes),
+				slog.Duration("duration", d.Round(time.Microsecond)))
+			h.Handle(r.Context(), rec)
+		}
 	})
 }
 

@@ -1,8 +1,13 @@
 package actions_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -55,4 +60,42 @@ func TestAPIErrorsAreJSON(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRequestLog checks the line logged for each request: method, path,
+// status, size and duration, and nothing of the query string or headers,
+// where tokens travel.
+func TestRequestLog(t *testing.T) {
+	var buf bytes.Buffer
+	h, m := handlerServing(t, slog.New(slog.NewTextHandler(&buf, nil)))
+	for _, tc := range []struct {
+		path   string
+		status int
+		bytes  int
+	}{
+		{"/" + m.Path + "/@v/" + m.Version + ".mod", http.StatusOK, len(m.GoMod)},
+		{"/" + m.Path + "/@v/v9.9.9.mod", http.StatusNotFound, -1},
+	} {
+		buf.Reset()
+		r := httptest.NewRequest(http.MethodGet, tc.path+"?token=secret-in-query", nil)
+		r.Header.Set("Authorization", "Bearer secret-in-header")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tc.status {
+			t.Fatalf("GET %s: status %d, want %d", tc.path, w.Code, tc.status)
+		}
+		line := buf.String()
+		size := `[1-9][0-9]*`
+		if tc.bytes >= 0 {
+			size = regexp.QuoteMeta(strconv.Itoa(tc.bytes))
+		}
+		want := `^time=\S+ level=INFO msg=request method=GET path=` + regexp.QuoteMeta(tc.path) +
+			` status=` + strconv.Itoa(tc.status) + ` bytes=` + size + ` duration=[0-9.]+[µm]?s\n$`
+		if !regexp.MustCompile(want).MatchString(line) {
+			t.Errorf("GET %s logged\n%q\nwant it to match %q", tc.path, line, want)
+		}
+		if strings.Contains(line, "secret") {
+			t.Errorf("GET %s logged a secret: %q", tc.path, line)
+		}
+	}
 }
