@@ -4,7 +4,8 @@
 # with concurrent keep-alive clients, first straight from an upstream proxy
 # (nginx serving the files), then through a fresh Agora that fills itself
 # from that upstream (cold), then against the filled Agora next to nginx
-# serving Agora's storage directory (warm); and it measures cached @v/list
+# serving Agora's storage directory and bench/cmd/gostatic, Go's net/http
+# serving it as Agora does (warm); and it measures cached @v/list
 # and @latest with wrk.
 #
 # Everything runs on 127.0.0.1 and stops by itself; every process the script
@@ -125,9 +126,9 @@ done <"$LIST"
 ((missing == 0)) || die "$missing of the $NREQ files of $LIST are not in $MODCACHE: run 'go mod download all' in $REPO first"
 
 mkdir -p "$OUT"
-log "building agora, replay, wan and sumdb into $OUT"
+log "building agora, replay, wan, sumdb and gostatic into $OUT"
 # Agora as deployed (make build): static, without cgo.
-(cd "$REPO" && CGO_ENABLED=0 go build -o "$OUT/agora" . && go build -o "$OUT/replay" ./bench/cmd/replay && go build -o "$OUT/wan" ./bench/cmd/wan && go build -o "$OUT/sumdb" ./bench/cmd/sumdb)
+(cd "$REPO" && CGO_ENABLED=0 go build -o "$OUT/agora" . && go build -o "$OUT/replay" ./bench/cmd/replay && go build -o "$OUT/wan" ./bench/cmd/wan && go build -o "$OUT/sumdb" ./bench/cmd/sumdb && go build -o "$OUT/gostatic" ./bench/cmd/gostatic)
 AGORA=$OUT/agora
 REPLAY=$OUT/replay
 
@@ -162,6 +163,7 @@ PG_DB=agora_replay
 # the benchmark's database.
 cleanup_extra() {
 	stop_pid "${SUMDB_PID:-}"
+	stop_pid "${GOSTATIC_PID:-}"
 	[[ $DATABASE == postgres ]] && pg_admin "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" 2>/dev/null
 	return 0
 }
@@ -334,14 +336,14 @@ replay() {
 	local t0 t1 s0 s1 c0 c1 m0 m1 line
 	read -r -a m0 < <(machine_ticks)
 	t0=$(cpu_ticks "$SERVER_PIDS")
-	s0=$(cpu_ticks "$NGINX_PIDS $AGORA_PID")
+	s0=$(cpu_ticks "$NGINX_PIDS $AGORA_PID ${GOSTATIC_PID:-}")
 	child_ticks c0
 	"$REPLAY" -c "$CLIENTS" "$@" >"$WORK/replay.out" 2>"$WORK/replay.err" &
 	echo $! >"$WORK/client.pid"
 	wait $! || die "replay $*: $(cat "$WORK/replay.err")"
 	rm "$WORK/client.pid"
 	t1=$(cpu_ticks "$SERVER_PIDS")
-	s1=$(cpu_ticks "$NGINX_PIDS $AGORA_PID")
+	s1=$(cpu_ticks "$NGINX_PIDS $AGORA_PID ${GOSTATIC_PID:-}")
 	child_ticks c1
 	read -r -a m1 < <(machine_ticks)
 	line=$(grep '^RESULT ' "$WORK/replay.out") || die "replay $* printed no RESULT line: $(cat "$WORK/replay.out" "$WORK/replay.err")"
@@ -451,7 +453,7 @@ D_LIST=$(count '/@v/list$' <<<"$DISTINCT")
 METRICS_SCRAPE=$WORK/metrics.txt
 curl -s -o "$METRICS_SCRAPE" "$AGORA_URL/metrics" || true
 
-# --- 3: warm replay, agora next to nginx on agora's storage ---------------------
+# --- 3: warm replay, agora next to nginx and gostatic on agora's storage ---------
 if [[ $WARM == on ]]; then
 	# The warm list: the listed .info, .mod and .zip paths that are files in
 	# Agora's storage, so that nginx serves the same bytes. Not @v/list: Agora
@@ -464,36 +466,55 @@ if [[ $WARM == on ]]; then
 	NWARM=$(wc -l <"$WARM_LIST")
 	((NWARM > 0)) || die "agora's storage holds none of the listed files"
 
-	log "checking that agora and nginx on its storage return the same bytes ($NWARM paths)"
+	# gostatic: Go's net/http serving the same storage as Agora does, with
+	# none of Agora's work; the reference that splits the distance to nginx.
+	for attempt in 1 2 3 4; do
+		((attempt < 4)) || die "gostatic did not start: $(cat "$WORK/gostatic.log")"
+		GOSTATIC_URL=http://$HOST:$(free_port)
+		"$OUT/gostatic" -root "$STORAGE" -listen "${GOSTATIC_URL#http://}" >"$WORK/gostatic.log" 2>&1 &
+		GOSTATIC_PID=$!
+		started "$GOSTATIC_URL$(head -n 1 "$WARM_LIST")" "$GOSTATIC_PID" && break
+		GOSTATIC_PID=""
+	done
+
+	log "checking that agora, gostatic and nginx on agora's storage return the same bytes ($NWARM paths)"
 	SERVER_PIDS="$AGORA_PID"
 	res=$(replay -list "$WARM_LIST" -url "$AGORA_URL" -mode once -ref "$NGINX_URL" -verify full)
 	[[ $(field errors "$res") == 0 ]] || die "agora's answers differ from its storage's files: $(cat "$WORK/replay.err")"
+	SERVER_PIDS="$GOSTATIC_PID"
+	res=$(replay -list "$WARM_LIST" -url "$GOSTATIC_URL" -mode once -ref "$NGINX_URL" -verify full)
+	[[ $(field errors "$res") == 0 ]] || die "gostatic's answers differ from agora's storage's files: $(cat "$WORK/replay.err")"
 
 	log "warming up: $WARMUP of replay per server"
 	SERVER_PIDS=$NGINX_PIDS
 	replay -list "$WARM_LIST" -url "$NGINX_URL" -mode loop -duration "$WARMUP" >/dev/null
 	SERVER_PIDS=$AGORA_PID
 	replay -list "$WARM_LIST" -url "$AGORA_URL" -mode loop -duration "$WARMUP" >/dev/null
+	SERVER_PIDS=$GOSTATIC_PID
+	replay -list "$WARM_LIST" -url "$GOSTATIC_URL" -mode loop -duration "$WARMUP" >/dev/null
 
 	sleep 2
 	IDLE_KIB=$(vm_kib "$AGORA_PID" VmRSS)
 	rss_watch "$AGORA_PID" "$WORK/rss-samples.txt"
 	for r in $(seq "$ROUNDS"); do
-		# Alternate who goes first, so that drift falls on both alike.
-		order=(nginx agora)
-		((r % 2 == 0)) && order=(agora nginx)
+		# Reverse the order every other round, so that drift falls on all
+		# alike.
+		order=(nginx agora gostatic)
+		((r % 2 == 0)) && order=(gostatic agora nginx)
 		for s in "${order[@]}"; do
-			if [[ $s == agora ]]; then
-				SERVER_PIDS=$AGORA_PID url=$AGORA_URL
-			else
-				SERVER_PIDS=$NGINX_PIDS url=$NGINX_URL
-			fi
+			case $s in
+			agora) SERVER_PIDS=$AGORA_PID url=$AGORA_URL ;;
+			gostatic) SERVER_PIDS=$GOSTATIC_PID url=$GOSTATIC_URL ;;
+			*) SERVER_PIDS=$NGINX_PIDS url=$NGINX_URL ;;
+			esac
 			res=$(replay -list "$WARM_LIST" -url "$url" -mode loop -duration "$DURATION")
 			echo "warm $s $r $res" >>"$RUNS"
-			log "$(printf 'warm round %d/%d %-5s %s' "$r" "$ROUNDS" "$s" "$res")"
+			log "$(printf 'warm round %d/%d %-8s %s' "$r" "$ROUNDS" "$s" "$res")"
 		done
 	done
 	rss_peak "$AGORA_PID"
+	stop_pid "$GOSTATIC_PID"
+	GOSTATIC_PID=""
 
 	# --- 4: cached @v/list and @latest with wrk ---------------------------------
 
@@ -664,25 +685,31 @@ FAILS=0
 	if [[ $WARM == on ]]; then
 		echo
 		echo "3. warm replay: $NWARM paths (those that are files in agora's storage), looped for $DURATION, $ROUNDS rounds"
-		echo "   per server, alternating who goes first; nginx serves agora's storage directory; medians"
-		printf '  %-6s %11s %9s %9s %9s %11s %9s  %s\n' server req/s MB/s "p50 ms" "p99 ms" "CPU µs/req" "busy %" errors
-		for s in nginx agora; do
-			printf '  %-6s %11.1f %9.2f %9.3f %9.3f %11.1f %9s  %s\n' "$s" "$(runs warm $s rps | median)" \
+		echo "   per server, the order reversed every other round; nginx and gostatic (bench/cmd/gostatic: Go's"
+		echo "   net/http serving it as agora does, with none of agora's own work) serve agora's storage directory; medians"
+		printf '  %-8s %11s %9s %9s %9s %11s %9s  %s\n' server req/s MB/s "p50 ms" "p99 ms" "CPU µs/req" "busy %" errors
+		for s in nginx agora gostatic; do
+			printf '  %-8s %11.1f %9.2f %9.3f %9.3f %11.1f %9s  %s\n' "$s" "$(runs warm $s rps | median)" \
 				"$(runs warm $s mbps | median)" "$(runs warm $s p50_ms | median)" "$(runs warm $s p99_ms | median)" \
 				"$(runs warm $s cpu_us | median)" "$(runs warm $s busy_pct | median)" "$(runs warm $s errors | sum)"
 		done
 		echo "  (CPU µs/req: the server's user+system time per request; busy %: the machine's CPUs, all processes,"
 		echo "  the replay client included); interference per round, % of the machine's CPU time that went to"
-		printf '  other processes and kernel threads: nginx %s | agora %s; hypervisor steal: nginx %s | agora %s\n' \
-			"$(runs warm nginx other_pct | paste -sd ' ')" "$(runs warm agora other_pct | paste -sd ' ')" \
-			"$(runs warm nginx steal_pct | paste -sd ' ')" "$(runs warm agora steal_pct | paste -sd ' ')"
-		printf '  per round, req/s: nginx %s | agora %s\n' "$(runs warm nginx rps | paste -sd ' ')" "$(runs warm agora rps | paste -sd ' ')"
+		printf '  other processes and kernel threads: nginx %s | agora %s | gostatic %s;\n' \
+			"$(runs warm nginx other_pct | paste -sd ' ')" "$(runs warm agora other_pct | paste -sd ' ')" "$(runs warm gostatic other_pct | paste -sd ' ')"
+		printf '  hypervisor steal: nginx %s | agora %s | gostatic %s\n' \
+			"$(runs warm nginx steal_pct | paste -sd ' ')" "$(runs warm agora steal_pct | paste -sd ' ')" "$(runs warm gostatic steal_pct | paste -sd ' ')"
+		printf '  per round, req/s: nginx %s | agora %s | gostatic %s\n' "$(runs warm nginx rps | paste -sd ' ')" \
+			"$(runs warm agora rps | paste -sd ' ')" "$(runs warm gostatic rps | paste -sd ' ')"
 		n=$(runs warm nginx rps | median)
 		a=$(runs warm agora rps | median)
 		ratio=$(awk -v a="$a" -v n="$n" 'BEGIN { printf "%.3f", a / n }')
 		errs=$(runs warm agora errors | sum)
 		judge "$ratio" "$TARGET_WARM_RATIO" ge "$( ((errs == 0)) || echo "$errs errors")"
 		printf '  %-58s %8s   target ≥ %s   %s\n' "warm req/s, agora/nginx" "$ratio" "$TARGET_WARM_RATIO" "$result"
+		g=$(runs warm gostatic rps | median)
+		printf '  %-58s %8s   (not judged)\n' "warm req/s, gostatic/nginx: Go's part of the distance" "$(awk -v g="$g" -v n="$n" 'BEGIN { printf "%.3f", g / n }')"
+		printf '  %-58s %8s   (not judged)\n' "warm req/s, agora/gostatic: agora's own part" "$(awk -v a="$a" -v g="$g" 'BEGIN { printf "%.3f", a / g }')"
 		echo "  agora memory (MiB = 2^20 bytes):"
 		printf '    %-56s %6s MiB\n' "VmRSS after the cold fill and warm-up (2 s idle)" "$(mib "$IDLE_KIB")"
 		if [[ $HWM_RESET == yes ]]; then
