@@ -34,6 +34,7 @@ import (
 	"agora/actions"
 	"agora/auth"
 	"agora/config"
+	"agora/cork"
 	"agora/models"
 	"agora/modproxy"
 	"agora/storage"
@@ -104,7 +105,7 @@ func newServer(t *testing.T, conn *pop.Connection, opts ...serverOption) *server
 		t.Fatalf("actions.Handler: %v", err)
 	}
 	ts := httptest.NewUnstartedServer(h)
-	ts.Config.ConnContext = actions.ConnContext
+	ts.Config.ConnContext = cork.ConnContext
 	ts.Config.ConnState = setup.connState
 	ts.Start()
 	t.Cleanup(ts.Close)

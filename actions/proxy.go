@@ -11,6 +11,7 @@ import (
 
 	"agora/auth"
 	"agora/config"
+	"agora/cork"
 	"agora/modproxy"
 	"agora/storage"
 )
@@ -135,7 +136,7 @@ func (h *proxyHandler) serveFile(w http.ResponseWriter, r *http.Request, path, f
 		hash = v.ZipHash
 	}
 	if kind == storage.Zip {
-		defer cork(r)()
+		defer cork.Response(r)()
 	}
 	if conditional(r) {
 		// ServeContent handles Range and the If- headers, and copies the

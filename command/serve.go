@@ -22,6 +22,7 @@ import (
 	"agora/actions"
 	"agora/checksum"
 	"agora/config"
+	"agora/cork"
 	"agora/metrics"
 	"agora/models"
 	"agora/modproxy"
@@ -98,7 +99,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			defer inflight.Done()
 			handler.ServeHTTP(w, r)
 		}),
-		ConnContext:       actions.ConnContext,
+		ConnContext:       cork.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

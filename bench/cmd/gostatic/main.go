@@ -35,6 +35,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"agora/cork"
 )
 
 // maxSmallFile is the size up to which Agora holds a .info or .mod in memory.
@@ -60,7 +62,7 @@ func main() {
 	}
 	srv := &http.Server{
 		Handler:           s,
-		ConnContext:       withConn,
+		ConnContext:       cork.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second, // as Agora's server
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -181,7 +183,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	defer cork(r)()
+	defer cork.Response(r)()
 	hdr["Cache-Control"] = cacheControl
 	hdr["Content-Type"] = ct
 	hdr["Etag"] = []string{etag(r.URL.Path)}
@@ -195,12 +197,4 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	io.Copy(w, io.LimitReader(f, fi.Size()))
-}
-
-// connKey is the request-context key of the request's connection.
-type connKey struct{}
-
-// withConn puts each connection in its requests' context, for cork.
-func withConn(ctx context.Context, c net.Conn) context.Context {
-	return context.WithValue(ctx, connKey{}, c)
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"agora/cork"
 )
 
 // TestServesTree checks that every kind of file comes back whole with
@@ -39,7 +41,7 @@ func TestServesTree(t *testing.T) {
 		t.Errorf("%d files held in memory, want the .info and the .mod", len(s.small))
 	}
 	ts := httptest.NewUnstartedServer(s)
-	ts.Config.ConnContext = withConn
+	ts.Config.ConnContext = cork.ConnContext
 	ts.Start()
 	defer ts.Close()
 

@@ -1,4 +1,4 @@
-package main
+package cork
 
 import (
 	"net"
@@ -6,9 +6,9 @@ import (
 	"syscall"
 )
 
-// cork sets TCP_CORK on r's connection until the returned function is
-// called, as Agora does around a zip's response.
-func cork(r *http.Request) (uncork func()) {
+// Response corks r's connection until the returned function is called.
+// Without a TCP connection in r's context (see ConnContext) it does nothing.
+func Response(r *http.Request) (uncork func()) {
 	c, ok := r.Context().Value(connKey{}).(*net.TCPConn)
 	if !ok {
 		return func() {}
