@@ -135,9 +135,6 @@ func (h *proxyHandler) serveFile(w http.ResponseWriter, r *http.Request, path, f
 		hdr["Content-Type"] = zipValue
 		hash = v.ZipHash
 	}
-	if kind == storage.Zip {
-		defer cork.Response(r)()
-	}
 	if conditional(r) {
 		// ServeContent handles Range and the If- headers, and copies the
 		// file with io.Copy, which reaches the connection's ReadFrom:
@@ -151,22 +148,17 @@ func (h *proxyHandler) serveFile(w http.ResponseWriter, r *http.Request, path, f
 	// gave, and copies through io.CopyN, so that net/http reads the first
 	// 512 bytes of a file to sniff a Content-Type set already.
 	setFileHeader(hdr, etagPrefix, hash, fi)
-	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	if m, ok := f.(inMemory); ok {
 		// The .info and .mod files are held in memory.
+		w.WriteHeader(http.StatusOK)
 		w.Write(m.Bytes())
 		return
 	}
-	// With the header flushed (still corked), net/http hands the file to
-	// the connection's ReadFrom whole: sendfile from its first byte, and
-	// of its known size, so that no last call is made to find its end.
-	if err := http.NewResponseController(w).Flush(); err != nil {
-		return // the client went away
-	}
-	io.Copy(w, io.LimitReader(f, fi.Size()))
+	cork.Send(w, r, f, fi.Size())
 }
 
 // setFileHeader sets the ETag ("etagPrefix+hash"), Last-Modified,

@@ -1,10 +1,15 @@
 package cork
 
 import (
+	"bytes"
+	"crypto/rand"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 )
@@ -22,13 +27,13 @@ func TestResponse(t *testing.T) {
 	}))
 	ts.Config.ConnContext = ConnContext
 	ts.Start()
-	defer ts.Close()
 	resp, err := ts.Client().Get(ts.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	ts.Close() // waits for the handler, which sets during and after
 	if err != nil || string(body) != "hello" {
 		t.Errorf("body %q, %v", body, err)
 	}
@@ -63,4 +68,46 @@ func corked(t *testing.T, r *http.Request) int {
 		t.Errorf("reading TCP_CORK: %v, %v", err, serr)
 	}
 	return v
+}
+
+// TestSend checks that Send delivers bodies shorter and longer than Head
+// whole, from a file, and leaves the connection uncorked.
+func TestSend(t *testing.T) {
+	for _, size := range []int{0, 100, Head, Head + 1, 3 << 20} {
+		name := filepath.Join(t.TempDir(), "f")
+		want := make([]byte, size)
+		rand.Read(want)
+		if err := os.WriteFile(name, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		after := -1
+		ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			f, err := os.Open(name)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer f.Close()
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+			if err := Send(w, r, f, int64(size)); err != nil {
+				t.Errorf("Send: %v", err)
+			}
+			after = corked(t, r)
+		}))
+		ts.Config.ConnContext = ConnContext
+		ts.Start()
+		resp, err := ts.Client().Get(ts.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ts.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(got, want) {
+			t.Errorf("%d bytes: status %d, %d bytes back (%v)", size, resp.StatusCode, len(got), err)
+		}
+		if after != 0 {
+			t.Errorf("%d bytes: TCP_CORK %d after Send, want 0", size, after)
+		}
+	}
 }

@@ -5,7 +5,7 @@
 //
 // Like Agora it holds .info and .mod files in memory (read at start-up, up
 // to 16 KiB each), sends everything else from the open file with sendfile
-// while the connection is corked, and answers with the same headers:
+// through cork.Send, and answers with the same headers:
 // Content-Type, Cache-Control, an ETag as long as Agora's h1: hashes (made
 // from the path, since nothing here hashes the files), Last-Modified,
 // Content-Length and Accept-Ranges. It has no registry, no request log, no
@@ -23,7 +23,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"flag"
-	"io"
 	"io/fs"
 	"log"
 	"net"
@@ -183,18 +182,11 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	defer cork.Response(r)()
 	hdr["Cache-Control"] = cacheControl
 	hdr["Content-Type"] = ct
 	hdr["Etag"] = []string{etag(r.URL.Path)}
 	hdr["Last-Modified"] = []string{fi.ModTime().UTC().Format(http.TimeFormat)}
 	hdr["Content-Length"] = []string{strconv.FormatInt(fi.Size(), 10)}
 	hdr["Accept-Ranges"] = acceptRanges
-	w.WriteHeader(http.StatusOK)
-	// As Agora: the header flushed while corked, then the file whole to
-	// the connection's ReadFrom, which is sendfile.
-	if err := http.NewResponseController(w).Flush(); err != nil {
-		return
-	}
-	io.Copy(w, io.LimitReader(f, fi.Size()))
+	cork.Send(w, r, f, fi.Size()) // as Agora
 }
