@@ -18,24 +18,15 @@ import (
 // that the function it returns uncorks it.
 func TestResponse(t *testing.T) {
 	var during, after int
-	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, body := get(t, func(w http.ResponseWriter, r *http.Request) {
 		uncork := Response(r)
 		during = corked(t, r)
 		io.WriteString(w, "hello")
 		uncork()
 		after = corked(t, r)
-	}))
-	ts.Config.ConnContext = ConnContext
-	ts.Start()
-	resp, err := ts.Client().Get(ts.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	ts.Close() // waits for the handler, which sets during and after
-	if err != nil || string(body) != "hello" {
-		t.Errorf("body %q, %v", body, err)
+	})
+	if string(body) != "hello" {
+		t.Errorf("body %q", body)
 	}
 	if during != 1 || after != 0 {
 		t.Errorf("TCP_CORK %d while corked and %d after, want 1 and 0", during, after)
@@ -46,6 +37,27 @@ func TestResponse(t *testing.T) {
 // fail, without ConnContext.
 func TestResponseWithoutConn(t *testing.T) {
 	Response(httptest.NewRequest(http.MethodGet, "/", nil))()
+}
+
+// get serves one GET with handler on a server that sets ConnContext, and
+// returns the status and body once the handler has returned.
+func get(t *testing.T, handler http.HandlerFunc) (int, []byte) {
+	t.Helper()
+	ts := httptest.NewUnstartedServer(handler)
+	ts.Config.ConnContext = ConnContext
+	ts.Start()
+	defer ts.Close()
+	resp, err := ts.Client().Get(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Close() // waits for the handler
+	return resp.StatusCode, body
 }
 
 // corked returns TCP_CORK of r's connection.
@@ -81,7 +93,7 @@ func TestSend(t *testing.T) {
 			t.Fatal(err)
 		}
 		after := -1
-		ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status, got := get(t, func(w http.ResponseWriter, r *http.Request) {
 			f, err := os.Open(name)
 			if err != nil {
 				t.Error(err)
@@ -93,18 +105,9 @@ func TestSend(t *testing.T) {
 				t.Errorf("Send: %v", err)
 			}
 			after = corked(t, r)
-		}))
-		ts.Config.ConnContext = ConnContext
-		ts.Start()
-		resp, err := ts.Client().Get(ts.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		ts.Close()
-		if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(got, want) {
-			t.Errorf("%d bytes: status %d, %d bytes back (%v)", size, resp.StatusCode, len(got), err)
+		})
+		if status != http.StatusOK || !bytes.Equal(got, want) {
+			t.Errorf("%d bytes: status %d, %d bytes back", size, status, len(got))
 		}
 		if after != 0 {
 			t.Errorf("%d bytes: TCP_CORK %d after Send, want 0", size, after)
