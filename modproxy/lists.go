@@ -41,9 +41,14 @@ func (c *listCache) get(path string) *moduleList {
 	return c.m[path]
 }
 
-func (c *listCache) put(path string, l *moduleList) {
+// put keeps l as path's list, unless path's list was dropped since st was
+// taken.
+func (c *listCache) put(path string, l *moduleList, st stamp) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !st.current() {
+		return
+	}
 	if len(c.m) >= liveCacheSize {
 		clear(c.m)
 	}
@@ -65,6 +70,12 @@ func (c *listCache) setLatest(path string, l *moduleList, v *Version) {
 func (c *listCache) forget(path string) {
 	c.mu.Lock()
 	delete(c.m, path)
+	c.mu.Unlock()
+}
+
+func (c *listCache) clear() {
+	c.mu.Lock()
+	clear(c.m)
 	c.mu.Unlock()
 }
 
@@ -113,6 +124,7 @@ func (s *Service) moduleList(ctx context.Context, path string) (*moduleList, err
 // computeList merges path's stored versions with its upstream's list.
 // stale is the previous answer, if any.
 func (s *Service) computeList(ctx context.Context, path string, stale *moduleList) (*moduleList, error) {
+	st := s.stamps.module(path)
 	records, err := s.meta.Versions(ctx, path)
 	if err != nil {
 		return nil, err
@@ -144,7 +156,7 @@ func (s *Service) computeList(ctx context.Context, path string, stale *moduleLis
 		return nil, errorf(ErrNotFound, path, "", "no versions")
 	}
 	l.versions = mergeLists(records, l.upstream)
-	s.lists.put(path, l)
+	s.lists.put(path, l, st)
 	return l, nil
 }
 
@@ -183,7 +195,8 @@ func (s *Service) Latest(ctx context.Context, path string) (*Version, error) {
 	}
 	var v *Version
 	if l != nil && len(l.versions) > 0 {
-		v, _, err = s.resolve(ctx, path, LatestVersion(l.versions), storage.Info)
+		latest := LatestVersion(l.versions)
+		v, _, err = s.resolve(ctx, path, latest, storage.Info, s.stamps.version(path, latest))
 	} else {
 		v, err = s.upstreamLatest(ctx, path)
 	}

@@ -190,7 +190,8 @@ func (s *Service) commitVersion(ctx context.Context, v *Version, zipFile *os.Fil
 	case completing:
 		s.forget(v.Path, v.Version) // the record in memory lacks the zip
 	case res.Created:
-		s.live.put(res.Version)
+		// The record just committed is the newest there is.
+		s.live.put(res.Version, s.stamps.version(v.Path, v.Version))
 	}
 	return res, nil
 }

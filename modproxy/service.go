@@ -11,6 +11,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/semver"
@@ -34,6 +35,7 @@ type Service struct {
 	live         liveCache
 	small        smallFiles
 	lists        listCache
+	stamps       stamps             // how often what memory holds of a version or a module was dropped
 	fetches      singleflight.Group // path@version+kind: one upstream fetch per file
 	listFetches  singleflight.Group // path: one upstream list per module
 	listLocks    [64]sync.Mutex     // serialise rewriting one module's @v/list file
@@ -42,9 +44,14 @@ type Service struct {
 
 // stripe returns the mutex of key among locks.
 func stripe(locks []sync.Mutex, key string) *sync.Mutex {
+	return &locks[stripeOf(key, len(locks))]
+}
+
+// stripeOf returns the index of key among n stripes.
+func stripeOf(key string, n int) int {
 	h := fnv.New32a()
 	h.Write([]byte(key))
-	return &locks[h.Sum32()%uint32(len(locks))]
+	return int(h.Sum32() % uint32(n))
 }
 
 // lockVersion locks path@version's files against concurrent writes and
@@ -130,8 +137,9 @@ func (s *Service) observe(kind string, hit bool) {
 // stored: from the database, or fetched from path's upstream. A query
 // instead of a canonical version (a branch, a commit) is resolved by the
 // upstream, for .info only, and the canonical version's record returned.
-// fetched reports whether the upstream was asked.
-func (s *Service) resolve(ctx context.Context, path, version string, kind storage.Kind) (v *Version, fetched bool, err error) {
+// fetched reports whether the upstream was asked. The record is kept in
+// memory unless path@version was dropped from it since st was taken.
+func (s *Service) resolve(ctx context.Context, path, version string, kind storage.Kind, st stamp) (v *Version, fetched bool, err error) {
 	if err := checkPath(path); err != nil {
 		return nil, false, err
 	}
@@ -155,7 +163,7 @@ func (s *Service) resolve(ctx context.Context, path, version string, kind storag
 	case err == nil && !v.Live():
 		return nil, false, gone(v)
 	case err == nil && has(v, kind):
-		s.live.put(v)
+		s.live.put(v, st)
 		return v, false, nil
 	case err != nil && !errors.Is(err, ErrNotFound):
 		return nil, false, err
@@ -171,7 +179,7 @@ func (s *Service) resolve(ctx context.Context, path, version string, kind storag
 	if err != nil {
 		return nil, true, err
 	}
-	s.live.put(v)
+	s.live.put(v, st)
 	return v, true, nil
 }
 
@@ -194,13 +202,16 @@ func gone(v *Version) error {
 // record names the canonical version. A live version's files never change,
 // so its record is kept in memory, and small .info and .mod files too.
 func (s *Service) Open(ctx context.Context, path, version string, kind storage.Kind) (storage.File, *Version, error) {
+	// Taken before anything is read, so that nothing read before the
+	// version changed is kept in memory after.
+	st := s.stamps.version(path, version)
 	v := s.live.get(path, version)
 	if v == nil || !has(v, kind) {
 		var (
 			fetched bool
 			err     error
 		)
-		v, fetched, err = s.resolve(ctx, path, version, kind)
+		v, fetched, err = s.resolve(ctx, path, version, kind, st)
 		s.observe(string(kind[1:]), !fetched)
 		if err != nil {
 			return nil, nil, err
@@ -216,8 +227,9 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 	}
 	f, err := s.blobs.Open(ctx, path, v.Version, kind)
 	if err == nil {
-		if kind != storage.Zip {
-			return s.small.load(key, f), v, nil
+		// A query's answer names another version than st's.
+		if kind != storage.Zip && v.Version == version {
+			return s.small.load(key, f, st), v, nil
 		}
 		return f, v, nil
 	}
@@ -262,7 +274,7 @@ func (s *Service) writeList(ctx context.Context, path string) {
 	mu.Lock()
 	defer mu.Unlock()
 
-	s.lists.forget(path)
+	s.forgetList(path)
 	all, err := s.meta.Versions(ctx, path)
 	if err == nil {
 		err = s.blobs.PutList(ctx, path, listed(all))
@@ -272,11 +284,90 @@ func (s *Service) writeList(ctx context.Context, path string) {
 	}
 }
 
-// forget drops what memory holds of path@version.
+// forget drops what memory holds of path@version. What a request read
+// before is not kept after (see stamps).
 func (s *Service) forget(path, version string) {
+	s.stamps.bumpVersion(path, version)
 	s.live.forget(path, version)
 	for _, kind := range []storage.Kind{storage.Info, storage.Mod} {
 		s.small.forget(fileKey{path, version, kind})
+	}
+}
+
+// forgetList drops path's list from memory.
+func (s *Service) forgetList(path string) {
+	s.stamps.bumpModule(path)
+	s.lists.forget(path)
+}
+
+// Invalidate drops what this node holds in memory of path@version and of
+// path's list, because the version's record changed in the database: in
+// the process that changed it, or in another one sharing the database (an
+// Agora node, agora import), which the database told this one of. The next
+// request reads the record again.
+func (s *Service) Invalidate(path, version string) {
+	s.forget(path, version)
+	s.forgetList(path)
+}
+
+// InvalidateAll drops everything this node holds in memory of versions and
+// lists: for when changes made by other processes may have gone unnoticed,
+// such as after the connection that announces them was lost.
+func (s *Service) InvalidateAll() {
+	s.stamps.bumpAll()
+	s.live.clear()
+	s.small.clear()
+	s.lists.clear()
+}
+
+// stamps counts, for stripes of versions and of modules, how often what
+// memory holds of them was dropped. A request that reads a record (or a
+// file, or a list) takes the stamp first, and keeps what it read in memory
+// only if the stamp has not moved since: otherwise a record read just
+// before another request changed it could be kept after that request
+// dropped it, and be served, stale, for as long as it stayed in memory.
+// Stripes that share a counter only cost a record read again.
+type stamps struct {
+	versions [256]atomic.Uint64
+	modules  [64]atomic.Uint64
+}
+
+// stamp is a counter of stamps and the value it had when taken.
+type stamp struct {
+	c *atomic.Uint64
+	n uint64
+}
+
+// current reports whether nothing was dropped since st was taken.
+func (st stamp) current() bool { return st.c.Load() == st.n }
+
+func (s *stamps) versionCounter(path, version string) *atomic.Uint64 {
+	return &s.versions[stripeOf(path+"@"+version, len(s.versions))]
+}
+
+func (s *stamps) moduleCounter(path string) *atomic.Uint64 {
+	return &s.modules[stripeOf(path, len(s.modules))]
+}
+
+func (s *stamps) version(path, version string) stamp {
+	c := s.versionCounter(path, version)
+	return stamp{c, c.Load()}
+}
+
+func (s *stamps) module(path string) stamp {
+	c := s.moduleCounter(path)
+	return stamp{c, c.Load()}
+}
+
+func (s *stamps) bumpVersion(path, version string) { s.versionCounter(path, version).Add(1) }
+func (s *stamps) bumpModule(path string)           { s.moduleCounter(path).Add(1) }
+
+func (s *stamps) bumpAll() {
+	for i := range s.versions {
+		s.versions[i].Add(1)
+	}
+	for i := range s.modules {
+		s.modules[i].Add(1)
 	}
 }
 
@@ -318,9 +409,15 @@ func (c *liveCache) get(path, version string) *Version {
 	return &cp
 }
 
-func (c *liveCache) put(v *Version) {
+// put keeps a copy of v, unless v was dropped since st was taken. The
+// stamp is checked under the lock that forget's delete takes, after
+// forget's bump, so a put either sees the bump or is undone by the delete.
+func (c *liveCache) put(v *Version, st stamp) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !st.current() {
+		return
+	}
 	if len(c.m) >= c.max {
 		n := 0
 		for k := range c.m { // map iteration order is random
@@ -337,6 +434,12 @@ func (c *liveCache) put(v *Version) {
 func (c *liveCache) forget(path, version string) {
 	c.mu.Lock()
 	delete(c.m, versionKey{path, version})
+	c.mu.Unlock()
+}
+
+func (c *liveCache) clear() {
+	c.mu.Lock()
+	clear(c.m)
 	c.mu.Unlock()
 }
 
@@ -379,8 +482,9 @@ func (c *smallFiles) open(key fileKey) storage.File {
 }
 
 // load returns f as a file to serve, holding its content in memory if it is
-// small; it closes f when it reads it.
-func (c *smallFiles) load(key fileKey, f storage.File) storage.File {
+// small and its version was not dropped since st was taken; it closes f
+// when it reads it.
+func (c *smallFiles) load(key fileKey, f storage.File, st stamp) storage.File {
 	fi, err := f.Stat()
 	if err != nil || fi.Size() > maxSmallFile {
 		return f
@@ -393,6 +497,10 @@ func (c *smallFiles) load(key fileKey, f storage.File) storage.File {
 	f.Close()
 	d := &memFileData{data: data, info: fi}
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !st.current() {
+		return d.open()
+	}
 	if c.bytes+len(data) > c.max {
 		for k, old := range c.m { // map iteration order is random
 			delete(c.m, k)
@@ -406,7 +514,6 @@ func (c *smallFiles) load(key fileKey, f storage.File) storage.File {
 	}
 	c.m[key] = d
 	c.bytes += len(data)
-	c.mu.Unlock()
 	return d.open()
 }
 
@@ -416,6 +523,13 @@ func (c *smallFiles) forget(key fileKey) {
 		c.bytes -= len(old.data)
 		delete(c.m, key)
 	}
+	c.mu.Unlock()
+}
+
+func (c *smallFiles) clear() {
+	c.mu.Lock()
+	clear(c.m)
+	c.bytes = 0
 	c.mu.Unlock()
 }
 
