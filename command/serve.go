@@ -78,7 +78,20 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	registry := newCachingRegistry(cfg, conn, disk, sumdb, m, transport, log)
+	meta := models.NewRegistry(conn)
+	registry := newCachingRegistry(cfg, meta, disk, sumdb, m, transport, log)
+	if conn.Dialect.Name() == "postgres" {
+		// Other nodes sharing the database change records this one
+		// holds in memory; they announce it, and this node listens
+		// before it serves anything.
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		changes, err := meta.ListenChanges(lctx, cfg.DatabaseURL, log)
+		cancel()
+		if err != nil {
+			return err
+		}
+		go changes.Run(ctx, registry.Invalidate, registry.InvalidateAll)
+	}
 	handler, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: registry, Logger: log, SumDB: sumdb, Metrics: m})
 	if err != nil {
 		return err
@@ -165,10 +178,10 @@ func newRegistry(cfg *config.Config, conn *pop.Connection, disk *storage.Disk, l
 // newCachingRegistry wires the registry as a pull-through cache: public
 // modules are fetched from the upstream that cfg routes their path to, over
 // transport, verified against the checksum database, and stored.
-func newCachingRegistry(cfg *config.Config, conn *pop.Connection, disk *storage.Disk, sumdb *checksum.DB, m *metrics.Metrics, transport http.RoundTripper, log *slog.Logger) *modproxy.Service {
+func newCachingRegistry(cfg *config.Config, meta *models.Registry, disk *storage.Disk, sumdb *checksum.DB, m *metrics.Metrics, transport http.RoundTripper, log *slog.Logger) *modproxy.Service {
 	router := upstream.NewRouter(cfg.Upstream, cfg.Rules, upstream.Options{Transport: transport, Observer: m, UserAgent: userAgent})
 	mc := modproxy.Config{
-		Metadata: models.NewRegistry(conn),
+		Metadata: meta,
 		Blobs:    disk,
 		TempDir:  cfg.TempDir(),
 		Upstream: func(path string) modproxy.Upstream {

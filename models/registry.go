@@ -2,6 +2,7 @@ package models
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"fmt"
 	"strconv"
@@ -22,6 +23,9 @@ type Registry struct {
 	// connection of its own, so that the fns they run always find a free
 	// connection in the pool.
 	exclusive chan struct{}
+	// origin tells the changes this Registry announces from those of
+	// others (see ListenChanges).
+	origin string
 }
 
 // postgresPool is the size of the PostgreSQL connection pool, and
@@ -35,7 +39,7 @@ var _ modproxy.Metadata = (*Registry)(nil)
 
 // NewRegistry returns a Registry on conn.
 func NewRegistry(conn *pop.Connection) *Registry {
-	return &Registry{conn: conn, exclusive: make(chan struct{}, maxExclusive)}
+	return &Registry{conn: conn, exclusive: make(chan struct{}, maxExclusive), origin: rand.Text()[:12]}
 }
 
 // versionRow is a row of versions joined with its module's path.
@@ -124,12 +128,16 @@ func (r *Registry) Versions(ctx context.Context, path string) ([]*modproxy.Versi
 // Update implements modproxy.Metadata.
 func (r *Registry) Update(ctx context.Context, fn func(tx modproxy.MetadataTx) error) error {
 	return transaction(ctx, r.conn, func(tx *pop.Connection) error {
-		return fn(registryTx{tx})
+		return fn(registryTx{tx, r.origin})
 	})
 }
 
-// registryTx implements modproxy.MetadataTx in a Pop transaction.
-type registryTx struct{ c *pop.Connection }
+// registryTx implements modproxy.MetadataTx in a Pop transaction of the
+// Registry whose origin it carries.
+type registryTx struct {
+	c      *pop.Connection
+	origin string
+}
 
 func (t registryTx) Version(path, version string) (*modproxy.Version, error) {
 	return queryVersion(t.c, path, version)
@@ -167,7 +175,7 @@ func (t registryTx) InsertVersion(v *modproxy.Version) error {
 	if n == 0 {
 		return fmt.Errorf("models: %s@%s: %w", v.Path, v.Version, modproxy.ErrExists)
 	}
-	return nil
+	return t.announce(v.Path, v.Version)
 }
 
 func (t registryTx) Tombstone(v *modproxy.Version) error {
@@ -180,7 +188,7 @@ func (t registryTx) Tombstone(v *modproxy.Version) error {
 	if n == 0 {
 		return notFound(v.Path, v.Version)
 	}
-	return nil
+	return t.announce(v.Path, v.Version)
 }
 
 func (t registryTx) Restore(v *modproxy.Version) error {
@@ -198,7 +206,7 @@ func (t registryTx) Restore(v *modproxy.Version) error {
 	if n == 0 {
 		return fmt.Errorf("models: %s@%s: %w", v.Path, v.Version, modproxy.ErrExists)
 	}
-	return nil
+	return t.announce(v.Path, v.Version)
 }
 
 func (t registryTx) FillVersion(v *modproxy.Version, kind storage.Kind) error {
@@ -225,7 +233,7 @@ func (t registryTx) FillVersion(v *modproxy.Version, kind storage.Kind) error {
 	if n == 0 {
 		return notFound(v.Path, v.Version)
 	}
-	return nil
+	return t.announce(v.Path, v.Version)
 }
 
 // Exclusive implements modproxy.Metadata. On PostgreSQL it holds a
@@ -257,7 +265,7 @@ func (t registryTx) PurgeVersion(path, version string) error {
 	if err != nil {
 		return fmt.Errorf("models: purging %s@%s: %w", path, version, err)
 	}
-	return nil
+	return t.announce(path, version)
 }
 
 func (t registryTx) AppendAudit(e *modproxy.AuditEvent) error {

@@ -1,0 +1,135 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// Several Agora nodes (and agora import) may share one PostgreSQL
+// database, and each node keeps version records, small files and lists in
+// memory. Every transaction that changes a version's record announces it
+// on versionsChannel with NOTIFY, which PostgreSQL delivers when, and only
+// if, the transaction commits; a ChangeListener on each node receives the
+// announcements of the others and has them dropped from memory. A node
+// drops what it changes itself, so it skips its own announcements, which
+// carry its Registry's origin. SQLite serves one process: nothing is
+// announced.
+const versionsChannel = "agora_versions"
+
+// announce tells the other processes sharing the database that
+// path@version's record changed, once the transaction commits. On SQLite
+// it does nothing.
+func (t registryTx) announce(path, version string) error {
+	if t.c.Dialect.Name() != "postgres" {
+		return nil
+	}
+	// Module paths and versions have no spaces.
+	payload := t.origin + " " + path + " " + version
+	if err := t.c.RawQuery("SELECT pg_notify(?, ?)", versionsChannel, payload).Exec(); err != nil {
+		return fmt.Errorf("models: announcing the change of %s@%s: %w", path, version, err)
+	}
+	return nil
+}
+
+// ChangeListener receives the changes of version records that other
+// processes sharing a PostgreSQL database commit.
+type ChangeListener struct {
+	l      *pq.Listener
+	log    *slog.Logger
+	origin string // of the Registry whose own changes are skipped
+}
+
+// Listener reconnection and liveness: how soon a lost connection is made
+// again (doubling up to the maximum while it fails), and how often an idle
+// one is checked, so that a connection that died silently is noticed.
+const (
+	listenMinReconnect = 100 * time.Millisecond
+	listenMaxReconnect = 10 * time.Second
+	listenPing         = 30 * time.Second
+)
+
+// ListenChanges connects to the PostgreSQL database at url (the URL of r's
+// pool) and listens for changes of version records made by others than r.
+// It returns once the database has acknowledged, so that no change
+// committed after it returns goes unheard, or an error if that does not
+// happen before ctx is done.
+func (r *Registry) ListenChanges(ctx context.Context, url string, log *slog.Logger) (*ChangeListener, error) {
+	c := &ChangeListener{log: log, origin: r.origin}
+	c.l = pq.NewListener(url, listenMinReconnect, listenMaxReconnect, c.event)
+	listening := make(chan error, 1)
+	go func() { listening <- c.l.Listen(versionsChannel) }()
+	select {
+	case err := <-listening:
+		if err != nil {
+			c.l.Close()
+			return nil, fmt.Errorf("database: listening for changes: %w", err)
+		}
+		return c, nil
+	case <-ctx.Done():
+		c.l.Close() // Listen returns when the listener closes
+		<-listening
+		return nil, fmt.Errorf("database: listening for changes: %w", ctx.Err())
+	}
+}
+
+// event logs the listener's connection being lost and made again.
+func (c *ChangeListener) event(ev pq.ListenerEventType, err error) {
+	switch ev {
+	case pq.ListenerEventDisconnected:
+		c.log.Warn("lost the database connection that announces changes; what memory holds is dropped once it is back", "err", err)
+	case pq.ListenerEventConnectionAttemptFailed:
+		c.log.Warn("reconnecting to the database to hear of changes", "err", err)
+	case pq.ListenerEventReconnected:
+		c.log.Info("reconnected to the database to hear of changes")
+	}
+}
+
+// Run calls changed with the module path and version of every record that
+// another process changes, and lost whenever changes may have gone
+// unheard: after the connection was lost and made again. It returns when
+// ctx is done, and closes the listener.
+func (c *ChangeListener) Run(ctx context.Context, changed func(path, version string), lost func()) {
+	defer c.l.Close()
+	ping := time.NewTicker(listenPing)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case n := <-c.l.Notify:
+			if n == nil { // reconnected
+				lost()
+				continue
+			}
+			from, path, version, err := parseAnnouncement(n.Extra)
+			switch {
+			case err != nil:
+				c.log.Error("a change announced on the database cannot be read; dropping what memory holds", "payload", n.Extra, "err", err)
+				lost()
+			case from != c.origin:
+				changed(path, version)
+			}
+		case <-ping.C:
+			// A failed ping makes the listener reconnect, which is
+			// followed by a nil notification.
+			if err := c.l.Ping(); err != nil {
+				c.log.Warn("the database connection that announces changes does not answer", "err", err)
+			}
+		}
+	}
+}
+
+// parseAnnouncement splits the payload that announce sends.
+func parseAnnouncement(payload string) (from, path, version string, err error) {
+	f := strings.Fields(payload)
+	if len(f) != 3 {
+		return "", "", "", errors.New("want a process, a module path and a version")
+	}
+	return f[0], f[1], f[2], nil
+}
