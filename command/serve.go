@@ -151,13 +151,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	return nil
 }
 
+// staleTemp is how long a temporary file in storage must have gone
+// unmodified before start-up removes it as the leftover of an interrupted
+// write. Other nodes sharing the storage directory may be writing theirs.
+const staleTemp = 10 * time.Minute
+
 // openStorage opens the blob store, removing what interrupted writes left.
 func openStorage(cfg *config.Config, log *slog.Logger) (*storage.Disk, error) {
 	disk, err := storage.NewDisk(cfg.StorageDir)
 	if err != nil {
 		return nil, fmt.Errorf("AGORA_STORAGE_DIR: %w", err)
 	}
-	if n, err := disk.RemoveTemp(); err != nil {
+	if n, err := disk.RemoveTemp(staleTemp); err != nil {
 		return nil, err
 	} else if n > 0 {
 		log.Warn("removed temporary files an interrupted write left in storage", "count", n)

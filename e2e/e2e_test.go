@@ -231,8 +231,11 @@ func TestPublishFetchDeleteRecover(t *testing.T) {
 type server struct {
 	// URL is the server's base URL, http://127.0.0.1:port.
 	URL string
-	// DataDir is its AGORA_DATA_DIR; StorageDir the storage directory in it.
+	// DataDir is its AGORA_DATA_DIR; StorageDir the storage directory, in
+	// it unless AGORA_STORAGE_DIR says otherwise.
 	DataDir, StorageDir string
+	// DatabaseURL is its DATABASE_URL, empty for the embedded SQLite.
+	DatabaseURL string
 
 	bin     string   // the agora binary
 	env     []string // the environment of the server and its commands
@@ -251,7 +254,8 @@ type server struct {
 // directory and a fresh database of the dialect, and waits until it is
 // healthy. SQLite is the embedded default, so for it DATABASE_URL is left
 // unset. When the test ends the server gets SIGTERM and must exit with
-// status 0; its log is shown if the test failed. extraEnv adds settings.
+// status 0; its log is shown if the test failed. extraEnv adds settings;
+// a DATABASE_URL or AGORA_STORAGE_DIR in it replaces the fresh one.
 func startAgora(t *testing.T, bin, dialect string, extraEnv ...string) *server {
 	t.Helper()
 	dataDir := t.TempDir()
@@ -272,8 +276,17 @@ func startAgora(t *testing.T, bin, dialect string, extraEnv ...string) *server {
 			"AGORA_SUMDB=off",
 		}, extraEnv...),
 	}
-	if dialect != "sqlite3" {
-		s.env = append(s.env, "DATABASE_URL="+modelstest.URL(t, dialect))
+	for _, kv := range extraEnv {
+		if dir, ok := strings.CutPrefix(kv, "AGORA_STORAGE_DIR="); ok {
+			s.StorageDir = dir
+		}
+		if url, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
+			s.DatabaseURL = url
+		}
+	}
+	if dialect != "sqlite3" && s.DatabaseURL == "" {
+		s.DatabaseURL = modelstest.URL(t, dialect)
+		s.env = append(s.env, "DATABASE_URL="+s.DatabaseURL)
 	}
 	s.start(t, dialect)
 	if dialect == "sqlite3" {

@@ -13,7 +13,7 @@
 // destination directory, is synced, renamed over the final name, and the
 // directory is synced. A reader sees either the old file or the whole new one,
 // never a part. A crash leaves at most temporary files behind, which
-// [Disk.RemoveTemp] deletes at start-up.
+// [Disk.RemoveTemp] deletes at start-up once they are old enough.
 //
 // The package knows nothing of HTTP or SQL; it stores bytes under names.
 package storage
@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/module"
 )
@@ -204,20 +205,35 @@ func (d *Disk) PutList(ctx context.Context, path string, versions []string) erro
 }
 
 // RemoveTemp deletes the temporary files that an interrupted write left in
-// the tree, and reports how many it removed. Call it at start-up, before the
-// store is used.
-func (d *Disk) RemoveTemp() (int, error) {
+// the tree, unmodified for longer than olderThan, and reports how many it
+// removed. Call it at start-up, before the store is used. Several nodes may
+// share the tree: the age spares the files another one is writing, whose
+// modification time moves as it writes and which it renames within moments
+// of its last write.
+func (d *Disk) RemoveTemp(olderThan time.Duration) (int, error) {
 	removed := 0
+	cutoff := time.Now().Add(-olderThan)
 	err := filepath.WalkDir(d.root, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), tempSuffix) {
-			if err := os.Remove(p); err != nil {
-				return err
-			}
-			removed++
+		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), tempSuffix) {
+			return nil
 		}
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // renamed or removed by its writer meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		if fi.ModTime().After(cutoff) {
+			return nil
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		removed++
 		return nil
 	})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"agora/storage"
 	"agora/storage/storagetest"
@@ -53,18 +54,29 @@ func TestDiskRemoveTemp(t *testing.T) {
 	if err := d.Put(ctx, "example.com/a", "v1.0.0", storage.Mod, strings.NewReader("keep")); err != nil {
 		t.Fatal(err)
 	}
-	// What a crash between create and rename leaves behind.
+	// What a crash between create and rename left behind an hour ago, and
+	// what another node sharing the tree is writing now.
 	dir := filepath.Join(d.Root(), "example.com/a/@v")
 	leftover := filepath.Join(dir, ".v1.0.1.zip.123456.agora-tmp")
-	if err := os.WriteFile(leftover, []byte("partial"), 0o644); err != nil {
+	writing := filepath.Join(dir, ".v1.0.2.zip.654321.agora-tmp")
+	for _, name := range []string{leftover, writing} {
+		if err := os.WriteFile(name, []byte("partial"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hourAgo := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(leftover, hourAgo, hourAgo); err != nil {
 		t.Fatal(err)
 	}
-	n, err := d.RemoveTemp()
+	n, err := d.RemoveTemp(10 * time.Minute)
 	if err != nil || n != 1 {
 		t.Fatalf("RemoveTemp() = %d, %v; want 1, nil", n, err)
 	}
 	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
 		t.Errorf("leftover temp file still there: %v", err)
+	}
+	if _, err := os.Stat(writing); err != nil {
+		t.Errorf("RemoveTemp removed a file being written: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "v1.0.0.mod")); err != nil {
 		t.Errorf("RemoveTemp removed a real file: %v", err)
