@@ -29,7 +29,8 @@ func (t registryTx) announce(path, version string) error {
 	if t.c.Dialect.Name() != "postgres" {
 		return nil
 	}
-	// Module paths and versions have no spaces.
+	// Module paths and versions have no spaces, and the columns bound
+	// them far below NOTIFY's 8000 bytes.
 	payload := t.origin + " " + path + " " + version
 	if err := t.c.RawQuery("SELECT pg_notify(?, ?)", versionsChannel, payload).Exec(); err != nil {
 		return fmt.Errorf("models: announcing the change of %s@%s: %w", path, version, err)
