@@ -191,8 +191,10 @@ func TestChangesInvalidateOtherNode(t *testing.T) {
 	if err := disk.Put(ctx, m, "v1.0.0", storage.Mod, bytes.NewReader(mod)); err != nil {
 		t.Fatal(err)
 	}
-	insert(t, models.NewRegistry(conn), newVersion(m, "v1.0.0")) // as a third process would
-	for range 2 { // the second from memory
+	// Recorded as a third process would; b reads it twice, the second
+	// time from memory.
+	insert(t, models.NewRegistry(conn), newVersion(m, "v1.0.0"))
+	for range 2 {
 		f, _, err := b.Open(ctx, m, "v1.0.0", storage.Mod)
 		if err != nil {
 			t.Fatal(err)
