@@ -392,6 +392,32 @@ func TestMigrationsGoDownAndUp(t *testing.T) {
 	})
 }
 
+// Nodes starting together on a fresh database all migrate it: they must
+// take turns, and all start.
+func TestMigrateConcurrently(t *testing.T) {
+	url := modelstest.URL(t, "postgres")
+	const nodes = 4
+	errs := make(chan error, nodes)
+	start := make(chan struct{})
+	for range nodes {
+		conn, err := models.Connect(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		go func() {
+			<-start
+			errs <- models.Migrate(conn)
+		}()
+	}
+	close(start)
+	for range nodes {
+		if err := <-errs; err != nil {
+			t.Errorf("Migrate beside %d others: %v", nodes-1, err)
+		}
+	}
+}
+
 // TestRegistryConcurrentWritersAndReaders runs many write transactions
 // beside readers: on SQLite, writers queue in this process instead of
 // failing or sleeping on a locked database, and readers are not held up.
