@@ -214,6 +214,7 @@ func (s *Service) fetchZip(ctx context.Context, up Upstream, path, version strin
 		}
 		return nil, errorf(ErrUpstream, path, version, "reading the zip from %s: %v", src, err)
 	}
+	go tmp.Sync() // flushed while it is checked and hashed; storing syncs it again, quickly then
 	zipHash, zipGoMod, err := inspectModuleZip(tmp.Name(), path, version)
 	if err != nil {
 		return nil, errorf(ErrUpstream, path, version, "%s served an invalid module zip: %v", src, err)
@@ -233,10 +234,7 @@ func (s *Service) fetchZip(ctx context.Context, up Upstream, path, version strin
 	v := s.fetchedVersion(path, version, src)
 	v.ZipHash, v.Size, v.ModHash = zipHash, n, modHash
 	return s.commitFetched(ctx, v, storage.Zip, func(ctx context.Context) error {
-		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-			return err
-		}
-		if err := s.blobs.Put(ctx, path, version, storage.Zip, tmp); err != nil {
+		if err := s.blobs.PutFile(ctx, path, version, storage.Zip, tmp.Name()); err != nil {
 			return err
 		}
 		if gomod != nil {

@@ -107,7 +107,7 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 		PublishedAt: s.now().UTC().Truncate(time.Second),
 	}
 	unlock := s.lockVersion(path, version)
-	res, err := s.commitVersion(ctx, v, zip, mod)
+	res, err := s.commitVersion(ctx, v, stagedZip{zip, false}, mod)
 	unlock()
 	if errors.Is(err, ErrExists) {
 		// A concurrent publish or import of the same version committed first.

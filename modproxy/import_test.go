@@ -275,6 +275,12 @@ func TestImportDirModuleCache(t *testing.T) {
 	for _, c := range f.imported {
 		wantAudit = append(wantAudit, "publish root "+c.path+"@"+c.version)
 		assertImported(t, r, c)
+		// The operator's module cache is read, never moved into storage.
+		escPath, _ := module.EscapePath(c.path)
+		escVersion, _ := module.EscapeVersion(c.version)
+		if got, err := os.ReadFile(filepath.Join(f.cache.download(), filepath.FromSlash(escPath), "@v", escVersion+".zip")); err != nil || !bytes.Equal(got, c.zip) {
+			t.Errorf("%s@%s.zip in the module cache after the import: %v", c.path, c.version, err)
+		}
 	}
 	if got := r.actions(); !slices.Equal(got, wantAudit) {
 		t.Errorf("audit log = %q\nwant %q", got, wantAudit)

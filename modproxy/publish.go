@@ -84,6 +84,7 @@ func (s *Service) Publish(ctx context.Context, who auth.Principal, path, version
 	if n == 0 {
 		return nil, errorf(ErrInvalid, path, version, "empty body: send the module zip")
 	}
+	go tmp.Sync() // flushed while it is checked and hashed; storing syncs it again, quickly then
 	zc, err := inspectZip(tmp.Name(), path, version)
 	if err != nil {
 		return nil, err
@@ -102,7 +103,7 @@ func (s *Service) Publish(ctx context.Context, who auth.Principal, path, version
 		PublishedAt: now,
 	}
 	unlock := s.lockVersion(path, version)
-	res, err := s.commitVersion(ctx, v, tmp, zc.goMod)
+	res, err := s.commitVersion(ctx, v, stagedZip{tmp, true}, zc.goMod)
 	unlock()
 	if errors.Is(err, ErrExists) {
 		// A concurrent upload of the same version committed first.
@@ -123,7 +124,7 @@ func (s *Service) Publish(ctx context.Context, who auth.Principal, path, version
 
 // commitVersion records v and stores its files in one transaction, or finds
 // that v's version is already recorded and compares the content.
-func (s *Service) commitVersion(ctx context.Context, v *Version, zipFile *os.File, goMod []byte) (*PublishResult, error) {
+func (s *Service) commitVersion(ctx context.Context, v *Version, zip stagedZip, goMod []byte) (*PublishResult, error) {
 	var (
 		res        *PublishResult
 		wrote      bool
@@ -161,7 +162,7 @@ func (s *Service) commitVersion(ctx context.Context, v *Version, zipFile *os.Fil
 		}
 		// The row is ours until commit; write the files the row announces.
 		wrote = true
-		if err := s.storeFiles(context.WithoutCancel(ctx), v, zipFile, goMod); err != nil {
+		if err := s.storeFiles(context.WithoutCancel(ctx), v, zip, goMod); err != nil {
 			return err
 		}
 		detail := fmt.Sprintf("zip %s, go.mod %s, %d bytes", v.ZipHash, v.ModHash, v.Size)
@@ -256,12 +257,17 @@ func (s *Service) compareRecorded(ctx context.Context, v *Version) (*PublishResu
 	return &PublishResult{Version: recorded}, nil
 }
 
+// stagedZip is the zip a publish or an import stores: the open file, and
+// whether it is the registry's own temporary file, which storing moves into
+// place rather than copies. An imported zip is the operator's.
+type stagedZip struct {
+	f    *os.File
+	temp bool
+}
+
 // storeFiles writes v's .zip, .mod and .info to the blob store, the zip
 // first, so that the files announcing the version appear last.
-func (s *Service) storeFiles(ctx context.Context, v *Version, zipFile *os.File, goMod []byte) error {
-	if _, err := zipFile.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
+func (s *Service) storeFiles(ctx context.Context, v *Version, zip stagedZip, goMod []byte) error {
 	info, err := json.Marshal(struct {
 		Version string
 		Time    time.Time
@@ -269,17 +275,16 @@ func (s *Service) storeFiles(ctx context.Context, v *Version, zipFile *os.File, 
 	if err != nil {
 		return err
 	}
-	for _, f := range []struct {
-		kind storage.Kind
-		r    io.Reader
-	}{
-		{storage.Zip, zipFile},
-		{storage.Mod, bytes.NewReader(goMod)},
-		{storage.Info, bytes.NewReader(info)},
-	} {
-		if err := s.blobs.Put(ctx, v.Path, v.Version, f.kind, f.r); err != nil {
-			return err
-		}
+	if zip.temp {
+		err = s.blobs.PutFile(ctx, v.Path, v.Version, storage.Zip, zip.f.Name())
+	} else if _, err = zip.f.Seek(0, io.SeekStart); err == nil {
+		err = s.blobs.Put(ctx, v.Path, v.Version, storage.Zip, zip.f)
 	}
-	return nil
+	if err != nil {
+		return err
+	}
+	if err := s.blobs.Put(ctx, v.Path, v.Version, storage.Mod, bytes.NewReader(goMod)); err != nil {
+		return err
+	}
+	return s.blobs.Put(ctx, v.Path, v.Version, storage.Info, bytes.NewReader(info))
 }

@@ -69,9 +69,9 @@ func (s *Service) lockVersion(path, version string) func() {
 type Config struct {
 	Metadata Metadata
 	Blobs    storage.Store
-	// TempDir receives uploads and fetched zips while they are checked. It
-	// should be on the same file system as the blob store so that storing
-	// is a cheap copy.
+	// TempDir receives uploads and fetched zips while they are checked. On
+	// the blob store's file system, storing one is a rename; elsewhere, a
+	// copy.
 	TempDir string
 	// Upstream returns the upstream proxy that path's public versions are
 	// fetched from, or nil to serve path only from what is stored (a

@@ -11,7 +11,8 @@
 //
 // Every write is atomic: the content goes to a temporary file in the
 // destination directory, is synced, renamed over the final name, and the
-// directory is synced. A reader sees either the old file or the whole new one,
+// directory is synced ([Disk.PutFile] syncs and renames the caller's own
+// temporary file instead, when it is on the same file system). A reader sees either the old file or the whole new one,
 // never a part. A crash leaves at most temporary files behind, which
 // [Disk.RemoveTemp] deletes at start-up once they are old enough.
 //
@@ -69,6 +70,14 @@ type Store interface {
 	// Put stores content as the file of the given kind for path@version,
 	// replacing any previous file atomically.
 	Put(ctx context.Context, path, version string, kind Kind, content io.Reader) error
+
+	// PutFile stores the file named src as the file of the given kind for
+	// path@version, replacing any previous file atomically, as Put does
+	// with its content. It may move src rather than copy it (a large zip
+	// then costs no second write), so src must be the caller's own
+	// temporary file, which the caller removes afterwards if it is still
+	// there. Syncing src beforehand, beside other work, shortens the call.
+	PutFile(ctx context.Context, path, version string, kind Kind, src string) error
 
 	// Delete removes every file stored for path@version. Files that are not
 	// there are not an error.
@@ -154,6 +163,22 @@ func (d *Disk) Put(ctx context.Context, path, version string, kind Kind, content
 		return err
 	}
 	if err := writeAtomic(d.root, name, content); err != nil {
+		return fmt.Errorf("storage: put %s@%s%s: %w", path, version, kind, err)
+	}
+	return nil
+}
+
+// PutFile implements Store. It renames src into place when src is on the
+// store's file system, and copies it otherwise.
+func (d *Disk) PutFile(ctx context.Context, path, version string, kind Kind, src string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	name, err := d.name(path, version, kind)
+	if err != nil {
+		return err
+	}
+	if err := moveAtomic(d.root, name, src); err != nil {
 		return fmt.Errorf("storage: put %s@%s%s: %w", path, version, kind, err)
 	}
 	return nil
@@ -274,6 +299,32 @@ func writeAtomic(root, name string, content io.Reader) (err error) {
 	}
 	if err := os.Rename(tmp.Name(), name); err != nil {
 		return err
+	}
+	return syncDir(dir)
+}
+
+// moveAtomic makes src the file name, as writeAtomic would with its
+// content: src is synced and made readable, renamed over name, and the
+// directory synced. When the rename fails, as it does across file systems,
+// src is copied through writeAtomic instead and left in place.
+func moveAtomic(root, name, src string) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return err
+	}
+	dir := filepath.Dir(name)
+	if err := mkdirAllSync(root, dir); err != nil {
+		return err
+	}
+	if err := os.Rename(src, name); err != nil {
+		return writeAtomic(root, name, f)
 	}
 	return syncDir(dir)
 }

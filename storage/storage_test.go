@@ -82,3 +82,27 @@ func TestDiskRemoveTemp(t *testing.T) {
 		t.Errorf("RemoveTemp removed a real file: %v", err)
 	}
 }
+
+// On the store's file system, PutFile moves the file into place: no
+// second copy of a large zip is written. The stored file is readable by
+// others, as Put's are, although a temporary file is created private.
+func TestDiskPutFileMoves(t *testing.T) {
+	d := newDisk(t)
+	src := filepath.Join(d.Root(), "..", "upload.zip") // beside the store, on its file system
+	if err := os.WriteFile(src, []byte("zip"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PutFile(context.Background(), "example.com/a", "v1.0.0", storage.Zip, src); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(src); !os.IsNotExist(err) {
+		t.Errorf("the file put is still at its old name (%v): it was copied, not moved", err)
+	}
+	fi, err := os.Stat(filepath.Join(d.Root(), "example.com/a/@v/v1.0.0.zip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o644 {
+		t.Errorf("stored file mode %v, want 0644", fi.Mode().Perm())
+	}
+}

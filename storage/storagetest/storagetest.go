@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"PrefixSharingPaths", testPrefixSharingPaths},
 		{"CaseEncodedPaths", testCaseEncodedPaths},
 		{"Replace", testReplace},
+		{"PutFile", testPutFile},
 		{"Delete", testDelete},
 		{"List", testList},
 		{"InvalidNames", testInvalidNames},
@@ -167,6 +170,39 @@ func testReplace(t *testing.T, s storage.Store) {
 	if got := read(t, s, "example.com/a", "v1.0.0", storage.Info); got != "second, and longer" {
 		t.Errorf("after replacing, read %q", got)
 	}
+}
+
+// PutFile stores a file's content, replacing what was there, whether it
+// moves or copies the file; a bad name stores nothing and leaves the file.
+func testPutFile(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	put(t, s, "example.com/a", "v1.0.0", storage.Zip, "old")
+	for i, body := range []string{"new, and longer", ""} {
+		src := filepath.Join(t.TempDir(), "upload.zip")
+		if err := os.WriteFile(src, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutFile(ctx, "example.com/a", "v1.0.0", storage.Zip, src); err != nil {
+			t.Fatalf("PutFile #%d: %v", i, err)
+		}
+		if got := read(t, s, "example.com/a", "v1.0.0", storage.Zip); got != body {
+			t.Errorf("PutFile #%d stored %q, want %q", i, got, body)
+		}
+	}
+	src := filepath.Join(t.TempDir(), "upload.zip")
+	if err := os.WriteFile(src, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutFile(ctx, "example.com/../a", "v1.0.0", storage.Zip, src); err == nil {
+		t.Error("PutFile accepted an invalid module path")
+	}
+	if _, err := os.Stat(src); err != nil {
+		t.Errorf("PutFile with an invalid path lost the file: %v", err)
+	}
+	if err := s.PutFile(ctx, "example.com/b", "v1.0.0", storage.Zip, filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Error("PutFile of a missing file succeeded")
+	}
+	wantNotExist(t, s, "example.com/b", "v1.0.0", storage.Zip)
 }
 
 func testDelete(t *testing.T, s storage.Store) {
