@@ -155,22 +155,21 @@ func (d *Disk) Open(ctx context.Context, path, version string, kind Kind) (File,
 
 // Put implements Store.
 func (d *Disk) Put(ctx context.Context, path, version string, kind Kind, content io.Reader) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	name, err := d.name(path, version, kind)
-	if err != nil {
-		return err
-	}
-	if err := writeAtomic(d.root, name, content); err != nil {
-		return fmt.Errorf("storage: put %s@%s%s: %w", path, version, kind, err)
-	}
-	return nil
+	return d.put(ctx, path, version, kind, func(name string) error {
+		return writeAtomic(d.root, name, content)
+	})
 }
 
 // PutFile implements Store. It renames src into place when src is on the
 // store's file system, and copies it otherwise.
 func (d *Disk) PutFile(ctx context.Context, path, version string, kind Kind, src string) error {
+	return d.put(ctx, path, version, kind, func(name string) error {
+		return moveAtomic(d.root, name, src)
+	})
+}
+
+// put makes the file of kind of path@version with write, given its name.
+func (d *Disk) put(ctx context.Context, path, version string, kind Kind, write func(name string) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -178,7 +177,7 @@ func (d *Disk) PutFile(ctx context.Context, path, version string, kind Kind, src
 	if err != nil {
 		return err
 	}
-	if err := moveAtomic(d.root, name, src); err != nil {
+	if err := write(name); err != nil {
 		return fmt.Errorf("storage: put %s@%s%s: %w", path, version, kind, err)
 	}
 	return nil
