@@ -124,7 +124,7 @@ func (s *Service) moduleList(ctx context.Context, path string) (*moduleList, err
 // computeList merges path's stored versions with its upstream's list.
 // stale is the previous answer, if any.
 func (s *Service) computeList(ctx context.Context, path string, stale *moduleList) (*moduleList, error) {
-	st := s.stamps.module(path)
+	st := s.stamps.take()
 	records, err := s.meta.Versions(ctx, path)
 	if err != nil {
 		return nil, err
@@ -195,8 +195,7 @@ func (s *Service) Latest(ctx context.Context, path string) (*Version, error) {
 	}
 	var v *Version
 	if l != nil && len(l.versions) > 0 {
-		latest := LatestVersion(l.versions)
-		v, _, err = s.resolve(ctx, path, latest, storage.Info, s.stamps.version(path, latest))
+		v, _, err = s.resolve(ctx, path, LatestVersion(l.versions), storage.Info, s.stamps.take())
 	} else {
 		v, err = s.upstreamLatest(ctx, path)
 	}

@@ -192,7 +192,7 @@ func (s *Service) commitVersion(ctx context.Context, v *Version, zip stagedZip, 
 		s.forget(v.Path, v.Version) // the record in memory lacks the zip
 	case res.Created:
 		// The record just committed is the newest there is.
-		s.live.put(res.Version, s.stamps.version(v.Path, v.Version))
+		s.live.put(res.Version, s.stamps.take())
 	}
 	return res, nil
 }

@@ -35,7 +35,7 @@ type Service struct {
 	live         liveCache
 	small        smallFiles
 	lists        listCache
-	stamps       stamps             // how often what memory holds of a version or a module was dropped
+	stamps       stamps             // how often anything was dropped from memory
 	fetches      singleflight.Group // path@version+kind: one upstream fetch per file
 	listFetches  singleflight.Group // path: one upstream list per module
 	listLocks    [64]sync.Mutex     // serialise rewriting one module's @v/list file
@@ -44,14 +44,9 @@ type Service struct {
 
 // stripe returns the mutex of key among locks.
 func stripe(locks []sync.Mutex, key string) *sync.Mutex {
-	return &locks[stripeOf(key, len(locks))]
-}
-
-// stripeOf returns the index of key among n stripes.
-func stripeOf(key string, n int) int {
 	h := fnv.New32a()
 	h.Write([]byte(key))
-	return int(h.Sum32() % uint32(n))
+	return &locks[h.Sum32()%uint32(len(locks))]
 }
 
 // lockVersion locks path@version's files against concurrent writes and
@@ -204,7 +199,7 @@ func gone(v *Version) error {
 func (s *Service) Open(ctx context.Context, path, version string, kind storage.Kind) (storage.File, *Version, error) {
 	// Taken before anything is read, so that nothing read before the
 	// version changed is kept in memory after.
-	st := s.stamps.version(path, version)
+	st := s.stamps.take()
 	v := s.live.get(path, version)
 	if v == nil || !has(v, kind) {
 		var (
@@ -227,8 +222,7 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 	}
 	f, err := s.blobs.Open(ctx, path, v.Version, kind)
 	if err == nil {
-		// A query's answer names another version than st's.
-		if kind != storage.Zip && v.Version == version {
+		if kind != storage.Zip {
 			return s.small.load(key, f, st), v, nil
 		}
 		return f, v, nil
@@ -287,7 +281,7 @@ func (s *Service) writeList(ctx context.Context, path string) {
 // forget drops what memory holds of path@version. What a request read
 // before is not kept after (see stamps).
 func (s *Service) forget(path, version string) {
-	s.stamps.bumpVersion(path, version)
+	s.stamps.bump()
 	s.live.forget(path, version)
 	for _, kind := range []storage.Kind{storage.Info, storage.Mod} {
 		s.small.forget(fileKey{path, version, kind})
@@ -296,7 +290,7 @@ func (s *Service) forget(path, version string) {
 
 // forgetList drops path's list from memory.
 func (s *Service) forgetList(path string) {
-	s.stamps.bumpModule(path)
+	s.stamps.bump()
 	s.lists.forget(path)
 }
 
@@ -314,25 +308,23 @@ func (s *Service) Invalidate(path, version string) {
 // lists: for when changes made by other processes may have gone unnoticed,
 // such as after the connection that announces them was lost.
 func (s *Service) InvalidateAll() {
-	s.stamps.bumpAll()
+	s.stamps.bump()
 	s.live.clear()
 	s.small.clear()
 	s.lists.clear()
 }
 
-// stamps counts, for stripes of versions and of modules, how often what
-// memory holds of them was dropped. A request that reads a record (or a
-// file, or a list) takes the stamp first, and keeps what it read in memory
-// only if the stamp has not moved since: otherwise a record read just
-// before another request changed it could be kept after that request
-// dropped it, and be served, stale, for as long as it stayed in memory.
-// Stripes that share a counter only cost a record read again.
-type stamps struct {
-	versions [256]atomic.Uint64
-	modules  [64]atomic.Uint64
-}
+// stamps counts how often anything was dropped from memory. A request
+// that reads a record (or a file, or a list) takes a stamp first, and keeps
+// what it read in memory only if the count has not moved since: otherwise a
+// record read just before another request changed it could be kept after
+// that request dropped it, and be served, stale, for as long as it stayed
+// in memory. One count for everything costs the hot path one atomic load;
+// a drop of something else only costs a request that overlapped it a read
+// next time.
+type stamps struct{ dropped atomic.Uint64 }
 
-// stamp is a counter of stamps and the value it had when taken.
+// stamp is the count of drops when it was taken.
 type stamp struct {
 	c *atomic.Uint64
 	n uint64
@@ -341,35 +333,8 @@ type stamp struct {
 // current reports whether nothing was dropped since st was taken.
 func (st stamp) current() bool { return st.c.Load() == st.n }
 
-func (s *stamps) versionCounter(path, version string) *atomic.Uint64 {
-	return &s.versions[stripeOf(path+"@"+version, len(s.versions))]
-}
-
-func (s *stamps) moduleCounter(path string) *atomic.Uint64 {
-	return &s.modules[stripeOf(path, len(s.modules))]
-}
-
-func (s *stamps) version(path, version string) stamp {
-	c := s.versionCounter(path, version)
-	return stamp{c, c.Load()}
-}
-
-func (s *stamps) module(path string) stamp {
-	c := s.moduleCounter(path)
-	return stamp{c, c.Load()}
-}
-
-func (s *stamps) bumpVersion(path, version string) { s.versionCounter(path, version).Add(1) }
-func (s *stamps) bumpModule(path string)           { s.moduleCounter(path).Add(1) }
-
-func (s *stamps) bumpAll() {
-	for i := range s.versions {
-		s.versions[i].Add(1)
-	}
-	for i := range s.modules {
-		s.modules[i].Add(1)
-	}
-}
+func (s *stamps) take() stamp { return stamp{&s.dropped, s.dropped.Load()} }
+func (s *stamps) bump()       { s.dropped.Add(1) }
 
 // liveCacheSize bounds the number of live versions remembered by Stat.
 const liveCacheSize = 1 << 16
