@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb"
@@ -63,10 +65,12 @@ func newPublicModule(t *testing.T, path, version string, files map[string]string
 
 // fakeUpstream is a public GOPROXY with its checksum database under
 // /sumdb/<name>/, as proxy.golang.org serves sum.golang.org. It counts
-// requests by kind ("proxy" or "sumdb").
+// requests by kind ("proxy" or "sumdb", and "zip" for zips), and answers
+// zips after zipDelay.
 type fakeUpstream struct {
 	*httptest.Server
 	name, vkey string
+	zipDelay   atomic.Int64 // nanoseconds
 	mu         sync.Mutex
 	requests   map[string]int
 }
@@ -125,6 +129,8 @@ func newFakeUpstream(t *testing.T, mods ...*publicModule) *fakeUpstream {
 		case ".mod":
 			io.WriteString(w, m.GoMod)
 		case ".zip":
+			u.count("zip")
+			time.Sleep(time.Duration(u.zipDelay.Load()))
 			w.Write(m.Zip)
 		default:
 			http.NotFound(w, r)

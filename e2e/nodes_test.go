@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"net/http"
 	"net/url"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -59,6 +61,45 @@ func TestTwoNodes(t *testing.T) {
 	}
 	g := newGoTool(t, b.URL)
 	checkOutput(t, g, t.TempDir(), "example.com/hello v1.1.0\n", "list", "-m", "-versions", "example.com/hello")
+}
+
+// Two nodes on one database and one volume fetch a public zip from the
+// upstream once between them, however many clients ask both at once: the
+// fetch holds an advisory lock, and the node that waited for it finds the
+// zip recorded.
+func TestTwoNodesFetchOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: builds agora; skipped in -short mode")
+	}
+	if runtime.GOOS == "windows" {
+		t.Skip("stops the server with SIGTERM, which Windows lacks")
+	}
+	m := newPublicModule(t, "example.org/greet", "v1.0.0", map[string]string{
+		"go.mod":   "module example.org/greet\n\ngo 1.21\n",
+		"greet.go": "package greet\n",
+	})
+	up := newFakeUpstream(t, m)
+	up.zipDelay.Store(int64(300 * time.Millisecond)) // both nodes wait on it at once
+	bin := agoraBinary(t)
+	env := []string{"AGORA_UPSTREAM=" + up.URL, "AGORA_SUMDB=" + up.vkey}
+	a := startAgora(t, bin, "postgres", env...)
+	b := startAgora(t, bin, "postgres", append(env, "DATABASE_URL="+a.DatabaseURL, "AGORA_STORAGE_DIR="+a.StorageDir)...)
+
+	const clients = 20
+	var wg sync.WaitGroup
+	for i := range clients {
+		node := []*server{a, b}[i%2]
+		wg.Go(func() {
+			status, body := node.do(t, http.MethodGet, "/example.org/greet/@v/v1.0.0.zip", "", nil, nil)
+			if status != http.StatusOK || !bytes.Equal(body, bytes.TrimSpace(m.Zip)) {
+				t.Errorf("GET the zip from %s: status %d, %d bytes; want 200 and the upstream's zip", node.URL, status, len(body))
+			}
+		})
+	}
+	wg.Wait()
+	if n := up.total("zip"); n != 1 {
+		t.Errorf("the upstream was asked for the zip %d times by two nodes; want once", n)
+	}
 }
 
 // eventually fails the test if cond does not hold within a few seconds.
