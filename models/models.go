@@ -82,48 +82,12 @@ func Connect(url string) (*pop.Connection, error) {
 
 // Migrate applies every pending migration. On PostgreSQL, processes that
 // migrate the same database at once (nodes starting together, agora
-// migrate during a rollout) take turns: the first applies what is pending,
-// the others then find nothing to do. Unserialised, their CREATE TABLEs
-// collided and all but one failed to start.
+// migrate during a rollout) take turns under the registry's advisory lock:
+// the first applies what is pending, the others then find nothing to do.
+// Unserialised, their CREATE TABLEs collided and all but one failed to
+// start.
 func Migrate(conn *pop.Connection) error {
-	if conn.Dialect.Name() == "postgres" {
-		unlock, err := lockMigrations(conn)
-		if err != nil {
-			return err
-		}
-		defer unlock()
-	}
-	return migrate(conn)
-}
-
-// migrateLock names the advisory lock that serialises migrations.
-const migrateLock = "agora: migrate"
-
-// lockMigrations takes the migration lock on a connection of conn's pool
-// held for the purpose, waiting while another process holds it, and
-// returns what releases it.
-func lockMigrations(conn *pop.Connection) (unlock func(), err error) {
-	db, ok := conn.Store.(interface {
-		Conn(context.Context) (*sql.Conn, error)
-	})
-	if !ok {
-		return nil, fmt.Errorf("migrations: cannot lock: Pop's store %T has no connections", conn.Store)
-	}
-	ctx := context.Background()
-	c, err := db.Conn(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("migrations: %w", err)
-	}
-	if _, err := c.ExecContext(ctx, "SELECT pg_advisory_lock(hashtextextended($1, 0))", migrateLock); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("migrations: waiting for other processes: %w", err)
-	}
-	return func() {
-		// Closing the session would release it too; unlocking returns
-		// the connection to the pool clean.
-		c.ExecContext(ctx, "SELECT pg_advisory_unlock(hashtextextended($1, 0))", migrateLock)
-		c.Close()
-	}, nil
+	return NewRegistry(conn).Exclusive(context.Background(), "migrate", func() error { return migrate(conn) })
 }
 
 // migrate applies every pending migration on conn.
