@@ -172,10 +172,18 @@ func TestPullThroughWithChecksumDatabase(t *testing.T) {
 		"go.mod":   "module example.org/Shout\n\ngo 1.21\n",
 		"shout.go": "package shout\n\n// Hello shouts.\nfunc Hello() string { return \"OLD\" }\n",
 	})
+	// A module without tags, which the upstream lists but has no @latest
+	// for, as a module cache has none: the go command resolves @latest to
+	// the newest pseudo-version of the list, and so must Agora.
+	const nightlyVersion = "v0.0.0-20260304050607-0123456789ab"
+	nightly := newPublicModule(t, "example.org/nightly", nightlyVersion, map[string]string{
+		"go.mod":     "module example.org/nightly\n\ngo 1.21\n",
+		"nightly.go": "package nightly\n",
+	})
 
 	for _, dialect := range modelstest.Dialects {
 		t.Run(dialect, func(t *testing.T) {
-			up := newFakeUpstream(t, a, b, old)
+			up := newFakeUpstream(t, a, b, old, nightly)
 			s := startAgora(t, bin, dialect, "AGORA_UPSTREAM="+up.URL, "AGORA_SUMDB="+up.vkey)
 
 			build := func(g *goTool) {
@@ -185,12 +193,14 @@ func TestPullThroughWithChecksumDatabase(t *testing.T) {
 				g.run(t, dir, "get", "example.org/Shout@v1.1.0")
 				checkProgram(t, g, dir, "HELLO FROM GREET\n")
 				checkOutput(t, g, dir, "example.org/Shout v1.0.0 v1.1.0\n", "list", "-m", "-versions", "example.org/Shout")
+				g.run(t, dir, "get", "example.org/nightly@latest")
+				checkOutput(t, g, dir, "example.org/nightly "+nightlyVersion+"\n", "list", "-m", "example.org/nightly")
 				g.run(t, dir, "mod", "verify")
 				sum, err := os.ReadFile(filepath.Join(dir, "go.sum"))
 				if err != nil {
 					t.Fatal(err)
 				}
-				for _, m := range []*publicModule{a, b} {
+				for _, m := range []*publicModule{a, b, nightly} {
 					if !strings.Contains(string(sum), m.Sum) {
 						t.Errorf("go.sum lacks the checksum database's lines\n%s", m.Sum)
 					}

@@ -633,10 +633,48 @@ func TestLatestOfModuleWithoutTags(t *testing.T) {
 	if err := json.Unmarshal(r.read(t, path, pseudo, storage.Info), &info); err != nil || info.Version != pseudo {
 		t.Errorf("stored .info = %+v, %v", info, err)
 	}
-	// Answered from memory within the TTL.
-	r.Latest(ctx, path)
-	if n := up.count("latest"); n != 1 {
-		t.Errorf("upstream @latest requests = %d; want 1", n)
+	// Storing the .info changed the list, so the next answer asks the
+	// upstream again (a stored pseudo-version may be behind its @latest);
+	// after that, answers come from memory within the TTL.
+	for range 3 {
+		if v, err := r.Latest(ctx, path); err != nil || v.Version != pseudo {
+			t.Fatalf("Latest again = %v, %v; want %s", v, err, pseudo)
+		}
+	}
+	if n := up.count("latest"); n != 2 {
+		t.Errorf("upstream @latest requests = %d; want 2", n)
+	}
+}
+
+// A module without tags has the upstream's @latest, not a pseudo-version
+// stored here earlier, which may be behind it; the stored one answers
+// only when the upstream cannot.
+func TestLatestWithoutTagsFollowsUpstream(t *testing.T) {
+	up := newFakeUpstream()
+	const path = "example.com/untagged"
+	older, newer := "v0.0.0-20250101000000-aaaaaaaaaaaa", "v0.0.0-20261120101010-bbbbbbbbbbbb"
+	up.add(t, path, older, "a")
+	up.add(t, path, newer, "b")
+	up.lists[path] = nil
+	up.latest[path] = newer
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+
+	// A request for an older commit stored it.
+	r.read(t, path, older, storage.Info)
+
+	// The upstream is down: the stored pseudo-version answers.
+	up.setDown(errors.New("connection refused"))
+	r.clock.Advance(2 * time.Minute) // past the list TTL
+	if v, err := r.Latest(ctx, path); err != nil || v.Version != older {
+		t.Fatalf("Latest with the upstream down = %v, %v; want the stored %s", v, err, older)
+	}
+
+	// It is back: its @latest answers, not the stored one behind it.
+	up.setDown(nil)
+	r.clock.Advance(2 * time.Minute)
+	if v, err := r.Latest(ctx, path); err != nil || v.Version != newer {
+		t.Fatalf("Latest = %v, %v; want the upstream's %s, not the stored %s", v, err, newer, older)
 	}
 }
 

@@ -181,9 +181,12 @@ func mergeLists(records []*Version, upstreamList []string) []string {
 
 // Latest returns the version that GET /{module}/@latest reports: the latest
 // of the module's list by the go command's rule (the highest release, else
-// pre-release, else pseudo-version), its .info fetched if needed. A module
-// with an empty list is asked of the upstream, whose @latest is typically a
-// pseudo-version of the default branch. The answer is reused with the list.
+// pre-release), its .info fetched if needed. A module without tags has the
+// upstream's @latest, typically a pseudo-version of its default branch:
+// pseudo-versions stored here, from earlier requests for commits, may be
+// behind it. Only when the upstream does not answer, or there is none, is
+// the latest stored pseudo-version the answer, as it is offline. The answer
+// is reused with the list.
 func (s *Service) Latest(ctx context.Context, path string) (*Version, error) {
 	l, err := s.moduleList(ctx, path)
 	if err != nil && !(errors.Is(err, ErrNotFound) && s.upstreamFor(path) != nil) {
@@ -193,11 +196,23 @@ func (s *Service) Latest(ctx context.Context, path string) (*Version, error) {
 		v := *l.latest
 		return &v, nil
 	}
+	stored := ""
+	if l != nil {
+		stored = LatestVersion(l.versions)
+	}
 	var v *Version
-	if l != nil && len(l.versions) > 0 {
-		v, _, err = s.resolve(ctx, path, LatestVersion(l.versions), storage.Info, s.stamps.take())
-	} else {
+	switch {
+	case stored != "" && !isPseudo(stored):
+		v, _, err = s.resolve(ctx, path, stored, storage.Info, s.stamps.take())
+	case stored == "":
 		v, err = s.upstreamLatest(ctx, path)
+	case s.upstreamFor(path) != nil && l.upstreamOK:
+		if v, err = s.upstreamLatest(ctx, path); err != nil {
+			s.log.Warn("the upstream failed to give a module's latest version: serving the latest stored pseudo-version", "module", path, "version", stored, "err", err)
+			v, _, err = s.resolve(ctx, path, stored, storage.Info, s.stamps.take())
+		}
+	default: // no upstream, or it failed to list the module just now
+		v, _, err = s.resolve(ctx, path, stored, storage.Info, s.stamps.take())
 	}
 	if err != nil {
 		return nil, err

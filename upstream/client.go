@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -258,7 +259,14 @@ func (c *Client) Info(ctx context.Context, path, query string) (*Info, string, e
 // Latest returns path's @latest (GET <proxy>/<path>/@latest): the version
 // the upstream considers latest, typically a pseudo-version of the default
 // branch of a module without tags, and the URL of the proxy that answered.
-// The answer is checked as Info checks it.
+//
+// @latest is optional in the protocol, and a GOPROXY file tree such as a
+// module cache has none. A proxy that does not have it is asked, as the go
+// command asks it, for its @v/list, and the newest pseudo-version there
+// (by the time on its line, else the pseudo-version's own) is the answer,
+// with that version's .info; only when the list has none either does the
+// proxy not have the module. Tagged versions in the list are not
+// considered: a caller with tags picks the latest of List instead.
 func (c *Client) Latest(ctx context.Context, path string) (*Info, string, error) {
 	escPath, err := module.EscapePath(path)
 	if err != nil {
@@ -267,6 +275,10 @@ func (c *Client) Latest(ctx context.Context, path string) (*Info, string, error)
 	var info *Info
 	src, err := c.try(ctx, func(p *proxy) error {
 		data, err := c.getBytes(ctx, p, kindLatest, escPath, "@latest")
+		if errors.Is(err, ErrNotFound) {
+			info, err = c.latestFromList(ctx, p, path, escPath)
+			return err
+		}
 		if err != nil {
 			return err
 		}
@@ -279,6 +291,66 @@ func (c *Client) Latest(ctx context.Context, path string) (*Info, string, error)
 		return nil, "", &module.ModuleError{Path: path, Err: err}
 	}
 	return info, src, nil
+}
+
+// latestFromList is Latest for a proxy p without @latest: the .info of
+// the newest pseudo-version of p's @v/list.
+func (c *Client) latestFromList(ctx context.Context, p *proxy, path, escPath string) (*Info, error) {
+	data, err := c.getBytes(ctx, p, kindList, escPath, "@v/list")
+	if err != nil {
+		return nil, err
+	}
+	version := newestPseudoVersion(data)
+	if version == "" {
+		return nil, fmt.Errorf("proxy %s has no @latest of %s, and its @v/list no pseudo-version: %w", p.name, path, ErrNotFound)
+	}
+	escVersion, err := module.EscapeVersion(version)
+	if err != nil {
+		return nil, invalid(path, version, err)
+	}
+	data, err = c.getBytes(ctx, p, kindInfo, escPath, "@v/"+escVersion+".info")
+	if err != nil {
+		return nil, err
+	}
+	info, err := parseInfo(path, data)
+	if err != nil {
+		return nil, fmt.Errorf("invalid .info of %s from proxy %s: %v", version, p.name, err)
+	}
+	if info.Version != version {
+		return nil, fmt.Errorf("invalid .info of %s from proxy %s: it names version %s", version, p.name, info.Version)
+	}
+	return info, nil
+}
+
+// newestPseudoVersion returns the pseudo-version of a @v/list that the go
+// command takes for @latest when a proxy has none (cmd/go's
+// proxyRepo.latestFromList): of the lines whose first field is a valid
+// version, the one with the latest time, which is the line's second field
+// if it is an RFC 3339 time, else the pseudo-version's; lines with neither
+// time are skipped, and so are pseudo-versions that are not canonical. ""
+// if there is none.
+func newestPseudoVersion(list []byte) string {
+	var best string
+	var bestTime time.Time
+	for line := range bytes.Lines(list) {
+		f := strings.Fields(string(line))
+		if len(f) == 0 || !semver.IsValid(f[0]) {
+			continue
+		}
+		var t time.Time
+		if len(f) >= 2 {
+			t, _ = time.Parse(time.RFC3339, f[1])
+		} else if module.IsPseudoVersion(f[0]) {
+			t, _ = module.PseudoVersionTime(f[0])
+		}
+		if t.IsZero() || !module.IsPseudoVersion(f[0]) || module.CanonicalVersion(f[0]) != f[0] {
+			continue
+		}
+		if bestTime.Before(t) {
+			best, bestTime = f[0], t
+		}
+	}
+	return best
 }
 
 // List returns the versions in path's list (GET <proxy>/<path>/@v/list)

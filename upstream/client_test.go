@@ -620,3 +620,84 @@ func TestErrorDetailOnlyFromPlainText(t *testing.T) {
 		t.Errorf("Mod: %v; want an *HTTPError with status 404", err)
 	}
 }
+
+// A proxy without @latest (it is optional, and a module cache has none) is
+// asked for its list, as the go command asks it: the newest
+// pseudo-version there is the answer, with its .info from that proxy.
+func TestLatestFromList(t *testing.T) {
+	const (
+		old    = "v0.0.0-20190102030405-0123456789ab"
+		newest = "v0.0.0-20240102030405-abcdef012345"
+		dated  = "v0.0.0-20200102030405-aaaaaaaaaaaa" // its line's time is the newest
+		info   = `{"Version":"%s","Time":"2024-01-02T03:04:05Z"}`
+	)
+	files := func(list string, versions ...string) map[string]string {
+		m := map[string]string{"example.com/!upper/@v/list": list}
+		for _, v := range versions {
+			m["example.com/!upper/@v/"+v+".info"] = fmt.Sprintf(info, v)
+		}
+		return m
+	}
+	tests := []struct {
+		name, list string
+		versions   []string
+		want       string // "" for not found
+	}{
+		{"newest pseudo-version", "v1.0.0\n" + old + "\n" + newest + "\nnot-a-version 2031-01-01T00:00:00Z\n", []string{old, newest}, newest},
+		{"time on the line", newest + "\n" + dated + " 2030-01-01T00:00:00Z\n", []string{newest, dated}, dated},
+		{"tags only", "v1.0.0\nv1.1.0\n", []string{"v1.0.0"}, ""},
+		{"empty list", "", nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newFakeProxy(t, serveFiles(files(tt.list, tt.versions...)))
+			c := newTestClient(t, p.URL, nil)
+			got, src, err := c.Latest(context.Background(), modPath)
+			if tt.want == "" {
+				if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "no pseudo-version") {
+					t.Fatalf("Latest = %+v, %v; want not found: no pseudo-version", got, err)
+				}
+				return
+			}
+			if err != nil || got.Version != tt.want || src != p.URL || string(got.Raw) != fmt.Sprintf(info, tt.want) {
+				t.Fatalf("Latest = %+v, %q, %v; want %s and its .info from %s", got, src, err, tt.want, p.URL)
+			}
+		})
+	}
+
+	t.Run("falls through to the next proxy", func(t *testing.T) {
+		tags := newFakeProxy(t, serveFiles(files("v1.0.0\n", "v1.0.0")))
+		next := newFakeProxy(t, serveFiles(files(newest+"\n", newest)))
+		c := newTestClient(t, tags.URL+","+next.URL, nil)
+		if got, src, err := c.Latest(context.Background(), modPath); err != nil || got.Version != newest || src != next.URL {
+			t.Fatalf("Latest = %+v, %q, %v; want %s from the second proxy", got, src, err, newest)
+		}
+	})
+	t.Run("info naming another version", func(t *testing.T) {
+		m := files(newest + "\n")
+		m["example.com/!upper/@v/"+newest+".info"] = fmt.Sprintf(info, old)
+		p := newFakeProxy(t, serveFiles(m))
+		c := newTestClient(t, p.URL, nil)
+		if got, _, err := c.Latest(context.Background(), modPath); err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "names version "+old) {
+			t.Fatalf("Latest = %+v, %v; want an invalid .info error", got, err)
+		}
+	})
+	t.Run("a failing @latest is not worked around", func(t *testing.T) {
+		p := newFakeProxy(t, func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/@latest") {
+				http.Error(w, "broken", http.StatusInternalServerError)
+				return
+			}
+			serveFiles(files(newest+"\n", newest))(w, r)
+		})
+		c := newTestClient(t, p.URL, func(o *Options) { o.Retries = -1 })
+		if got, _, err := c.Latest(context.Background(), modPath); err == nil || !strings.Contains(err.Error(), "500") {
+			t.Fatalf("Latest = %+v, %v; want the 500", got, err)
+		}
+		for _, uri := range p.uris() {
+			if strings.HasSuffix(uri, "/@v/list") {
+				t.Errorf("asked for the list after @latest failed: %q", p.uris())
+			}
+		}
+	})
+}
