@@ -23,13 +23,16 @@ func newImport() *cobra.Command {
 	return &cobra.Command{
 		Use:   "import DIR",
 		Short: "Import the module versions of a module cache or GOPROXY directory",
-		Long: `Import every module version that DIR holds a zip of into the registry: DIR is a
-module cache ($GOMODCACHE, or its cache/download directory) or any GOPROXY file
-tree (<escaped path>/@v/<escaped version>.info, .mod, .zip).
+		Long: `Import every module version that DIR holds a zip or a .mod of into the registry:
+DIR is a module cache ($GOMODCACHE, or its cache/download directory) or any
+GOPROXY file tree (<escaped path>/@v/<escaped version>.info, .mod, .zip).
 
 Every zip is checked against the rules of module zips and hashed (and must
 match the .ziphash the go command recorded next to it); the .mod must be the
-zip's go.mod. Versions already stored identically are skipped, conflicting ones
+zip's go.mod. A version with a .mod and no zip, as a module cache holds of most
+of a build's dependencies, is imported as its go.mod (and .info, if there is
+one): the go command reads them to work out the module graph ('go mod tidy',
+'go list -m all'); the zip can be imported or fetched later. Versions already stored identically are skipped, conflicting ones
 are reported and not imported, and versions deleted on this server are not
 brought back. Imported versions are recorded with source "imported" and the
 audit log names the actor "` + cliActor + `".
@@ -62,7 +65,7 @@ func importModules(ctx context.Context, reg *modproxy.Service, dir string, w io.
 	sum, err := reg.ImportDir(ctx, cliAdmin, dir, func(e modproxy.ImportEvent) {
 		fmt.Fprintln(w, e)
 	})
-	if err == nil || sum.Done() > 0 || sum.NoZip > 0 {
+	if err == nil || sum.Done() > 0 {
 		fmt.Fprintln(w, sum)
 	}
 	switch {

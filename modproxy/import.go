@@ -20,6 +20,7 @@ import (
 	modzip "golang.org/x/mod/zip"
 
 	"agora/auth"
+	"agora/storage"
 )
 
 // MaxInfoFile bounds the size of an imported .info file, in bytes. An .info
@@ -129,6 +130,97 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 	return res, nil
 }
 
+// importGoMod stores path@version's go.mod, and its .info unless info is
+// nil, from a directory that has no zip of the version, on behalf of who,
+// who must be an administrator: what a module cache holds of most of a
+// build's dependencies, whose go.mod the go command reads to work out the
+// module graph without compiling them.
+//
+// The files are checked as Import checks them and recorded file by file,
+// as a fetch records them, with Source SourceImported; the zip can come
+// later, from an import or an upstream, and must then hold the same go.mod.
+// A version recorded with the same go.mod is left as it is, its .info
+// added if it had none (Created says whether anything was stored). One
+// recorded with another go.mod is a conflict, recorded in the audit log. A
+// deleted version is not brought back (ErrGone). Like fetched files, and
+// unlike a module's source, a go.mod alone is not a publish: it is not
+// written to the audit log.
+func (s *Service) importGoMod(ctx context.Context, who auth.Principal, path, version string, info, mod []byte) (*PublishResult, error) {
+	if !who.Can(auth.ScopeAdmin) {
+		return nil, errorf(ErrForbidden, path, version, "importing needs an administrator")
+	}
+	if err := checkVersion(path, version); err != nil {
+		return nil, err
+	}
+	var t time.Time
+	if info != nil {
+		var err error
+		if t, err = parseImportedInfo(path, version, info); err != nil {
+			return nil, err
+		}
+	}
+	modHash, err := checkImportedMod(path, version, mod)
+	if err != nil {
+		return nil, err
+	}
+	v := &Version{
+		Path:        path,
+		Version:     version,
+		ModHash:     modHash,
+		Source:      SourceImported,
+		PublishedBy: who.User,
+		PublishedAt: s.now().UTC().Truncate(time.Second),
+	}
+	// conflict reports a recorded go.mod other than mod's, if there is one.
+	conflict := func(recorded *Version) error {
+		if recorded.ModHash == "" || recorded.ModHash == modHash {
+			return nil
+		}
+		err := errorf(ErrConflict, path, version, "the .mod file has hash %s, but a go.mod with hash %s is recorded for this version (from %s)", modHash, recorded.ModHash, recorded.Source)
+		s.auditImportRejection(ctx, v, err)
+		return err
+	}
+
+	recorded, err := s.meta.Version(ctx, path, version)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		recorded = nil
+	case err != nil:
+		return nil, err
+	case !recorded.Live():
+		return nil, gone(recorded)
+	default:
+		if err := conflict(recorded); err != nil {
+			return nil, err
+		}
+	}
+	created := false
+	if recorded == nil || !has(recorded, storage.Mod) {
+		out, err := s.commitFetched(ctx, v, storage.Mod, func(ctx context.Context) error {
+			return s.blobs.Put(ctx, path, version, storage.Mod, bytes.NewReader(mod))
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := conflict(out); err != nil { // recorded meanwhile
+			return nil, err
+		}
+		recorded, created = out, true
+	}
+	if info != nil && !has(recorded, storage.Info) {
+		vi := *v
+		vi.Time = t
+		out, err := s.commitFetched(ctx, &vi, storage.Info, func(ctx context.Context) error {
+			return s.blobs.Put(ctx, path, version, storage.Info, bytes.NewReader(info))
+		})
+		if err != nil {
+			return nil, err
+		}
+		recorded, created = out, true
+	}
+	return &PublishResult{Version: recorded, Created: created}, nil
+}
+
 // parseImportedInfo checks an imported .info file and returns the time it
 // gives the version.
 func parseImportedInfo(path, version string, info []byte) (time.Time, error) {
@@ -215,19 +307,25 @@ func (o ImportOutcome) String() string {
 
 // ImportEvent reports the outcome of importing one version of a directory.
 type ImportEvent struct {
-	N, Total int // the version's position, from 1, among the versions with a zip
+	N, Total int // the version's position, from 1, among the versions found
 	Path     string
 	Version  string
-	Outcome  ImportOutcome
+	// GoModOnly says the directory has the version's .mod but no zip.
+	GoModOnly bool
+	Outcome   ImportOutcome
 	// Err says why the version was not imported; nil for ImportImported,
 	// and for ImportSkipped when an identical version was stored.
 	Err error
 }
 
 // String returns a progress line: "[12/340] golang.org/x/mod@v0.42.0
-// imported", followed by the reason for any other outcome.
+// imported", with "(go.mod only)" after the outcome for a version without
+// a zip, and followed by the reason for any outcome but imported.
 func (e ImportEvent) String() string {
 	line := fmt.Sprintf("[%d/%d] %s@%s %s", e.N, e.Total, e.Path, e.Version, e.Outcome)
+	if e.GoModOnly {
+		line += " (go.mod only)"
+	}
 	switch {
 	case e.Err != nil:
 		line += ": " + e.reason()
@@ -248,13 +346,13 @@ func (e ImportEvent) reason() string {
 
 // ImportSummary counts the outcomes of importing a directory.
 type ImportSummary struct {
-	// Total counts the versions the directory holds a zip of; those not
-	// Done when an import stops early were not looked at.
+	// Total counts the versions the directory holds a zip or a .mod of;
+	// those not Done when an import stops early were not looked at.
 	Total                                                        int
 	Imported, Skipped, Incomplete, Conflict, Invalid, Unreadable int
-	// NoZip counts the versions the directory has a .mod or .info of but
-	// no zip (a module cache holds many: the go command needs only the
-	// go.mod of most of a build's dependencies). They are not imported.
+	// NoZip counts those of Total with a .mod but no zip, imported as
+	// their go.mod only. A module cache holds many: the go command needs
+	// only the go.mod of most of a build's dependencies.
 	NoZip int
 }
 
@@ -276,7 +374,7 @@ func (s *ImportSummary) count(o ImportOutcome) {
 	}
 }
 
-// Done returns the number of versions with a zip that were looked at.
+// Done returns the number of versions that were looked at.
 func (s ImportSummary) Done() int {
 	return s.Imported + s.Skipped + s.Incomplete + s.Conflict + s.Invalid + s.Unreadable
 }
@@ -287,13 +385,13 @@ func (s ImportSummary) String() string {
 	if s.Done() < s.Total {
 		done = fmt.Sprintf("%d of %d versions", s.Done(), s.Total)
 	}
-	return fmt.Sprintf("%s: %d imported, %d skipped, %d incomplete, %d conflict, %d invalid, %d unreadable; %d without a zip not imported",
+	return fmt.Sprintf("%s: %d imported, %d skipped, %d incomplete, %d conflict, %d invalid, %d unreadable; %d of them a go.mod without a zip",
 		done, s.Imported, s.Skipped, s.Incomplete, s.Conflict, s.Invalid, s.Unreadable, s.NoZip)
 }
 
 // Err returns an error if versions were refused (conflicting, invalid or
-// unreadable), nil otherwise. Incomplete versions and versions without a
-// zip are not errors: the directory simply does not have them.
+// unreadable), nil otherwise. Incomplete versions are not errors: the
+// directory simply does not have all of them.
 func (s ImportSummary) Err() error {
 	if n := s.Conflict + s.Invalid + s.Unreadable; n > 0 {
 		return fmt.Errorf("%d versions were not imported (%d conflicting, %d invalid, %d unreadable): see the lines above", n, s.Conflict, s.Invalid, s.Unreadable)
@@ -301,14 +399,17 @@ func (s ImportSummary) Err() error {
 	return nil
 }
 
-// ImportDir imports every module version that dir holds a zip of, on behalf
-// of who, who must be an administrator. dir is a GOPROXY file tree
-// (<escaped path>/@v/<escaped version>.info, .mod, .zip), such as the
+// ImportDir imports every module version that dir holds a zip or a .mod
+// of, on behalf of who, who must be an administrator. dir is a GOPROXY file
+// tree (<escaped path>/@v/<escaped version>.info, .mod, .zip), such as the
 // module cache's download directory, $GOMODCACHE/cache/download; given
 // $GOMODCACHE itself, ImportDir uses its cache/download. Lock files,
-// partial downloads, list files and the checksum database cache (sumdb/)
-// are ignored. A .ziphash file the go command left next to a zip must
-// match the zip's hash.
+// partial downloads, list files, .info files alone and the checksum
+// database cache (sumdb/) are ignored. A .ziphash file the go command left
+// next to a zip must match the zip's hash. A version with a .mod and no zip
+// is imported as its go.mod (see importGoMod): without them, a proxy
+// filled from a module cache could build the modules it has, but not
+// work out their module graph ('go mod tidy', 'go list -m all').
 //
 // Versions are imported one at a time with Import, in order of module path
 // and semantic version, and report is called once for each. Each version is
@@ -341,7 +442,7 @@ func (s *Service) ImportDir(ctx context.Context, who auth.Principal, dir string,
 			return sum, fmt.Errorf("import %s@%s: %w", c.path, c.version, err)
 		}
 		sum.count(outcome)
-		report(ImportEvent{N: i + 1, Total: len(found), Path: c.path, Version: c.version, Outcome: outcome, Err: err})
+		report(ImportEvent{N: i + 1, Total: len(found), Path: c.path, Version: c.version, GoModOnly: !c.zip, Outcome: outcome, Err: err})
 	}
 	return sum, nil
 }
@@ -369,21 +470,22 @@ func importRoot(dir string) (string, error) {
 	return dir, nil
 }
 
-// foundVersion is a version of which an import directory holds a zip.
+// foundVersion is a version of which an import directory holds a zip or a
+// .mod.
 type foundVersion struct {
-	path, version string // unescaped; as found if err is set
-	dir           string // the @v directory
-	file          string // its files' name without extension: the escaped version
-	info, mod     bool   // whether the .info and .mod files are there
-	zipHash       bool   // whether a .ziphash file is there
-	err           error  // the path or version cannot be unescaped
+	path, version  string // unescaped; as found if err is set
+	dir            string // the @v directory
+	file           string // its files' name without extension: the escaped version
+	zip, info, mod bool   // whether the .zip, .info and .mod files are there
+	zipHash        bool   // whether a .ziphash file is there
+	err            error  // the path or version cannot be unescaped
 }
 
 // name returns the name of the version's file with extension ext.
 func (f *foundVersion) name(ext string) string { return filepath.Join(f.dir, f.file+ext) }
 
-// scanImportDir finds the versions under root that have a zip, sorted by
-// path and version, and counts those that have no zip.
+// scanImportDir finds the versions under root that have a zip or a .mod,
+// sorted by path and version, and counts those that have no zip.
 func scanImportDir(root string) (found []*foundVersion, noZip int, err error) {
 	err = filepath.WalkDir(root, func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -433,8 +535,9 @@ func scanImportDir(root string) (found []*foundVersion, noZip int, err error) {
 	return found, noZip, nil
 }
 
-// scanVersionDir returns the versions with a zip in the @v directory dir of
-// the module whose escaped path is escPath, and counts those without.
+// scanVersionDir returns the versions with a zip or a .mod in the @v
+// directory dir of the module whose escaped path is escPath, and counts
+// those without a zip.
 func scanVersionDir(dir, escPath string) ([]*foundVersion, int, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -477,16 +580,16 @@ func scanVersionDir(dir, escPath string) ([]*foundVersion, int, error) {
 	var found []*foundVersion
 	noZip := 0
 	for file, f := range byVersion {
-		if !f.zip {
-			if f.info || f.mod {
-				noZip++
-			}
-			continue
+		if !f.zip && !f.mod {
+			continue // an .info alone: the go command resolved a query
 		}
-		fv := &foundVersion{path: path, version: file, dir: dir, file: file, info: f.info, mod: f.mod, zipHash: f.zipHash, err: perr}
+		if !f.zip {
+			noZip++
+		}
+		fv := &foundVersion{path: path, version: file, dir: dir, file: file, zip: f.zip, info: f.info, mod: f.mod, zipHash: f.zipHash, err: perr}
 		if fv.err == nil {
 			if v, err := module.UnescapeVersion(file); err != nil {
-				fv.err = fmt.Errorf("file %s.zip is not named after an escaped version: %v", file, err)
+				fv.err = fmt.Errorf("files %s.* are not named after an escaped version: %v", file, err)
 			} else {
 				fv.version = v
 			}
@@ -525,7 +628,7 @@ func (s *Service) importFound(ctx context.Context, who auth.Principal, f *foundV
 		}{f.version, t}); err != nil {
 			return -1, err
 		}
-	default:
+	case f.zip:
 		// The go command fetches a version's .info only when it resolves
 		// a query, not when it downloads a version go.sum names.
 		return ImportIncomplete, fmt.Errorf("no .info file next to the zip, so the version's time is unknown: run 'go mod download %s@%s' against a proxy that has it, then import again", f.path, f.version)
@@ -533,6 +636,9 @@ func (s *Service) importFound(ctx context.Context, who auth.Principal, f *foundV
 	mod, err := readImportFile(f.name(".mod"), modzip.MaxGoMod)
 	if err != nil {
 		return ImportUnreadable, err
+	}
+	if !f.zip {
+		return importOutcome(s.importGoMod(ctx, who, f.path, f.version, info, mod))
 	}
 	wantZipHash := ""
 	if f.zipHash {
@@ -547,8 +653,11 @@ func (s *Service) importFound(ctx context.Context, who auth.Principal, f *foundV
 		return ImportUnreadable, err
 	}
 	defer zip.Close()
+	return importOutcome(s.importVersion(ctx, who, f.path, f.version, info, mod, zip, wantZipHash))
+}
 
-	res, err := s.importVersion(ctx, who, f.path, f.version, info, mod, zip, wantZipHash)
+// importOutcome returns the outcome of an import that returned res and err.
+func importOutcome(res *PublishResult, err error) (ImportOutcome, error) {
 	switch {
 	case err == nil && res.Created:
 		return ImportImported, nil

@@ -122,14 +122,24 @@ func moduleFiles(path, content string) map[string]string {
 // what importing it must yield.
 type importFixture struct {
 	cache    *moduleCache
-	imported []cached // in the order of import
-	// outcomes is every version with a zip, in the order of import, as
-	// "path@version outcome".
+	imported []cached // with a zip, in the order of import
+	// goModOnly are the versions imported without a zip, with their
+	// .info's time (zero if the cache has no .info of them).
+	goModOnly []goModOnly
+	// outcomes is every version with a zip or a .mod, in the order of
+	// import, as "path@version outcome".
 	outcomes []string
 	// reasons holds, for each version not imported, words its reason must
 	// contain.
 	reasons map[string]string
 	noZip   int
+}
+
+// goModOnly is a version of which a module cache has the .mod but no zip.
+type goModOnly struct {
+	path, version string
+	mod           []byte
+	time          time.Time
 }
 
 // pseudoVersion is a pseudo-version of example.com/pseudo, cached without
@@ -167,10 +177,17 @@ func newImportFixture(t *testing.T) *importFixture {
 	c.add("example.com/inconsistent", "v1.0.0", day(10), moduleFiles("example.com/inconsistent", "inconsistent"))
 	c.write("example.com/inconsistent", "v1.0.0", ".mod", []byte("module example.com/inconsistent\n\nrequire example.com/beta v0.1.0\n"))
 
-	// Versions whose go.mod only was needed.
-	c.write("example.com/beta", "v0.2.0", ".mod", []byte(goMod("example.com/beta")))
+	// Versions whose go.mod only was needed, with and without an .info.
+	f.goModOnly = []goModOnly{
+		{"example.com/beta", "v0.2.0", []byte(goMod("example.com/beta")), time.Date(2024, 4, 1, 0, 0, 0, 0, time.UTC)},
+		{"golang.org/x/alpha", "v0.9.0", []byte(goMod("golang.org/x/alpha") + "\nrequire example.com/beta v0.2.0\n"), time.Time{}},
+	}
+	for _, m := range f.goModOnly {
+		c.write(m.path, m.version, ".mod", m.mod)
+	}
 	c.write("example.com/beta", "v0.2.0", ".info", []byte(`{"Version":"v0.2.0","Time":"2024-04-01T00:00:00Z"}`))
-	c.write("golang.org/x/alpha", "v0.9.0", ".mod", []byte(goMod("golang.org/x/alpha")))
+	// An .info alone, of a query the go command resolved: ignored.
+	c.write("example.com/beta", "v0.3.0", ".info", []byte(`{"Version":"v0.3.0","Time":"2024-05-01T00:00:00Z"}`))
 	f.noZip = 2
 
 	// What else a module cache holds, to be ignored.
@@ -185,6 +202,7 @@ func newImportFixture(t *testing.T) *importFixture {
 	f.outcomes = []string{
 		"example.com/badhash@v1.0.0 invalid",
 		"example.com/beta@v0.1.0 imported",
+		"example.com/beta@v0.2.0 imported",
 		"example.com/beta/v2@v2.0.0 imported",
 		"example.com/corrupt@v1.0.0 invalid",
 		"example.com/inconsistent@v1.0.0 invalid",
@@ -192,6 +210,7 @@ func newImportFixture(t *testing.T) *importFixture {
 		"example.com/noinfo@v1.0.0 incomplete",
 		"example.com/pseudo@" + pseudoVersion + " imported",
 		"github.com/Upper/Case@v1.0.0 imported",
+		"golang.org/x/alpha@v0.9.0 imported",
 		"golang.org/x/alpha@v1.0.0 imported",
 		"golang.org/x/alpha@v1.1.0 imported",
 	}
@@ -240,7 +259,7 @@ func TestImportDirModuleCache(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ImportDir: %v", err)
 	}
-	want := modproxy.ImportSummary{Total: 11, Imported: 7, Invalid: 3, Incomplete: 1, NoZip: f.noZip}
+	want := modproxy.ImportSummary{Total: 13, Imported: 9, Invalid: 3, Incomplete: 1, NoZip: f.noZip}
 	if sum != want {
 		t.Errorf("summary = %+v\nwant %+v", sum, want)
 	}
@@ -264,10 +283,13 @@ func TestImportDirModuleCache(t *testing.T) {
 			r.assertNoRecord(t, e.Path, e.Version)
 		}
 	}
-	if got, want := events[1].String(), "[2/11] example.com/beta@v0.1.0 imported"; got != want {
+	if got, want := events[1].String(), "[2/13] example.com/beta@v0.1.0 imported"; got != want {
 		t.Errorf("progress line %q; want %q", got, want)
 	}
-	if got := events[0].String(); !strings.HasPrefix(got, "[1/11] example.com/badhash@v1.0.0 invalid: the zip hashes to h1:") {
+	if got, want := events[2].String(), "[3/13] example.com/beta@v0.2.0 imported (go.mod only)"; got != want {
+		t.Errorf("progress line %q; want %q", got, want)
+	}
+	if got := events[0].String(); !strings.HasPrefix(got, "[1/13] example.com/badhash@v1.0.0 invalid: the zip hashes to h1:") {
 		t.Errorf("progress line %q; want the reason without the module repeated", got)
 	}
 
@@ -282,12 +304,17 @@ func TestImportDirModuleCache(t *testing.T) {
 			t.Errorf("%s@%s.zip in the module cache after the import: %v", c.path, c.version, err)
 		}
 	}
+	for _, m := range f.goModOnly {
+		assertImportedGoMod(t, r, m)
+	}
+	// A go.mod without its module is no publish: only the zips are audited.
 	if got := r.actions(); !slices.Equal(got, wantAudit) {
 		t.Errorf("audit log = %q\nwant %q", got, wantAudit)
 	}
-	if list, err := r.List(ctx, "golang.org/x/alpha"); err != nil || !slices.Equal(list, []string{"v1.0.0", "v1.1.0"}) {
+	if list, err := r.List(ctx, "golang.org/x/alpha"); err != nil || !slices.Equal(list, []string{"v0.9.0", "v1.0.0", "v1.1.0"}) {
 		t.Errorf("List(golang.org/x/alpha) = %q, %v; want the imported versions", list, err)
 	}
+	r.assertNoRecord(t, "example.com/beta", "v0.3.0")
 	r.assertTempDirEmpty(t)
 }
 
@@ -324,6 +351,36 @@ func assertImported(t *testing.T, r *testRegistry, c cached) {
 	}
 }
 
+// assertImportedGoMod checks that m is recorded as imported without a zip,
+// and its .mod (and .info, if the cache had one) served as they were in the
+// module cache.
+func assertImportedGoMod(t *testing.T, r *testRegistry, m goModOnly) {
+	t.Helper()
+	ctx := context.Background()
+	v, err := r.meta.Version(ctx, m.path, m.version)
+	if err != nil {
+		t.Errorf("%s@%s not recorded: %v", m.path, m.version, err)
+		return
+	}
+	want := modproxy.Version{
+		Path: m.path, Version: m.version, Time: m.time, ModHash: hashGoMod(t, m.mod),
+		Source: modproxy.SourceImported, PublishedBy: "root", PublishedAt: t0,
+	}
+	if *v != want {
+		t.Errorf("record %+v\nwant %+v", *v, want)
+	}
+	if got := r.read(t, m.path, m.version, storage.Mod); !bytes.Equal(got, m.mod) {
+		t.Errorf("%s@%s.mod = %q; want %q", m.path, m.version, got, m.mod)
+	}
+	if _, _, err := r.Open(ctx, m.path, m.version, storage.Zip); !errors.Is(err, modproxy.ErrNotFound) {
+		t.Errorf("Open %s@%s.zip: %v; want ErrNotFound", m.path, m.version, err)
+	}
+	_, _, err = r.Open(ctx, m.path, m.version, storage.Info)
+	if m.time.IsZero() != errors.Is(err, modproxy.ErrNotFound) {
+		t.Errorf("Open %s@%s.info: %v; want it served if the cache had it", m.path, m.version, err)
+	}
+}
+
 func TestImportDirRerunSkips(t *testing.T) {
 	ctx := context.Background()
 	f := newImportFixture(t)
@@ -338,11 +395,14 @@ func TestImportDirRerunSkips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := modproxy.ImportSummary{Total: 11, Skipped: 7, Invalid: 3, Incomplete: 1, NoZip: f.noZip}
+	want := modproxy.ImportSummary{Total: 13, Skipped: 9, Invalid: 3, Incomplete: 1, NoZip: f.noZip}
 	if sum != want {
 		t.Errorf("second import: summary = %+v\nwant %+v", sum, want)
 	}
-	if got := events[1].String(); got != "[2/11] example.com/beta@v0.1.0 skipped: already stored" {
+	if got := events[1].String(); got != "[2/13] example.com/beta@v0.1.0 skipped: already stored" {
+		t.Errorf("progress line %q; want it skipped", got)
+	}
+	if got := events[2].String(); got != "[3/13] example.com/beta@v0.2.0 skipped (go.mod only): already stored" {
 		t.Errorf("progress line %q; want it skipped", got)
 	}
 	if n := len(r.meta.Events()); n != audited {
@@ -350,6 +410,9 @@ func TestImportDirRerunSkips(t *testing.T) {
 	}
 	for _, c := range f.imported {
 		assertImported(t, r, c) // PublishedAt unchanged
+	}
+	for _, m := range f.goModOnly {
+		assertImportedGoMod(t, r, m)
 	}
 }
 
@@ -363,8 +426,8 @@ func TestImportDirConflict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Conflict != 1 || sum.Imported != 6 {
-		t.Errorf("summary = %+v; want 1 conflict and 6 imported", sum)
+	if sum.Conflict != 1 || sum.Imported != 8 {
+		t.Errorf("summary = %+v; want 1 conflict and 8 imported", sum)
 	}
 	if err := sum.Err(); err == nil || !strings.Contains(err.Error(), "1 conflicting") {
 		t.Errorf("summary.Err() = %v; want it to count the conflict", err)
@@ -404,10 +467,10 @@ func TestImportDirCancel(t *testing.T) {
 	if got, want := outcomes(events), f.outcomes[:2]; !slices.Equal(got, want) {
 		t.Errorf("outcomes before stopping = %q; want %q", got, want)
 	}
-	if sum.Done() != 2 || sum.Imported != 1 || sum.Total != 11 {
-		t.Errorf("summary = %+v; want 2 versions of 11 done, 1 imported", sum)
+	if sum.Done() != 2 || sum.Imported != 1 || sum.Total != 13 {
+		t.Errorf("summary = %+v; want 2 versions of 13 done, 1 imported", sum)
 	}
-	if got := sum.String(); !strings.HasPrefix(got, "2 of 11 versions: 1 imported, 0 skipped,") {
+	if got := sum.String(); !strings.HasPrefix(got, "2 of 13 versions: 1 imported, 0 skipped,") {
 		t.Errorf("summary line %q; want it to say how far the import got", got)
 	}
 	for _, c := range f.imported[1:] {
@@ -419,8 +482,8 @@ func TestImportDirCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Skipped != 1 || sum.Imported != 6 {
-		t.Errorf("summary of the second run = %+v; want 1 skipped, 6 imported", sum)
+	if sum.Skipped != 1 || sum.Imported != 8 {
+		t.Errorf("summary of the second run = %+v; want 1 skipped, 8 imported", sum)
 	}
 	for _, c := range f.imported {
 		assertImported(t, r, c)
@@ -442,10 +505,10 @@ func TestImportDirDoesNotRestoreDeleted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Skipped != 7 || sum.Imported != 0 {
-		t.Errorf("summary = %+v; want all 7 skipped", sum)
+	if sum.Skipped != 9 || sum.Imported != 0 {
+		t.Errorf("summary = %+v; want all 9 skipped", sum)
 	}
-	e := events[9]
+	e := events[11]
 	if e.Path != "golang.org/x/alpha" || e.Version != "v1.0.0" || e.Outcome != modproxy.ImportSkipped || !errors.Is(e.Err, modproxy.ErrGone) {
 		t.Errorf("event %s (%v); want golang.org/x/alpha@v1.0.0 skipped as deleted", e, e.Err)
 	}
@@ -607,4 +670,88 @@ func TestImportConflictsWithFetchedGoMod(t *testing.T) {
 	if v, err := r.meta.Version(ctx, path, version); err != nil || v.ZipHash != "" {
 		t.Errorf("record = %+v, %v; want it still without a zip", v, err)
 	}
+}
+
+// A version imported as its go.mod only: its .info can follow, its zip
+// completes it, another go.mod conflicts, and a delete is not undone.
+func TestImportGoModOnly(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRegistry(t)
+	c := newModuleCache(t)
+	const path, version = "example.com/dep", "v1.2.0"
+	mod := []byte(goMod(path))
+	c.write(path, version, ".mod", mod)
+
+	importOne := func(want string) modproxy.ImportEvent {
+		t.Helper()
+		_, events, err := r.importAll(ctx, c.root)
+		if err != nil || len(events) != 1 {
+			t.Fatalf("ImportDir: %v, %d events; want 1", err, len(events))
+		}
+		if got := events[0].Outcome.String(); got != want {
+			t.Fatalf("import: %s (%v); want %s", events[0], events[0].Err, want)
+		}
+		return events[0]
+	}
+	importOne("imported")
+	assertImportedGoMod(t, r, goModOnly{path, version, mod, time.Time{}})
+
+	// The .info turns up: it is added.
+	c.write(path, version, ".info", []byte(`{"Version":"v1.2.0","Time":"2024-05-01T00:00:00Z"}`))
+	importOne("imported")
+	assertImportedGoMod(t, r, goModOnly{path, version, mod, time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)})
+	importOne("skipped")
+
+	// An upload of the zip is refused; the zip from a module cache
+	// completes the version.
+	zipData := moduleZip(t, path, version, "dep")
+	if _, err := r.Publish(ctx, alice, path, version, bytes.NewReader(zipData)); !errors.Is(err, modproxy.ErrConflict) || !strings.Contains(err.Error(), "go.mod was imported without its zip") {
+		t.Errorf("upload of the zip: %v; want a conflict that says why", err)
+	}
+	c.write(path, version, ".zip", zipData)
+	e := importOne("imported")
+	if e.GoModOnly {
+		t.Errorf("event %s; want the zip imported", e)
+	}
+	if got := r.read(t, path, version, storage.Zip); !bytes.Equal(got, zipData) {
+		t.Error("the completed version serves another zip")
+	}
+	if got := r.actions(); !slices.Equal(got, []string{"publish root " + path + "@" + version}) {
+		t.Errorf("audit log = %q; want the zip's import only", got)
+	}
+
+	// Another go.mod for a recorded version conflicts, and is audited.
+	const other = "v1.3.0"
+	r.publish(t, alice, path, other, moduleZip(t, path, other, "published"))
+	c.write(path, other, ".mod", []byte(goMod(path)+"\nrequire example.com/x v1.0.0\n"))
+	removeCached(t, c, path, version, ".zip")
+	removeCached(t, c, path, version, ".mod")
+	removeCached(t, c, path, version, ".info")
+	e = importOne("conflict")
+	if !strings.Contains(e.Err.Error(), "go.mod with hash") {
+		t.Errorf("conflict %v; want it to name the recorded go.mod", e.Err)
+	}
+	if !slices.Contains(r.actions(), "publish.rejected root "+path+"@"+other) {
+		t.Errorf("audit log = %q; want the rejected import", r.actions())
+	}
+
+	// A deleted version's go.mod does not bring it back.
+	if err := r.Delete(ctx, admin, path, other, modproxy.DeleteOptions{Reason: "withdrawn"}); err != nil {
+		t.Fatal(err)
+	}
+	c.write(path, other, ".mod", []byte(goMod(path)))
+	if e := importOne("skipped"); !errors.Is(e.Err, modproxy.ErrGone) {
+		t.Errorf("import of a deleted version's go.mod: %v; want ErrGone", e.Err)
+	}
+	if _, _, err := r.Open(ctx, path, other, storage.Mod); !errors.Is(err, modproxy.ErrGone) {
+		t.Errorf("Open of the deleted version's .mod: %v; want ErrGone", err)
+	}
+
+	// A .mod that does not parse is invalid, and nothing is recorded.
+	c.write("example.com/broken", "v1.0.0", ".mod", []byte("module (((\n"))
+	_, events, err := r.importAll(ctx, c.root)
+	if err != nil || len(events) != 2 || events[0].Outcome != modproxy.ImportInvalid {
+		t.Fatalf("ImportDir with a broken .mod: %v, %v; want it invalid", events, err)
+	}
+	r.assertNoRecord(t, "example.com/broken", "v1.0.0")
 }

@@ -167,6 +167,8 @@ func (s *Service) commitVersion(ctx context.Context, v *Version, zip stagedZip, 
 		}
 		detail := fmt.Sprintf("zip %s, go.mod %s, %d bytes", v.ZipHash, v.ModHash, v.Size)
 		switch {
+		case completing && recorded.Source == SourceImported:
+			detail += ", completing a version whose go.mod was imported"
 		case completing:
 			detail += ", completing a version fetched from " + recorded.Source
 		case recorded != nil:
@@ -203,10 +205,13 @@ func (s *Service) commitVersion(ctx context.Context, v *Version, zip stagedZip, 
 // nobody checked against the checksum database under a public version.
 func completeFetched(tx MetadataTx, recorded, v *Version) error {
 	if v.Source != SourceImported {
+		if recorded.Source == SourceImported {
+			return errorf(ErrConflict, v.Path, v.Version, "this version's go.mod was imported without its zip: import the zip too (agora import), it cannot be uploaded")
+		}
 		return errorf(ErrConflict, v.Path, v.Version, "this version was fetched from %s: a public module's version cannot be uploaded", recorded.Source)
 	}
 	if recorded.ModHash != "" && recorded.ModHash != v.ModHash {
-		return errorf(ErrConflict, v.Path, v.Version, "go.mod hash %s was recorded when it was fetched from %s; the import has %s", recorded.ModHash, recorded.Source, v.ModHash)
+		return errorf(ErrConflict, v.Path, v.Version, "go.mod hash %s is recorded for this version (from %s); the import has %s", recorded.ModHash, recorded.Source, v.ModHash)
 	}
 	if err := tx.FillVersion(v, storage.Zip); err != nil {
 		return err
