@@ -208,6 +208,9 @@ func TestCacheUpstreamStatuses(t *testing.T) {
 				s := newServer(t, conn, withUpstream(up.URL, "", nil))
 				r := s.get(t, "/example.com/m/@v/v1.0.0.mod")
 				wantProtocolError(t, r, tt.status)
+				if n := strings.Count(string(r.body), "example.com/m@v1.0.0"); n != 1 {
+					t.Errorf("the answer names the version %d times; want once:\n%s", n, r.body)
+				}
 				if got := s.storageTree(t); len(got) != 0 {
 					t.Errorf("stored %q after a failed fetch", got)
 				}

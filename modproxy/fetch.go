@@ -455,6 +455,10 @@ func (s *Service) auditFetchRejected(ctx context.Context, path, version, detail 
 // stays not found (404, so that the go command may try its next proxy),
 // anything else is a bad gateway.
 func upstreamError(path, version string, err error) error {
+	// The Error made here names path@version already: not twice.
+	if me := (*module.ModuleError)(nil); errors.As(err, &me) && me.Path == path && me.Version == version {
+		err = me.Err
+	}
 	if errors.Is(err, upstream.ErrNotFound) || errors.Is(err, upstream.ErrInvalid) {
 		return errorf(ErrNotFound, path, version, "%v", err)
 	}
