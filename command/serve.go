@@ -117,9 +117,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("agora listening", "url", "http://"+ln.Addr().String(), "env", cfg.Env,
+	attrs := []any{"url", "http://" + ln.Addr().String(), "env", cfg.Env,
 		"storage", cfg.StorageDir, "database", redactURL(cfg.DatabaseURL),
-		"upstream", upstreamDesc(cfg), "sumdb", cfg.SumDB)
+		"upstream", upstreamDesc(cfg), "sumdb", cfg.SumDB}
+	if len(cfg.Rules) > 0 {
+		attrs = append(attrs, "routing_rules", len(cfg.Rules)) // AGORA_RULES
+	}
+	log.Info("agora listening", attrs...)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
