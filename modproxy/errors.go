@@ -52,6 +52,15 @@ func (e *Error) Error() string {
 // Unwrap returns both the kind and the cause, so errors.Is finds either.
 func (e *Error) Unwrap() []error { return []error{e.Kind, e.Err} }
 
+// cause returns the cause of err if it is an *Error, without the module
+// version it names, for a message about that version; else err.
+func cause(err error) error {
+	if e := (*Error)(nil); errors.As(err, &e) {
+		return e.Err
+	}
+	return err
+}
+
 // errorf returns an *Error of the given kind about path@version.
 func errorf(kind error, path, version, format string, args ...any) error {
 	return &Error{Kind: kind, Path: path, Version: version, Err: fmt.Errorf(format, args...)}

@@ -217,7 +217,7 @@ func (s *Service) fetchZip(ctx context.Context, up Upstream, path, version strin
 	go tmp.Sync() // flushed while it is checked and hashed; storing syncs it again, quickly then
 	zipHash, zipGoMod, err := inspectModuleZip(tmp.Name(), path, version)
 	if err != nil {
-		return nil, errorf(ErrUpstream, path, version, "%s served an invalid module zip: %v", src, err)
+		return nil, errorf(ErrUpstream, path, version, "%s served an invalid module zip: %v", src, cause(err))
 	}
 	if zipGoMod != nil {
 		// The .mod the go command reads must be the zip's own go.mod.

@@ -233,11 +233,28 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 	// The cache said live but the file is gone: another node may have
 	// deleted it. Ask the database again.
 	s.forget(path, v.Version)
-	if v, err := s.meta.Version(ctx, path, v.Version); err == nil && !v.Live() {
-		return nil, nil, gone(v)
+	cur, err := s.meta.Version(ctx, path, v.Version)
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case !cur.Live():
+		return nil, nil, gone(cur)
+	case !has(cur, kind):
+		return nil, nil, errorf(ErrNotFound, path, v.Version, "%s file not stored", kind)
 	}
-	s.log.Error("a live version's file is missing from storage", "module", path, "version", v.Version, "kind", string(kind))
-	return nil, nil, errorf(ErrNotFound, path, v.Version, "%s file missing from storage", kind)
+	// The record announces a file that storage has lost: put it back.
+	if err := s.restore(ctx, cur, kind); err != nil {
+		if errors.Is(err, ErrGone) {
+			return nil, nil, err
+		}
+		s.log.Error("a live version's file is missing from storage and could not be restored", "module", path, "version", v.Version, "kind", string(kind), "err", err)
+		return nil, nil, errorf(ErrNotFound, path, v.Version, "%s file missing from storage, and restoring it failed: %v", kind, cause(err))
+	}
+	f, err = s.blobs.Open(ctx, path, v.Version, kind)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, cur, nil
 }
 
 // listed returns the live versions among records, in semver order, leaving

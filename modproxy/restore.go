@@ -1,0 +1,180 @@
+package modproxy
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/mod/module"
+
+	"agora/storage"
+)
+
+// restore puts back the file of kind of v, a live version whose record
+// announces the file but whose storage has lost it: storage restored from
+// a backup older than the database's, a file removed by hand, a disk fault.
+//
+// What the record pins is restored without asking anyone: the .info from
+// the record's version and time, the .mod from the go.mod in the stored
+// zip when its hash is the recorded one. Anything else is fetched again
+// from the path's upstream and kept only if it hashes to the recorded hash,
+// so the bytes served are the ones recorded whatever the version's source
+// (an upload restored from an upstream that has the identical version is
+// still that upload). Concurrent restores of one file share one; a caller
+// that gives up does not cancel it for the others.
+func (s *Service) restore(ctx context.Context, v *Version, kind storage.Kind) error {
+	key := "restore " + v.Path + "@" + v.Version + string(kind)
+	ch := s.fetches.DoChan(key, func() (any, error) {
+		timeout := fetchSmallTimeout
+		if kind == storage.Zip {
+			timeout = fetchZipTimeout
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		return nil, s.restoreFile(rctx, v, kind)
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// restoreFile is restore, once this process holds the restore of the file.
+func (s *Service) restoreFile(ctx context.Context, v *Version, kind storage.Kind) error {
+	var (
+		content []byte // the .info or .mod
+		zipFile string // the zip, in a temporary file
+		from    string // where the file came from, for the log
+	)
+	switch kind {
+	case storage.Info:
+		b, err := json.Marshal(struct {
+			Version string
+			Time    time.Time
+		}{v.Version, v.Time})
+		if err != nil {
+			return err
+		}
+		content, from = b, "the version's record"
+	case storage.Mod:
+		if gomod := s.storedGoMod(ctx, v); gomod != nil {
+			content, from = gomod, "the stored zip"
+			break
+		}
+		up := s.upstreamFor(v.Path)
+		if up == nil {
+			return errorf(ErrNotFound, v.Path, v.Version, "no upstream to fetch it from again")
+		}
+		gomod, src, err := up.Mod(ctx, v.Path, v.Version)
+		if err != nil {
+			return upstreamError(v.Path, v.Version, err)
+		}
+		if h, err := hashGoMod(gomod); err != nil || h != v.ModHash {
+			return errorf(ErrUpstream, v.Path, v.Version, "%s now serves a go.mod with hash %s, not the recorded %s", src, h, v.ModHash)
+		}
+		content, from = gomod, src
+	case storage.Zip:
+		up := s.upstreamFor(v.Path)
+		if up == nil {
+			return errorf(ErrNotFound, v.Path, v.Version, "no upstream to fetch it from again")
+		}
+		name, src, err := s.fetchRecordedZip(ctx, up, v)
+		if err != nil {
+			return err
+		}
+		defer os.Remove(name)
+		zipFile, from = name, src
+	}
+
+	// A delete may have come meanwhile: it holds the version's lock too.
+	unlock := s.lockVersion(v.Path, v.Version)
+	defer unlock()
+	cur, err := s.meta.Version(ctx, v.Path, v.Version)
+	switch {
+	case err != nil:
+		return err
+	case !cur.Live():
+		return gone(cur)
+	case cur.ZipHash != v.ZipHash || cur.ModHash != v.ModHash:
+		return errorf(ErrNotFound, v.Path, v.Version, "the version's record changed while its %s file was restored", kind)
+	}
+	if zipFile != "" {
+		err = s.blobs.PutFile(ctx, v.Path, v.Version, kind, zipFile)
+	} else {
+		err = s.blobs.Put(ctx, v.Path, v.Version, kind, bytes.NewReader(content))
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Warn("restored a live version's file that was missing from storage", "module", v.Path, "version", v.Version, "kind", string(kind), "from", from)
+	return nil
+}
+
+// storedGoMod returns the go.mod in v's stored zip if its hash is v's
+// recorded go.mod hash, else nil.
+func (s *Service) storedGoMod(ctx context.Context, v *Version) []byte {
+	if v.ZipHash == "" {
+		return nil
+	}
+	f, err := s.blobs.Open(ctx, v.Path, v.Version, storage.Zip)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	ra, ok := f.(io.ReaderAt)
+	fi, err := f.Stat()
+	if !ok || err != nil {
+		return nil
+	}
+	zr, err := zip.NewReader(ra, fi.Size())
+	if err != nil {
+		return nil
+	}
+	gomod, err := readGoMod(zr, module.Version{Path: v.Path, Version: v.Version})
+	if err != nil || gomod == nil {
+		return nil
+	}
+	if h, err := hashGoMod(gomod); err != nil || h != v.ModHash {
+		return nil
+	}
+	return gomod
+}
+
+// fetchRecordedZip fetches v's zip from up into a temporary file, which the
+// caller removes, and checks that it is a valid module zip with v's
+// recorded hash. It returns the file's name and the proxy that served it.
+func (s *Service) fetchRecordedZip(ctx context.Context, up Upstream, v *Version) (name, src string, err error) {
+	body, src, err := up.Zip(ctx, v.Path, v.Version)
+	if err != nil {
+		return "", "", upstreamError(v.Path, v.Version, err)
+	}
+	defer body.Close()
+	tmp, err := os.CreateTemp(s.tempDir, "restore-*.zip")
+	if err != nil {
+		return "", "", fmt.Errorf("restore %s@%s: %w", v.Path, v.Version, err)
+	}
+	defer func() {
+		tmp.Close()
+		if err != nil {
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := io.Copy(tmp, body); err != nil {
+		return "", "", errorf(ErrUpstream, v.Path, v.Version, "reading the zip from %s: %v", src, err)
+	}
+	zipHash, _, err := inspectModuleZip(tmp.Name(), v.Path, v.Version)
+	if err != nil {
+		return "", "", errorf(ErrUpstream, v.Path, v.Version, "%s served an invalid module zip: %v", src, cause(err))
+	}
+	if zipHash != v.ZipHash {
+		return "", "", errorf(ErrUpstream, v.Path, v.Version, "%s now serves a zip with hash %s, not the recorded %s", src, zipHash, v.ZipHash)
+	}
+	return tmp.Name(), src, nil
+}

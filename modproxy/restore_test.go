@@ -1,0 +1,124 @@
+package modproxy_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/module"
+
+	"agora/modproxy"
+	"agora/storage"
+)
+
+// removeStored removes path@version's stored file of kind, as a disk fault
+// or storage restored from an older backup than the database would, and
+// makes the registry forget what it holds in memory.
+func (r *testRegistry) removeStored(t *testing.T, path, version string, kind storage.Kind) {
+	t.Helper()
+	if err := os.Remove(r.storedFile(path, version, kind)); err != nil {
+		t.Fatal(err)
+	}
+	r.InvalidateAll()
+}
+
+// storedFile returns the name of path@version's file of kind in storage.
+func (r *testRegistry) storedFile(path, version string, kind storage.Kind) string {
+	escPath, _ := module.EscapePath(path)
+	escVersion, _ := module.EscapeVersion(version)
+	return filepath.Join(r.disk.Root(), filepath.FromSlash(escPath), "@v", escVersion+string(kind))
+}
+
+func TestRestoreMissingFetchedFiles(t *testing.T) {
+	ctx := context.Background()
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.2.0"
+	fv := up.add(t, path, version, "a")
+	r := cachingRegistry(t, up, nil)
+	for _, kind := range storage.Kinds {
+		r.read(t, path, version, kind)
+	}
+	record, err := r.meta.Version(ctx, path, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The .mod and .info come back from what is recorded and stored,
+	// without the upstream.
+	up.setDown(errors.New("offline"))
+	r.removeStored(t, path, version, storage.Mod)
+	r.removeStored(t, path, version, storage.Info)
+	if got := r.read(t, path, version, storage.Mod); string(got) != fv.mod {
+		t.Errorf("restored .mod = %q; want %q", got, fv.mod)
+	}
+	var info struct {
+		Version string
+		Time    time.Time
+	}
+	if err := json.Unmarshal(r.read(t, path, version, storage.Info), &info); err != nil || info.Version != version || !info.Time.Equal(record.Time) {
+		t.Errorf("restored .info = %+v, %v; want %s at %v", info, err, version, record.Time)
+	}
+	for _, kind := range []storage.Kind{storage.Mod, storage.Info} {
+		if _, err := os.Stat(r.storedFile(path, version, kind)); err != nil {
+			t.Errorf("%s not back in storage: %v", kind, err)
+		}
+	}
+
+	// The zip comes again from the upstream, with the recorded hash.
+	up.setDown(nil)
+	r.removeStored(t, path, version, storage.Zip)
+	if got := r.read(t, path, version, storage.Zip); !bytes.Equal(got, fv.zip) {
+		t.Error("the restored zip differs from the one fetched first")
+	}
+	if n := up.count("zip"); n != 2 {
+		t.Errorf("upstream zip requests = %d; want 2", n)
+	}
+	if got, err := r.meta.Version(ctx, path, version); err != nil || *got != *record {
+		t.Errorf("record after restoring = %+v, %v; want it unchanged %+v", got, err, record)
+	}
+
+	// An upstream that now serves other content restores nothing.
+	up.add(t, path, version, "tampered")
+	r.removeStored(t, path, version, storage.Zip)
+	_, _, err = r.Open(ctx, path, version, storage.Zip)
+	if !errors.Is(err, modproxy.ErrNotFound) || !strings.Contains(err.Error(), "not the recorded "+record.ZipHash) {
+		t.Errorf("Open of a zip the upstream now serves otherwise: %v; want not found, naming the recorded hash", err)
+	}
+	if _, err := os.Stat(r.storedFile(path, version, storage.Zip)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a zip with another hash was stored: %v", err)
+	}
+	r.assertTempDirEmpty(t)
+}
+
+func TestRestoreMissingUploadedFiles(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRegistry(t) // no upstream
+	const path, version = "example.com/private", "v1.0.0"
+	zipData := moduleZip(t, path, version, "private")
+	res := r.publish(t, alice, path, version, zipData)
+
+	r.removeStored(t, path, version, storage.Mod)
+	if got := r.read(t, path, version, storage.Mod); string(got) != goMod(path) {
+		t.Errorf("restored .mod = %q; want the zip's go.mod", got)
+	}
+
+	r.removeStored(t, path, version, storage.Zip)
+	_, _, err := r.Open(ctx, path, version, storage.Zip)
+	if !errors.Is(err, modproxy.ErrNotFound) || !strings.Contains(err.Error(), "missing from storage") || !strings.Contains(err.Error(), "no upstream") {
+		t.Errorf("Open of a lost upload: %v; want not found, saying why", err)
+	}
+	// Without the zip, a lost .mod cannot be restored either.
+	r.removeStored(t, path, version, storage.Mod)
+	if _, _, err := r.Open(ctx, path, version, storage.Mod); !errors.Is(err, modproxy.ErrNotFound) {
+		t.Errorf("Open of a lost .mod without its zip: %v; want not found", err)
+	}
+	if v, err := r.meta.Version(ctx, path, version); err != nil || *v != *res.Version {
+		t.Errorf("record = %+v, %v; want it unchanged", v, err)
+	}
+}
