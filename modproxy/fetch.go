@@ -84,28 +84,39 @@ func has(v *Version, kind storage.Kind) bool {
 // that gives up does not cancel the fetch others wait for.
 func (s *Service) fetch(ctx context.Context, up Upstream, path, version string, kind storage.Kind) (*Version, error) {
 	key := path + "@" + version + string(kind)
+	r, err := s.shareFileWork(ctx, key, kind, func(ctx context.Context) (any, error) {
+		var v *Version
+		err := s.meta.Exclusive(ctx, "fetch "+key, func() error {
+			var err error
+			v, err = s.fetchLocked(ctx, up, path, version, kind)
+			return err
+		})
+		return v, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	v := *r.(*Version)
+	return &v, nil
+}
+
+// shareFileWork runs work on a file of kind once for all concurrent callers
+// with the same key, and returns its result to each. The work runs within
+// the time a file of its kind may take, and is not cancelled when a caller
+// gives up: the caller gets its context's error, and others still wait.
+func (s *Service) shareFileWork(ctx context.Context, key string, kind storage.Kind, work func(context.Context) (any, error)) (any, error) {
 	ch := s.fetches.DoChan(key, func() (any, error) {
 		timeout := fetchSmallTimeout
 		if kind == storage.Zip {
 			timeout = fetchZipTimeout
 		}
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		defer cancel()
-		var v *Version
-		err := s.meta.Exclusive(fctx, "fetch "+key, func() error {
-			var err error
-			v, err = s.fetchLocked(fctx, up, path, version, kind)
-			return err
-		})
-		return v, err
+		return work(wctx)
 	})
 	select {
 	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		v := *r.Val.(*Version)
-		return &v, nil
+		return r.Val, r.Err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

@@ -28,22 +28,10 @@ import (
 // still that upload). Concurrent restores of one file share one; a caller
 // that gives up does not cancel it for the others.
 func (s *Service) restore(ctx context.Context, v *Version, kind storage.Kind) error {
-	key := "restore " + v.Path + "@" + v.Version + string(kind)
-	ch := s.fetches.DoChan(key, func() (any, error) {
-		timeout := fetchSmallTimeout
-		if kind == storage.Zip {
-			timeout = fetchZipTimeout
-		}
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-		defer cancel()
-		return nil, s.restoreFile(rctx, v, kind)
+	_, err := s.shareFileWork(ctx, "restore "+v.Path+"@"+v.Version+string(kind), kind, func(ctx context.Context) (any, error) {
+		return nil, s.restoreFile(ctx, v, kind)
 	})
-	select {
-	case r := <-ch:
-		return r.Err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return err
 }
 
 // restoreFile is restore, once this process holds the restore of the file.
