@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"time"
 
@@ -195,8 +196,32 @@ func (s *Service) commitVersion(ctx context.Context, v *Version, zip stagedZip, 
 	case res.Created:
 		// The record just committed is the newest there is.
 		s.live.put(res.Version, s.stamps.take())
+	case res.Version.ModHash == v.ModHash:
+		// The same content again: it puts back what storage lost of it.
+		if err := s.restoreFiles(ctx, res.Version, zip, goMod); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
+}
+
+// restoreFiles stores the files of recorded, a live version published or
+// imported again with the same zip, if storage has lost its zip (see
+// restore). The caller holds the version's lock.
+func (s *Service) restoreFiles(ctx context.Context, recorded *Version, zip stagedZip, goMod []byte) error {
+	f, err := s.blobs.Open(ctx, recorded.Path, recorded.Version, storage.Zip)
+	if err == nil {
+		return f.Close()
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := s.storeFiles(context.WithoutCancel(ctx), recorded, zip, goMod); err != nil {
+		return err
+	}
+	s.forget(recorded.Path, recorded.Version)
+	s.log.Warn("restored a live version's files that were missing from storage", "module", recorded.Path, "version", recorded.Version, "from", "the same zip, "+recorded.Source+" again")
+	return nil
 }
 
 // completeFetched records v's zip in the record of a version whose .mod or
@@ -270,8 +295,9 @@ type stagedZip struct {
 	temp bool
 }
 
-// storeFiles writes v's .zip, .mod and .info to the blob store, the zip
-// first, so that the files announcing the version appear last.
+// storeFiles writes v's .zip, .mod and .info (if v has a time) to the blob
+// store, the zip first, so that the files announcing the version appear
+// last.
 func (s *Service) storeFiles(ctx context.Context, v *Version, zip stagedZip, goMod []byte) error {
 	info, err := json.Marshal(struct {
 		Version string
@@ -290,6 +316,9 @@ func (s *Service) storeFiles(ctx context.Context, v *Version, zip stagedZip, goM
 	}
 	if err := s.blobs.Put(ctx, v.Path, v.Version, storage.Mod, bytes.NewReader(goMod)); err != nil {
 		return err
+	}
+	if v.Time.IsZero() {
+		return nil // a fetched version whose .info was never asked for
 	}
 	return s.blobs.Put(ctx, v.Path, v.Version, storage.Info, bytes.NewReader(info))
 }

@@ -21,12 +21,12 @@ import (
 //
 // What the record pins is restored without asking anyone: the .info from
 // the record's version and time, the .mod from the go.mod in the stored
-// zip when its hash is the recorded one. Anything else is fetched again
-// from the path's upstream and kept only if it hashes to the recorded hash,
-// so the bytes served are the ones recorded whatever the version's source
-// (an upload restored from an upstream that has the identical version is
-// still that upload). Concurrent restores of one file share one; a caller
-// that gives up does not cancel it for the others.
+// zip when its hash is the recorded one. The files of a version fetched
+// from an upstream are otherwise fetched again from the path's upstream
+// and kept only if they hash to the recorded hashes. An upload's or an
+// import's are not: their path may be private, and no public proxy is
+// asked for it. Concurrent restores of one file share one; a caller that
+// gives up does not cancel it for the others.
 func (s *Service) restore(ctx context.Context, v *Version, kind storage.Kind) error {
 	_, err := s.shareFileWork(ctx, "restore "+v.Path+"@"+v.Version+string(kind), kind, func(ctx context.Context) (any, error) {
 		return nil, s.restoreFile(ctx, v, kind)
@@ -56,9 +56,9 @@ func (s *Service) restoreFile(ctx context.Context, v *Version, kind storage.Kind
 			content, from = gomod, "the stored zip"
 			break
 		}
-		up := s.upstreamFor(v.Path)
-		if up == nil {
-			return errorf(ErrNotFound, v.Path, v.Version, "no upstream to fetch it from again")
+		up, err := s.restoreUpstream(v)
+		if err != nil {
+			return err
 		}
 		gomod, src, err := up.Mod(ctx, v.Path, v.Version)
 		if err != nil {
@@ -69,9 +69,9 @@ func (s *Service) restoreFile(ctx context.Context, v *Version, kind storage.Kind
 		}
 		content, from = gomod, src
 	case storage.Zip:
-		up := s.upstreamFor(v.Path)
-		if up == nil {
-			return errorf(ErrNotFound, v.Path, v.Version, "no upstream to fetch it from again")
+		up, err := s.restoreUpstream(v)
+		if err != nil {
+			return err
 		}
 		name, src, err := s.fetchRecordedZip(ctx, up, v)
 		if err != nil {
@@ -103,6 +103,22 @@ func (s *Service) restoreFile(ctx context.Context, v *Version, kind storage.Kind
 	}
 	s.log.Warn("restored a live version's file that was missing from storage", "module", v.Path, "version", v.Version, "kind", string(kind), "from", from)
 	return nil
+}
+
+// restoreUpstream returns the upstream to fetch a lost file of v from
+// again: its path's, if v was fetched from an upstream.
+func (s *Service) restoreUpstream(v *Version) (Upstream, error) {
+	switch v.Source {
+	case SourceUploaded:
+		return nil, errorf(ErrNotFound, v.Path, v.Version, "it was uploaded here: publish the same zip again to restore it")
+	case SourceImported:
+		return nil, errorf(ErrNotFound, v.Path, v.Version, "it was imported: import it again to restore it")
+	}
+	up := s.upstreamFor(v.Path)
+	if up == nil {
+		return nil, errorf(ErrNotFound, v.Path, v.Version, "no upstream to fetch it from again")
+	}
+	return up, nil
 }
 
 // storedGoMod returns the go.mod in v's stored zip if its hash is v's

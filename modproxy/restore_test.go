@@ -98,7 +98,8 @@ func TestRestoreMissingFetchedFiles(t *testing.T) {
 
 func TestRestoreMissingUploadedFiles(t *testing.T) {
 	ctx := context.Background()
-	r := newTestRegistry(t) // no upstream
+	up := newFakeUpstream()
+	r := cachingRegistry(t, up, nil) // the path has an upstream, which is not asked
 	const path, version = "example.com/private", "v1.0.0"
 	zipData := moduleZip(t, path, version, "private")
 	res := r.publish(t, alice, path, version, zipData)
@@ -110,15 +111,54 @@ func TestRestoreMissingUploadedFiles(t *testing.T) {
 
 	r.removeStored(t, path, version, storage.Zip)
 	_, _, err := r.Open(ctx, path, version, storage.Zip)
-	if !errors.Is(err, modproxy.ErrNotFound) || !strings.Contains(err.Error(), "missing from storage") || !strings.Contains(err.Error(), "no upstream") {
-		t.Errorf("Open of a lost upload: %v; want not found, saying why", err)
+	if !errors.Is(err, modproxy.ErrNotFound) || !strings.Contains(err.Error(), "missing from storage") || !strings.Contains(err.Error(), "publish the same zip again") {
+		t.Errorf("Open of a lost upload: %v; want not found, saying what to do", err)
 	}
 	// Without the zip, a lost .mod cannot be restored either.
 	r.removeStored(t, path, version, storage.Mod)
 	if _, _, err := r.Open(ctx, path, version, storage.Mod); !errors.Is(err, modproxy.ErrNotFound) {
 		t.Errorf("Open of a lost .mod without its zip: %v; want not found", err)
 	}
+	if n := up.count("zip") + up.count("mod"); n != 0 {
+		t.Errorf("the upstream was asked %d times for an upload's files; want never (its path may be private)", n)
+	}
+
+	// Publishing the same zip again puts the files back, and records nothing.
+	again, err := r.Publish(ctx, alice, path, version, bytes.NewReader(zipData))
+	if err != nil || again.Created {
+		t.Fatalf("Publish of the same zip again = %+v, %v; want it accepted as already there", again, err)
+	}
+	if got := r.read(t, path, version, storage.Zip); !bytes.Equal(got, zipData) {
+		t.Error("the zip was not restored by publishing it again")
+	}
+	if got := r.read(t, path, version, storage.Mod); string(got) != goMod(path) {
+		t.Errorf(".mod after publishing again = %q", got)
+	}
 	if v, err := r.meta.Version(ctx, path, version); err != nil || *v != *res.Version {
 		t.Errorf("record = %+v, %v; want it unchanged", v, err)
+	}
+	if got := r.actions(); len(got) != 1 {
+		t.Errorf("audit log = %q; want the first publish only", got)
+	}
+}
+
+func TestRestoreMissingImportedZip(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRegistry(t)
+	c := newModuleCache(t)
+	m := c.add("example.com/dep", "v1.0.0", t0.Add(-time.Hour), moduleFiles("example.com/dep", "dep"))
+	if _, _, err := r.importAll(ctx, c.root); err != nil {
+		t.Fatal(err)
+	}
+	r.removeStored(t, m.path, m.version, storage.Zip)
+	if _, _, err := r.Open(ctx, m.path, m.version, storage.Zip); !errors.Is(err, modproxy.ErrNotFound) || !strings.Contains(err.Error(), "import it again") {
+		t.Errorf("Open of a lost imported zip: %v; want not found, saying what to do", err)
+	}
+	sum, _, err := r.importAll(ctx, c.root)
+	if err != nil || sum.Skipped != 1 {
+		t.Fatalf("import again = %+v, %v; want it skipped", sum, err)
+	}
+	if got := r.read(t, m.path, m.version, storage.Zip); !bytes.Equal(got, m.zip) {
+		t.Error("the zip was not restored by importing it again")
 	}
 }
