@@ -266,10 +266,7 @@ func (s *Service) storeInfo(ctx context.Context, path string, info *upstream.Inf
 	raw := info.Raw
 	if len(raw) == 0 || !json.Valid(raw) {
 		var err error
-		if raw, err = json.Marshal(struct {
-			Version string
-			Time    time.Time
-		}{version, info.Time}); err != nil {
+		if raw, err = infoFile(version, info.Time); err != nil {
 			return nil, err
 		}
 	}

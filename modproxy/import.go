@@ -622,10 +622,7 @@ func (s *Service) importFound(ctx context.Context, who auth.Principal, f *foundV
 		if err != nil {
 			return ImportInvalid, err
 		}
-		if info, err = json.Marshal(struct {
-			Version string
-			Time    time.Time
-		}{f.version, t}); err != nil {
+		if info, err = infoFile(f.version, t); err != nil {
 			return -1, err
 		}
 	case f.zip:

@@ -26,6 +26,7 @@ package modproxy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
@@ -201,6 +202,15 @@ type MetadataTx interface {
 
 	// AppendAudit adds e to the audit log, setting e.ID.
 	AppendAudit(e *AuditEvent) error
+}
+
+// infoFile returns the .info file of version, committed at t: the JSON
+// object the go command reads, as Agora writes it when it has no other.
+func infoFile(version string, t time.Time) ([]byte, error) {
+	return json.Marshal(struct {
+		Version string
+		Time    time.Time
+	}{version, t})
 }
 
 // LatestVersion returns the version the @latest query resolves to among

@@ -3,7 +3,6 @@ package modproxy
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -299,10 +298,7 @@ type stagedZip struct {
 // store, the zip first, so that the files announcing the version appear
 // last.
 func (s *Service) storeFiles(ctx context.Context, v *Version, zip stagedZip, goMod []byte) error {
-	info, err := json.Marshal(struct {
-		Version string
-		Time    time.Time
-	}{v.Version, v.Time})
+	info, err := infoFile(v.Version, v.Time)
 	if err != nil {
 		return err
 	}

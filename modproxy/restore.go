@@ -4,11 +4,9 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"golang.org/x/mod/module"
 
@@ -43,10 +41,7 @@ func (s *Service) restoreFile(ctx context.Context, v *Version, kind storage.Kind
 	)
 	switch kind {
 	case storage.Info:
-		b, err := json.Marshal(struct {
-			Version string
-			Time    time.Time
-		}{v.Version, v.Time})
+		b, err := infoFile(v.Version, v.Time)
 		if err != nil {
 			return err
 		}
