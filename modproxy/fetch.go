@@ -122,18 +122,29 @@ func (s *Service) shareFileWork(ctx context.Context, key string, kind storage.Ki
 	}
 }
 
+// liveRecord returns path@version's record: nil if there is none, and an
+// error wrapping ErrGone if the version was deleted or blocked.
+func (s *Service) liveRecord(ctx context.Context, path, version string) (*Version, error) {
+	v, err := s.meta.Version(ctx, path, version)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case !v.Live():
+		return nil, gone(v)
+	}
+	return v, nil
+}
+
 // fetchLocked is fetch once this process holds the fetch of key: another
 // process may have stored the file meanwhile.
 func (s *Service) fetchLocked(ctx context.Context, up Upstream, path, version string, kind storage.Kind) (*Version, error) {
-	recorded, err := s.meta.Version(ctx, path, version)
+	recorded, err := s.liveRecord(ctx, path, version)
 	switch {
-	case errors.Is(err, ErrNotFound):
-		recorded = nil
 	case err != nil:
 		return nil, err
-	case !recorded.Live():
-		return nil, gone(recorded)
-	case has(recorded, kind):
+	case recorded != nil && has(recorded, kind):
 		return recorded, nil
 	}
 
@@ -300,13 +311,11 @@ func (s *Service) commitFetched(ctx context.Context, v *Version, kind storage.Ki
 	// serves it. Nobody else writes it meanwhile: fetches of one file are
 	// single-flight, here and across nodes, and uploads and imports
 	// completing a fetched version hold the version's lock.
-	recorded, err := s.meta.Version(ctx, v.Path, v.Version)
+	recorded, err := s.liveRecord(ctx, v.Path, v.Version)
 	switch {
-	case errors.Is(err, ErrNotFound):
 	case err != nil:
 		return nil, err
-	case !recorded.Live():
-		return nil, gone(recorded)
+	case recorded == nil:
 	case has(recorded, kind):
 		return recorded, nil
 	case kind == storage.Zip && recorded.ModHash != "" && recorded.ModHash != v.ModHash:

@@ -181,15 +181,11 @@ func (s *Service) importGoMod(ctx context.Context, who auth.Principal, path, ver
 		return err
 	}
 
-	recorded, err := s.meta.Version(ctx, path, version)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		recorded = nil
-	case err != nil:
+	recorded, err := s.liveRecord(ctx, path, version)
+	if err != nil {
 		return nil, err
-	case !recorded.Live():
-		return nil, gone(recorded)
-	default:
+	}
+	if recorded != nil {
 		if err := conflict(recorded); err != nil {
 			return nil, err
 		}
