@@ -377,9 +377,13 @@ func (s ImportSummary) Done() int {
 
 // String returns the summary line printed at the end of an import.
 func (s ImportSummary) String() string {
-	done := fmt.Sprintf("%d versions", s.Done())
+	noun := "versions"
+	if s.Total == 1 {
+		noun = "version"
+	}
+	done := fmt.Sprintf("%d %s", s.Done(), noun)
 	if s.Done() < s.Total {
-		done = fmt.Sprintf("%d of %d versions", s.Done(), s.Total)
+		done = fmt.Sprintf("%d of %d %s", s.Done(), s.Total, noun)
 	}
 	return fmt.Sprintf("%s: %d imported, %d skipped, %d incomplete, %d conflict, %d invalid, %d unreadable; %d of them a go.mod without a zip",
 		done, s.Imported, s.Skipped, s.Incomplete, s.Conflict, s.Invalid, s.Unreadable, s.NoZip)

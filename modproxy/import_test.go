@@ -755,3 +755,19 @@ func TestImportGoModOnly(t *testing.T) {
 	}
 	r.assertNoRecord(t, "example.com/broken", "v1.0.0")
 }
+
+func TestImportSummaryString(t *testing.T) {
+	for _, tt := range []struct {
+		sum  modproxy.ImportSummary
+		want string
+	}{
+		{modproxy.ImportSummary{}, "0 versions: 0 imported,"},
+		{modproxy.ImportSummary{Total: 1, Imported: 1}, "1 version: 1 imported,"},
+		{modproxy.ImportSummary{Total: 1}, "0 of 1 version: 0 imported,"},
+		{modproxy.ImportSummary{Total: 3, Skipped: 2, NoZip: 1}, "2 of 3 versions: 0 imported, 2 skipped,"},
+	} {
+		if got := tt.sum.String(); !strings.HasPrefix(got, tt.want) {
+			t.Errorf("%+v.String() = %q; want it to start %q", tt.sum, got, tt.want)
+		}
+	}
+}
