@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -346,11 +348,19 @@ func TestCacheMetrics(t *testing.T) {
 		for range 2 {
 			wantStatus(t, s.get(t, protoPath(dep.Path, dep.Version)+".mod"), http.StatusOK)
 		}
+		// A zip that storage loses is fetched again, and counted.
+		zipPath := protoPath(dep.Path, dep.Version) + ".zip"
+		wantStatus(t, s.get(t, zipPath), http.StatusOK)
+		if err := os.Remove(filepath.Join(s.disk.Root(), filepath.FromSlash(zipPath))); err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, s.get(t, zipPath), http.StatusOK)
 		r := s.get(t, "/metrics")
 		wantStatus(t, r, http.StatusOK)
 		for _, want := range []string{
 			`agora_cache_requests_total{kind="mod",result="hit"} 1`,
 			`agora_cache_requests_total{kind="mod",result="miss"} 1`,
+			`agora_storage_restores_total{kind="zip",result="ok"} 1`,
 			`agora_upstream_fetches_total{`,
 			`agora_http_requests_total{`,
 		} {

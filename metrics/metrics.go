@@ -98,6 +98,8 @@ type Metrics struct {
 
 	sumdb [numSumDBKinds][3]prometheus.Counter // [kind][sumdbResults]
 
+	restores [numKinds][2]prometheus.Counter // [kind][failed, ok]
+
 	requests      *prometheus.CounterVec
 	requestSeries [numRoutes][numMethods][numCodes]atomic.Pointer[prometheus.Counter]
 	duration      [numRoutes]prometheus.Observer
@@ -153,6 +155,16 @@ func New() *Metrics {
 	for k, kind := range protoKinds {
 		m.fetchDuration[k] = fetchDuration.WithLabelValues(kind)
 		m.fetchBytes[k] = fetchBytes.WithLabelValues(kind)
+	}
+
+	restores := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agora_storage_restores_total",
+		Help: "Files (info, mod, zip) that the database records but storage had lost, by kind and result (ok: put back from the record, the stored zip or the upstream; failed). Any is a sign of trouble with storage.",
+	}, []string{"kind", "result"})
+	factory(restores)
+	for _, kind := range []string{KindInfo, KindMod, KindZip} {
+		m.restores[kindIndex(kind)][0] = restores.WithLabelValues(kind, "failed")
+		m.restores[kindIndex(kind)][1] = restores.WithLabelValues(kind, "ok")
 	}
 
 	sumdb := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -239,6 +251,22 @@ func (m *Metrics) CacheRequest(kind string, hit bool) {
 		h = 1
 	}
 	m.cache[kindIndex(kind)][h].Inc()
+}
+
+// StorageRestore counts a file of kind (info, mod, zip) that the database
+// records but storage had lost, which a request restored (ok) or could not
+// restore. It implements modproxy.Observer.
+func (m *Metrics) StorageRestore(kind string, ok bool) {
+	if m == nil {
+		return
+	}
+	r := 0
+	if ok {
+		r = 1
+	}
+	if c := m.restores[kindIndex(kind)][r]; c != nil { // a file's kind
+		c.Inc()
+	}
 }
 
 // upstreamSeries are the fetch counters of one upstream proxy, by kind and

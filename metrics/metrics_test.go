@@ -409,3 +409,27 @@ func grep(s, substr string) string {
 	}
 	return b.String()
 }
+
+func TestStorageRestore(t *testing.T) {
+	m := New()
+	m.StorageRestore(KindZip, true)
+	m.StorageRestore(KindZip, false)
+	m.StorageRestore(KindMod, true)
+	m.StorageRestore(KindList, true) // not a file: not counted
+	for _, tt := range []struct {
+		kind, result string
+		want         float64
+	}{
+		{"zip", "ok", 1},
+		{"zip", "failed", 1},
+		{"mod", "ok", 1},
+		{"info", "ok", 0},
+	} {
+		if got := value(t, m.reg, "agora_storage_restores_total", "kind", tt.kind, "result", tt.result); got != tt.want {
+			t.Errorf("agora_storage_restores_total{kind=%q,result=%q} = %v, want %v", tt.kind, tt.result, got, tt.want)
+		}
+	}
+	if body := scrape(t, m); strings.Contains(body, `agora_storage_restores_total{kind="list"`) {
+		t.Error("restores are counted for list, which is no file")
+	}
+}

@@ -78,7 +78,8 @@ type Config struct {
 	// ListTTL is how long a module's version list, merged from the
 	// upstream's and the stored versions, is reused; 0 means DefaultListTTL.
 	ListTTL time.Duration
-	// Observer counts cache hits and misses; nil counts nothing.
+	// Observer counts cache hits and misses, and restored files; nil
+	// counts nothing.
 	Observer Observer
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
@@ -243,7 +244,11 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 		return nil, nil, errorf(ErrNotFound, path, v.Version, "%s file not stored", kind)
 	}
 	// The record announces a file that storage has lost: put it back.
-	if err := s.restore(ctx, cur, kind); err != nil {
+	err = s.restore(ctx, cur, kind)
+	if s.observer != nil {
+		s.observer.StorageRestore(string(kind[1:]), err == nil)
+	}
+	if err != nil {
 		if errors.Is(err, ErrGone) {
 			return nil, nil, err
 		}
