@@ -246,11 +246,7 @@ func (m *Metrics) CacheRequest(kind string, hit bool) {
 	if m == nil {
 		return
 	}
-	h := 0
-	if hit {
-		h = 1
-	}
-	m.cache[kindIndex(kind)][h].Inc()
+	m.cache[kindIndex(kind)][index(hit)].Inc()
 }
 
 // StorageRestore counts a file of kind (info, mod, zip) that the database
@@ -260,13 +256,17 @@ func (m *Metrics) StorageRestore(kind string, ok bool) {
 	if m == nil {
 		return
 	}
-	r := 0
-	if ok {
-		r = 1
-	}
-	if c := m.restores[kindIndex(kind)][r]; c != nil { // a file's kind
+	if c := m.restores[kindIndex(kind)][index(ok)]; c != nil { // a file's kind
 		c.Inc()
 	}
+}
+
+// index returns the index of a counter pair's series: 1 for true.
+func index(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // upstreamSeries are the fetch counters of one upstream proxy, by kind and

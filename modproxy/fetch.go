@@ -225,13 +225,59 @@ func (s *Service) fetchZip(ctx context.Context, up Upstream, path, version strin
 	if err != nil {
 		return nil, upstreamError(path, version, err)
 	}
-	defer body.Close()
+	z, err := s.stageZip(path, version, src, body)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(z.name)
+	if z.goMod != nil {
+		// The .mod the go command reads must be the zip's own go.mod.
+		if h, err := hashGoMod(z.goMod); err != nil || h != modHash {
+			err := errorf(ErrUpstream, path, version, "%s served a .mod (%s) that differs from the go.mod in its zip (%s)", src, modHash, h)
+			s.auditFetchRejected(ctx, path, version, err.Error())
+			return nil, err
+		}
+	}
+	if err := s.verifyChecksum(ctx, path, version, src, sums, z.hash, modHash); err != nil {
+		return nil, err
+	}
+
+	v := s.fetchedVersion(path, version, src)
+	v.ZipHash, v.Size, v.ModHash = z.hash, z.size, modHash
+	return s.commitFetched(ctx, v, storage.Zip, func(ctx context.Context) error {
+		if err := s.blobs.PutFile(ctx, path, version, storage.Zip, z.name); err != nil {
+			return err
+		}
+		if gomod != nil {
+			return s.blobs.Put(ctx, path, version, storage.Mod, bytes.NewReader(gomod))
+		}
+		return nil
+	})
+}
+
+// stagedUpstreamZip is a zip an upstream served, in a temporary file, with
+// what checking it found.
+type stagedUpstreamZip struct {
+	name  string // the temporary file, which the caller removes
+	size  int64
+	hash  string // its h1: hash
+	goMod []byte // the go.mod at its root; nil if it has none
+}
+
+// stageZip reads path@version's zip that the upstream src serves from body
+// into a temporary file and checks it against every rule of module zips.
+// It removes the file when it fails.
+func (s *Service) stageZip(path, version, src string, body io.Reader) (_ *stagedUpstreamZip, err error) {
 	tmp, err := os.CreateTemp(s.tempDir, "fetch-*.zip")
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s@%s: %w", path, version, err)
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
+	defer func() {
+		tmp.Close()
+		if err != nil {
+			os.Remove(tmp.Name())
+		}
+	}()
 	n, err := io.Copy(tmp, body)
 	if err != nil {
 		if errors.Is(err, upstream.ErrTooLarge) {
@@ -240,33 +286,11 @@ func (s *Service) fetchZip(ctx context.Context, up Upstream, path, version strin
 		return nil, errorf(ErrUpstream, path, version, "reading the zip from %s: %v", src, err)
 	}
 	go tmp.Sync() // flushed while it is checked and hashed; storing syncs it again, quickly then
-	zipHash, zipGoMod, err := inspectModuleZip(tmp.Name(), path, version)
+	hash, goMod, err := inspectModuleZip(tmp.Name(), path, version)
 	if err != nil {
 		return nil, errorf(ErrUpstream, path, version, "%s served an invalid module zip: %v", src, cause(err))
 	}
-	if zipGoMod != nil {
-		// The .mod the go command reads must be the zip's own go.mod.
-		if h, err := hashGoMod(zipGoMod); err != nil || h != modHash {
-			err := errorf(ErrUpstream, path, version, "%s served a .mod (%s) that differs from the go.mod in its zip (%s)", src, modHash, h)
-			s.auditFetchRejected(ctx, path, version, err.Error())
-			return nil, err
-		}
-	}
-	if err := s.verifyChecksum(ctx, path, version, src, sums, zipHash, modHash); err != nil {
-		return nil, err
-	}
-
-	v := s.fetchedVersion(path, version, src)
-	v.ZipHash, v.Size, v.ModHash = zipHash, n, modHash
-	return s.commitFetched(ctx, v, storage.Zip, func(ctx context.Context) error {
-		if err := s.blobs.PutFile(ctx, path, version, storage.Zip, tmp.Name()); err != nil {
-			return err
-		}
-		if gomod != nil {
-			return s.blobs.Put(ctx, path, version, storage.Mod, bytes.NewReader(gomod))
-		}
-		return nil
-	})
+	return &stagedUpstreamZip{name: tmp.Name(), size: n, hash: hash, goMod: goMod}, nil
 }
 
 // storeInfo stores the .info an upstream answered for path, which names

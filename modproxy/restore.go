@@ -4,7 +4,6 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"os"
 
@@ -155,25 +154,13 @@ func (s *Service) fetchRecordedZip(ctx context.Context, up Upstream, v *Version)
 		return "", "", upstreamError(v.Path, v.Version, err)
 	}
 	defer body.Close()
-	tmp, err := os.CreateTemp(s.tempDir, "restore-*.zip")
+	z, err := s.stageZip(v.Path, v.Version, src, body)
 	if err != nil {
-		return "", "", fmt.Errorf("restore %s@%s: %w", v.Path, v.Version, err)
+		return "", "", err
 	}
-	defer func() {
-		tmp.Close()
-		if err != nil {
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := io.Copy(tmp, body); err != nil {
-		return "", "", errorf(ErrUpstream, v.Path, v.Version, "reading the zip from %s: %v", src, err)
+	if z.hash != v.ZipHash {
+		os.Remove(z.name)
+		return "", "", errorf(ErrUpstream, v.Path, v.Version, "%s now serves a zip with hash %s, not the recorded %s", src, z.hash, v.ZipHash)
 	}
-	zipHash, _, err := inspectModuleZip(tmp.Name(), v.Path, v.Version)
-	if err != nil {
-		return "", "", errorf(ErrUpstream, v.Path, v.Version, "%s served an invalid module zip: %v", src, cause(err))
-	}
-	if zipHash != v.ZipHash {
-		return "", "", errorf(ErrUpstream, v.Path, v.Version, "%s now serves a zip with hash %s, not the recorded %s", src, zipHash, v.ZipHash)
-	}
-	return tmp.Name(), src, nil
+	return z.name, src, nil
 }

@@ -87,11 +87,16 @@ func TestRestoreMissingFetchedFiles(t *testing.T) {
 	up.add(t, path, version, "tampered")
 	r.removeStored(t, path, version, storage.Zip)
 	_, _, err = r.Open(ctx, path, version, storage.Zip)
-	if !errors.Is(err, modproxy.ErrNotFound) || !strings.Contains(err.Error(), "not the recorded "+record.ZipHash) {
-		t.Errorf("Open of a zip the upstream now serves otherwise: %v; want not found, naming the recorded hash", err)
+	if !errors.Is(err, modproxy.ErrUpstream) || !strings.Contains(err.Error(), "not the recorded "+record.ZipHash) {
+		t.Errorf("Open of a zip the upstream now serves otherwise: %v; want a bad gateway, naming the recorded hash", err)
 	}
 	if _, err := os.Stat(r.storedFile(path, version, storage.Zip)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a zip with another hash was stored: %v", err)
+	}
+	// An upstream that is down: a bad gateway, as for a miss.
+	up.setDown(errors.New("connection refused"))
+	if _, _, err := r.Open(ctx, path, version, storage.Zip); !errors.Is(err, modproxy.ErrUpstream) {
+		t.Errorf("Open of a lost zip with the upstream down: %v; want a bad gateway", err)
 	}
 	r.assertTempDirEmpty(t)
 }

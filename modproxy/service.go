@@ -253,7 +253,12 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 			return nil, nil, err
 		}
 		s.log.Error("a live version's file is missing from storage and could not be restored", "module", path, "version", v.Version, "kind", string(kind), "err", err)
-		return nil, nil, errorf(ErrNotFound, path, v.Version, "%s file missing from storage, and restoring it failed: %v", kind, cause(err))
+		// Not here, unless the upstream failed: a bad gateway, as for a miss.
+		status := ErrNotFound
+		if errors.Is(err, ErrUpstream) {
+			status = ErrUpstream
+		}
+		return nil, nil, errorf(status, path, v.Version, "%s file missing from storage, and restoring it failed: %v", kind, cause(err))
 	}
 	f, err = s.blobs.Open(ctx, path, v.Version, kind)
 	if err != nil {
