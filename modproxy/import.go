@@ -132,9 +132,9 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 
 // importGoMod stores path@version's go.mod, and its .info unless info is
 // nil, from a directory that has no zip of the version, on behalf of who,
-// who must be an administrator: what a module cache holds of most of a
-// build's dependencies, whose go.mod the go command reads to work out the
-// module graph without compiling them.
+// an administrator (ImportDir checked): what a module cache holds of most
+// of a build's dependencies, whose go.mod the go command reads to work out
+// the module graph without compiling them.
 //
 // The files are checked as Import checks them and recorded file by file,
 // as a fetch records them, with Source SourceImported; the zip can come
@@ -146,9 +146,6 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 // unlike a module's source, a go.mod alone is not a publish: it is not
 // written to the audit log.
 func (s *Service) importGoMod(ctx context.Context, who auth.Principal, path, version string, info, mod []byte) (*PublishResult, error) {
-	if !who.Can(auth.ScopeAdmin) {
-		return nil, errorf(ErrForbidden, path, version, "importing needs an administrator")
-	}
 	if err := checkVersion(path, version); err != nil {
 		return nil, err
 	}
