@@ -361,7 +361,9 @@ func TestCacheMetrics(t *testing.T) {
 			`agora_cache_requests_total{kind="mod",result="hit"} 1`,
 			`agora_cache_requests_total{kind="mod",result="miss"} 1`,
 			`agora_storage_restores_total{kind="zip",result="ok"} 1`,
-			`agora_upstream_fetches_total{`,
+			// The zip was fetched twice: first, and to restore it.
+			fmt.Sprintf(`agora_upstream_fetches_total{kind="zip",result="ok",upstream=%q} 2`, up.URL),
+			fmt.Sprintf(`agora_upstream_fetch_bytes_total{kind="zip"} %d`, 2*len(dep.Zip)),
 			`agora_http_requests_total{`,
 		} {
 			if !strings.Contains(string(r.body), want) {

@@ -266,10 +266,12 @@ type stagedUpstreamZip struct {
 
 // stageZip reads path@version's zip that the upstream src serves from body
 // into a temporary file and checks it against every rule of module zips.
-// It removes the file when it fails.
-func (s *Service) stageZip(path, version, src string, body io.Reader) (_ *stagedUpstreamZip, err error) {
+// It closes body once read, which ends the upstream request (and is when
+// the upstream client counts it), and removes the file when it fails.
+func (s *Service) stageZip(path, version, src string, body io.ReadCloser) (_ *stagedUpstreamZip, err error) {
 	tmp, err := os.CreateTemp(s.tempDir, "fetch-*.zip")
 	if err != nil {
+		body.Close()
 		return nil, fmt.Errorf("fetch %s@%s: %w", path, version, err)
 	}
 	defer func() {
@@ -279,6 +281,7 @@ func (s *Service) stageZip(path, version, src string, body io.Reader) (_ *staged
 		}
 	}()
 	n, err := io.Copy(tmp, body)
+	body.Close()
 	if err != nil {
 		if errors.Is(err, upstream.ErrTooLarge) {
 			return nil, errorf(ErrUpstream, path, version, "%s: %v", src, err)

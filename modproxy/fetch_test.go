@@ -35,6 +35,8 @@ type fakeUpstream struct {
 	calls    map[string]int          // kind → requests
 	hold     chan struct{}           // when set, Zip waits for it to close
 	gate     func(kind string) error // when set, .mod and .zip requests pass it first
+
+	openZips atomic.Int64 // zip bodies handed out and not closed yet
 }
 
 type fakeVersion struct {
@@ -177,7 +179,38 @@ func (u *fakeUpstream) Zip(ctx context.Context, path, version string) (io.ReadCl
 	if !ok {
 		return nil, "", u.notFound(path + "@" + version)
 	}
-	return io.NopCloser(bytes.NewReader(fv.zip)), u.url, nil
+	u.openZips.Add(1)
+	return &fakeZipBody{Reader: bytes.NewReader(fv.zip), u: u}, u.url, nil
+}
+
+// fakeZipBody is a zip body of the fakeUpstream, which counts the bodies
+// not closed: a real upstream's request ends, and is counted in the
+// metrics, only when its body is closed.
+type fakeZipBody struct {
+	io.Reader
+	u      *fakeUpstream
+	closed atomic.Bool
+}
+
+func (b *fakeZipBody) Close() error {
+	if !b.closed.Swap(true) {
+		b.u.openZips.Add(-1)
+	}
+	return nil
+}
+
+// checkZipsClosed fails t unless every zip body u handed out is closed
+// once t ends (fetches that outlive their client get a few seconds).
+func (u *fakeUpstream) checkZipsClosed(t *testing.T) {
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for u.openZips.Load() != 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := u.openZips.Load(); n != 0 {
+			t.Errorf("%d zip bodies from the upstream were never closed", n)
+		}
+	})
 }
 
 // fakeChecker is a checksum database that knows some hashes. When
@@ -223,6 +256,7 @@ func (c *fakeChecker) Lookup(ctx context.Context, path, version string) (*checks
 // fetched from up; private.example/ paths have no upstream.
 func cachingRegistry(t *testing.T, up *fakeUpstream, checker modproxy.Checker) *testRegistry {
 	t.Helper()
+	up.checkZipsClosed(t)
 	meta := modproxytest.NewMemStore()
 	r := newTestRegistryOn(t, meta, meta)
 	r.Service = modproxy.New(modproxy.Config{

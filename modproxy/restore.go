@@ -153,7 +153,6 @@ func (s *Service) fetchRecordedZip(ctx context.Context, up Upstream, v *Version)
 	if err != nil {
 		return "", "", upstreamError(v.Path, v.Version, err)
 	}
-	defer body.Close()
 	z, err := s.stageZip(v.Path, v.Version, src, body)
 	if err != nil {
 		return "", "", err
