@@ -302,7 +302,7 @@ func (s *Service) stageZip(path, version, src string, body io.ReadCloser) (_ *st
 func (s *Service) storeInfo(ctx context.Context, path string, info *upstream.Info, src string) (*Version, error) {
 	version := info.Version
 	if err := checkVersion(path, version); err != nil {
-		return nil, errorf(ErrUpstream, path, version, "%s answered with an invalid version: %v", src, err)
+		return nil, errorf(ErrUpstream, path, version, "%s answered with an invalid version: %v", src, cause(err))
 	}
 	raw := info.Raw
 	if len(raw) == 0 || !json.Valid(raw) {

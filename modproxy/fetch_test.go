@@ -361,6 +361,28 @@ func TestFetchQueryStoresCanonicalVersion(t *testing.T) {
 	}
 }
 
+// TestFetchQueryResolvedToInvalidVersion checks that a query the upstream
+// answers with a version that cannot be the path's is refused as the
+// upstream's fault, and stores nothing.
+func TestFetchQueryResolvedToInvalidVersion(t *testing.T) {
+	up := newFakeUpstream()
+	const path = "example.com/dep"
+	up.add(t, path, "v2.0.0", "a") // not a version of a path without /v2
+	up.queries[path+"@main"] = "v2.0.0"
+	r := cachingRegistry(t, up, nil)
+
+	_, _, err := r.Open(context.Background(), path, "main", storage.Info)
+	if !errors.Is(err, modproxy.ErrUpstream) {
+		t.Fatalf("Open(main.info) = %v; want ErrUpstream", err)
+	}
+	if msg := err.Error(); strings.Count(msg, path+"@v2.0.0") != 1 || !strings.Contains(msg, "answered with an invalid version") {
+		t.Errorf("error %q; want the version named once, and why it is refused", msg)
+	}
+	if files := r.storedNames(t); len(files) != 0 {
+		t.Errorf("stored %q; want nothing", files)
+	}
+}
+
 func TestFetchChecksumMismatchRefused(t *testing.T) {
 	up := newFakeUpstream()
 	const path, version = "example.com/dep", "v1.2.0"
@@ -546,6 +568,8 @@ func TestFetchErrors(t *testing.T) {
 	// A version that cannot exist for the path is not even asked for.
 	if _, _, err := r.Open(ctx, "example.com/dep", "v2.0.0", storage.Mod); !errors.Is(err, modproxy.ErrNotFound) {
 		t.Errorf("v2 version of a v1 path: %v; want ErrNotFound", err)
+	} else if n := strings.Count(err.Error(), "example.com/dep@v2.0.0"); n != 1 {
+		t.Errorf("the error names the version %d times; want once: %v", n, err)
 	}
 	if n := up.count("mod"); n != 2 {
 		t.Errorf("upstream .mod requests = %d; want still 2", n)

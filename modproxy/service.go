@@ -169,7 +169,7 @@ func (s *Service) resolve(ctx context.Context, path, version string, kind storag
 		return nil, false, errorf(ErrNotFound, path, version, "%s file not stored, and there is no upstream to fetch it from", kind)
 	}
 	if err := checkVersion(path, version); err != nil {
-		return nil, false, errorf(ErrNotFound, path, version, "%v", err)
+		return nil, false, errorf(ErrNotFound, path, version, "%v", cause(err))
 	}
 	v, err = s.fetch(ctx, up, path, version, kind)
 	if err != nil {
