@@ -161,8 +161,9 @@ func (u *fakeUpstream) total(kind string) int {
 func TestPullThroughWithChecksumDatabase(t *testing.T) {
 	bin := agoraBinary(t)
 	a := newPublicModule(t, "example.org/greet", "v1.0.0", map[string]string{
-		"go.mod":   "module example.org/greet\n\ngo 1.21\n",
-		"greet.go": "package greet\n\n// Hello greets.\nfunc Hello() string { return \"hello from greet\" }\n",
+		"go.mod":       "module example.org/greet\n\ngo 1.21\n",
+		"greet.go":     "package greet\n\n// Hello greets.\nfunc Hello() string { return \"hello from greet\" }\n",
+		"loud/loud.go": "package loud\n",
 	})
 	b := newPublicModule(t, "example.org/Shout", "v1.1.0", map[string]string{
 		"go.mod":   "module example.org/Shout\n\ngo 1.21\n\nrequire example.org/greet v1.0.0\n",
@@ -193,6 +194,13 @@ func TestPullThroughWithChecksumDatabase(t *testing.T) {
 				g.run(t, dir, "get", "example.org/Shout@v1.1.0")
 				checkProgram(t, g, dir, "HELLO FROM GREET\n")
 				checkOutput(t, g, dir, "example.org/Shout v1.0.0 v1.1.0\n", "list", "-m", "-versions", "example.org/Shout")
+				// A package's path, not its module's: the go command looks
+				// up every prefix of it at once, example.org/greet/loud (no
+				// module) as well as example.org/greet, and any answer but
+				// 404 or 410 stops it, such as a 502 for the first while
+				// the upstream is gone.
+				g.run(t, dir, "get", "example.org/greet/loud@v1.0.0")
+				g.run(t, dir, "get", "example.org/greet/loud@latest")
 				g.run(t, dir, "get", "example.org/nightly@latest")
 				checkOutput(t, g, dir, "example.org/nightly "+nightlyVersion+"\n", "list", "-m", "example.org/nightly")
 				g.run(t, dir, "mod", "verify")

@@ -155,7 +155,7 @@ func (s *Service) fetchLocked(ctx context.Context, up Upstream, path, version st
 	case storage.Info:
 		info, src, err := up.Info(ctx, path, version)
 		if err != nil {
-			return nil, upstreamError(path, version, err)
+			return nil, lookupError(path, version, err)
 		}
 		return s.storeInfo(ctx, path, info, src)
 	case storage.Mod:
@@ -513,6 +513,26 @@ func upstreamError(path, version string, err error) error {
 		return errorf(ErrUpstream, path, version, "upstream did not answer in time: %v", err)
 	}
 	return errorf(ErrUpstream, path, version, "%v", err)
+}
+
+// lookupError is upstreamError for a lookup of something not stored here:
+// a module's list or latest version, or a version's .info (which is how
+// the go command resolves a query, such as a version of a package's
+// path). An upstream that fails to answer makes it not found (404), not a
+// bad gateway. The go command looks up every prefix of a package's path
+// at once and stops at the first answer that is neither 404 nor 410; a 502
+// for a prefix that is no module would make 'go get' and 'go mod tidy'
+// fail while the upstream is down, though every module they need is
+// stored here. The message still says that the upstream failed. A .mod or
+// .zip is no lookup: the go command asks for them once it knows the
+// version, and their failures stay bad gateways, as do refusals of what an
+// upstream served.
+func lookupError(path, version string, err error) error {
+	err = upstreamError(path, version, err)
+	if e := (*Error)(nil); errors.As(err, &e) && e.Kind == ErrUpstream {
+		return errorf(ErrNotFound, path, version, "not stored here, and the upstream failed: %w", e.Err)
+	}
+	return err
 }
 
 // isQuery reports whether version is a query (a branch, a commit, a

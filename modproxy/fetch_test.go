@@ -662,10 +662,58 @@ func TestListModuleUnknownEverywhere(t *testing.T) {
 	if _, err := r.List(ctx, "example.com/nothing"); !errors.Is(err, modproxy.ErrNotFound) {
 		t.Errorf("List of an unknown module = %v; want ErrNotFound", err)
 	}
+}
+
+// TestLookupsWithTheUpstreamDown checks that, while the upstream fails,
+// lookups of what is not stored are not found, saying why, and that files
+// of a known version are a bad gateway. The go command looks up every
+// prefix of a package's path at once (list, @latest, or the .info of a
+// version) and gives up at any answer but 404 and 410: with a 502 for the
+// prefix that is no module, 'go get example.com/dep/pkg' would fail though
+// example.com/dep is stored.
+func TestLookupsWithTheUpstreamDown(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.0.0"
+	up.add(t, path, version, "a")
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+	if _, _, err := r.Open(ctx, path, version, storage.Info); err != nil {
+		t.Fatal(err)
+	}
 	up.setDown(errors.New("connection refused"))
-	r.clock.Advance(2 * time.Minute)
-	if _, err := r.List(ctx, "example.com/other"); !errors.Is(err, modproxy.ErrUpstream) {
-		t.Errorf("List with the upstream down and nothing stored = %v; want ErrUpstream", err)
+	const pkg = path + "/pkg" // a package of example.com/dep, no module
+
+	notFound := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, modproxy.ErrNotFound) || !strings.Contains(err.Error(), "the upstream failed: connection refused") {
+			t.Errorf("%s = %v; want ErrNotFound saying that the upstream failed", what, err)
+		}
+	}
+	_, err := r.List(ctx, pkg)
+	notFound("List", err)
+	_, err = r.Latest(ctx, pkg)
+	notFound("Latest", err)
+	_, _, err = r.Open(ctx, pkg, version, storage.Info)
+	notFound("Open(.info)", err)
+	_, _, err = r.Open(ctx, pkg, "main", storage.Info)
+	notFound("Open(main.info)", err)
+	_, _, err = r.Open(ctx, path, "v1.1.0", storage.Info)
+	notFound("Open(.info) of a version of a stored module", err)
+
+	// The stored module is served: the lookup of the prefix that is one
+	// succeeds.
+	if _, _, err := r.Open(ctx, path, version, storage.Info); err != nil {
+		t.Errorf("Open(.info) of the stored version: %v", err)
+	}
+	if list, err := r.List(ctx, path); err != nil || !slices.Equal(list, []string{version}) {
+		t.Errorf("List of the stored module = %q, %v; want %s", list, err, version)
+	}
+
+	// Files of a version the go command has settled on are no lookup.
+	for _, kind := range []storage.Kind{storage.Mod, storage.Zip} {
+		if _, _, err := r.Open(ctx, path, version, kind); !errors.Is(err, modproxy.ErrUpstream) {
+			t.Errorf("Open(%s) with the upstream down = %v; want ErrUpstream", kind, err)
+		}
 	}
 }
 

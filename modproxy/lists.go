@@ -147,11 +147,8 @@ func (s *Service) computeList(ctx context.Context, path string, stale *moduleLis
 		}
 	}
 	if len(records) == 0 && !l.upstreamOK {
-		if upErr != nil && !errors.Is(upErr, upstream.ErrNotFound) {
-			return nil, upstreamError(path, "", upErr)
-		}
 		if upErr != nil {
-			return nil, errorf(ErrNotFound, path, "", "%v", upErr)
+			return nil, lookupError(path, "", upErr)
 		}
 		return nil, errorf(ErrNotFound, path, "", "no versions")
 	}
@@ -232,7 +229,7 @@ func (s *Service) upstreamLatest(ctx context.Context, path string) (*Version, er
 	}
 	info, src, err := up.Latest(ctx, path)
 	if err != nil {
-		return nil, upstreamError(path, "", err)
+		return nil, lookupError(path, "", err)
 	}
 	if v := s.live.get(path, info.Version); v != nil && has(v, storage.Info) {
 		return v, nil

@@ -146,7 +146,7 @@ func (s *Service) resolve(ctx context.Context, path, version string, kind storag
 		}
 		info, src, err := up.Info(ctx, path, version)
 		if err != nil {
-			return nil, true, upstreamError(path, version, err)
+			return nil, true, lookupError(path, version, err)
 		}
 		if v := s.live.get(path, info.Version); v != nil && has(v, storage.Info) {
 			return v, true, nil
