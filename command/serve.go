@@ -188,7 +188,7 @@ func newRegistry(cfg *config.Config, conn *pop.Connection, disk *storage.Disk, l
 // modules are fetched from the upstream that cfg routes their path to, over
 // transport, verified against the checksum database, and stored.
 func newCachingRegistry(cfg *config.Config, meta *models.Registry, disk *storage.Disk, sumdb *checksum.DB, m *metrics.Metrics, transport http.RoundTripper, log *slog.Logger) *modproxy.Service {
-	router := upstream.NewRouter(cfg.Upstream, cfg.Rules, upstream.Options{Transport: transport, Observer: m, UserAgent: userAgent})
+	router := upstream.NewRouter(cfg.Upstream, cfg.Rules, upstream.Options{Transport: transport, Observer: m, UserAgent: userAgent, Logger: log})
 	mc := modproxy.Config{
 		Metadata: meta,
 		Blobs:    disk,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -95,6 +96,12 @@ type Options struct {
 	Observer Observer
 	// UserAgent is sent with every request (default DefaultUserAgent).
 	UserAgent string
+	// Logger is told when a proxy goes down and when it answers again
+	// (default: nowhere).
+	Logger *slog.Logger
+
+	now     func() time.Time // the clock of the proxies' health; tests set it
+	healths *healthSet       // shared by the clients of a Router
 }
 
 // Defaults of Options.
@@ -128,6 +135,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.UserAgent == "" {
 		o.UserAgent = DefaultUserAgent
+	}
+	if o.Logger == nil {
+		o.Logger = discardLogger
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
+	if o.healths == nil {
+		o.healths = newHealthSet()
 	}
 	return o
 }
@@ -168,7 +184,8 @@ type proxy struct {
 	base        *url.URL // nil if err is set
 	name        string   // the URL with its password redacted
 	fallThrough bool
-	err         error // the entry is not a valid proxy URL
+	err         error   // the entry is not a valid proxy URL
+	health      *health // whether it answers, shared by clients of one Router
 }
 
 // New returns a Client of proxies, as ParseList returns them. A proxy
@@ -192,6 +209,7 @@ func New(proxies []Proxy, opts Options) *Client {
 		if u != nil {
 			pp.name = u.Redacted()
 		}
+		pp.health = opts.healths.get(pp.name)
 		c.proxies = append(c.proxies, pp)
 	}
 	return c
@@ -437,7 +455,7 @@ func (c *Client) try(ctx context.Context, fetch func(*proxy) error) (string, err
 	for _, p := range c.proxies {
 		err := p.err
 		if err == nil {
-			err = fetch(p)
+			err = c.sendTo(ctx, p, fetch)
 		}
 		if err == nil {
 			return p.name, nil

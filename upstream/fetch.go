@@ -162,8 +162,11 @@ func (c *Client) getBytes(ctx context.Context, p *proxy, kind, escPath, rel stri
 			buf.Grow(int(n))
 		}
 		if _, err := buf.ReadFrom(b); err != nil {
-			if errors.Is(err, ErrTooLarge) || isTimeout(err) || ctx.Err() != nil {
+			switch {
+			case errors.Is(err, ErrTooLarge) || ctx.Err() != nil:
 				return err
+			case isTimeout(err):
+				return &unansweredError{err}
 			}
 			return &retryError{err}
 		}
@@ -188,7 +191,7 @@ func (c *Client) open(ctx context.Context, p *proxy, kind, escPath, rel string) 
 // retry calls f until it succeeds, fails with an error that is not a
 // *retryError, or has been retried Options.Retries times, waiting with
 // exponential backoff and jitter in between. It returns f's last error,
-// unwrapped.
+// unwrapped, as an *unansweredError when every attempt failed so.
 func (c *Client) retry(ctx context.Context, f func() error) error {
 	for n := 0; ; n++ {
 		err := f()
@@ -196,11 +199,14 @@ func (c *Client) retry(ctx context.Context, f func() error) error {
 		if !errors.As(err, &re) {
 			return err
 		}
-		if n >= c.opts.Retries || ctx.Err() != nil {
-			if n > 0 {
-				return fmt.Errorf("%w (gave up after %d attempts)", re.err, n+1)
-			}
+		if ctx.Err() != nil {
 			return re.err
+		}
+		if n >= c.opts.Retries {
+			if n > 0 {
+				return &unansweredError{fmt.Errorf("%w (gave up after %d attempts)", re.err, n+1)}
+			}
+			return &unansweredError{re.err}
 		}
 		t := time.NewTimer(c.backoff(n))
 		select {
@@ -267,8 +273,11 @@ func (c *Client) attempt(ctx context.Context, p *proxy, kind, escPath, rel strin
 		}
 		cancel(nil)
 		c.observe(p, kind, 0, 0, start, err)
-		if retry {
+		switch {
+		case retry:
 			return nil, &retryError{err}
+		case ctx.Err() == nil: // a timeout, a certificate that did not verify
+			return nil, &unansweredError{err}
 		}
 		return nil, err
 	}

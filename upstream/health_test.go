@@ -1,0 +1,265 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeClock is a clock that moves only when told.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// syncBuffer is a bytes.Buffer for a logger that requests write to
+// concurrently.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// switchable answers 503 while down is set, else serves the module.
+func switchable(down *atomic.Bool) http.HandlerFunc {
+	files := serveFiles(modFiles)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "fake: down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		files(w, r)
+	}
+}
+
+func TestProxyDownFailsAtOnce(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	p := newFakeProxy(t, switchable(&down))
+	clock := &fakeClock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	var logs syncBuffer
+	c := newTestClient(t, p.URL, func(o *Options) {
+		o.now = clock.Now
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	ctx := context.Background()
+	attempts := 1 + c.opts.Retries
+
+	// downAfter requests in a row get no answer, each retried.
+	for i := range downAfter {
+		_, _, err := c.Mod(ctx, modPath, "v1.0.0")
+		if err == nil || errors.Is(err, ErrDown) || !strings.Contains(err.Error(), "503") {
+			t.Fatalf("request %d: %v; want the 503", i+1, err)
+		}
+	}
+	if n := p.count(); n != downAfter*attempts {
+		t.Fatalf("%d requests reached the proxy; want %d", n, downAfter*attempts)
+	}
+	if !strings.Contains(logs.String(), "an upstream proxy is down") {
+		t.Errorf("nothing logged of the proxy going down:\n%s", logs.String())
+	}
+
+	// Now it is down: requests fail at once, every kind of them.
+	_, _, err := c.Mod(ctx, modPath, "v1.0.0")
+	if !errors.Is(err, ErrDown) || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "asked again in 5s") {
+		t.Errorf("Mod while down: %v; want ErrDown, the last failure and when it is asked again", err)
+	}
+	if _, _, err := c.List(ctx, modPath); !errors.Is(err, ErrDown) {
+		t.Errorf("List while down: %v; want ErrDown", err)
+	}
+	if n := p.count(); n != downAfter*attempts {
+		t.Errorf("%d requests reached the proxy; want still %d", n, downAfter*attempts)
+	}
+
+	// After the cool-off one request is let through; it fails, and the
+	// cool-off doubles.
+	clock.Advance(firstCooloff)
+	if _, _, err := c.Mod(ctx, modPath, "v1.0.0"); err == nil || errors.Is(err, ErrDown) {
+		t.Errorf("the request after the cool-off: %v; want it sent, and the 503", err)
+	}
+	if n := p.count(); n != (downAfter+1)*attempts {
+		t.Errorf("%d requests reached the proxy; want %d", n, (downAfter+1)*attempts)
+	}
+	clock.Advance(firstCooloff)
+	if _, _, err := c.Mod(ctx, modPath, "v1.0.0"); !errors.Is(err, ErrDown) || !strings.Contains(err.Error(), "asked again in 5s") {
+		t.Errorf("Mod after a failed probe: %v; want ErrDown for another 5s (10s in all)", err)
+	}
+
+	// Back up: the next request let through succeeds, and so do all
+	// after it.
+	down.Store(false)
+	clock.Advance(firstCooloff)
+	for range 2 {
+		if mod, _, err := c.Mod(ctx, modPath, "v1.0.0"); err != nil || string(mod) != modMod {
+			t.Errorf("Mod once the proxy is back: %q, %v", mod, err)
+		}
+	}
+	if !strings.Contains(logs.String(), "an upstream proxy answers again") {
+		t.Errorf("nothing logged of the proxy coming back:\n%s", logs.String())
+	}
+
+	// Up again, it takes downAfter failures in a row again to go down,
+	// and the cool-off starts over.
+	down.Store(true)
+	for range downAfter {
+		if _, _, err := c.Mod(ctx, modPath, "v1.0.0"); errors.Is(err, ErrDown) {
+			t.Fatalf("Mod: %v; want it sent: the proxy answered since it was last down", err)
+		}
+	}
+	if _, _, err := c.Mod(ctx, modPath, "v1.0.0"); !errors.Is(err, ErrDown) || !strings.Contains(err.Error(), "asked again in 5s") {
+		t.Errorf("Mod: %v; want ErrDown for the first cool-off", err)
+	}
+	clock.Advance(maxCooloff * 10)
+	for range 8 {
+		c.Mod(ctx, modPath, "v1.0.0") // the probes fail, the cool-off grows
+		clock.Advance(maxCooloff)
+	}
+	clock.Advance(-time.Second)
+	if _, _, err := c.Mod(ctx, modPath, "v1.0.0"); !errors.Is(err, ErrDown) || !strings.Contains(err.Error(), "asked again in 1s") {
+		t.Errorf("Mod: %v; want ErrDown with the cool-off capped at %v", err, maxCooloff)
+	}
+}
+
+// TestProxyAnswersKeepItUp checks that answers, even refusals, and
+// requests their callers gave up never take a proxy down.
+func TestProxyAnswersKeepItUp(t *testing.T) {
+	ctx := context.Background()
+	for _, status := range []int{http.StatusNotFound, http.StatusGone, http.StatusForbidden, http.StatusBadRequest} {
+		p := newFakeProxy(t, serveStatus(status))
+		c := newTestClient(t, p.URL, nil)
+		for range 2 * downAfter {
+			if _, _, err := c.Mod(ctx, modPath, "v1.0.0"); errors.Is(err, ErrDown) {
+				t.Fatalf("status %d: %v; an answer does not take a proxy down", status, err)
+			}
+		}
+	}
+
+	p := newFakeProxy(t, hang(t))
+	c := newTestClient(t, p.URL, nil)
+	for range 2 * downAfter {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		_, _, err := c.Mod(ctx, modPath, "v1.0.0")
+		cancel()
+		if errors.Is(err, ErrDown) {
+			t.Fatalf("%v; requests their callers gave up do not take a proxy down", err)
+		}
+	}
+	if n := p.count(); n != 2*downAfter {
+		t.Errorf("%d requests reached the proxy; want %d", n, 2*downAfter)
+	}
+}
+
+// TestProxyDownOneProbe checks that, once the cool-off is over, one
+// request finds out whether the proxy is back while the others fail at
+// once, and that a proxy that never answers (connections accepted, no
+// headers) goes down like one that refuses them.
+func TestProxyDownOneProbe(t *testing.T) {
+	p := newFakeProxy(t, hang(t))
+	clock := &fakeClock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	c := newTestClient(t, p.URL, func(o *Options) { o.now = clock.Now; o.HeaderTimeout = 50 * time.Millisecond })
+	ctx := context.Background()
+	for range downAfter {
+		if _, _, err := c.Info(ctx, modPath, "v1.0.0"); !isTimeout(err) {
+			t.Fatalf("Info: %v; want a header timeout", err)
+		}
+	}
+	clock.Advance(firstCooloff)
+	probe := make(chan error)
+	go func() {
+		_, _, err := c.Info(ctx, modPath, "v1.0.0")
+		probe <- err
+	}()
+	for p.count() < downAfter+1 {
+		time.Sleep(time.Millisecond) // until the probe hangs at the proxy
+	}
+	if _, _, err := c.Info(ctx, modPath, "v1.0.0"); !errors.Is(err, ErrDown) || !strings.Contains(err.Error(), "under way") {
+		t.Errorf("Info during the probe: %v; want ErrDown, saying that a request is under way", err)
+	}
+	if err := <-probe; !isTimeout(err) {
+		t.Errorf("the probe: %v; want a header timeout", err)
+	}
+	if n := p.count(); n != downAfter+1 {
+		t.Errorf("%d requests reached the proxy; want %d", n, downAfter+1)
+	}
+}
+
+// TestProxyDownFallsThrough checks that, after '|', a proxy that is down
+// passes its requests on to the next at once; after ',' it does not.
+func TestProxyDownFallsThrough(t *testing.T) {
+	ctx := context.Background()
+	bad := newFakeProxy(t, serveStatus(http.StatusBadGateway))
+	good := newFakeProxy(t, serveFiles(modFiles))
+	c := newTestClient(t, bad.URL+"|"+good.URL, nil)
+	for range downAfter + 2 {
+		if mod, _, err := c.Mod(ctx, modPath, "v1.0.0"); err != nil || string(mod) != modMod {
+			t.Fatalf("Mod: %q, %v; want the next proxy's go.mod", mod, err)
+		}
+	}
+	if n, want := bad.count(), downAfter*(1+c.opts.Retries); n != want {
+		t.Errorf("%d requests reached the failing proxy; want %d, none once it was down", n, want)
+	}
+
+	strict := newTestClient(t, refusedURL(t)+","+good.URL, nil)
+	for range downAfter + 1 {
+		_, _, err := strict.Mod(ctx, modPath, "v1.0.0")
+		if err == nil {
+			t.Fatal("Mod after ',' from a proxy that refuses connections: want its error")
+		}
+	}
+	if n := good.count(); n != downAfter+2 {
+		t.Errorf("%d requests reached the proxy after ','; want only the %d of the '|' list", n, downAfter+2)
+	}
+}
+
+// TestRouterSharesHealth checks that the clients of one Router share what
+// they learn of a proxy that more than one rule names.
+func TestRouterSharesHealth(t *testing.T) {
+	url := refusedURL(t)
+	proxies, err := ParseList(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := ParseRules(strings.NewReader("corp.example.com/*  "+url+"\n"), "rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewRouter(proxies, rules, testOptions())
+	ctx := context.Background()
+	for range downAfter {
+		r.For(modPath).Mod(ctx, modPath, "v1.0.0")
+	}
+	const corp = "corp.example.com/lib"
+	if _, _, err := r.For(corp).Mod(ctx, corp, "v1.0.0"); !errors.Is(err, ErrDown) {
+		t.Errorf("Mod through the rule's client: %v; want ErrDown, learnt through the default client", err)
+	}
+}
