@@ -134,6 +134,7 @@ func withUpstream(list string, rules string, m *metrics.Metrics) serverOption {
 		}
 		s.registry.Observer = m
 		s.deps.Metrics = m
+		s.cfg.Rules = rs
 	}
 }
 

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
+
+	"golang.org/x/mod/module"
 
 	"agora/checksum"
 	"agora/metrics"
@@ -26,15 +29,47 @@ import (
 // every other name, and every path when no database is proxied
 // (AGORA_SUMDB=off), is answered 404. Like proxyHandler, it is a plain
 // http.Handler in front of the Buffalo app.
+//
+// A lookup of a private module's path is answered 404 without asking the
+// database: it would leak the path to the database's operator, and the
+// database cannot know a private module anyway. The go command asks only
+// when its GONOSUMDB or GOPRIVATE does not match the path, so the answer
+// says to set them.
 type sumdbHandler struct {
 	db      *checksum.DB // nil: none proxied
+	private privatePaths // nil: no path is private
 	metrics *metrics.Metrics
 	log     *slog.Logger
 }
 
+// privatePaths says why path is private to this proxy, or "" if it is not.
+type privatePaths func(ctx context.Context, path string) (reason string, err error)
+
 // newSumDBHandler returns the handler of /sumdb/ for db, which may be nil.
-func newSumDBHandler(db *checksum.DB, m *metrics.Metrics, log *slog.Logger) http.Handler {
-	return &sumdbHandler{db: db, metrics: m, log: log}
+func newSumDBHandler(db *checksum.DB, private privatePaths, m *metrics.Metrics, log *slog.Logger) http.Handler {
+	return &sumdbHandler{db: db, private: private, metrics: m, log: log}
+}
+
+// sumdbPrivate says why path is private to this proxy: a rule routes it to
+// no upstream, AGORA_NOSUMDB matches it, or a version of it was published
+// here. It returns "" for a path that is not.
+func (d *Deps) sumdbPrivate(ctx context.Context, path string) (string, error) {
+	for _, rule := range d.Config.Rules {
+		if rule.Match(path) {
+			if rule.None {
+				return fmt.Sprintf("AGORA_RULES line %d (%s) fetches it from no upstream", rule.Line, rule.Pattern), nil
+			}
+			break
+		}
+	}
+	if d.SumDB != nil && !d.SumDB.Covers(path) {
+		return "AGORA_NOSUMDB matches it", nil
+	}
+	published, err := d.Registry.PublishedHere(ctx, path)
+	if err != nil || !published {
+		return "", err
+	}
+	return "it is published here", nil
 }
 
 // Cache-Control of the answers: tiles never change; a lookup's record never
@@ -72,6 +107,9 @@ func (h *sumdbHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		kind, contentType, cacheControl = metrics.SumDBLatest, "text/plain; charset=utf-8", sumdbLatestCache
 	case strings.HasPrefix(rel, "lookup/"):
 		kind, contentType, cacheControl = metrics.SumDBLookup, "text/plain; charset=utf-8", sumdbLookupCache
+		if h.keptPrivate(w, r, rel) {
+			return
+		}
 	case strings.HasPrefix(rel, "tile/"):
 		// Hash tiles are binary, data tiles text, as sum.golang.org serves them.
 		contentType = "application/octet-stream"
@@ -100,6 +138,35 @@ func (h *sumdbHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", cacheControl)
 	// ServeContent handles HEAD and Range.
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+}
+
+// keptPrivate answers the lookup rel with 404, and reports true, if its
+// module is private to this proxy; nothing is asked of the database then.
+func (h *sumdbHandler) keptPrivate(w http.ResponseWriter, r *http.Request, rel string) bool {
+	if h.private == nil {
+		return false
+	}
+	escPath, _, _ := strings.Cut(strings.TrimPrefix(rel, "lookup/"), "@")
+	path, err := module.UnescapePath(escPath)
+	if err != nil {
+		return false // Load refuses it
+	}
+	reason, err := h.private(r.Context(), path)
+	switch {
+	case err != nil:
+		h.metrics.SumDBRequest(metrics.SumDBLookup, false, err)
+		h.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		h.fail(w, http.StatusInternalServerError, "internal error")
+		return true
+	case reason == "":
+		return false
+	}
+	h.metrics.SumDBRequest(metrics.SumDBLookup, false, checksum.ErrNotFound)
+	h.fail(w, http.StatusNotFound, fmt.Sprintf(
+		"not found: %s is a private module of this proxy (%s), so it is not looked up in %s, which cannot know it; "+
+			"set GONOSUMDB or GOPRIVATE to a pattern that matches it (such as %s) where the go command runs",
+		path, reason, h.db.Name(), path))
+	return true
 }
 
 // sumdbStatus returns the status of a checksum.DB error. (The kinds are

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/mod/sumdb"
@@ -22,6 +24,27 @@ import (
 // URL and the database's verifier key.
 func newFakeSumDB(t *testing.T, name string) (url, vkey string) {
 	t.Helper()
+	url, vkey, _ = newCountingSumDB(t, name)
+	return url, vkey
+}
+
+// NewCountingSumDB is newCountingSumDB, for the tests of package
+// actions_test.
+var NewCountingSumDB = newCountingSumDB
+
+// newCountingSumDB is newFakeSumDB that also returns the paths of the
+// requests its proxy received.
+func newCountingSumDB(t *testing.T, name string) (url, vkey string, requests func() []string) {
+	t.Helper()
+	var (
+		mu   sync.Mutex
+		seen []string
+	)
+	requests = func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
 	skey, vkey, err := note.GenerateKey(rand.Reader, name)
 	if err != nil {
 		t.Fatal(err)
@@ -34,13 +57,16 @@ func newFakeSumDB(t *testing.T, name string) (url, vkey string) {
 	}))
 	prefix := "/sumdb/" + name
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.URL.Path)
+		mu.Unlock()
 		if r.URL.Path == prefix+"/supported" {
 			return
 		}
 		http.StripPrefix(prefix, srv).ServeHTTP(w, r)
 	}))
 	t.Cleanup(proxy.Close)
-	return proxy.URL, vkey
+	return proxy.URL, vkey, requests
 }
 
 func TestSumDBHandler(t *testing.T) {
@@ -59,9 +85,9 @@ func TestSumDBHandler(t *testing.T) {
 	}))
 	defer broken.Close()
 
-	h := newSumDBHandler(open(upstream), nil, log)
-	off := newSumDBHandler(nil, nil, log)
-	down := newSumDBHandler(open(broken.URL), nil, log)
+	h := newSumDBHandler(open(upstream), nil, nil, log)
+	off := newSumDBHandler(nil, nil, nil, log)
+	down := newSumDBHandler(open(broken.URL), nil, nil, log)
 	p := "/sumdb/" + name + "/"
 	tests := []struct {
 		handler      http.Handler

@@ -210,6 +210,10 @@ func New(opts Options) (*DB, error) {
 // Name returns the database's name, such as sum.golang.org.
 func (db *DB) Name() string { return db.name }
 
+// Covers reports whether the database is asked about path: false for a
+// path that NoSumDB matches.
+func (db *DB) Covers(path string) bool { return !module.MatchPrefixPatterns(db.nosumdb, path) }
+
 // Get returns what the database serves at rel, one of
 //
 //	latest

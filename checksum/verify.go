@@ -34,7 +34,7 @@ import (
 // The records and tiles it reads go through Get, so a lookup fills the
 // cache that go clients then read through Agora.
 func (db *DB) Lookup(ctx context.Context, path, version string) (*Sums, error) {
-	if module.MatchPrefixPatterns(db.nosumdb, path) {
+	if !db.Covers(path) {
 		return nil, nil
 	}
 	if err := module.Check(path, version); err != nil {

@@ -26,6 +26,23 @@ func (s *Service) Module(ctx context.Context, who auth.Principal, path string) (
 	return all, nil
 }
 
+// PublishedHere reports whether a version of path was ever published here
+// (uploaded, not fetched or imported), deleted ones included: a private
+// module, whose path must not leave, as in a lookup in a public checksum
+// database.
+func (s *Service) PublishedHere(ctx context.Context, path string) (bool, error) {
+	all, err := s.meta.Versions(ctx, path)
+	if err != nil {
+		return false, err
+	}
+	for _, v := range all {
+		if v.Source == SourceUploaded {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // Modules lists modules: GET /api/v1/modules.
 func (s *Service) Modules(ctx context.Context, who auth.Principal, q ModuleQuery) (Page[ModuleSummary], error) {
 	if !who.Can(auth.ScopeRead) {

@@ -1,0 +1,71 @@
+package actions_test
+
+import (
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gobuffalo/pop/v6"
+
+	"agora/actions"
+	"agora/checksum"
+	"agora/models/modelstest"
+)
+
+// TestSumDBKeepsPrivatePathsHere checks that lookups of private modules
+// are answered 404, saying what to set, without reaching the checksum
+// database, and that lookups of public ones still do.
+func TestSumDBKeepsPrivatePathsHere(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		const name = "sum.example.com"
+		url, vkey, requests := actions.NewCountingSumDB(t, name)
+		db, err := checksum.New(checksum.Options{
+			Name: name, Key: vkey, Proxies: []string{url}, CacheDir: t.TempDir(),
+			NoSumDB: "nosum.example.com",
+			Logger:  slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		up := newFakeGOPROXY(t)
+		s := newServer(t, conn, withUpstream(up.URL, "corp.example.com  none\n", nil), func(s *serverSetup) { s.deps.SumDB = db })
+		published := newModule(t, "example.com/hello", "v1.0.0", "hello")
+		s.mustPublish(t, s.root, published)
+
+		p := "/sumdb/" + name + "/lookup/"
+		for _, tt := range []struct{ path, why string }{
+			{"corp.example.com/secret@v1.0.0", "AGORA_RULES line 1 (corp.example.com) fetches it from no upstream"},
+			{"nosum.example.com/x@v1.0.0", "AGORA_NOSUMDB matches it"},
+			{"example.com/hello@v1.0.0", "it is published here"},
+			{"example.com/hello@v1.1.0", "it is published here"},
+		} {
+			r := s.get(t, p+tt.path)
+			if r.status != http.StatusNotFound || !strings.Contains(string(r.body), tt.why) || !strings.Contains(string(r.body), "GONOSUMDB") {
+				t.Errorf("lookup of %s: %s; want 404 saying %q and what to set", tt.path, r, tt.why)
+			}
+		}
+		for _, req := range requests() {
+			if strings.Contains(req, "/lookup/") {
+				t.Errorf("the checksum database was asked %s", req)
+			}
+		}
+
+		// Deleted, a published module stays private.
+		if r := s.do(t, http.MethodDelete, "/api/v1/modules/example.com/hello/@v/v1.0.0?reason=test", nil, bearer(s.root)); r.status != http.StatusNoContent {
+			t.Fatalf("delete: %s", r)
+		}
+		if r := s.get(t, p+"example.com/hello@v1.0.0"); r.status != http.StatusNotFound {
+			t.Errorf("lookup of a deleted private module: %s; want 404", r)
+		}
+
+		// A public module is looked up.
+		if r := s.get(t, p+"example.com/a@v1.0.0"); r.status != http.StatusOK {
+			t.Errorf("lookup of a public module: %s; want 200", r)
+		}
+		if !slices.Contains(requests(), "/sumdb/"+name+"/lookup/example.com/a@v1.0.0") {
+			t.Errorf("the public lookup did not reach the checksum database: %q", requests())
+		}
+	})
+}
