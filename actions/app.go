@@ -47,7 +47,7 @@ func Handler(d *Deps) (http.Handler, error) {
 		return nil, err
 	}
 	proxy := &proxyHandler{deps: d}
-	sumdb := newSumDBHandler(d.SumDB, d.sumdbPrivate, d.Metrics, d.Logger)
+	sumdb := newSumDBHandler(d.SumDB, d.sumdbPrivate, d.canRead, d.Metrics, d.Logger)
 	var metricsHandler http.Handler = http.NotFoundHandler()
 	if d.Metrics != nil {
 		metricsHandler = d.Metrics.Handler()

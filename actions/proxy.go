@@ -12,7 +12,6 @@ import (
 	"agora/auth"
 	"agora/config"
 	"agora/cork"
-	"agora/modproxy"
 	"agora/storage"
 )
 
@@ -54,22 +53,30 @@ var (
 	bytesValue     = []string{"bytes"}
 )
 
+// readUnauthorized is the answer to a download without a token that may
+// read, when AGORA_READ_AUTH=token.
+const readUnauthorized = "unauthorized: this proxy needs a token with read scope (use .netrc or GOAUTH)"
+
+// canRead reports whether r may read what the proxy serves: always with
+// AGORA_READ_AUTH=public, else with a token of read scope.
+func (d *Deps) canRead(r *http.Request) bool {
+	if d.Config.ReadAuth != config.ReadToken {
+		return true
+	}
+	p, err := d.authenticate(r)
+	return err == nil && p.Can(auth.ScopeRead)
+}
+
 func (h *proxyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		h.fail(w, r, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
-	if h.deps.Config.ReadAuth == config.ReadToken {
-		p, err := h.deps.authenticate(r)
-		if err == nil && !p.Can(auth.ScopeRead) {
-			err = modproxy.ErrUnauthorized
-		}
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", challenge)
-			h.fail(w, r, http.StatusUnauthorized, "unauthorized: this proxy needs a token with read scope (use .netrc or GOAUTH)")
-			return
-		}
+	if !h.deps.canRead(r) {
+		w.Header().Set("WWW-Authenticate", challenge)
+		h.fail(w, r, http.StatusUnauthorized, readUnauthorized)
+		return
 	}
 
 	escPath, rest, latest := strings.TrimPrefix(r.URL.Path, "/"), "", false

@@ -364,6 +364,10 @@ func TestDownloadReadAuth(t *testing.T) {
 			"/example.com/private/@v/v1.0.0.zip",
 			"/example.com/private/@latest",
 			"/example.com/unknown/@v/list",
+			// The checksum-database proxy too: its answers say which
+			// modules are private. (None is proxied here: 404.)
+			"/sumdb/sum.golang.org/supported",
+			"/sumdb/sum.golang.org/lookup/example.com/private@v1.0.0",
 		} {
 			t.Run(path, func(t *testing.T) {
 				for _, tc := range []struct {
@@ -384,7 +388,7 @@ func TestDownloadReadAuth(t *testing.T) {
 					}
 				}
 				want := http.StatusOK
-				if strings.Contains(path, "unknown") {
+				if strings.Contains(path, "unknown") || strings.HasPrefix(path, "/sumdb/") {
 					want = http.StatusNotFound
 				}
 				for _, opt := range []requestOption{basicAuth("vera", viewer), basicAuth("", viewer), bearer(viewer), bearer(alice)} {

@@ -35,9 +35,13 @@ import (
 // database cannot know a private module anyway. The go command asks only
 // when its GONOSUMDB or GOPRIVATE does not match the path, so the answer
 // says to set them.
+//
+// With AGORA_READ_AUTH=token it needs a token of read scope, as downloads
+// do; the go command sends the same credentials to both.
 type sumdbHandler struct {
-	db      *checksum.DB // nil: none proxied
-	private privatePaths // nil: no path is private
+	db      *checksum.DB             // nil: none proxied
+	private privatePaths             // nil: no path is private
+	canRead func(*http.Request) bool // nil: anyone may read
 	metrics *metrics.Metrics
 	log     *slog.Logger
 }
@@ -46,8 +50,8 @@ type sumdbHandler struct {
 type privatePaths func(ctx context.Context, path string) (reason string, err error)
 
 // newSumDBHandler returns the handler of /sumdb/ for db, which may be nil.
-func newSumDBHandler(db *checksum.DB, private privatePaths, m *metrics.Metrics, log *slog.Logger) http.Handler {
-	return &sumdbHandler{db: db, private: private, metrics: m, log: log}
+func newSumDBHandler(db *checksum.DB, private privatePaths, canRead func(*http.Request) bool, m *metrics.Metrics, log *slog.Logger) http.Handler {
+	return &sumdbHandler{db: db, private: private, canRead: canRead, metrics: m, log: log}
 }
 
 // sumdbPrivate says why path is private to this proxy: a rule routes it to
@@ -83,6 +87,11 @@ func (h *sumdbHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		h.fail(w, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	if h.canRead != nil && !h.canRead(r) {
+		w.Header().Set("WWW-Authenticate", challenge)
+		h.fail(w, http.StatusUnauthorized, readUnauthorized)
 		return
 	}
 	rest := strings.TrimPrefix(r.URL.Path, "/sumdb/")

@@ -85,9 +85,9 @@ func TestSumDBHandler(t *testing.T) {
 	}))
 	defer broken.Close()
 
-	h := newSumDBHandler(open(upstream), nil, nil, log)
-	off := newSumDBHandler(nil, nil, nil, log)
-	down := newSumDBHandler(open(broken.URL), nil, nil, log)
+	h := newSumDBHandler(open(upstream), nil, nil, nil, log)
+	off := newSumDBHandler(nil, nil, nil, nil, log)
+	down := newSumDBHandler(open(broken.URL), nil, nil, nil, log)
 	p := "/sumdb/" + name + "/"
 	tests := []struct {
 		handler      http.Handler
