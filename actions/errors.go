@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"syscall"
 
 	"agora/models"
 	"agora/modproxy"
@@ -37,6 +38,9 @@ func statusOf(err error) (int, string) {
 	if errors.As(err, &maxBytes) {
 		return http.StatusRequestEntityTooLarge, "too_large"
 	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return http.StatusInsufficientStorage, "insufficient_storage"
+	}
 	for _, e := range errorStatus {
 		if errors.Is(err, e.err) {
 			return e.status, e.code
@@ -49,9 +53,13 @@ func statusOf(err error) (int, string) {
 // the statuses the table maps, and nothing of the internals otherwise, which
 // are logged instead.
 func errorMessage(log *slog.Logger, r *http.Request, status int, err error) string {
-	if status == http.StatusInternalServerError {
+	switch status {
+	case http.StatusInternalServerError:
 		log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 		return "internal error"
+	case http.StatusInsufficientStorage:
+		log.Error("the disk is full", "method", r.Method, "path", r.URL.Path, "err", err)
+		return "the server's disk is full"
 	}
 	return err.Error()
 }

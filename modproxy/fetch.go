@@ -280,8 +280,13 @@ func (s *Service) stageZip(path, version, src string, body io.ReadCloser) (_ *st
 			os.Remove(tmp.Name())
 		}
 	}()
-	n, err := io.Copy(tmp, body)
+	w := &fileWriter{f: tmp}
+	n, err := io.Copy(w, body)
 	body.Close()
+	if w.err != nil {
+		// This side's failure (a full disk, say), not the upstream's.
+		return nil, fmt.Errorf("fetch %s@%s: storing the zip: %w", path, version, w.err)
+	}
 	if err != nil {
 		if errors.Is(err, upstream.ErrTooLarge) {
 			return nil, errorf(ErrUpstream, path, version, "%s: %v", src, err)
@@ -294,6 +299,22 @@ func (s *Service) stageZip(path, version, src string, body io.ReadCloser) (_ *st
 		return nil, errorf(ErrUpstream, path, version, "%s served an invalid module zip: %v", src, cause(err))
 	}
 	return &stagedUpstreamZip{name: tmp.Name(), size: n, hash: hash, goMod: goMod}, nil
+}
+
+// fileWriter writes to f and keeps the first error writing, so that a
+// copy's caller can tell it from an error reading. It hides f's ReadFrom,
+// which would read and write in one call.
+type fileWriter struct {
+	f   *os.File
+	err error
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
 }
 
 // storeInfo stores the .info an upstream answered for path, which names

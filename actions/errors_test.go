@@ -1,0 +1,46 @@
+package actions
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"agora/modproxy"
+)
+
+// TestStatusOf checks the table from errors to statuses, and that a client
+// is told nothing of the internals of a server-side failure.
+func TestStatusOf(t *testing.T) {
+	diskFull := &os.PathError{Op: "write", Path: "/srv/agora/tmp/fetch-1.zip", Err: syscall.ENOSPC}
+	tests := []struct {
+		err     error
+		status  int
+		code    string
+		message string
+	}{
+		{fmt.Errorf("m@v1.0.0: %w", modproxy.ErrNotFound), http.StatusNotFound, "not_found", "m@v1.0.0: not found"},
+		{fmt.Errorf("m@v1.0.0: %w", modproxy.ErrUpstream), http.StatusBadGateway, "bad_gateway", "m@v1.0.0: upstream failed"},
+		{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable", "context deadline exceeded"},
+		{fmt.Errorf("fetch m@v1.0.0: storing the zip: %w", diskFull), http.StatusInsufficientStorage, "insufficient_storage", "the server's disk is full"},
+		{fmt.Errorf("reading the database: %w", os.ErrPermission), http.StatusInternalServerError, "internal", "internal error"},
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r := httptest.NewRequest(http.MethodGet, "/m/@v/v1.0.0.zip", nil)
+	for _, tt := range tests {
+		status, code := statusOf(tt.err)
+		msg := errorMessage(log, r, status, tt.err)
+		if status != tt.status || code != tt.code || msg != tt.message {
+			t.Errorf("%v: %d %s %q; want %d %s %q", tt.err, status, code, msg, tt.status, tt.code, tt.message)
+		}
+		if status >= 500 && status != http.StatusBadGateway && strings.Contains(msg, "/srv/") {
+			t.Errorf("%v: the message %q shows the server's files", tt.err, msg)
+		}
+	}
+}
