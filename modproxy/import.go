@@ -33,8 +33,10 @@ const MaxInfoFile = 64 << 10
 //
 // Everything is checked before anything is stored, and a failure wraps
 // ErrInvalid (ErrTooLarge for a file over its limit): the version must be
-// canonical and fit the path's major version; info must name version and
-// carry a Time, which becomes the version's time; the zip must pass every
+// canonical and fit the path's major version; info, unless it is nil, must
+// name version and carry a Time, which becomes the version's time (without
+// it the version has no .info, as a version fetched without one, until an
+// import with an .info or an upstream adds it); the zip must pass every
 // rule of golang.org/x/mod/zip, but need not hold a go.mod (public modules
 // from before modules have none, and their .mod is synthesised); if it has
 // one, mod must be identical to it.
@@ -59,9 +61,12 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 	if err := checkVersion(path, version); err != nil {
 		return nil, err
 	}
-	t, err := parseImportedInfo(path, version, info)
-	if err != nil {
-		return nil, err
+	var t time.Time
+	if info != nil {
+		var err error
+		if t, err = parseImportedInfo(path, version, info); err != nil {
+			return nil, err
+		}
 	}
 	modHash, err := checkImportedMod(path, version, mod)
 	if err != nil {
@@ -126,6 +131,16 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 	}
 	if res.Created {
 		s.writeList(ctx, path)
+	} else if info != nil && !has(res.Version, storage.Info) && res.Version.ZipHash == zipHash {
+		// Imported before without its .info: add it.
+		vi := *v
+		out, err := s.commitFetched(ctx, &vi, storage.Info, func(ctx context.Context) error {
+			return s.blobs.Put(ctx, path, version, storage.Info, bytes.NewReader(info))
+		})
+		if err != nil {
+			return nil, err
+		}
+		res = &PublishResult{Version: out, Created: true}
 	}
 	return res, nil
 }
@@ -275,8 +290,8 @@ const (
 	// ImportSkipped: an identical version was already stored, or the
 	// version was deleted on this server.
 	ImportSkipped
-	// ImportIncomplete: the directory has the zip but not the .info or
-	// .mod file, so the version cannot be served from it.
+	// ImportIncomplete: the directory has the zip but not the .mod file,
+	// so the version cannot be served from it.
 	ImportIncomplete
 	// ImportConflict: other content is recorded for the version.
 	ImportConflict
@@ -305,7 +320,11 @@ type ImportEvent struct {
 	Version  string
 	// GoModOnly says the directory has the version's .mod but no zip.
 	GoModOnly bool
-	Outcome   ImportOutcome
+	// NoInfo says the directory has the version's zip but no .info, nor
+	// is it a pseudo-version, which names its time: the version's time is
+	// unknown.
+	NoInfo  bool
+	Outcome ImportOutcome
 	// Err says why the version was not imported; nil for ImportImported,
 	// and for ImportSkipped when an identical version was stored.
 	Err error
@@ -313,11 +332,15 @@ type ImportEvent struct {
 
 // String returns a progress line: "[12/340] golang.org/x/mod@v0.42.0
 // imported", with "(go.mod only)" after the outcome for a version without
-// a zip, and followed by the reason for any outcome but imported.
+// a zip and "(no .info)" for one without an .info, and followed by the
+// reason for any outcome but imported.
 func (e ImportEvent) String() string {
 	line := fmt.Sprintf("[%d/%d] %s@%s %s", e.N, e.Total, e.Path, e.Version, e.Outcome)
-	if e.GoModOnly {
+	switch {
+	case e.GoModOnly:
 		line += " (go.mod only)"
+	case e.NoInfo:
+		line += " (no .info)"
 	}
 	switch {
 	case e.Err != nil:
@@ -347,6 +370,12 @@ type ImportSummary struct {
 	// their go.mod only. A module cache holds many: the go command needs
 	// only the go.mod of most of a build's dependencies.
 	NoZip int
+	// NoInfo counts those of Total with a zip but no .info (pseudo-versions
+	// aside), imported without one: the go command downloads a zip alone
+	// when 'go mod tidy' checks the tests of dependencies. Offline, their
+	// .info is not found, so a query that resolves to one of them (such
+	// as @latest) fails; a build that names them in go.mod works.
+	NoInfo int
 }
 
 // count adds one outcome.
@@ -382,8 +411,8 @@ func (s ImportSummary) String() string {
 	if s.Done() < s.Total {
 		done = fmt.Sprintf("%d of %d %s", s.Done(), s.Total, noun)
 	}
-	return fmt.Sprintf("%s: %d imported, %d skipped, %d incomplete, %d conflict, %d invalid, %d unreadable; %d of them a go.mod without a zip",
-		done, s.Imported, s.Skipped, s.Incomplete, s.Conflict, s.Invalid, s.Unreadable, s.NoZip)
+	return fmt.Sprintf("%s: %d imported, %d skipped, %d incomplete, %d conflict, %d invalid, %d unreadable; %d of them a go.mod without a zip, %d a zip without an .info",
+		done, s.Imported, s.Skipped, s.Incomplete, s.Conflict, s.Invalid, s.Unreadable, s.NoZip, s.NoInfo)
 }
 
 // Err returns an error if versions were refused (conflicting, invalid or
@@ -429,6 +458,11 @@ func (s *Service) ImportDir(ctx context.Context, who auth.Principal, dir string,
 		return sum, err
 	}
 	sum.Total, sum.NoZip = len(found), noZip
+	for _, c := range found {
+		if c.noInfo() {
+			sum.NoInfo++
+		}
+	}
 	for i, c := range found {
 		if err := ctx.Err(); err != nil {
 			return sum, err
@@ -439,7 +473,7 @@ func (s *Service) ImportDir(ctx context.Context, who auth.Principal, dir string,
 			return sum, fmt.Errorf("import %s@%s: %w", c.path, c.version, err)
 		}
 		sum.count(outcome)
-		report(ImportEvent{N: i + 1, Total: len(found), Path: c.path, Version: c.version, GoModOnly: !c.zip, Outcome: outcome, Err: err})
+		report(ImportEvent{N: i + 1, Total: len(found), Path: c.path, Version: c.version, GoModOnly: !c.zip, NoInfo: c.noInfo(), Outcome: outcome, Err: err})
 	}
 	return sum, nil
 }
@@ -480,6 +514,12 @@ type foundVersion struct {
 
 // name returns the name of the version's file with extension ext.
 func (f *foundVersion) name(ext string) string { return filepath.Join(f.dir, f.file+ext) }
+
+// noInfo reports whether the version has a zip and no .info, and is no
+// pseudo-version, which names its time: it is imported without a time.
+func (f *foundVersion) noInfo() bool {
+	return f.zip && f.mod && !f.info && f.err == nil && !isPseudo(f.version)
+}
 
 // scanImportDir finds the versions under root that have a zip or a .mod,
 // sorted by path and version, and counts those that have no zip.
@@ -622,11 +662,12 @@ func (s *Service) importFound(ctx context.Context, who auth.Principal, f *foundV
 		if info, err = infoFile(f.version, t); err != nil {
 			return -1, err
 		}
-	case f.zip:
-		// The go command fetches a version's .info only when it resolves
-		// a query, not when it downloads a version go.sum names.
-		return ImportIncomplete, fmt.Errorf("no .info file next to the zip, so the version's time is unknown: run 'go mod download %s@%s' against a proxy that has it, then import again", f.path, f.version)
 	}
+	// Without an .info the version's time is unknown, and it gets none:
+	// the go command downloads a zip without its .info when it needs a
+	// version's packages only to check them ('go mod tidy' loading the
+	// tests of dependencies), and asks for an .info only to resolve a
+	// query.
 	mod, err := readImportFile(f.name(".mod"), modzip.MaxGoMod)
 	if err != nil {
 		return ImportUnreadable, err

@@ -163,9 +163,11 @@ func newImportFixture(t *testing.T) *importFixture {
 	// A pseudo-version downloaded without its .info.
 	pseudo := c.add("example.com/pseudo", pseudoVersion, time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), moduleFiles("example.com/pseudo", "pseudo"))
 	removeCached(t, c, "example.com/pseudo", pseudoVersion, ".info")
-	// A release downloaded without its .info: its time is unknown.
-	c.add("example.com/noinfo", "v1.0.0", day(7), moduleFiles("example.com/noinfo", "no info"))
+	// A release downloaded without its .info, as 'go mod tidy' downloads
+	// the modules of the tests of dependencies: its time is unknown.
+	noinfo := c.add("example.com/noinfo", "v1.0.0", day(7), moduleFiles("example.com/noinfo", "no info"))
 	removeCached(t, c, "example.com/noinfo", "v1.0.0", ".info")
+	noinfo.time = time.Time{}
 
 	// A truncated zip.
 	corrupt := c.add("example.com/corrupt", "v1.0.0", day(8), moduleFiles("example.com/corrupt", "corrupt"))
@@ -198,7 +200,7 @@ func newImportFixture(t *testing.T) *importFixture {
 	writeTestFile(t, filepath.Join(c.root, "golang.org", "x", "alpha@v1.0.0", "go.mod"), []byte(goMod("golang.org/x/alpha")))
 	writeTestFile(t, filepath.Join(c.root, "cache", "vcs", "0123abcd", "HEAD"), []byte("ref: refs/heads/main\n"))
 
-	f.imported = []cached{beta, betaV2, legacy, pseudo, upper, alpha1, alpha2}
+	f.imported = []cached{beta, betaV2, legacy, noinfo, pseudo, upper, alpha1, alpha2}
 	f.outcomes = []string{
 		"example.com/badhash@v1.0.0 invalid",
 		"example.com/beta@v0.1.0 imported",
@@ -207,7 +209,7 @@ func newImportFixture(t *testing.T) *importFixture {
 		"example.com/corrupt@v1.0.0 invalid",
 		"example.com/inconsistent@v1.0.0 invalid",
 		"example.com/legacy@v2.0.0+incompatible imported",
-		"example.com/noinfo@v1.0.0 incomplete",
+		"example.com/noinfo@v1.0.0 imported",
 		"example.com/pseudo@" + pseudoVersion + " imported",
 		"github.com/Upper/Case@v1.0.0 imported",
 		"golang.org/x/alpha@v0.9.0 imported",
@@ -218,7 +220,6 @@ func newImportFixture(t *testing.T) *importFixture {
 		"example.com/badhash@v1.0.0":      "the module cache recorded h1:AAAA",
 		"example.com/corrupt@v1.0.0":      "not a valid module zip",
 		"example.com/inconsistent@v1.0.0": "differs from the go.mod in the zip",
-		"example.com/noinfo@v1.0.0":       "no .info file",
 	}
 	return f
 }
@@ -259,7 +260,7 @@ func TestImportDirModuleCache(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ImportDir: %v", err)
 	}
-	want := modproxy.ImportSummary{Total: 13, Imported: 9, Invalid: 3, Incomplete: 1, NoZip: f.noZip}
+	want := modproxy.ImportSummary{Total: 13, Imported: 10, Invalid: 3, NoZip: f.noZip, NoInfo: 1}
 	if sum != want {
 		t.Errorf("summary = %+v\nwant %+v", sum, want)
 	}
@@ -287,6 +288,9 @@ func TestImportDirModuleCache(t *testing.T) {
 		t.Errorf("progress line %q; want %q", got, want)
 	}
 	if got, want := events[2].String(), "[3/13] example.com/beta@v0.2.0 imported (go.mod only)"; got != want {
+		t.Errorf("progress line %q; want %q", got, want)
+	}
+	if got, want := events[7].String(), "[8/13] example.com/noinfo@v1.0.0 imported (no .info)"; got != want {
 		t.Errorf("progress line %q; want %q", got, want)
 	}
 	if got := events[0].String(); !strings.HasPrefix(got, "[1/13] example.com/badhash@v1.0.0 invalid: the zip hashes to h1:") {
@@ -342,6 +346,13 @@ func assertImported(t *testing.T, r *testRegistry, c cached) {
 	if got := r.read(t, c.path, c.version, storage.Mod); !bytes.Equal(got, c.mod) {
 		t.Errorf("%s@%s.mod = %q; want %q", c.path, c.version, got, c.mod)
 	}
+	if c.time.IsZero() {
+		// Imported without an .info: there is none to serve.
+		if _, _, err := r.Open(ctx, c.path, c.version, storage.Info); !errors.Is(err, modproxy.ErrNotFound) {
+			t.Errorf("%s@%s.info: %v; want ErrNotFound", c.path, c.version, err)
+		}
+		return
+	}
 	var info struct {
 		Version string
 		Time    time.Time
@@ -395,7 +406,7 @@ func TestImportDirRerunSkips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := modproxy.ImportSummary{Total: 13, Skipped: 9, Invalid: 3, Incomplete: 1, NoZip: f.noZip}
+	want := modproxy.ImportSummary{Total: 13, Skipped: 10, Invalid: 3, NoZip: f.noZip, NoInfo: 1}
 	if sum != want {
 		t.Errorf("second import: summary = %+v\nwant %+v", sum, want)
 	}
@@ -416,6 +427,59 @@ func TestImportDirRerunSkips(t *testing.T) {
 	}
 }
 
+// TestImportDirInfoLater checks that a version imported without its
+// .info gets it from a later import of a directory that has it.
+func TestImportDirInfoLater(t *testing.T) {
+	ctx := context.Background()
+	f := newImportFixture(t)
+	r := newTestRegistry(t)
+	if _, _, err := r.importAll(ctx, f.cache.root); err != nil {
+		t.Fatal(err)
+	}
+	when := time.Date(2024, 3, 7, 10, 0, 0, 0, time.UTC)
+	f.cache.write("example.com/noinfo", "v1.0.0", ".info", []byte(`{"Version":"v1.0.0","Time":"2024-03-07T10:00:00Z"}`))
+
+	sum, events, err := r.importAll(ctx, f.cache.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Imported != 1 || sum.Skipped != 9 || sum.NoInfo != 0 {
+		t.Errorf("summary = %+v; want the .info imported, everything else skipped", sum)
+	}
+	if got, want := events[7].String(), "[8/13] example.com/noinfo@v1.0.0 imported"; got != want {
+		t.Errorf("progress line %q; want %q", got, want)
+	}
+	for _, c := range f.imported {
+		if c.path == "example.com/noinfo" {
+			c.time = when
+		}
+		assertImported(t, r, c)
+	}
+}
+
+// TestImportZipWithoutInfoCompletesGoMod checks that a zip without its
+// .info completes a version whose go.mod alone was imported before.
+func TestImportZipWithoutInfoCompletesGoMod(t *testing.T) {
+	ctx := context.Background()
+	const path, version = "example.com/later", "v1.2.0"
+	zipData := moduleZip(t, path, version, "later")
+	mod := []byte(goMod(path))
+	r := newTestRegistry(t)
+
+	first := newModuleCache(t)
+	first.write(path, version, ".mod", mod)
+	if sum, _, err := r.importAll(ctx, first.root); err != nil || sum.Imported != 1 {
+		t.Fatalf("importing the go.mod: %+v, %v", sum, err)
+	}
+	second := newModuleCache(t)
+	second.write(path, version, ".mod", mod)
+	second.write(path, version, ".zip", zipData)
+	if sum, _, err := r.importAll(ctx, second.root); err != nil || sum.Imported != 1 || sum.NoInfo != 1 {
+		t.Fatalf("importing the zip: %+v, %v; want it imported without an .info", sum, err)
+	}
+	assertImported(t, r, cached{path: path, version: version, zip: zipData, mod: mod})
+}
+
 func TestImportDirConflict(t *testing.T) {
 	ctx := context.Background()
 	f := newImportFixture(t)
@@ -426,8 +490,8 @@ func TestImportDirConflict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Conflict != 1 || sum.Imported != 8 {
-		t.Errorf("summary = %+v; want 1 conflict and 8 imported", sum)
+	if sum.Conflict != 1 || sum.Imported != 9 {
+		t.Errorf("summary = %+v; want 1 conflict and 9 imported", sum)
 	}
 	if err := sum.Err(); err == nil || !strings.Contains(err.Error(), "1 conflicting") {
 		t.Errorf("summary.Err() = %v; want it to count the conflict", err)
@@ -482,8 +546,8 @@ func TestImportDirCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Skipped != 1 || sum.Imported != 8 {
-		t.Errorf("summary of the second run = %+v; want 1 skipped, 8 imported", sum)
+	if sum.Skipped != 1 || sum.Imported != 9 {
+		t.Errorf("summary of the second run = %+v; want 1 skipped, 9 imported", sum)
 	}
 	for _, c := range f.imported {
 		assertImported(t, r, c)
@@ -505,8 +569,8 @@ func TestImportDirDoesNotRestoreDeleted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Skipped != 9 || sum.Imported != 0 {
-		t.Errorf("summary = %+v; want all 9 skipped", sum)
+	if sum.Skipped != 10 || sum.Imported != 0 {
+		t.Errorf("summary = %+v; want all 10 skipped", sum)
 	}
 	e := events[11]
 	if e.Path != "golang.org/x/alpha" || e.Version != "v1.0.0" || e.Outcome != modproxy.ImportSkipped || !errors.Is(e.Err, modproxy.ErrGone) {

@@ -240,10 +240,12 @@ func completeFetched(tx MetadataTx, recorded, v *Version) error {
 	if err := tx.FillVersion(v, storage.Zip); err != nil {
 		return err
 	}
-	if recorded.Time.IsZero() {
+	switch {
+	case !recorded.Time.IsZero():
+		v.Time = recorded.Time
+	case !v.Time.IsZero():
 		return tx.FillVersion(v, storage.Info)
 	}
-	v.Time = recorded.Time
 	return nil
 }
 
