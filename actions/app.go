@@ -21,6 +21,7 @@ import (
 	"agora/config"
 	"agora/metrics"
 	"agora/modproxy"
+	"agora/upstream"
 )
 
 // Deps is what the handlers need. Every field is required but SumDB and
@@ -35,6 +36,10 @@ type Deps struct {
 	SumDB *checksum.DB
 	// Metrics counts requests and serves /metrics; nil counts nothing.
 	Metrics *metrics.Metrics
+	// Via is the name this process gives itself in the Via header of its
+	// upstream requests (upstream.WithVia). A request whose Via names it
+	// came back: it is answered 508 Loop Detected. Empty: not checked.
+	Via string
 }
 
 // Handler returns Agora's whole HTTP surface: the download protocol, served
@@ -54,6 +59,8 @@ func Handler(d *Deps) (http.Handler, error) {
 	}
 	return logRequests(d.Logger, d.Metrics, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
+		case d.Via != "" && upstream.CameBack(r.Header, d.Via):
+			d.loopDetected(w, r)
 		case isPublish(r):
 			d.publishVersion(w, r)
 		case strings.HasPrefix(r.URL.Path, "/sumdb/"):
@@ -66,6 +73,17 @@ func Handler(d *Deps) (http.Handler, error) {
 			app.ServeHTTP(w, r)
 		}
 	})), nil
+}
+
+// loopDetected answers a request that this process sent upstream itself,
+// and that came back.
+func (d *Deps) loopDetected(w http.ResponseWriter, r *http.Request) {
+	const msg = "loop detected: this request came back to the Agora that sent it upstream: AGORA_UPSTREAM (or AGORA_RULES), or a proxy it names, leads back to this Agora"
+	d.Logger.Error("an upstream request came back: AGORA_UPSTREAM leads back to this Agora; set it to the proxies it should fetch from", "path", r.URL.Path)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusLoopDetected)
+	io.WriteString(w, msg+"\n")
 }
 
 // App returns the Buffalo application: the REST API, health checks and the

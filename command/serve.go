@@ -73,7 +73,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// The upstream proxies and the checksum database (reached through
 	// their /sumdb/) share one keep-alive transport, so that concurrent
 	// fetches and lookups reuse their connections.
-	transport := upstream.NewTransport(upstream.Options{})
+	// Every upstream request names this process in its Via header, so
+	// that one that comes back (AGORA_UPSTREAM leading back here) is
+	// answered at once as a loop, not left to wait on itself.
+	via := upstream.NewViaName()
+	transport := upstream.WithVia(upstream.NewTransport(upstream.Options{}), via)
 	sumdb, err := openSumDB(cfg, transport, log)
 	if err != nil {
 		return err
@@ -92,7 +96,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		go changes.Run(ctx, registry.Invalidate, registry.InvalidateAll)
 	}
-	handler, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: registry, Logger: log, SumDB: sumdb, Metrics: m})
+	handler, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: registry, Logger: log, SumDB: sumdb, Metrics: m, Via: via})
 	if err != nil {
 		return err
 	}

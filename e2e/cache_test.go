@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -229,5 +231,43 @@ func TestPullThroughWithChecksumDatabase(t *testing.T) {
 			g2.env = append(g2.env, "GONOSUMDB=", "GOSUMDB="+up.vkey)
 			build(g2)
 		})
+	}
+}
+
+// TestUpstreamLoop starts Agora with an upstream that leads back to it,
+// as the default upstream does when the GOPROXY of the machine it runs on
+// is this Agora: a request for what it does not store must be answered at
+// once, saying so, not wait on itself until its timeouts.
+func TestUpstreamLoop(t *testing.T) {
+	bin := agoraBinary(t)
+	// The upstream passes requests on to Agora itself, as any proxy in
+	// between would, Via headers and all.
+	var target atomic.Pointer[url.URL]
+	forward := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(target.Load())
+	}})
+	defer forward.Close()
+	s := startAgora(t, bin, "sqlite3", "AGORA_UPSTREAM="+forward.URL)
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target.Store(u)
+
+	start := time.Now()
+	resp, err := s.client.Get(s.URL + "/example.org/loop/@v/list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the answer took %v; want it at once", d)
+	}
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "loop detected") {
+		t.Errorf("list through a loop: %d %s; want 404 saying that the upstream leads back", resp.StatusCode, body)
+	}
+	if !strings.Contains(s.log.String(), "AGORA_UPSTREAM leads back to this Agora") {
+		t.Error("agora's log does not say that AGORA_UPSTREAM leads back to it")
 	}
 }

@@ -286,7 +286,12 @@ func (c *Client) attempt(ctx context.Context, p *proxy, kind, escPath, rel strin
 		herr, n := newHTTPError(name, resp)
 		cancel(nil)
 		c.observe(p, kind, resp.StatusCode, n, start, herr)
-		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+		switch {
+		case resp.StatusCode == http.StatusLoopDetected:
+			// The request came back to an Agora that sent it (see
+			// WithVia): no retry mends that.
+			return nil, &unansweredError{herr}
+		case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
 			return nil, &retryError{herr}
 		}
 		return nil, herr
