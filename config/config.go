@@ -156,6 +156,11 @@ func (c *Config) loadUpstream() error {
 	}
 	c.SumDB = envy.Get("AGORA_SUMDB", "sum.golang.org")
 	c.NoSumDB = envy.Get("AGORA_NOSUMDB", "")
+	if c.NoSumDB != "" {
+		if err := upstream.CheckPattern(c.NoSumDB); err != nil {
+			return fmt.Errorf("config: AGORA_NOSUMDB=%q: %v", c.NoSumDB, err)
+		}
+	}
 	ttl := envy.Get("AGORA_LIST_TTL", "60s")
 	if c.ListTTL, err = time.ParseDuration(ttl); err != nil || c.ListTTL <= 0 {
 		return fmt.Errorf("config: AGORA_LIST_TTL=%q: want a positive duration such as 60s", ttl)

@@ -73,6 +73,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"AGORA_UPSTREAM", "ftp://mirror.example", "AGORA_UPSTREAM"},
 		{"AGORA_LIST_TTL", "-1s", "AGORA_LIST_TTL"},
 		{"AGORA_RULES", "/nonexistent/rules", "AGORA_RULES"},
+		{"AGORA_NOSUMDB", "corp.example.com,[", "AGORA_NOSUMDB"},
 	} {
 		t.Run(tt.key, func(t *testing.T) {
 			t.Setenv(tt.key, tt.val)
@@ -100,12 +101,14 @@ func TestLoadUpstream(t *testing.T) {
 	t.Setenv("AGORA_RULES", rules)
 	t.Setenv("AGORA_UPSTREAM", "https://a.example|https://b.example,direct")
 	t.Setenv("AGORA_LIST_TTL", "5s")
+	t.Setenv("AGORA_NOSUMDB", "corp.example.com,*.internal.example")
 	c, err := Load()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(c.Upstream) != 2 || c.Upstream[0].URL != "https://a.example" || !c.Upstream[0].FallThrough ||
-		len(c.Rules) != 1 || !c.Rules[0].None || c.ListTTL.Seconds() != 5 || c.SumDB != "sum.golang.org" {
+		len(c.Rules) != 1 || !c.Rules[0].None || c.ListTTL.Seconds() != 5 || c.SumDB != "sum.golang.org" ||
+		c.NoSumDB != "corp.example.com,*.internal.example" {
 		t.Errorf("upstream settings: %+v", c)
 	}
 

@@ -58,7 +58,7 @@ func ParseRules(r io.Reader, name string) ([]Rule, error) {
 		if list == "" {
 			return nil, fmt.Errorf("%s:%d: %q has no upstream: want \"pattern upstream-list\" or \"pattern none\"", name, line, text)
 		}
-		if err := checkPattern(pattern); err != nil {
+		if err := CheckPattern(pattern); err != nil {
 			return nil, fmt.Errorf("%s:%d: %v", name, line, err)
 		}
 		rule := Rule{Pattern: pattern, Line: line}
@@ -83,8 +83,10 @@ func ParseRules(r io.Reader, name string) ([]Rule, error) {
 	return rules, nil
 }
 
-// checkPattern checks the globs of a rule's pattern.
-func checkPattern(pattern string) error {
+// CheckPattern checks a comma-separated list of GONOSUMDB-style globs, a
+// rule's pattern or AGORA_NOSUMDB: each must be a valid path.Match
+// pattern, and there must be one.
+func CheckPattern(pattern string) error {
 	globs := 0
 	for glob := range strings.SplitSeq(pattern, ",") {
 		glob = strings.TrimSuffix(glob, "/")
