@@ -95,6 +95,7 @@ type Metrics struct {
 	fetchDuration [numKinds]prometheus.Observer
 	fetchBytes    [numKinds]prometheus.Counter
 	upstreams     sync.Map // proxy URL → *upstreamSeries
+	upstreamDown  *prometheus.GaugeVec
 
 	sumdb [numSumDBKinds][3]prometheus.Counter // [kind][sumdbResults]
 
@@ -156,6 +157,12 @@ func New() *Metrics {
 		m.fetchDuration[k] = fetchDuration.WithLabelValues(kind)
 		m.fetchBytes[k] = fetchBytes.WithLabelValues(kind)
 	}
+
+	m.upstreamDown = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "agora_upstream_down",
+		Help: "1 while an upstream proxy is down (several requests in a row got no answer, so requests to it fail at once until it answers again), else 0; a proxy appears once it was asked.",
+	}, []string{"upstream"})
+	factory(m.upstreamDown)
 
 	restores := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "agora_storage_restores_total",
@@ -301,6 +308,20 @@ func (m *Metrics) Fetch(proxy, kind string, status int, bytes int64, d time.Dura
 	}
 }
 
+// ProxyDown records that proxy went down or answers again. It implements
+// upstream.HealthObserver.
+func (m *Metrics) ProxyDown(proxy string, down bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if down {
+		v = 1
+	}
+	m.upstream(proxy) // its series exist, the gauge at 0 among them
+	m.upstreamDown.WithLabelValues(redactURL(proxy)).Set(v)
+}
+
 // upstream returns the fetch counters of proxy, creating them on first use.
 func (m *Metrics) upstream(proxy string) *upstreamSeries {
 	if s, ok := m.upstreams.Load(proxy); ok {
@@ -313,6 +334,7 @@ func (m *Metrics) upstream(proxy string) *upstreamSeries {
 			s[k][r] = m.fetches.WithLabelValues(label, kind, result)
 		}
 	}
+	m.upstreamDown.WithLabelValues(label).Add(0) // shown at 0 from the first request
 	actual, _ := m.upstreams.LoadOrStore(proxy, s)
 	return actual.(*upstreamSeries)
 }

@@ -163,6 +163,30 @@ func TestFetch(t *testing.T) {
 	}
 }
 
+func TestProxyDown(t *testing.T) {
+	m := New()
+	const up = "https://proxy.example.com"
+	m.Fetch(up, KindMod, 200, 10, time.Millisecond, nil)
+	if got := value(t, m.reg, "agora_upstream_down", "upstream", up); got != 0 {
+		t.Errorf("agora_upstream_down of a proxy that answered = %v, want 0", got)
+	}
+	m.ProxyDown(up, true)
+	m.ProxyDown("https://user:secret@other.example.com", true)
+	if got := value(t, m.reg, "agora_upstream_down", "upstream", up); got != 1 {
+		t.Errorf("agora_upstream_down while down = %v, want 1", got)
+	}
+	m.ProxyDown(up, false)
+	if got := value(t, m.reg, "agora_upstream_down", "upstream", up); got != 0 {
+		t.Errorf("agora_upstream_down once back = %v, want 0", got)
+	}
+	if got := value(t, m.reg, "agora_upstream_down", "upstream", "https://other.example.com"); got != 1 {
+		t.Errorf("agora_upstream_down of the other proxy = %v, want 1", got)
+	}
+	if body := scrape(t, m); strings.Contains(body, "secret") {
+		t.Errorf("/metrics shows a proxy URL's credentials:\n%s", grep(body, "agora_upstream_down"))
+	}
+}
+
 func TestSumDBRequest(t *testing.T) {
 	m := New()
 	m.SumDBRequest(SumDBTile, true, nil)
@@ -349,8 +373,9 @@ func BenchmarkObserveRequestParallel(b *testing.B) {
 	})
 }
 
-// value returns the value of the counter name{labels} in reg (pairs of
-// label name and value), failing the test if there is no such series.
+// value returns the value of the counter or gauge name{labels} in reg
+// (pairs of label name and value), failing the test if there is no such
+// series.
 func value(t *testing.T, reg prometheus.Gatherer, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -371,6 +396,9 @@ func value(t *testing.T, reg prometheus.Gatherer, name string, labels ...string)
 				if have[labels[i]] != labels[i+1] {
 					continue metrics
 				}
+			}
+			if metric.Gauge != nil {
+				return metric.GetGauge().GetValue()
 			}
 			return metric.GetCounter().GetValue()
 		}

@@ -74,6 +74,14 @@ type Observer interface {
 	Fetch(proxy, kind string, status int, bytes int64, d time.Duration, err error)
 }
 
+// HealthObserver is told when a proxy goes down (several requests in a
+// row got no answer, and requests to it now fail at once) and when it
+// answers again. An Observer that implements it is told so; package
+// metrics' does.
+type HealthObserver interface {
+	ProxyDown(proxy string, down bool)
+}
+
 // Options tune a Client. Zero values take the defaults.
 type Options struct {
 	// Transport carries the requests. Nil means a new keep-alive

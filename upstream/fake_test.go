@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -158,14 +159,33 @@ type observation struct {
 
 // recorder is an Observer that records its calls.
 type recorder struct {
-	mu  sync.Mutex
-	obs []observation
+	mu     sync.Mutex
+	obs    []observation
+	health []string // see ProxyDown
 }
 
 func (r *recorder) Fetch(proxy, kind string, status int, bytes int64, d time.Duration, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.obs = append(r.obs, observation{proxy, kind, status, bytes, err})
+}
+
+// ProxyDown records a change of a proxy's health, as "down proxy" or
+// "up proxy".
+func (r *recorder) ProxyDown(proxy string, down bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	state := "up "
+	if down {
+		state = "down "
+	}
+	r.health = append(r.health, state+proxy)
+}
+
+func (r *recorder) healthChanges() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.health)
 }
 
 func (r *recorder) all() []observation {

@@ -107,6 +107,7 @@ func (c *Client) sendTo(ctx context.Context, p *proxy, send func(*proxy) error) 
 	case !unanswered:
 		if h.down {
 			c.opts.Logger.Info("an upstream proxy answers again", "upstream", p.name, "down_for", now.Sub(h.since).Round(time.Second))
+			c.reportHealth(p.name, false)
 		}
 		h.failures, h.last, h.down, h.cooloff = 0, nil, false, 0
 	case h.down && probe:
@@ -122,9 +123,18 @@ func (c *Client) sendTo(ctx context.Context, p *proxy, send func(*proxy) error) 
 			h.until = now.Add(h.cooloff)
 			c.opts.Logger.Warn("an upstream proxy is down: requests to it fail at once until it answers again",
 				"upstream", p.name, "failures", h.failures, "err", err, "asked_again_in", h.cooloff)
+			c.reportHealth(p.name, true)
 		}
 	}
 	return err
+}
+
+// reportHealth tells the Observer, if it is a HealthObserver, that the proxy
+// name went down or answers again.
+func (c *Client) reportHealth(name string, down bool) {
+	if o, ok := c.opts.Observer.(HealthObserver); ok {
+		o.ProxyDown(name, down)
+	}
 }
 
 // downError is the error of a request not sent to the proxy name, which

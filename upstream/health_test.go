@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,9 +69,11 @@ func TestProxyDownFailsAtOnce(t *testing.T) {
 	p := newFakeProxy(t, switchable(&down))
 	clock := &fakeClock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	var logs syncBuffer
+	rec := &recorder{}
 	c := newTestClient(t, p.URL, func(o *Options) {
 		o.now = clock.Now
 		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		o.Observer = rec
 	})
 	ctx := context.Background()
 	attempts := 1 + c.opts.Retries
@@ -126,6 +129,9 @@ func TestProxyDownFailsAtOnce(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "an upstream proxy answers again") {
 		t.Errorf("nothing logged of the proxy coming back:\n%s", logs.String())
+	}
+	if got, want := rec.healthChanges(), []string{"down " + p.URL, "up " + p.URL}; !slices.Equal(got, want) {
+		t.Errorf("the Observer was told %q; want %q", got, want)
 	}
 
 	// Up again, it takes downAfter failures in a row again to go down,
