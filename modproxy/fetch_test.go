@@ -664,6 +664,38 @@ func TestListModuleUnknownEverywhere(t *testing.T) {
 	}
 }
 
+// TestListNotFoundKept checks that a module unknown upstream and here is
+// asked about once per list TTL, as a list is: the go command looks up
+// every prefix of a package's path on every 'go get' of it, most of them
+// no module. A version stored under the path drops the answer.
+func TestListNotFoundKept(t *testing.T) {
+	up := newFakeUpstream()
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+	const path = "example.com/dep/pkg"
+	for range 3 {
+		if _, err := r.List(ctx, path); !errors.Is(err, modproxy.ErrNotFound) {
+			t.Fatalf("List of an unknown module = %v; want ErrNotFound", err)
+		}
+	}
+	if n := up.count("list"); n != 1 {
+		t.Errorf("upstream list requests = %d; want 1 within the TTL", n)
+	}
+	r.clock.Advance(2 * time.Minute)
+	if _, err := r.List(ctx, path); !errors.Is(err, modproxy.ErrNotFound) || up.count("list") != 2 {
+		t.Errorf("List after the TTL = %v, %d upstream requests; want ErrNotFound from a second one", err, up.count("list"))
+	}
+
+	// The module appears upstream and is fetched: listed at once.
+	up.add(t, path, "v1.0.0", "a")
+	if _, _, err := r.Open(ctx, path, "v1.0.0", storage.Mod); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := r.List(ctx, path); err != nil || !slices.Equal(list, []string{"v1.0.0"}) {
+		t.Errorf("List after a fetch = %q, %v; want v1.0.0", list, err)
+	}
+}
+
 // TestLookupsWithTheUpstreamDown checks that, while the upstream fails,
 // lookups of what is not stored are not found, saying why, and that files
 // of a known version are a bad gateway. The go command looks up every

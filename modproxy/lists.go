@@ -25,6 +25,11 @@ type moduleList struct {
 	upstream   []string
 	upstreamOK bool
 	latest     *Version // the @latest answer once computed; nil before
+	// notFound, if not nil, is the answer instead of versions: the module
+	// is neither stored nor known upstream. The go command looks up every
+	// prefix of a package's path, so most of these are paths that are no
+	// module, asked again by every 'go get' of the package.
+	notFound error
 }
 
 // listCache holds moduleLists by module path.
@@ -85,7 +90,9 @@ func (c *listCache) clear() {
 // here; pseudo-versions are listed only when there is nothing else. The
 // answer is reused for the list TTL; when the upstream fails, its last list
 // (or none) is merged instead. A module neither stored nor known upstream
-// is ErrNotFound; one whose versions were all deleted has an empty list.
+// is ErrNotFound, an answer reused for the list TTL too (a publish or a
+// fetch of the path drops it); one whose versions were all deleted has an
+// empty list.
 func (s *Service) List(ctx context.Context, path string) ([]string, error) {
 	l, err := s.moduleList(ctx, path)
 	if err != nil {
@@ -99,6 +106,9 @@ func (s *Service) List(ctx context.Context, path string) ([]string, error) {
 func (s *Service) moduleList(ctx context.Context, path string) (*moduleList, error) {
 	if l := s.lists.get(path); l != nil && s.now().Sub(l.at) < s.listTTL {
 		s.observe("list", true)
+		if l.notFound != nil {
+			return nil, l.notFound
+		}
 		return l, nil
 	}
 	s.observe("list", false)
@@ -147,10 +157,15 @@ func (s *Service) computeList(ctx context.Context, path string, stale *moduleLis
 		}
 	}
 	if len(records) == 0 && !l.upstreamOK {
-		if upErr != nil {
-			return nil, lookupError(path, "", upErr)
+		if upErr != nil && !errors.Is(upErr, upstream.ErrNotFound) {
+			return nil, lookupError(path, "", upErr) // not kept: asked again next time
 		}
-		return nil, errorf(ErrNotFound, path, "", "no versions")
+		l.notFound = errorf(ErrNotFound, path, "", "no versions")
+		if upErr != nil {
+			l.notFound = lookupError(path, "", upErr)
+		}
+		s.lists.put(path, l, st)
+		return nil, l.notFound
 	}
 	l.versions = mergeLists(records, l.upstream)
 	s.lists.put(path, l, st)
