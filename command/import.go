@@ -32,9 +32,12 @@ match the .ziphash the go command recorded next to it); the .mod must be the
 zip's go.mod. A version with a .mod and no zip, as a module cache holds of most
 of a build's dependencies, is imported as its go.mod (and .info, if there is
 one): the go command reads them to work out the module graph ('go mod tidy',
-'go list -m all'); the zip can be imported or fetched later. Versions already stored identically are skipped, conflicting ones
-are reported and not imported, and versions deleted on this server are not
-brought back. Imported versions are recorded with source "imported" and the
+'go list -m all'); the zip can be imported or fetched later. A zip without its
+.info (which 'go mod tidy' leaves for the modules of dependencies' tests) is
+imported without a time, unless it is a pseudo-version, which names its own;
+its .info can be imported or fetched later. Versions already stored
+identically are skipped, conflicting ones are reported and not imported, and
+versions deleted on this server are not brought back. Imported versions are recorded with source "imported" and the
 audit log names the actor "` + cliActor + `".
 
 One line is printed per version, then a summary. The import can be interrupted
