@@ -68,8 +68,11 @@ func Register(open Opener) {
 				if err != nil {
 					return err
 				}
-				fmt.Printf("checked %d versions, %d bad\n", n, problems)
-				if problems > 0 {
+				fmt.Printf("checked %s, %d bad\n", versions(n), problems)
+				switch {
+				case problems == 1:
+					return errors.New("1 version does not match its record")
+				case problems > 1:
 					return fmt.Errorf("%d versions do not match their records", problems)
 				}
 				return nil
@@ -101,4 +104,12 @@ func Register(open Opener) {
 			})
 		})
 	})
+}
+
+// versions returns "1 version" or "n versions".
+func versions(n int) string {
+	if n == 1 {
+		return "1 version"
+	}
+	return fmt.Sprintf("%d versions", n)
 }
