@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -269,5 +270,56 @@ func TestUpstreamLoop(t *testing.T) {
 	}
 	if !strings.Contains(s.log.String(), "AGORA_UPSTREAM leads back to this Agora") {
 		t.Error("agora's log does not say that AGORA_UPSTREAM leads back to it")
+	}
+}
+
+// TestReadWithToken runs the go command against an Agora that needs a
+// token to read (AGORA_READ_AUTH=token), behind a TLS terminator as it is
+// deployed: the go command sends the credentials of .netrc over HTTPS only,
+// to downloads and to checksum-database lookups alike, which both need it.
+func TestReadWithToken(t *testing.T) {
+	bin := agoraBinary(t)
+	greet := newPublicModule(t, "example.org/greet", "v1.0.0", map[string]string{
+		"go.mod":   "module example.org/greet\n\ngo 1.21\n",
+		"greet.go": "package greet\n",
+	})
+	up := newFakeUpstream(t, greet)
+	s := startAgora(t, bin, "sqlite3", "AGORA_READ_AUTH=token", "AGORA_UPSTREAM="+up.URL, "AGORA_SUMDB="+up.vkey)
+	target, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tls := httptest.NewTLSServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target) }})
+	defer tls.Close()
+	certFile := filepath.Join(t.TempDir(), "cert.pem")
+	writeFile(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tls.Certificate().Raw})))
+
+	if status, _, body := s.publish(t, s.createPublisher(t, "alice"), fixtures[0]); status != http.StatusCreated {
+		t.Fatalf("publishing %v: %d %s", fixtures[0], status, body)
+	}
+	reader := s.createUser(t, "ci", "viewer", "read")
+	// The machine is the host and, as it is not 443, the port.
+	netrc := filepath.Join(t.TempDir(), "netrc")
+	writeFile(t, netrc, "machine "+strings.TrimPrefix(tls.URL, "https://")+"\nlogin ci\npassword "+reader+"\n")
+
+	g := newGoTool(t, tls.URL)
+	g.env = append(g.env, "SSL_CERT_FILE="+certFile, "NETRC="+netrc, "GONOSUMDB=example.com", "GOSUMDB="+up.vkey)
+	dir := t.TempDir()
+	g.run(t, dir, "mod", "init", "example.com/reader")
+	g.run(t, dir, "get", "example.com/hello@v1.0.0", "example.org/greet@v1.0.0")
+	// example.org/greet was verified through Agora's checksum-database
+	// proxy, with the token.
+	if lookup := "path=/sumdb/" + up.name + "/lookup/example.org/greet@v1.0.0 status=200"; !strings.Contains(s.log.String(), lookup) {
+		t.Errorf("agora's log lacks %q", lookup)
+	}
+
+	// Without credentials the go command shows why it was refused.
+	anon := newGoTool(t, tls.URL)
+	anon.env = append(anon.env, "SSL_CERT_FILE="+certFile, "NETRC="+filepath.Join(t.TempDir(), "none"))
+	dir = t.TempDir()
+	anon.run(t, dir, "mod", "init", "example.com/anonymous")
+	_, all, err := runCommand(dir, anon.env, "go", "get", "example.com/hello@v1.0.0")
+	if err == nil || !strings.Contains(all, "401 Unauthorized") || !strings.Contains(all, "needs a token with read scope") {
+		t.Errorf("go get without a token: %v\n%s\nwant 401 and Agora's reason", err, all)
 	}
 }

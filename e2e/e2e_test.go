@@ -433,8 +433,15 @@ func (s *server) agora(t *testing.T, args ...string) string {
 // scope.
 func (s *server) createPublisher(t *testing.T, name string) string {
 	t.Helper()
-	s.agora(t, "user", "create", name, "--role", "publisher")
-	out := s.agora(t, "token", "create", name, "--name", "e2e", "--scope", "publish")
+	return s.createUser(t, name, "publisher", "publish")
+}
+
+// createUser creates a user with role through the binary's own commands
+// and returns a new token of theirs with scope.
+func (s *server) createUser(t *testing.T, name, role, scope string) string {
+	t.Helper()
+	s.agora(t, "user", "create", name, "--role", role)
+	out := s.agora(t, "token", "create", name, "--name", "e2e", "--scope", scope)
 	token, ok := strings.CutSuffix(out, "\n")
 	if !ok || strings.ContainsAny(token, "\r\n \t") || !strings.HasPrefix(token, "agora_") {
 		t.Fatalf("agora token create printed %q on standard output, want one line starting agora_", out)
