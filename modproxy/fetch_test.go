@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -693,6 +694,45 @@ func TestListNotFoundKept(t *testing.T) {
 	}
 	if list, err := r.List(ctx, path); err != nil || !slices.Equal(list, []string{"v1.0.0"}) {
 		t.Errorf("List after a fetch = %q, %v; want v1.0.0", list, err)
+	}
+}
+
+// TestFallbackWarnings checks that serving stored versions because the
+// upstream failed is a warning, but not while the upstream is down
+// (upstream.ErrDown), which its client logged once: a line for every list
+// would drown the log during an outage.
+func TestFallbackWarnings(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.0.0"
+	up.add(t, path, version, "a")
+	r := cachingRegistry(t, up, nil)
+	var logs bytes.Buffer
+	r.Service = modproxy.New(modproxy.Config{
+		Metadata: r.meta, Blobs: r.disk, TempDir: r.tempDir, Now: r.clock.Now,
+		Upstream: func(string) modproxy.Upstream { return up },
+		ListTTL:  time.Minute,
+		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	ctx := context.Background()
+	if _, _, err := r.Open(ctx, path, version, storage.Info); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		err  error
+		warn bool
+	}{
+		{fmt.Errorf("https://upstream.test not asked: %w", upstream.ErrDown), false},
+		{errors.New("connection refused"), true},
+	} {
+		logs.Reset()
+		up.setDown(tt.err)
+		r.clock.Advance(2 * time.Minute)
+		if list, err := r.List(ctx, path); err != nil || !slices.Equal(list, []string{version}) {
+			t.Errorf("List with the upstream failing (%v) = %q, %v; want the stored version", tt.err, list, err)
+		}
+		if warned := strings.Contains(logs.String(), "level=WARN"); warned != tt.warn {
+			t.Errorf("upstream failing with %q: warned %v, want %v:\n%s", tt.err, warned, tt.warn, logs.String())
+		}
 	}
 }
 

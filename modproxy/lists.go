@@ -3,6 +3,7 @@ package modproxy
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -149,10 +150,10 @@ func (s *Service) computeList(ctx context.Context, path string, stale *moduleLis
 		case errors.Is(upErr, upstream.ErrNotFound):
 			l.upstream = nil
 		case stale != nil && stale.upstreamOK:
-			s.log.Warn("the upstream failed to list a module: serving its last list", "module", path, "err", upErr)
+			s.logFallback("the upstream failed to list a module: serving its last list", upErr, "module", path)
 			l.upstream, l.upstreamOK = stale.upstream, true
 		default:
-			s.log.Warn("the upstream failed to list a module: serving the stored versions", "module", path, "err", upErr)
+			s.logFallback("the upstream failed to list a module: serving the stored versions", upErr, "module", path)
 			l.upstream = nil
 		}
 	}
@@ -220,7 +221,7 @@ func (s *Service) Latest(ctx context.Context, path string) (*Version, error) {
 		v, err = s.upstreamLatest(ctx, path)
 	case s.upstreamFor(path) != nil && l.upstreamOK:
 		if v, err = s.upstreamLatest(ctx, path); err != nil {
-			s.log.Warn("the upstream failed to give a module's latest version: serving the latest stored pseudo-version", "module", path, "version", stored, "err", err)
+			s.logFallback("the upstream failed to give a module's latest version: serving the latest stored pseudo-version", err, "module", path, "version", stored)
 			v, _, err = s.resolve(ctx, path, stored, storage.Info, s.stamps.take())
 		}
 	default: // no upstream, or it failed to list the module just now
@@ -250,4 +251,16 @@ func (s *Service) upstreamLatest(ctx context.Context, path string) (*Version, er
 		return v, nil
 	}
 	return s.storeInfo(ctx, path, info, src)
+}
+
+// logFallback logs that the upstream failed with err and what is served
+// instead: a warning, unless the upstream is down (upstream.ErrDown), which
+// was logged once, when it went down; a line for every list asked for while
+// it is would drown the log.
+func (s *Service) logFallback(msg string, err error, args ...any) {
+	level := slog.LevelWarn
+	if errors.Is(err, upstream.ErrDown) {
+		level = slog.LevelDebug
+	}
+	s.log.Log(context.Background(), level, msg, append(args, "err", err)...)
 }
