@@ -457,6 +457,10 @@ func (s *Service) ImportDir(ctx context.Context, who auth.Principal, dir string,
 	if err != nil {
 		return sum, err
 	}
+	if len(found) == 0 {
+		// Most likely the wrong directory: say so rather than succeed.
+		return sum, errorf(ErrInvalid, "", "", "import: found no module version under %s: give a module cache ($GOMODCACHE, or its cache/download) or a GOPROXY file tree (<escaped path>/@v/<escaped version>.zip, .mod, .info)", dir)
+	}
 	sum.Total, sum.NoZip = len(found), noZip
 	for _, c := range found {
 		if c.noInfo() {

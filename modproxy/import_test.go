@@ -608,6 +608,23 @@ func TestImportDirNotADirectory(t *testing.T) {
 	}
 }
 
+// TestImportDirNothingThere checks that a directory without a module
+// version, most likely the wrong one, is an error that says what to give,
+// not an import of nothing that succeeds.
+func TestImportDirNothingThere(t *testing.T) {
+	r := newTestRegistry(t)
+	empty := newModuleCache(t) // a module cache with nothing downloaded
+	if err := os.MkdirAll(empty.download(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{t.TempDir(), empty.root} {
+		_, err := r.ImportDir(context.Background(), admin, dir, func(modproxy.ImportEvent) {})
+		if !errors.Is(err, modproxy.ErrInvalid) || !strings.Contains(err.Error(), "found no module version under "+dir) {
+			t.Errorf("ImportDir(%s) = %v; want ErrInvalid saying that nothing is there", dir, err)
+		}
+	}
+}
+
 // writeTemp returns an open temporary file holding data.
 func writeTemp(t *testing.T, data []byte) *os.File {
 	t.Helper()
