@@ -15,6 +15,7 @@ import (
 
 	"agora/checksum"
 	"agora/metrics"
+	"agora/upstream"
 )
 
 // sumdbHandler serves the checksum-database proxy protocol
@@ -58,13 +59,9 @@ func newSumDBHandler(db *checksum.DB, private privatePaths, canRead func(*http.R
 // no upstream, AGORA_NOSUMDB matches it, or a version of it was published
 // here. It returns "" for a path that is not.
 func (d *Deps) sumdbPrivate(ctx context.Context, path string) (string, error) {
-	for _, rule := range d.Config.Rules {
-		if rule.Match(path) {
-			if rule.None {
-				return fmt.Sprintf("AGORA_RULES line %d (%s) fetches it from no upstream", rule.Line, rule.Pattern), nil
-			}
-			break
-		}
+	if i := upstream.FirstMatch(d.Config.Rules, path); i >= 0 && d.Config.Rules[i].None {
+		rule := d.Config.Rules[i]
+		return fmt.Sprintf("AGORA_RULES line %d (%s) fetches it from no upstream", rule.Line, rule.Pattern), nil
 	}
 	if d.SumDB != nil && !d.SumDB.Covers(path) {
 		return "AGORA_NOSUMDB matches it", nil

@@ -58,17 +58,7 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 	if !who.Can(auth.ScopeAdmin) {
 		return nil, errorf(ErrForbidden, path, version, "importing needs an administrator")
 	}
-	if err := checkVersion(path, version); err != nil {
-		return nil, err
-	}
-	var t time.Time
-	if info != nil {
-		var err error
-		if t, err = parseImportedInfo(path, version, info); err != nil {
-			return nil, err
-		}
-	}
-	modHash, err := checkImportedMod(path, version, mod)
+	t, modHash, err := checkImported(path, version, info, mod)
 	if err != nil {
 		return nil, err
 	}
@@ -133,10 +123,7 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 		s.writeList(ctx, path)
 	} else if info != nil && !has(res.Version, storage.Info) && res.Version.ZipHash == zipHash {
 		// Imported before without its .info: add it.
-		vi := *v
-		out, err := s.commitFetched(ctx, &vi, storage.Info, func(ctx context.Context) error {
-			return s.blobs.Put(ctx, path, version, storage.Info, bytes.NewReader(info))
-		})
+		out, err := s.importInfo(ctx, v, t, info)
 		if err != nil {
 			return nil, err
 		}
@@ -161,17 +148,7 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 // unlike a module's source, a go.mod alone is not a publish: it is not
 // written to the audit log.
 func (s *Service) importGoMod(ctx context.Context, who auth.Principal, path, version string, info, mod []byte) (*PublishResult, error) {
-	if err := checkVersion(path, version); err != nil {
-		return nil, err
-	}
-	var t time.Time
-	if info != nil {
-		var err error
-		if t, err = parseImportedInfo(path, version, info); err != nil {
-			return nil, err
-		}
-	}
-	modHash, err := checkImportedMod(path, version, mod)
+	t, modHash, err := checkImported(path, version, info, mod)
 	if err != nil {
 		return nil, err
 	}
@@ -216,17 +193,41 @@ func (s *Service) importGoMod(ctx context.Context, who auth.Principal, path, ver
 		recorded, created = out, true
 	}
 	if info != nil && !has(recorded, storage.Info) {
-		vi := *v
-		vi.Time = t
-		out, err := s.commitFetched(ctx, &vi, storage.Info, func(ctx context.Context) error {
-			return s.blobs.Put(ctx, path, version, storage.Info, bytes.NewReader(info))
-		})
+		out, err := s.importInfo(ctx, v, t, info)
 		if err != nil {
 			return nil, err
 		}
 		recorded, created = out, true
 	}
 	return &PublishResult{Version: recorded, Created: created}, nil
+}
+
+// importInfo adds the .info file info, which gives the time t, to v's
+// record, as a fetch adds a file: for a version imported without one.
+func (s *Service) importInfo(ctx context.Context, v *Version, t time.Time, info []byte) (*Version, error) {
+	vi := *v
+	vi.Time = t
+	return s.commitFetched(ctx, &vi, storage.Info, func(ctx context.Context) error {
+		return s.blobs.Put(ctx, v.Path, v.Version, storage.Info, bytes.NewReader(info))
+	})
+}
+
+// checkImported checks the version and the .info and .mod files of an
+// import, and returns the time the .info gives (zero when info is nil, as
+// for a version imported without one) and the go.mod's hash.
+func checkImported(path, version string, info, mod []byte) (time.Time, string, error) {
+	if err := checkVersion(path, version); err != nil {
+		return time.Time{}, "", err
+	}
+	var t time.Time
+	if info != nil {
+		var err error
+		if t, err = parseImportedInfo(path, version, info); err != nil {
+			return time.Time{}, "", err
+		}
+	}
+	modHash, err := checkImportedMod(path, version, mod)
+	return t, modHash, err
 }
 
 // parseImportedInfo checks an imported .info file and returns the time it

@@ -140,10 +140,19 @@ func (r *Router) For(path string) *Client {
 	if r == nil {
 		return nil
 	}
-	for i, rule := range r.rules {
-		if rule.Match(path) {
-			return r.clients[i]
-		}
+	if i := FirstMatch(r.rules, path); i >= 0 {
+		return r.clients[i]
 	}
 	return r.def
+}
+
+// FirstMatch returns the index of the first of rules that matches path,
+// the one that routes it, or -1 if none does.
+func FirstMatch(rules []Rule, path string) int {
+	for i, rule := range rules {
+		if rule.Match(path) {
+			return i
+		}
+	}
+	return -1
 }
