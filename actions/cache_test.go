@@ -324,6 +324,53 @@ func TestCacheRoutingRules(t *testing.T) {
 	})
 }
 
+// TestCacheTimelessInfo checks the answers for the .info of a version
+// stored without one while the upstream cannot give it (here it no longer
+// knows the version; modproxy's TestTimelessInfo has it down too): an .info
+// without a time that no client may keep as the version's own, nor match
+// later with an ETag; once the upstream answers, its .info is served for
+// good.
+func TestCacheTimelessInfo(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		dep := newModule(t, "example.com/dep", "v1.2.0", "dep")
+		up := newFakeGOPROXY(t, dep)
+		s := newServer(t, conn, withUpstream(up.URL, "", nil))
+		info := protoPath(dep.Path, dep.Version) + ".info"
+		wantStatus(t, s.get(t, protoPath(dep.Path, dep.Version)+".mod"), http.StatusOK)
+
+		up.mu.Lock()
+		up.fail = statusHandler(http.StatusNotFound)
+		up.mu.Unlock()
+		for _, r := range []*response{s.get(t, info), s.get(t, info, withHeader("If-None-Match", `"info-`+dep.ZipHash+`"`))} {
+			wantStatus(t, r, http.StatusOK)
+			if got, want := string(r.body), `{"Version":"v1.2.0"}`; got != want {
+				t.Errorf(".info with the upstream not knowing it = %s; want %s", got, want)
+			}
+			if r.header.Get("Cache-Control") != "no-cache" || r.header.Get("ETag") != "" || r.header.Get("Last-Modified") != "" {
+				t.Errorf(".info with the upstream not knowing it has headers %v; want no-cache, no ETag, no Last-Modified", r.header)
+			}
+			if ct := r.header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf(".info Content-Type = %q", ct)
+			}
+		}
+		if r := s.get(t, "/example.com/dep/@latest"); r.status != http.StatusOK || string(r.body) != `{"Version":"v1.2.0"}`+"\n" {
+			t.Errorf("@latest with the upstream not knowing it = %s; want the version without a time", r)
+		}
+
+		up.mu.Lock()
+		up.fail = nil
+		up.mu.Unlock()
+		r := s.get(t, info)
+		wantStatus(t, r, http.StatusOK)
+		if got := decodeInfo(t, r); got.Version != dep.Version || got.Time.IsZero() {
+			t.Errorf(".info with the upstream back = %+v; want the upstream's time", got)
+		}
+		if cc := r.header.Get("Cache-Control"); !strings.Contains(cc, "immutable") {
+			t.Errorf(".info with the upstream back: Cache-Control = %q; want immutable", cc)
+		}
+	})
+}
+
 func TestCacheOffline(t *testing.T) {
 	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
 		// AGORA_UPSTREAM=off: no upstream at all; only what is stored.

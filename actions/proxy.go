@@ -129,6 +129,15 @@ func (h *proxyHandler) serveFile(w http.ResponseWriter, r *http.Request, path, f
 		return
 	}
 	hdr := w.Header()
+	if kind == storage.Info && v.Time.IsZero() {
+		// Made up for a version stored without an .info (see
+		// modproxy.Service.Open): the stored one may come later, so it is
+		// neither immutable nor tagged.
+		hdr.Set("Content-Type", "application/json")
+		hdr.Set("Cache-Control", "no-cache")
+		http.ServeContent(w, r, "", time.Time{}, f)
+		return
+	}
 	hdr["Cache-Control"] = immutableValue
 	var etagPrefix, hash string
 	switch kind {
@@ -238,7 +247,7 @@ func (h *proxyHandler) serveLatest(w http.ResponseWriter, r *http.Request, path 
 	w.Header().Set("Cache-Control", "no-cache")
 	json.NewEncoder(w).Encode(struct {
 		Version string
-		Time    time.Time
+		Time    time.Time `json:",omitzero"` // stored without an .info
 	}{v.Version, v.Time})
 }
 

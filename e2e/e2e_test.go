@@ -528,7 +528,8 @@ func checkPublished(t *testing.T, f fixture, v publishedVersion) {
 // HOME are inherited, the module cache is fresh and empty, and modules come
 // from one proxy. Only example.com skips the checksum database.
 type goTool struct {
-	env []string
+	env      []string
+	modcache string // its GOMODCACHE
 }
 
 // newGoTool returns a goTool using proxy as its only GOPROXY. It empties
@@ -550,7 +551,7 @@ func newGoTool(t *testing.T, proxy string) *goTool {
 		"GOFLAGS=-mod=mod",
 		"GOTOOLCHAIN=local",
 		"GOWORK=off",
-	}}
+	}, modcache: modcache}
 	t.Cleanup(func() {
 		if _, all, err := runCommand(gopath, g.env, "go", "clean", "-modcache"); err != nil {
 			t.Errorf("go clean -modcache: %v\n%s", err, all)

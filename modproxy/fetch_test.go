@@ -789,6 +789,63 @@ func TestLookupsWithTheUpstreamDown(t *testing.T) {
 	}
 }
 
+// TestTimelessInfo checks the .info of a version stored without one (here
+// fetched for its .mod alone): while the upstream cannot give it, because
+// it is down or no longer knows the version, the .info names the version
+// without a time, as the protocol allows, so that go list -m works on what
+// is stored; nothing is stored for it, and once the upstream answers, its
+// .info is stored and served.
+func TestTimelessInfo(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.2.0"
+	fv := up.add(t, path, version, "a")
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+	r.read(t, path, version, storage.Mod)
+
+	wantTimeless := func(why string) {
+		t.Helper()
+		f, v, err := r.Open(ctx, path, version, storage.Info)
+		if err != nil {
+			t.Fatalf("Open(.info) %s: %v", why, err)
+		}
+		defer f.Close()
+		body, _ := io.ReadAll(f)
+		if want := `{"Version":"v1.2.0"}`; string(body) != want || !v.Time.IsZero() {
+			t.Errorf("Open(.info) %s = %s, time %v; want %s and a zero time", why, body, v.Time, want)
+		}
+		if fi, err := f.Stat(); err != nil || fi.Size() != int64(len(body)) {
+			t.Errorf("Stat of the .info %s = %v, %v; want its size", why, fi, err)
+		}
+		if v, err := r.Latest(ctx, path); err != nil || v.Version != version || !v.Time.IsZero() {
+			t.Errorf("Latest %s = %+v, %v; want %s without a time", why, v, err, version)
+		}
+		if files := r.storedNames(t); slices.Contains(files, path+"/@v/"+version+".info") {
+			t.Errorf("stored files %s = %q; want no .info", why, files)
+		}
+	}
+	up.setDown(errors.New("connection refused"))
+	wantTimeless("with the upstream down")
+
+	up.setDown(nil)
+	up.mu.Lock()
+	delete(up.versions, path+"@"+version) // a tag deleted upstream
+	up.mu.Unlock()
+	r.Invalidate(path, version) // and the list's latest forgotten
+	wantTimeless("with the upstream not knowing the version")
+
+	up.mu.Lock()
+	up.versions[path+"@"+version] = fv
+	up.mu.Unlock()
+	r.Invalidate(path, version)
+	if info := r.read(t, path, version, storage.Info); !bytes.Contains(info, []byte(`"Origin"`)) {
+		t.Errorf(".info with the upstream back = %s; want the upstream's", info)
+	}
+	if v, err := r.meta.Version(ctx, path, version); err != nil || !v.Time.Equal(fv.info) {
+		t.Errorf("record = %+v, %v; want the upstream's time %v", v, err, fv.info)
+	}
+}
+
 func TestLatestOfModuleWithoutTags(t *testing.T) {
 	up := newFakeUpstream()
 	const path = "example.com/untagged"

@@ -347,9 +347,10 @@ func assertImported(t *testing.T, r *testRegistry, c cached) {
 		t.Errorf("%s@%s.mod = %q; want %q", c.path, c.version, got, c.mod)
 	}
 	if c.time.IsZero() {
-		// Imported without an .info: there is none to serve.
-		if _, _, err := r.Open(ctx, c.path, c.version, storage.Info); !errors.Is(err, modproxy.ErrNotFound) {
-			t.Errorf("%s@%s.info: %v; want ErrNotFound", c.path, c.version, err)
+		// Imported without an .info, and there is no upstream: an .info
+		// without a time.
+		if got, want := string(r.read(t, c.path, c.version, storage.Info)), fmt.Sprintf(`{"Version":%q}`, c.version); got != want {
+			t.Errorf("%s@%s.info = %s; want %s", c.path, c.version, got, want)
 		}
 		return
 	}
@@ -386,9 +387,9 @@ func assertImportedGoMod(t *testing.T, r *testRegistry, m goModOnly) {
 	if _, _, err := r.Open(ctx, m.path, m.version, storage.Zip); !errors.Is(err, modproxy.ErrNotFound) {
 		t.Errorf("Open %s@%s.zip: %v; want ErrNotFound", m.path, m.version, err)
 	}
-	_, _, err = r.Open(ctx, m.path, m.version, storage.Info)
-	if m.time.IsZero() != errors.Is(err, modproxy.ErrNotFound) {
-		t.Errorf("Open %s@%s.info: %v; want it served if the cache had it", m.path, m.version, err)
+	_, info, err := r.Open(ctx, m.path, m.version, storage.Info)
+	if err != nil || !info.Time.Equal(m.time) {
+		t.Errorf("Open %s@%s.info: %+v, %v; want it served with the cache's time, if any", m.path, m.version, info, err)
 	}
 }
 

@@ -205,11 +205,12 @@ type MetadataTx interface {
 }
 
 // infoFile returns the .info file of version, committed at t: the JSON
-// object the go command reads, as Agora writes it when it has no other.
+// object the go command reads, as Agora writes it when it has no other. A
+// zero t is left out, as the protocol allows.
 func infoFile(version string, t time.Time) ([]byte, error) {
 	return json.Marshal(struct {
 		Version string
-		Time    time.Time
+		Time    time.Time `json:",omitzero"`
 	}{version, t})
 }
 

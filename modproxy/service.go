@@ -133,6 +133,9 @@ func (s *Service) observe(kind string, hit bool) {
 // stored: from the database, or fetched from path's upstream. A query
 // instead of a canonical version (a branch, a commit) is resolved by the
 // upstream, for .info only, and the canonical version's record returned.
+// A stored version without an .info whose upstream cannot give one (there
+// is none, it failed, or it does not know the version) has its record
+// returned for .info all the same, with a zero Time: see Open.
 // fetched reports whether the upstream was asked. The record is kept in
 // memory unless path@version was dropped from it since st was taken.
 func (s *Service) resolve(ctx context.Context, path, version string, kind storage.Kind, st stamp) (v *Version, fetched bool, err error) {
@@ -165,14 +168,22 @@ func (s *Service) resolve(ctx context.Context, path, version string, kind storag
 		return nil, false, err
 	case up == nil && err != nil:
 		return nil, false, err
+	case up == nil && kind == storage.Info:
+		s.live.put(v, st)
+		return v, false, nil
 	case up == nil:
 		return nil, false, errorf(ErrNotFound, path, version, "%s file not stored, and there is no upstream to fetch it from", kind)
 	}
 	if err := checkVersion(path, version); err != nil {
 		return nil, false, errorf(ErrNotFound, path, version, "%v", cause(err))
 	}
+	recorded := v
 	v, err = s.fetch(ctx, up, path, version, kind)
 	if err != nil {
+		if kind == storage.Info && recorded != nil && !errors.Is(err, ErrGone) && ctx.Err() == nil {
+			s.log.Debug("serving a stored version's .info without a time", "module", path, "version", version, "err", err)
+			return recorded, true, nil
+		}
 		return nil, true, err
 	}
 	s.live.put(v, st)
@@ -195,8 +206,11 @@ func gone(v *Version) error {
 // GET /{module}/@v/{version}.info, .mod or .zip. The caller closes the file.
 // A file not stored is fetched from path's upstream first, if it has one;
 // for .info, version may be a query the upstream resolves, and the returned
-// record names the canonical version. A live version's files never change,
-// so its record is kept in memory, and small .info and .mod files too.
+// record names the canonical version. A version stored without an .info
+// that the upstream cannot give has one made up, without a time (see
+// timelessInfo); the record's zero Time tells it apart. A live version's
+// files never change, so its record is kept in memory, and small .info and
+// .mod files too.
 func (s *Service) Open(ctx context.Context, path, version string, kind storage.Kind) (storage.File, *Version, error) {
 	// Taken before anything is read, so that nothing read before the
 	// version changed is kept in memory after.
@@ -214,6 +228,9 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 		}
 	} else {
 		s.observe(string(kind[1:]), true)
+	}
+	if kind == storage.Info && !has(v, storage.Info) {
+		return timelessInfo(v), v, nil
 	}
 	key := fileKey{path, v.Version, kind}
 	if kind != storage.Zip {
@@ -266,6 +283,31 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 	}
 	return f, cur, nil
 }
+
+// timelessInfo returns the .info of a version stored without one: versions
+// fetched for their .mod or zip alone, or imported from a module cache that
+// had only their zip (go mod tidy downloads the zips of dependencies' test
+// dependencies without an .info). The go command needs an .info to list a
+// module (go list -m, go list -json), and its Time is optional in the
+// protocol, so it gets one that names the version. It is made up for each
+// request, not stored: the version's .info may be added later.
+func timelessInfo(v *Version) storage.File {
+	data, _ := infoFile(v.Version, time.Time{}) // cannot fail
+	return (&memFileData{data: data, info: madeFileInfo{v.Version + string(storage.Info), int64(len(data))}}).open()
+}
+
+// madeFileInfo describes a file made up in memory.
+type madeFileInfo struct {
+	name string
+	size int64
+}
+
+func (fi madeFileInfo) Name() string       { return fi.name }
+func (fi madeFileInfo) Size() int64        { return fi.size }
+func (fi madeFileInfo) Mode() fs.FileMode  { return 0o444 }
+func (fi madeFileInfo) ModTime() time.Time { return time.Time{} }
+func (fi madeFileInfo) IsDir() bool        { return false }
+func (fi madeFileInfo) Sys() any           { return nil }
 
 // listed returns the live versions among records, in semver order, leaving
 // out pseudo-versions unless they are all there is.
