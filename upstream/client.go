@@ -107,9 +107,12 @@ type Options struct {
 	// Logger is told when a proxy goes down and when it answers again
 	// (default: nowhere).
 	Logger *slog.Logger
+	// Health tracks whether the proxies answer. Clients that share one
+	// (those of a Router do) share what they learn. Nil means a new one,
+	// with Logger, and Observer if it is a HealthObserver.
+	Health *Health
 
-	now     func() time.Time // the clock of the proxies' health; tests set it
-	healths *healthSet       // shared by the clients of a Router
+	now func() time.Time // the clock of a new Health; tests set it
 }
 
 // Defaults of Options.
@@ -150,8 +153,9 @@ func (o Options) withDefaults() Options {
 	if o.now == nil {
 		o.now = time.Now
 	}
-	if o.healths == nil {
-		o.healths = newHealthSet()
+	if o.Health == nil {
+		observer, _ := o.Observer.(HealthObserver)
+		o.Health = newHealth(o.Logger, observer, o.now)
 	}
 	return o
 }
@@ -193,7 +197,7 @@ type proxy struct {
 	name        string   // the URL with its password redacted
 	fallThrough bool
 	err         error   // the entry is not a valid proxy URL
-	health      *health // whether it answers, shared by clients of one Router
+	health      *health // whether it answers, from Options.Health
 }
 
 // New returns a Client of proxies, as ParseList returns them. A proxy
@@ -217,7 +221,7 @@ func New(proxies []Proxy, opts Options) *Client {
 		if u != nil {
 			pp.name = u.Redacted()
 		}
-		pp.health = opts.healths.get(pp.name)
+		pp.health = opts.Health.get(pp.name)
 		c.proxies = append(c.proxies, pp)
 	}
 	return c

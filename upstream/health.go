@@ -46,22 +46,42 @@ type health struct {
 	probing  bool // the request let through after the cool-off is under way
 }
 
-// healthSet holds the health of proxies by name, so that the clients of
-// one Router share it for a proxy that several rules name.
-type healthSet struct {
+// Health tracks whether upstream proxies answer, each by its URL. The
+// clients of a Router share one, and so can other clients of the same
+// proxies, such as the checksum database's, which asks their /sumdb/
+// endpoints: a proxy that stopped answering one stops being asked by all.
+// It is safe for concurrent use.
+type Health struct {
+	log      *slog.Logger
+	observer HealthObserver // nil: none
+	now      func() time.Time
+
 	mu sync.Mutex
 	m  map[string]*health
 }
 
-func newHealthSet() *healthSet { return &healthSet{m: make(map[string]*health)} }
+// NewHealth returns a Health on which every proxy is up. It logs to log
+// (nil: nowhere) when a proxy goes down and when it answers again, and
+// tells observer, if not nil.
+func NewHealth(log *slog.Logger, observer HealthObserver) *Health {
+	return newHealth(log, observer, time.Now)
+}
 
-func (s *healthSet) get(name string) *health {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	h := s.m[name]
+func newHealth(log *slog.Logger, observer HealthObserver, now func() time.Time) *Health {
+	if log == nil {
+		log = discardLogger
+	}
+	return &Health{log: log, observer: observer, now: now, m: make(map[string]*health)}
+}
+
+// get returns the health of the proxy name, a redacted URL.
+func (hs *Health) get(name string) *health {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h := hs.m[name]
 	if h == nil {
 		h = new(health)
-		s.m[name] = h
+		hs.m[name] = h
 	}
 	return h
 }
@@ -73,17 +93,31 @@ type unansweredError struct{ err error }
 func (e *unansweredError) Error() string { return e.err.Error() }
 func (e *unansweredError) Unwrap() error { return e.err }
 
-// sendTo runs the request send to p unless p is down, and records whether
-// p answered it. After p's cool-off one request is let through to find
-// out whether it is back; the others fail at once until it is done.
-func (c *Client) sendTo(ctx context.Context, p *proxy, send func(*proxy) error) error {
-	h := p.health
-	now := c.opts.now()
+// NoAnswer returns err marked as the failure of a request that got no
+// answer from its proxy (no connection, no response in time, a 5xx or 429
+// after every retry), for Health.Do.
+func NoAnswer(err error) error { return &unansweredError{err} }
+
+// Do runs send, one request to the proxy at proxyURL (retries included),
+// unless the proxy is down: then it fails at once with an error wrapping
+// ErrDown. A failure of send marked with NoAnswer counts towards the
+// proxy's being down; any other outcome is an answer, which brings it back
+// up. A failure once ctx has ended says nothing about the proxy.
+func (hs *Health) Do(ctx context.Context, proxyURL string, send func() error) error {
+	name := redact(proxyURL)
+	return hs.run(ctx, hs.get(name), name, send)
+}
+
+// run is Do for the proxy name, whose health is h. After its cool-off one
+// request is let through to find out whether it is back; the others fail
+// at once until it is done.
+func (hs *Health) run(ctx context.Context, h *health, name string, send func() error) error {
+	now := hs.now()
 	h.mu.Lock()
 	probe := false
 	if h.down {
 		if now.Before(h.until) || h.probing {
-			err := h.downError(p.name, now)
+			err := h.downError(name, now)
 			h.mu.Unlock()
 			return err
 		}
@@ -91,7 +125,7 @@ func (c *Client) sendTo(ctx context.Context, p *proxy, send func(*proxy) error) 
 	}
 	h.mu.Unlock()
 
-	err := send(p)
+	err := send()
 
 	var ue *unansweredError
 	unanswered := errors.As(err, &ue)
@@ -100,14 +134,14 @@ func (c *Client) sendTo(ctx context.Context, p *proxy, send func(*proxy) error) 
 	if probe {
 		h.probing = false
 	}
-	now = c.opts.now()
+	now = hs.now()
 	switch {
 	case err != nil && ctx.Err() != nil:
-		// Given up by the caller: says nothing about p.
+		// Given up by the caller: says nothing about the proxy.
 	case !unanswered:
 		if h.down {
-			c.opts.Logger.Info("an upstream proxy answers again", "upstream", p.name, "down_for", now.Sub(h.since).Round(time.Second))
-			c.reportHealth(p.name, false)
+			hs.log.Info("an upstream proxy answers again", "upstream", name, "down_for", now.Sub(h.since).Round(time.Second))
+			hs.report(name, false)
 		}
 		h.failures, h.last, h.down, h.cooloff = 0, nil, false, 0
 	case h.down && probe:
@@ -121,19 +155,24 @@ func (c *Client) sendTo(ctx context.Context, p *proxy, send func(*proxy) error) 
 		if !h.down && h.failures >= downAfter {
 			h.down, h.since, h.cooloff = true, now, firstCooloff
 			h.until = now.Add(h.cooloff)
-			c.opts.Logger.Warn("an upstream proxy is down: requests to it fail at once until it answers again",
-				"upstream", p.name, "failures", h.failures, "err", err, "asked_again_in", h.cooloff)
-			c.reportHealth(p.name, true)
+			hs.log.Warn("an upstream proxy is down: requests to it fail at once until it answers again",
+				"upstream", name, "failures", h.failures, "err", err, "asked_again_in", h.cooloff)
+			hs.report(name, true)
 		}
 	}
 	return err
 }
 
-// reportHealth tells the Observer, if it is a HealthObserver, that the proxy
-// name went down or answers again.
-func (c *Client) reportHealth(name string, down bool) {
-	if o, ok := c.opts.Observer.(HealthObserver); ok {
-		o.ProxyDown(name, down)
+// sendTo runs the request send to p unless p is down (see Health.Do).
+func (c *Client) sendTo(ctx context.Context, p *proxy, send func(*proxy) error) error {
+	return c.opts.Health.run(ctx, p.health, p.name, func() error { return send(p) })
+}
+
+// report tells the observer, if any, that the proxy name went down or
+// answers again.
+func (hs *Health) report(name string, down bool) {
+	if hs.observer != nil {
+		hs.observer.ProxyDown(name, down)
 	}
 }
 

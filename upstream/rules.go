@@ -120,7 +120,7 @@ func NewRouter(def []Proxy, rules []Rule, opts Options) *Router {
 	if opts.Transport == nil {
 		opts.Transport = NewTransport(opts)
 	}
-	opts = opts.withDefaults() // one healthSet for every client
+	opts = opts.withDefaults() // one Health for every client
 	r := &Router{rules: append([]Rule(nil), rules...), clients: make([]*Client, len(rules))}
 	if len(def) > 0 {
 		r.def = New(def, opts)
