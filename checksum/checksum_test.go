@@ -12,11 +12,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb"
+
+	"agora/upstream"
 )
 
 const goKey = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"
@@ -727,4 +730,105 @@ func verify(ctx context.Context, db *DB, path, version, zipHash, modHash string)
 		return err
 	}
 	return sums.Check(zipHash, modHash)
+}
+
+// TestHealthFailsFastWhileTheProxyHangs checks that with Options.Health a
+// proxy that accepts connections and never answers is asked only until it
+// is known to be down: then requests fail at once, instead of each waiting
+// out the timeout, as a go command's tile and lookup requests through
+// Agora's /sumdb/ would.
+func TestHealthFailsFastWhileTheProxyHangs(t *testing.T) {
+	var asked atomic.Int32
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hung.Close()
+	defer close(release)
+	f := newFakeProxy(t)
+	opts := f.options(t.TempDir())
+	opts.Proxies = []string{hung.URL}
+	opts.Timeout = 50 * time.Millisecond
+	down := make(chan string, 1)
+	opts.Health = upstream.NewHealth(nil, downObserver(down))
+	db := newDB(t, opts)
+	ctx := context.Background()
+
+	for i := 0; len(down) == 0; i++ {
+		if i == 10 {
+			t.Fatalf("the proxy that hangs was not found down after %d requests", i)
+		}
+		if _, err := db.Get(ctx, fmt.Sprintf("lookup/example.com/m@v1.0.%d", i)); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("lookup %d from a proxy that hangs = %v; want ErrUnavailable", i, err)
+		}
+	}
+	if got := <-down; got != hung.URL {
+		t.Errorf("the proxy found down is %s; want %s", got, hung.URL)
+	}
+	// A caller gives up when the fetch it waits for does: let the fetches
+	// under way end.
+	time.Sleep(2 * opts.Timeout)
+	before := asked.Load()
+	for _, rel := range []string{"lookup/example.com/m@v1.0.9", "tile/8/0/000", "latest"} {
+		start := time.Now()
+		_, err := db.Get(ctx, rel)
+		if !errors.Is(err, ErrUnavailable) || !errors.Is(err, upstream.ErrDown) {
+			t.Errorf("Get(%s) once the proxy is down = %v; want ErrUnavailable wrapping upstream.ErrDown", rel, err)
+		}
+		if d := time.Since(start); d >= opts.Timeout {
+			t.Errorf("Get(%s) once the proxy is down took %v; want no wait for the timeout", rel, d)
+		}
+	}
+	if n := asked.Load() - before; n != 0 {
+		t.Errorf("the proxy was asked %d times once down; want 0", n)
+	}
+}
+
+// TestHealthIsShared checks that the checksum database does not ask a
+// proxy that the module fetches sharing its Options.Health found down, and
+// that answers, even 404s, keep a proxy up.
+func TestHealthIsShared(t *testing.T) {
+	f := newFakeProxy(t)
+	opts := f.options(t.TempDir())
+	opts.Health = upstream.NewHealth(nil, nil)
+	db := newDB(t, opts)
+	ctx := context.Background()
+
+	for i := range 4 {
+		if _, err := db.Get(ctx, fmt.Sprintf("lookup/example.com/unknown@v1.0.%d", i)); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("lookup %d of an unknown module = %v; want ErrNotFound", i, err)
+		}
+	}
+	if n := f.count("lookup"); n != 4 {
+		t.Errorf("%d lookups reached the proxy; want 4: a 404 is an answer", n)
+	}
+
+	// The module fetches, sharing the Health, got no answer three times.
+	for range 3 {
+		opts.Health.Do(ctx, f.srv.URL, func() error { return upstream.NoAnswer(errors.New("connection refused")) })
+	}
+	before := f.total()
+	if _, err := db.Get(ctx, "lookup/example.com/unknown@v1.0.9"); !errors.Is(err, upstream.ErrDown) {
+		t.Errorf("lookup once the module fetches found the proxy down = %v; want upstream.ErrDown", err)
+	}
+	if n := f.total() - before; n != 0 {
+		t.Errorf("the proxy was asked %d times once down; want 0", n)
+	}
+}
+
+// downObserver sends the name of a proxy that goes down to its channel,
+// if there is room.
+type downObserver chan<- string
+
+func (o downObserver) ProxyDown(proxy string, down bool) {
+	if down {
+		select {
+		case o <- proxy:
+		default:
+		}
+	}
 }

@@ -22,6 +22,8 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 	"golang.org/x/sync/singleflight"
+
+	"agora/upstream"
 )
 
 // Defaults of Options.
@@ -97,6 +99,11 @@ type Options struct {
 	// Offline, when set, never contacts the network: only what is in the
 	// cache is served and verified against.
 	Offline bool
+	// Health, when set, tracks whether the proxies (and the database's
+	// own URL) answer; share the one of the module fetches, so that a
+	// proxy that stopped answering either is not waited for by both.
+	// Requests to a server that is down fail at once (ErrUnavailable).
+	Health *upstream.Health
 	// Logger logs security errors and upstream failures; slog.Default()
 	// when nil.
 	Logger *slog.Logger
@@ -117,6 +124,7 @@ type DB struct {
 	http      *http.Client
 	nosumdb   string
 	offline   bool
+	health    *upstream.Health // nil: none
 	log       *slog.Logger
 	now       func() time.Time
 
@@ -172,6 +180,7 @@ func New(opts Options) (*DB, error) {
 		http:      &http.Client{Transport: opts.Transport},
 		nosumdb:   opts.NoSumDB,
 		offline:   opts.Offline,
+		health:    opts.Health,
 		log:       opts.Logger,
 		now:       time.Now,
 	}
@@ -369,7 +378,7 @@ func (db *DB) fetch(ctx context.Context, req request) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := db.httpGet(ctx, base+"/"+req.rel, req.limit())
+	data, err := db.httpGet(ctx, db.serverOf(base), base+"/"+req.rel, req.limit())
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			db.forgetBase(base)
@@ -447,7 +456,7 @@ func (db *DB) baseURL(ctx context.Context) (string, error) {
 	v, err, _ := db.flight.Do("\x00base", func() (any, error) {
 		for _, p := range db.proxies {
 			u := p + "/sumdb/" + db.name
-			_, err := db.httpGet(ctx, u+"/supported", maxSupported)
+			_, err := db.httpGet(ctx, p, u+"/supported", maxSupported)
 			if errors.Is(err, ErrNotFound) {
 				continue
 			}
@@ -478,16 +487,49 @@ func (db *DB) forgetBase(base string) {
 	db.baseMu.Unlock()
 }
 
-// httpGet gets u, reading at most limit bytes. 404 and 410 are ErrNotFound;
-// anything else but 200 is ErrUnavailable. Connection errors, 5xx and 429
-// are tried again (see Options.Retries), with exponential backoff and
-// jitter, unless ctx ends first.
-func (db *DB) httpGet(ctx context.Context, u string, limit int64) ([]byte, error) {
+// serverOf returns the server that base is reached at, for Options.Health:
+// the proxy of a <proxy>/sumdb/<name> base, else base itself.
+func (db *DB) serverOf(base string) string {
+	if p, ok := strings.CutSuffix(base, "/sumdb/"+db.name); ok {
+		return p
+	}
+	return base
+}
+
+// httpGet gets u from server, reading at most limit bytes. 404 and 410 are
+// ErrNotFound; anything else but 200 is ErrUnavailable. Connection errors,
+// 5xx and 429 are tried again (see Options.Retries), with exponential
+// backoff and jitter, unless ctx ends first. A server that Options.Health
+// says is down is not asked.
+func (db *DB) httpGet(ctx context.Context, server, u string, limit int64) ([]byte, error) {
+	if db.health == nil {
+		return db.httpGetRetrying(ctx, u, limit)
+	}
+	var data []byte
+	// Fetches run detached from their callers (see shared): ctx ends only
+	// at the fetch's timeout, which is no answer in time, and that counts.
+	err := db.health.Do(context.WithoutCancel(ctx), server, func() error {
+		var err error
+		data, err = db.httpGetRetrying(ctx, u, limit)
+		return err
+	})
+	if errors.Is(err, upstream.ErrDown) {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return data, err
+}
+
+// httpGetRetrying is httpGet without Options.Health. Its failures that got
+// no answer from the server are marked with upstream.NoAnswer.
+func (db *DB) httpGetRetrying(ctx context.Context, u string, limit int64) ([]byte, error) {
 	for n := 0; ; n++ {
 		data, retry, err := db.httpGetOnce(ctx, u, limit)
 		if err == nil || !retry || n >= db.retries || ctx.Err() != nil {
 			if err != nil && n > 0 {
 				err = fmt.Errorf("%w (gave up after %d attempts)", err, n+1)
+			}
+			if err != nil && (retry || ctx.Err() != nil) {
+				err = upstream.NoAnswer(err)
 			}
 			return data, err
 		}
@@ -497,7 +539,7 @@ func (db *DB) httpGet(ctx context.Context, u string, limit int64) ([]byte, error
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return nil, err
+			return nil, upstream.NoAnswer(err)
 		}
 	}
 }

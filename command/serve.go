@@ -72,18 +72,25 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	m := metrics.New()
 	// The upstream proxies and the checksum database (reached through
 	// their /sumdb/) share one keep-alive transport, so that concurrent
-	// fetches and lookups reuse their connections.
+	// fetches and lookups reuse their connections, and one Health, so
+	// that a proxy that stopped answering is not waited for by either.
 	// Every upstream request names this process in its Via header, so
 	// that one that comes back (AGORA_UPSTREAM leading back here) is
 	// answered at once as a loop, not left to wait on itself.
 	via := upstream.NewViaName()
-	transport := upstream.WithVia(upstream.NewTransport(upstream.Options{}), via)
-	sumdb, err := openSumDB(cfg, transport, log)
+	up := upstream.Options{
+		Transport: upstream.WithVia(upstream.NewTransport(upstream.Options{}), via),
+		Health:    upstream.NewHealth(log, m),
+		Observer:  m,
+		UserAgent: userAgent,
+		Logger:    log,
+	}
+	sumdb, err := openSumDB(cfg, up)
 	if err != nil {
 		return err
 	}
 	meta := models.NewRegistry(conn)
-	registry := newCachingRegistry(cfg, meta, disk, sumdb, m, transport, log)
+	registry := newCachingRegistry(cfg, meta, disk, sumdb, m, up)
 	if conn.Dialect.Name() == "postgres" {
 		// Other nodes sharing the database change records this one
 		// holds in memory; they announce it, and this node listens
@@ -189,10 +196,11 @@ func newRegistry(cfg *config.Config, conn *pop.Connection, disk *storage.Disk, l
 }
 
 // newCachingRegistry wires the registry as a pull-through cache: public
-// modules are fetched from the upstream that cfg routes their path to, over
-// transport, verified against the checksum database, and stored.
-func newCachingRegistry(cfg *config.Config, meta *models.Registry, disk *storage.Disk, sumdb *checksum.DB, m *metrics.Metrics, transport http.RoundTripper, log *slog.Logger) *modproxy.Service {
-	router := upstream.NewRouter(cfg.Upstream, cfg.Rules, upstream.Options{Transport: transport, Observer: m, UserAgent: userAgent, Logger: log})
+// modules are fetched with up from the upstream that cfg routes their path
+// to, verified against the checksum database, and stored; m counts, and
+// up's Logger logs.
+func newCachingRegistry(cfg *config.Config, meta *models.Registry, disk *storage.Disk, sumdb *checksum.DB, m *metrics.Metrics, up upstream.Options) *modproxy.Service {
+	router := upstream.NewRouter(cfg.Upstream, cfg.Rules, up)
 	mc := modproxy.Config{
 		Metadata: meta,
 		Blobs:    disk,
@@ -205,7 +213,7 @@ func newCachingRegistry(cfg *config.Config, meta *models.Registry, disk *storage
 		},
 		ListTTL:  cfg.ListTTL,
 		Observer: m,
-		Logger:   log,
+		Logger:   up.Logger,
 	}
 	if sumdb != nil {
 		mc.Checker = sumdb
@@ -215,8 +223,9 @@ func newCachingRegistry(cfg *config.Config, meta *models.Registry, disk *storage
 
 // openSumDB opens the checksum database that fetched versions are verified
 // against and that /sumdb/ proxies, reached through the upstream proxies'
-// /sumdb/ endpoints with transport; nil when AGORA_SUMDB=off.
-func openSumDB(cfg *config.Config, transport http.RoundTripper, log *slog.Logger) (*checksum.DB, error) {
+// /sumdb/ endpoints with up's Transport and Health; nil when
+// AGORA_SUMDB=off.
+func openSumDB(cfg *config.Config, up upstream.Options) (*checksum.DB, error) {
 	db, err := checksum.ParseDB(cfg.SumDB)
 	if err != nil {
 		return nil, fmt.Errorf("config: AGORA_SUMDB=%q: %w", cfg.SumDB, err)
@@ -236,8 +245,9 @@ func openSumDB(cfg *config.Config, transport http.RoundTripper, log *slog.Logger
 		CacheDir:  filepath.Join(cfg.DataDir, "sumdb"),
 		NoSumDB:   cfg.NoSumDB,
 		Offline:   len(cfg.Upstream) == 0,
-		Transport: transport,
-		Logger:    log,
+		Transport: up.Transport,
+		Health:    up.Health,
+		Logger:    up.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("config: AGORA_SUMDB: %w", err)

@@ -51,7 +51,7 @@ func TestSumDBUsesTheUpstreamTransport(t *testing.T) {
 		SumDB:    vkey,
 	}
 	transport := &countingTransport{next: http.DefaultTransport}
-	db, err := openSumDB(cfg, transport, slog.New(slog.DiscardHandler))
+	db, err := openSumDB(cfg, upstream.Options{Transport: transport, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
