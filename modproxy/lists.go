@@ -152,8 +152,11 @@ func (s *Service) computeList(ctx context.Context, path string, stale *moduleLis
 		case stale != nil && stale.upstreamOK:
 			s.logFallback("the upstream failed to list a module: serving its last list", upErr, "module", path)
 			l.upstream, l.upstreamOK = stale.upstream, true
-		default:
+		case len(records) > 0:
 			s.logFallback("the upstream failed to list a module: serving the stored versions", upErr, "module", path)
+			l.upstream = nil
+		default:
+			s.logFallback("the upstream failed to list a module, and none of its versions is stored: answering not found", upErr, "module", path)
 			l.upstream = nil
 		}
 	}
