@@ -34,8 +34,9 @@ import (
 // A lookup of a private module's path is answered 404 without asking the
 // database: it would leak the path to the database's operator, and the
 // database cannot know a private module anyway. The go command asks only
-// when its GONOSUMDB or GOPRIVATE does not match the path, so the answer
-// says to set them.
+// when its GONOSUMDB does not match the path, so the answer says to set
+// it; not GOPRIVATE, which also sets GONOPROXY, so that the go command
+// would no longer ask this proxy for the module at all.
 //
 // With AGORA_READ_AUTH=token it needs a token of read scope, as downloads
 // do; the go command sends the same credentials to both.
@@ -170,7 +171,8 @@ func (h *sumdbHandler) keptPrivate(w http.ResponseWriter, r *http.Request, rel s
 	h.metrics.SumDBRequest(metrics.SumDBLookup, false, checksum.ErrNotFound)
 	h.fail(w, http.StatusNotFound, fmt.Sprintf(
 		"not found: %s is a private module of this proxy (%s), so it is not looked up in %s, which cannot know it; "+
-			"set GONOSUMDB or GOPRIVATE to a pattern that matches it (such as %s) where the go command runs",
+			"set GONOSUMDB to a pattern that matches it (such as %s) where the go command runs "+
+			"(GOPRIVATE alone would send the go command past this proxy, to the module's version control; with it, set GONOPROXY=none)",
 		path, reason, h.db.Name(), path))
 	return true
 }

@@ -42,7 +42,7 @@ func TestSumDBKeepsPrivatePathsHere(t *testing.T) {
 			{"example.com/hello@v1.1.0", "it is published here"},
 		} {
 			r := s.get(t, p+tt.path)
-			if r.status != http.StatusNotFound || !strings.Contains(string(r.body), tt.why) || !strings.Contains(string(r.body), "GONOSUMDB") {
+			if r.status != http.StatusNotFound || !strings.Contains(string(r.body), tt.why) || !strings.Contains(string(r.body), "set GONOSUMDB") || !strings.Contains(string(r.body), "GONOPROXY=none") {
 				t.Errorf("lookup of %s: %s; want 404 saying %q and what to set", tt.path, r, tt.why)
 			}
 		}
