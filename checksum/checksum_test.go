@@ -832,3 +832,55 @@ func (o downObserver) ProxyDown(proxy string, down bool) {
 		}
 	}
 }
+
+// TestObserver checks that Options.Observer is told of every request to
+// the upstream, as the module fetches' observer is, with kind sumdb.
+func TestObserver(t *testing.T) {
+	f := newFakeProxy(t)
+	opts := f.options(t.TempDir())
+	var rec fetchRecorder
+	opts.Observer = &rec
+	db := newDB(t, opts)
+	ctx := context.Background()
+
+	if _, err := db.Get(ctx, "lookup/example.com/unknown@v1.0.0"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("lookup of an unknown module = %v; want ErrNotFound", err)
+	}
+	if _, err := db.Get(ctx, "latest"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		f.srv.URL + " sumdb 200 0 <nil>", // supported
+		f.srv.URL + " sumdb 404 0 not found",
+		f.srv.URL + " sumdb 200 " + fmt.Sprint(len(f.signTree(0))) + " <nil>",
+	}
+	if got := rec.calls(); !slices.Equal(got, want) {
+		t.Errorf("observed %q\nwant %q", got, want)
+	}
+}
+
+// fetchRecorder is an upstream.Observer that records each call as
+// "proxy kind status bytes error-kind".
+type fetchRecorder struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (r *fetchRecorder) Fetch(proxy, kind string, status int, bytes int64, d time.Duration, err error) {
+	errKind := "<nil>"
+	switch {
+	case errors.Is(err, ErrNotFound):
+		errKind = "not found"
+	case err != nil:
+		errKind = "error"
+	}
+	r.mu.Lock()
+	r.got = append(r.got, fmt.Sprintf("%s %s %d %d %s", proxy, kind, status, bytes, errKind))
+	r.mu.Unlock()
+}
+
+func (r *fetchRecorder) calls() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.got)
+}

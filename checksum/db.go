@@ -104,6 +104,11 @@ type Options struct {
 	// proxy that stopped answering either is not waited for by both.
 	// Requests to a server that is down fail at once (ErrUnavailable).
 	Health *upstream.Health
+	// Observer, if not nil, is told of every HTTP request to the upstream,
+	// once per attempt, with the server (a proxy, or the database's own
+	// URL) as its proxy and "sumdb" as its kind (package metrics'
+	// KindSumDB).
+	Observer upstream.Observer
 	// Logger logs security errors and upstream failures; slog.Default()
 	// when nil.
 	Logger *slog.Logger
@@ -124,7 +129,8 @@ type DB struct {
 	http      *http.Client
 	nosumdb   string
 	offline   bool
-	health    *upstream.Health // nil: none
+	health    *upstream.Health  // nil: none
+	observer  upstream.Observer // nil: none
 	log       *slog.Logger
 	now       func() time.Time
 
@@ -181,6 +187,7 @@ func New(opts Options) (*DB, error) {
 		nosumdb:   opts.NoSumDB,
 		offline:   opts.Offline,
 		health:    opts.Health,
+		observer:  opts.Observer,
 		log:       opts.Logger,
 		now:       time.Now,
 	}
@@ -503,14 +510,14 @@ func (db *DB) serverOf(base string) string {
 // says is down is not asked.
 func (db *DB) httpGet(ctx context.Context, server, u string, limit int64) ([]byte, error) {
 	if db.health == nil {
-		return db.httpGetRetrying(ctx, u, limit)
+		return db.httpGetRetrying(ctx, server, u, limit)
 	}
 	var data []byte
 	// Fetches run detached from their callers (see shared): ctx ends only
 	// at the fetch's timeout, which is no answer in time, and that counts.
 	err := db.health.Do(context.WithoutCancel(ctx), server, func() error {
 		var err error
-		data, err = db.httpGetRetrying(ctx, u, limit)
+		data, err = db.httpGetRetrying(ctx, server, u, limit)
 		return err
 	})
 	if errors.Is(err, upstream.ErrDown) {
@@ -521,9 +528,9 @@ func (db *DB) httpGet(ctx context.Context, server, u string, limit int64) ([]byt
 
 // httpGetRetrying is httpGet without Options.Health. Its failures that got
 // no answer from the server are marked with upstream.NoAnswer.
-func (db *DB) httpGetRetrying(ctx context.Context, u string, limit int64) ([]byte, error) {
+func (db *DB) httpGetRetrying(ctx context.Context, server, u string, limit int64) ([]byte, error) {
 	for n := 0; ; n++ {
-		data, retry, err := db.httpGetOnce(ctx, u, limit)
+		data, retry, err := db.httpGetOnce(ctx, server, u, limit)
 		if err == nil || !retry || n >= db.retries || ctx.Err() != nil {
 			if err != nil && n > 0 {
 				err = fmt.Errorf("%w (gave up after %d attempts)", err, n+1)
@@ -544,18 +551,28 @@ func (db *DB) httpGetRetrying(ctx context.Context, u string, limit int64) ([]byt
 	}
 }
 
+// fetchKind is the kind of request Options.Observer is told of.
+const fetchKind = "sumdb"
+
 // httpGetOnce is one attempt of httpGet; retry reports whether its failure
 // is worth another.
-func (db *DB) httpGetOnce(ctx context.Context, u string, limit int64) (data []byte, retry bool, err error) {
+func (db *DB) httpGetOnce(ctx context.Context, server, u string, limit int64) (data []byte, retry bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	start, status := time.Now(), 0
+	if db.observer != nil {
+		defer func() {
+			db.observer.Fetch(server, fetchKind, status, int64(len(data)), time.Since(start), err)
+		}()
 	}
 	resp, err := db.http.Do(req)
 	if err != nil {
 		return nil, true, fmt.Errorf("%w: %v", ErrUnavailable, redactErr(err))
 	}
 	defer resp.Body.Close()
+	status = resp.StatusCode
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
 		line, _, _ := strings.Cut(strings.TrimSpace(string(msg)), "\n")

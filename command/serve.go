@@ -247,6 +247,7 @@ func openSumDB(cfg *config.Config, up upstream.Options) (*checksum.DB, error) {
 		Offline:   len(cfg.Upstream) == 0,
 		Transport: up.Transport,
 		Health:    up.Health,
+		Observer:  up.Observer,
 		Logger:    up.Logger,
 	})
 	if err != nil {

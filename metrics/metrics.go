@@ -39,6 +39,12 @@ const (
 	KindLatest = "latest" // GET /{module}/@latest
 )
 
+// KindSumDB is the kind, for Fetch only, of a request to the checksum
+// database through an upstream proxy's /sumdb/ (or to the database itself):
+// the lookups, tiles and tree heads Agora fetches to verify what it fetches
+// and to answer /sumdb/.
+const KindSumDB = "sumdb"
+
 // Kinds of checksum-database request, as SumDBRequest takes them.
 const (
 	SumDBSupported = "supported" // GET /sumdb/{name}/supported
@@ -54,6 +60,7 @@ const other = "other"
 // "other", where values outside the set are counted.
 var (
 	protoKinds = []string{KindInfo, KindMod, KindZip, KindList, KindLatest, other}
+	fetchKinds = []string{KindInfo, KindMod, KindZip, KindList, KindLatest, KindSumDB, other}
 	sumdbKinds = []string{SumDBSupported, SumDBLatest, SumDBLookup, SumDBTile, other}
 	methods    = []string{
 		http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
@@ -92,8 +99,8 @@ type Metrics struct {
 	cache [numKinds][2]prometheus.Counter // [kind][0 miss, 1 hit]
 
 	fetches       *prometheus.CounterVec
-	fetchDuration [numKinds]prometheus.Observer
-	fetchBytes    [numKinds]prometheus.Counter
+	fetchDuration [numFetchKinds]prometheus.Observer
+	fetchBytes    [numFetchKinds]prometheus.Counter
 	upstreams     sync.Map // proxy URL → *upstreamSeries
 	upstreamDown  *prometheus.GaugeVec
 
@@ -112,6 +119,7 @@ type Metrics struct {
 // Sizes of the fixed label sets.
 const (
 	numKinds      = 6 // len(protoKinds)
+	numFetchKinds = 7 // len(fetchKinds)
 	numSumDBKinds = 5 // len(sumdbKinds)
 	numMethods    = 8 // len(methods)
 )
@@ -139,7 +147,7 @@ func New() *Metrics {
 
 	m.fetches = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "agora_upstream_fetches_total",
-		Help: "Requests to upstream proxies by proxy, kind and result (ok, not_found: 404/410/403, error: any other failure).",
+		Help: "Requests to upstream proxies by proxy, kind (info, mod, zip, list, latest; sumdb: the checksum database through the proxy's /sumdb/, or the database itself) and result (ok, not_found: 404/410/403, error: any other failure).",
 	}, []string{"upstream", "kind", "result"})
 	factory(m.fetches)
 	fetchDuration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -153,7 +161,7 @@ func New() *Metrics {
 		Help: "Response body bytes received from upstream proxies by kind.",
 	}, []string{"kind"})
 	factory(fetchBytes)
-	for k, kind := range protoKinds {
+	for k, kind := range fetchKinds {
 		m.fetchDuration[k] = fetchDuration.WithLabelValues(kind)
 		m.fetchBytes[k] = fetchBytes.WithLabelValues(kind)
 	}
@@ -278,10 +286,10 @@ func index(b bool) int {
 
 // upstreamSeries are the fetch counters of one upstream proxy, by kind and
 // result.
-type upstreamSeries [numKinds][3]prometheus.Counter
+type upstreamSeries [numFetchKinds][3]prometheus.Counter
 
 // Fetch records one request to the upstream proxy at URL proxy: its kind
-// (info, mod, zip, list, latest), the HTTP status (0 when none was
+// (info, mod, zip, list, latest, sumdb), the HTTP status (0 when none was
 // received), the response body bytes read, how long it took, and its error.
 // A nil error counts as result ok; an error with status 404, 410 or 403 as
 // not_found; any other error as error. It implements upstream.Observer.
@@ -292,7 +300,7 @@ func (m *Metrics) Fetch(proxy, kind string, status int, bytes int64, d time.Dura
 	if m == nil {
 		return
 	}
-	k := kindIndex(kind)
+	k := fetchKindIndex(kind)
 	result := 0
 	if err != nil {
 		result = 2
@@ -329,7 +337,7 @@ func (m *Metrics) upstream(proxy string) *upstreamSeries {
 	}
 	label := redactURL(proxy)
 	s := new(upstreamSeries)
-	for k, kind := range protoKinds {
+	for k, kind := range fetchKinds {
 		for r, result := range fetchResults {
 			s[k][r] = m.fetches.WithLabelValues(label, kind, result)
 		}
@@ -431,6 +439,18 @@ func kindIndex(kind string) int {
 		return 4
 	}
 	return numKinds - 1
+}
+
+// fetchKindIndex returns the index of kind in fetchKinds; unknown kinds are
+// other.
+func fetchKindIndex(kind string) int {
+	if kind == KindSumDB {
+		return numFetchKinds - 2
+	}
+	if k := kindIndex(kind); k < numKinds-1 {
+		return k
+	}
+	return numFetchKinds - 1
 }
 
 // sumdbIndex returns the index of kind in sumdbKinds; unknown kinds are

@@ -56,7 +56,7 @@ func TestRoute(t *testing.T) {
 }
 
 func TestRouteIndexCoversRoutes(t *testing.T) {
-	if len(routes) != numRoutes || len(protoKinds) != numKinds || len(sumdbKinds) != numSumDBKinds ||
+	if len(routes) != numRoutes || len(protoKinds) != numKinds || len(fetchKinds) != numFetchKinds || len(sumdbKinds) != numSumDBKinds ||
 		len(methods) != numMethods || len(codes) != numCodes {
 		t.Fatal("a label set's length constant is out of date")
 	}
@@ -68,6 +68,11 @@ func TestRouteIndexCoversRoutes(t *testing.T) {
 	for i, k := range protoKinds {
 		if got := kindIndex(k); got != i {
 			t.Errorf("kindIndex(%q) = %d, want %d", k, got, i)
+		}
+	}
+	for i, k := range fetchKinds {
+		if got := fetchKindIndex(k); got != i {
+			t.Errorf("fetchKindIndex(%q) = %d, want %d", k, got, i)
 		}
 	}
 	for i, k := range sumdbKinds {
@@ -128,6 +133,8 @@ func TestFetch(t *testing.T) {
 	m.Fetch(up, KindInfo, 502, 0, time.Millisecond, errors.New("bad gateway"))
 	m.Fetch(up, KindList, 0, 0, time.Millisecond, errors.New("connection refused"))
 	m.Fetch("https://user:secret@other.example.com/go?token=x", KindLatest, 200, 50, time.Millisecond, nil)
+	m.Fetch(up, KindSumDB, 200, 8192, time.Millisecond, nil)
+	m.Fetch(up, "tile", 200, 1, time.Millisecond, nil) // no kind of Fetch: other
 
 	for _, tt := range []struct {
 		upstream, kind, result string
@@ -140,6 +147,8 @@ func TestFetch(t *testing.T) {
 		{up, "list", "error", 1},
 		{up, "list", "ok", 0},
 		{"https://other.example.com/go", "latest", "ok", 1},
+		{up, "sumdb", "ok", 1},
+		{up, "other", "ok", 1},
 	} {
 		if got := value(t, m.reg, "agora_upstream_fetches_total", "upstream", tt.upstream, "kind", tt.kind, "result", tt.result); got != tt.want {
 			t.Errorf("agora_upstream_fetches_total{upstream=%q,kind=%q,result=%q} = %v, want %v", tt.upstream, tt.kind, tt.result, got, tt.want)
@@ -147,6 +156,9 @@ func TestFetch(t *testing.T) {
 	}
 	if got := value(t, m.reg, "agora_upstream_fetch_bytes_total", "kind", "zip"); got != 1500 {
 		t.Errorf("agora_upstream_fetch_bytes_total{kind=zip} = %v, want 1500", got)
+	}
+	if got := value(t, m.reg, "agora_upstream_fetch_bytes_total", "kind", "sumdb"); got != 8192 {
+		t.Errorf("agora_upstream_fetch_bytes_total{kind=sumdb} = %v, want 8192", got)
 	}
 	body := scrape(t, m)
 	if strings.Contains(body, "secret") || strings.Contains(body, "token") {
