@@ -104,6 +104,8 @@ type Options struct {
 	// proxy that stopped answering either is not waited for by both.
 	// Requests to a server that is down fail at once (ErrUnavailable).
 	Health *upstream.Health
+	// UserAgent is sent with every request (Go's default when empty).
+	UserAgent string
 	// Observer, if not nil, is told of every HTTP request to the upstream,
 	// once per attempt, with the server (a proxy, or the database's own
 	// URL) as its proxy and "sumdb" as its kind (package metrics'
@@ -131,6 +133,7 @@ type DB struct {
 	offline   bool
 	health    *upstream.Health  // nil: none
 	observer  upstream.Observer // nil: none
+	userAgent string
 	log       *slog.Logger
 	now       func() time.Time
 
@@ -188,6 +191,7 @@ func New(opts Options) (*DB, error) {
 		offline:   opts.Offline,
 		health:    opts.Health,
 		observer:  opts.Observer,
+		userAgent: opts.UserAgent,
 		log:       opts.Logger,
 		now:       time.Now,
 	}
@@ -560,6 +564,9 @@ func (db *DB) httpGetOnce(ctx context.Context, server, u string, limit int64) (d
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if db.userAgent != "" {
+		req.Header.Set("User-Agent", db.userAgent)
 	}
 	start, status := time.Now(), 0
 	if db.observer != nil {

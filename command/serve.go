@@ -248,6 +248,7 @@ func openSumDB(cfg *config.Config, up upstream.Options) (*checksum.DB, error) {
 		Transport: up.Transport,
 		Health:    up.Health,
 		Observer:  up.Observer,
+		UserAgent: up.UserAgent,
 		Logger:    up.Logger,
 	})
 	if err != nil {

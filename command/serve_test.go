@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -15,6 +17,7 @@ import (
 
 	"agora/checksum"
 	"agora/config"
+	"agora/metrics"
 	"agora/upstream"
 )
 
@@ -29,16 +32,25 @@ func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.next.RoundTrip(r)
 }
 
-// TestSumDBUsesTheUpstreamTransport checks that the checksum database is
-// reached with the transport it is given, the upstream proxies' keep-alive
-// one, not with http.DefaultTransport, which keeps two idle connections
-// per host: concurrent lookups would then open connections all the time.
-func TestSumDBUsesTheUpstreamTransport(t *testing.T) {
+// TestSumDBUsesTheUpstreamOptions checks that the checksum database is
+// reached as the upstream proxies are: with the transport it is given, the
+// upstream proxies' keep-alive one, not with http.DefaultTransport, which
+// keeps two idle connections per host (concurrent lookups would then open
+// connections all the time); with Agora's User-Agent; and told to the
+// metrics.
+func TestSumDBUsesTheUpstreamOptions(t *testing.T) {
 	_, vkey, err := note.GenerateKey(rand.Reader, "sum.test.invalid")
 	if err != nil {
 		t.Fatal(err)
 	}
+	var (
+		mu     sync.Mutex
+		agents []string
+	)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		agents = append(agents, r.UserAgent())
+		mu.Unlock()
 		if r.URL.Path == "/sumdb/sum.test.invalid/supported" {
 			return
 		}
@@ -51,7 +63,8 @@ func TestSumDBUsesTheUpstreamTransport(t *testing.T) {
 		SumDB:    vkey,
 	}
 	transport := &countingTransport{next: http.DefaultTransport}
-	db, err := openSumDB(cfg, upstream.Options{Transport: transport, Logger: slog.New(slog.DiscardHandler)})
+	m := metrics.New()
+	db, err := openSumDB(cfg, upstream.Options{Transport: transport, UserAgent: userAgent, Observer: m, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,5 +76,20 @@ func TestSumDBUsesTheUpstreamTransport(t *testing.T) {
 	// The probe of /supported and the lookup.
 	if n := transport.n.Load(); n != 2 {
 		t.Errorf("requests through the transport given = %d; want 2", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(agents, []string{userAgent, userAgent}) {
+		t.Errorf("User-Agents = %q; want %q", agents, userAgent)
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{
+		`agora_upstream_fetches_total{kind="sumdb",result="ok",upstream="` + proxy.URL + `"} 1`,
+		`agora_upstream_fetches_total{kind="sumdb",result="not_found",upstream="` + proxy.URL + `"} 1`,
+	} {
+		if !strings.Contains(rec.Body.String(), want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
