@@ -19,6 +19,7 @@ import (
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb"
 
+	"agora/internal/testutil"
 	"agora/upstream"
 )
 
@@ -291,7 +292,7 @@ func TestGetNotFoundIsNotCached(t *testing.T) {
 func TestLatest(t *testing.T) {
 	f := newFakeProxy(t)
 	dir := t.TempDir()
-	clock := &fakeClock{now: time.Unix(1e9, 0)}
+	clock := testutil.NewClock(time.Unix(1e9, 0))
 	db := newDB(t, f.options(dir))
 	db.now = clock.Now
 	ctx := context.Background()
@@ -309,13 +310,13 @@ func TestLatest(t *testing.T) {
 	}
 	first := load(false, 1)
 	load(true, 1)
-	clock.Add(DefaultLatestTTL + time.Second)
+	clock.Advance(DefaultLatestTTL + time.Second)
 	load(false, 2)
 
 	// The upstream fails (each failure tried DefaultRetries more times):
 	// the last tree is served, and asked again only after another TTL.
 	f.failing.Store(true)
-	clock.Add(DefaultLatestTTL + time.Second)
+	clock.Advance(DefaultLatestTTL + time.Second)
 	if got := load(true, 3+DefaultRetries); string(got) != string(first) {
 		t.Errorf("stale latest = %q; want %q", got, first)
 	}

@@ -167,24 +167,6 @@ func newDB(t *testing.T, opts Options) *DB {
 	return db
 }
 
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // hostRewriter sends requests for host to the server at target, under
 // prefix: it stands for the database's own host.
 type hostRewriter struct {

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/mod/module"
 	modzip "golang.org/x/mod/zip"
 
+	"agora/internal/testutil"
 	"agora/models/modelstest"
 )
 
@@ -241,11 +242,11 @@ type server struct {
 	env     []string // the environment of the server and its commands
 	workDir string   // the working directory of every agora process
 	client  *http.Client
-	log     *syncBuffer   // the server's standard output and error
-	proc    *os.Process   // the running server
-	done    chan struct{} // closed when the process has exited
-	mu      sync.Mutex    // guards waitErr
-	waitErr error         // the process's exit error, once done is closed
+	log     *testutil.Buffer // the server's standard output and error
+	proc    *os.Process      // the running server
+	done    chan struct{}    // closed when the process has exited
+	mu      sync.Mutex       // guards waitErr
+	waitErr error            // the process's exit error, once done is closed
 	// terminated is set when the test itself stopped the server.
 	terminated bool
 }
@@ -304,7 +305,7 @@ func (s *server) start(t *testing.T, dialect string) {
 	t.Helper()
 	addr := freeAddr(t)
 	s.URL = "http://" + addr
-	s.log = new(syncBuffer)
+	s.log = new(testutil.Buffer)
 	s.done = make(chan struct{})
 	s.terminated = false
 
@@ -654,7 +655,7 @@ func runCommand(dir string, env []string, name string, args ...string) (stdout, 
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir, cmd.Env = dir, env
 	var out bytes.Buffer
-	all := new(syncBuffer)
+	all := new(testutil.Buffer)
 	cmd.Stdout, cmd.Stderr = io.MultiWriter(&out, all), all
 	cmd.WaitDelay = 10 * time.Second
 	err = cmd.Run()
@@ -690,23 +691,4 @@ func writeFile(t *testing.T, name, content string) {
 	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use, for output written
-// by a process's stdout and stderr copiers at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

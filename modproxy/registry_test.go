@@ -10,11 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
 	"agora/auth"
+	"agora/internal/testutil"
 	"agora/modproxy"
 	"agora/modproxy/modproxytest"
 	"agora/storage"
@@ -29,28 +29,8 @@ var (
 	nobody = auth.Principal{}
 )
 
-// clock is a settable clock for Config.Now, safe for concurrent use.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
 // t0 is the time every test registry starts at.
 var t0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
-
-// Now returns the clock's time.
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // testRegistry is a Service on a MemStore and a real disk store, with
 // access to both for assertions.
@@ -59,7 +39,7 @@ type testRegistry struct {
 	meta    *modproxytest.MemStore
 	disk    *storage.Disk
 	tempDir string
-	clock   *clock
+	clock   *testutil.Clock
 }
 
 // newTestRegistry returns an empty registry whose clock starts at t0.
@@ -77,7 +57,7 @@ func newTestRegistryOn(t *testing.T, meta modproxy.Metadata, fake *modproxytest.
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &testRegistry{meta: fake, disk: disk, tempDir: t.TempDir(), clock: &clock{now: t0}}
+	r := &testRegistry{meta: fake, disk: disk, tempDir: t.TempDir(), clock: testutil.NewClock(t0)}
 	r.Service = modproxy.New(modproxy.Config{Metadata: meta, Blobs: disk, TempDir: r.tempDir, Now: r.clock.Now})
 	return r
 }

@@ -1,55 +1,18 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"agora/internal/testutil"
 )
-
-// fakeClock is a clock that moves only when told.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-// syncBuffer is a bytes.Buffer for a logger that requests write to
-// concurrently.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // switchable answers 503 while down is set, else serves the module.
 func switchable(down *atomic.Bool) http.HandlerFunc {
@@ -67,8 +30,8 @@ func TestProxyDownFailsAtOnce(t *testing.T) {
 	var down atomic.Bool
 	down.Store(true)
 	p := newFakeProxy(t, switchable(&down))
-	clock := &fakeClock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
-	var logs syncBuffer
+	clock := testutil.NewClock(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
+	var logs testutil.Buffer
 	rec := &recorder{}
 	c := newTestClient(t, p.URL, func(o *Options) {
 		o.now = clock.Now
@@ -191,7 +154,7 @@ func TestProxyAnswersKeepItUp(t *testing.T) {
 // headers) goes down like one that refuses them.
 func TestProxyDownOneProbe(t *testing.T) {
 	p := newFakeProxy(t, hang(t))
-	clock := &fakeClock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	clock := testutil.NewClock(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
 	c := newTestClient(t, p.URL, func(o *Options) { o.now = clock.Now; o.HeaderTimeout = 50 * time.Millisecond })
 	ctx := context.Background()
 	for range downAfter {

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"agora/internal/testutil"
 )
 
 func TestViaMarksRequests(t *testing.T) {
@@ -56,7 +58,7 @@ func TestCameBack(t *testing.T) {
 // the proxy being down: the set-up is wrong, and stays so.
 func TestLoopNotRetried(t *testing.T) {
 	p := newFakeProxy(t, serveStatus(http.StatusLoopDetected))
-	clock := &fakeClock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	clock := testutil.NewClock(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
 	c := newTestClient(t, p.URL, func(o *Options) { o.now = clock.Now })
 	for range downAfter {
 		if _, _, err := c.Mod(context.Background(), modPath, "v1.0.0"); err == nil {
