@@ -14,14 +14,19 @@ import (
 	"agora/modproxy"
 )
 
-// versionJSON is a version as the API shows it.
+// versionJSON is a version as the API shows it. A version fetched from an
+// upstream may lack some of its files (a .mod request stores the .mod only,
+// a zip imported without its .info has none): Files says which are served,
+// none once the version is deleted, and what is known only from a file that
+// was never stored (the time, the zip's size and hash) is left out.
 type versionJSON struct {
 	Path         string     `json:"path"`
 	Version      string     `json:"version"`
-	Time         time.Time  `json:"time"`
-	Size         int64      `json:"size"`
-	ZipHash      string     `json:"zip_hash"`
-	GoModHash    string     `json:"gomod_hash"`
+	Files        []string   `json:"files"` // of "info", "mod" and "zip"
+	Time         time.Time  `json:"time,omitzero"`
+	Size         int64      `json:"size,omitempty"`
+	ZipHash      string     `json:"zip_hash,omitempty"`
+	GoModHash    string     `json:"gomod_hash,omitempty"`
 	GoSum        []string   `json:"gosum"`
 	Source       string     `json:"source"`
 	PublishedBy  string     `json:"published_by"`
@@ -37,8 +42,16 @@ func newVersionJSON(v *modproxy.Version) versionJSON {
 		Path: v.Path, Version: v.Version, Time: v.Time, Size: v.Size,
 		ZipHash: v.ZipHash, GoModHash: v.ModHash, GoSum: v.GoSum(), Source: v.Source,
 		PublishedBy: v.PublishedBy, PublishedAt: v.PublishedAt, Status: "live",
+		Files: []string{},
 	}
-	if !v.Live() {
+	if j.GoSum == nil {
+		j.GoSum = []string{}
+	}
+	if v.Live() {
+		for _, k := range v.Files() {
+			j.Files = append(j.Files, string(k[1:]))
+		}
+	} else {
 		j.Status = "deleted"
 		if v.Blocked {
 			j.Status = "blocked"

@@ -328,6 +328,18 @@ func TestShowModule(t *testing.T) {
 			if m := mods[v.Version]; v.ZipHash != m.ZipHash || v.GoModHash != m.ModHash || v.Size != int64(len(m.Zip)) || v.PublishedBy != "alice" {
 				t.Errorf("%s: %+v does not describe the upload", v.Version, v)
 			}
+			m := mods[v.Version]
+			wantSum := []string{path + " " + v.Version + " " + m.ZipHash, path + " " + v.Version + "/go.mod " + m.ModHash}
+			if !slices.Equal(v.GoSum, wantSum) {
+				t.Errorf("%s: gosum %q, want %q", v.Version, v.GoSum, wantSum)
+			}
+			wantFiles := []string{"info", "mod", "zip"}
+			if want.status != "live" {
+				wantFiles = []string{} // not served any more
+			}
+			if !slices.Equal(v.Files, wantFiles) {
+				t.Errorf("%s (%s): files %q, want %q", v.Version, v.Status, v.Files, wantFiles)
+			}
 		}
 
 		wantError(t, s.get(t, "/api/v1/modules/example.com/unknown", bearer(viewer)), http.StatusNotFound, "not_found")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gobuffalo/pop/v6"
 
+	"agora/auth"
 	"agora/metrics"
 	"agora/models/modelstest"
 	"agora/modproxy"
@@ -367,6 +368,65 @@ func TestCacheTimelessInfo(t *testing.T) {
 		}
 		if cc := r.header.Get("Cache-Control"); !strings.Contains(cc, "immutable") {
 			t.Errorf(".info with the upstream back: Cache-Control = %q; want immutable", cc)
+		}
+	})
+}
+
+// TestCacheShowPartialVersions checks what the API shows of versions
+// fetched file by file: only the files stored, no time, size or zip hash
+// that nothing stored gives, and only go.sum lines that have a hash.
+func TestCacheShowPartialVersions(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		const path = "example.com/dep"
+		mods := map[string]*testModule{}
+		for _, v := range []string{"v1.0.0", "v1.1.0", "v1.2.0"} {
+			mods[v] = newModule(t, path, v, v)
+		}
+		up := newFakeGOPROXY(t, mods["v1.0.0"], mods["v1.1.0"], mods["v1.2.0"])
+		s := newServer(t, conn, withUpstream(up.URL, "", nil))
+		viewer := s.token(t, "vera", auth.RoleViewer)
+		wantStatus(t, s.get(t, protoPath(path, "v1.0.0")+".mod"), http.StatusOK)
+		wantStatus(t, s.get(t, protoPath(path, "v1.1.0")+".info"), http.StatusOK)
+		for _, ext := range []string{".info", ".mod", ".zip"} {
+			wantStatus(t, s.get(t, protoPath(path, "v1.2.0")+ext), http.StatusOK)
+		}
+
+		r := s.get(t, "/api/v1/modules/"+path, bearer(viewer))
+		wantStatus(t, r, http.StatusOK)
+		var raw struct{ Versions []map[string]any }
+		decodeJSON(t, r, &raw)
+		var mod moduleJSON
+		decodeJSON(t, r, &mod)
+		if len(mod.Versions) != 3 {
+			t.Fatalf("versions %+v; want 3", mod.Versions)
+		}
+		for i, want := range []struct {
+			version string
+			files   []string
+			absent  []string // keys of what no stored file gives
+			gosum   []string
+		}{
+			{"v1.0.0", []string{"mod"}, []string{"time", "size", "zip_hash"},
+				[]string{path + " v1.0.0/go.mod " + mods["v1.0.0"].ModHash}},
+			{"v1.1.0", []string{"info"}, []string{"size", "zip_hash", "gomod_hash"}, []string{}},
+			{"v1.2.0", []string{"info", "mod", "zip"}, nil,
+				[]string{path + " v1.2.0 " + mods["v1.2.0"].ZipHash, path + " v1.2.0/go.mod " + mods["v1.2.0"].ModHash}},
+		} {
+			v := mod.Versions[i]
+			if v.Version != want.version || !slices.Equal(v.Files, want.files) {
+				t.Errorf("version %d: %s with files %q; want %s with %q", i, v.Version, v.Files, want.version, want.files)
+			}
+			if v.GoSum == nil || !slices.Equal(v.GoSum, want.gosum) {
+				t.Errorf("%s: gosum %#v; want %q", v.Version, v.GoSum, want.gosum)
+			}
+			for _, key := range want.absent {
+				if val, ok := raw.Versions[i][key]; ok {
+					t.Errorf("%s: %q is %v; want it left out, as no stored file gives it", v.Version, key, val)
+				}
+			}
+			if v.Source != up.URL || v.Status != "live" {
+				t.Errorf("%s: source %q, status %q", v.Version, v.Source, v.Status)
+			}
 		}
 	})
 }

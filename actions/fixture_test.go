@@ -341,6 +341,7 @@ func (s *server) publishAtOnce(t *testing.T, token string, uploads []*testModule
 type versionJSON struct {
 	Path         string     `json:"path"`
 	Version      string     `json:"version"`
+	Files        []string   `json:"files"`
 	Time         time.Time  `json:"time"`
 	Size         int64      `json:"size"`
 	ZipHash      string     `json:"zip_hash"`

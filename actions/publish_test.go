@@ -38,6 +38,7 @@ func TestPublishCreated(t *testing.T) {
 		want := versionJSON{
 			Path:        m.Path,
 			Version:     m.Version,
+			Files:       []string{"info", "mod", "zip"},
 			Size:        int64(len(m.Zip)),
 			ZipHash:     m.ZipHash,
 			GoModHash:   m.ModHash,

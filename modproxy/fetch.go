@@ -67,19 +67,6 @@ func (s *Service) upstreamFor(path string) Upstream {
 	return s.upstreams(path)
 }
 
-// has reports whether v's record says the file of kind is stored. Versions
-// fetched from an upstream are recorded file by file: a .mod request stores
-// the .mod only.
-func has(v *Version, kind storage.Kind) bool {
-	switch kind {
-	case storage.Info:
-		return !v.Time.IsZero()
-	case storage.Mod:
-		return v.ModHash != ""
-	}
-	return v.ZipHash != ""
-}
-
 // fetch makes path@version's file of kind stored, fetching it from up. It
 // returns the version's record afterwards. Concurrent fetches of one file
 // share one upstream request: in this process through a singleflight group,
@@ -147,7 +134,7 @@ func (s *Service) fetchLocked(ctx context.Context, up Upstream, path, version st
 	switch {
 	case err != nil:
 		return nil, err
-	case recorded != nil && has(recorded, kind):
+	case recorded != nil && recorded.Has(kind):
 		return recorded, nil
 	}
 
@@ -367,7 +354,7 @@ func (s *Service) commitFetched(ctx context.Context, v *Version, kind storage.Ki
 	case err != nil:
 		return nil, err
 	case recorded == nil:
-	case has(recorded, kind):
+	case recorded.Has(kind):
 		return recorded, nil
 	case kind == storage.Zip && recorded.ModHash != "" && recorded.ModHash != v.ModHash:
 		err := errorf(ErrUpstream, v.Path, v.Version, "%s served a zip whose go.mod has hash %s, but %s was recorded", v.Source, v.ModHash, recorded.ModHash)
@@ -405,7 +392,7 @@ func (s *Service) commitFetched(ctx context.Context, v *Version, kind storage.Ki
 			switch {
 			case !recorded.Live():
 				return gone(recorded)
-			case has(recorded, kind):
+			case recorded.Has(kind):
 				out = recorded // stored meanwhile: keep what is there
 				return nil
 			case kind == storage.Zip && recorded.ModHash != "" && recorded.ModHash != v.ModHash:

@@ -121,7 +121,7 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 	}
 	if res.Created {
 		s.writeList(ctx, path)
-	} else if info != nil && !has(res.Version, storage.Info) && res.Version.ZipHash == zipHash {
+	} else if info != nil && !res.Version.Has(storage.Info) && res.Version.ZipHash == zipHash {
 		// Imported before without its .info: add it.
 		out, err := s.importInfo(ctx, v, t, info)
 		if err != nil {
@@ -180,7 +180,7 @@ func (s *Service) importGoMod(ctx context.Context, who auth.Principal, path, ver
 		}
 	}
 	created := false
-	if recorded == nil || !has(recorded, storage.Mod) {
+	if recorded == nil || !recorded.Has(storage.Mod) {
 		out, err := s.commitFetched(ctx, v, storage.Mod, func(ctx context.Context) error {
 			return s.blobs.Put(ctx, path, version, storage.Mod, bytes.NewReader(mod))
 		})
@@ -192,7 +192,7 @@ func (s *Service) importGoMod(ctx context.Context, who auth.Principal, path, ver
 		}
 		recorded, created = out, true
 	}
-	if info != nil && !has(recorded, storage.Info) {
+	if info != nil && !recorded.Has(storage.Info) {
 		out, err := s.importInfo(ctx, v, t, info)
 		if err != nil {
 			return nil, err

@@ -250,7 +250,7 @@ func (s *Service) upstreamLatest(ctx context.Context, path string) (*Version, er
 	if err != nil {
 		return nil, lookupError(path, "", err)
 	}
-	if v := s.live.get(path, info.Version); v != nil && has(v, storage.Info) {
+	if v := s.live.get(path, info.Version); v != nil && v.Has(storage.Info) {
 		return v, nil
 	}
 	return s.storeInfo(ctx, path, info, src)

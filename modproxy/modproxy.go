@@ -66,12 +66,42 @@ type Version struct {
 // Live reports whether the version may be served.
 func (v *Version) Live() bool { return v.DeletedAt.IsZero() }
 
-// GoSum returns the two go.sum lines that the go command records for v.
-func (v *Version) GoSum() []string {
-	return []string{
-		fmt.Sprintf("%s %s %s", v.Path, v.Version, v.ZipHash),
-		fmt.Sprintf("%s %s/go.mod %s", v.Path, v.Version, v.ModHash),
+// Has reports whether v's record says its file of kind is stored. Versions
+// fetched from an upstream are recorded file by file (a .mod request stores
+// the .mod only), and a zip imported without its .info has none.
+func (v *Version) Has(kind storage.Kind) bool {
+	switch kind {
+	case storage.Info:
+		return !v.Time.IsZero()
+	case storage.Mod:
+		return v.ModHash != ""
 	}
+	return v.ZipHash != ""
+}
+
+// Files returns the kinds of file stored for v: .info, .mod, .zip, or fewer.
+func (v *Version) Files() []storage.Kind {
+	var kinds []storage.Kind
+	for _, k := range []storage.Kind{storage.Info, storage.Mod, storage.Zip} {
+		if v.Has(k) {
+			kinds = append(kinds, k)
+		}
+	}
+	return kinds
+}
+
+// GoSum returns the go.sum lines that the go command records for v: the
+// zip's and the go.mod's, each only when that file is stored, since a line
+// without its hash is one the go command refuses.
+func (v *Version) GoSum() []string {
+	var lines []string
+	if v.Has(storage.Zip) {
+		lines = append(lines, fmt.Sprintf("%s %s %s", v.Path, v.Version, v.ZipHash))
+	}
+	if v.Has(storage.Mod) {
+		lines = append(lines, fmt.Sprintf("%s %s/go.mod %s", v.Path, v.Version, v.ModHash))
+	}
+	return lines
 }
 
 // AuditEvent is one entry of the append-only audit log.

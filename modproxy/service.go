@@ -151,7 +151,7 @@ func (s *Service) resolve(ctx context.Context, path, version string, kind storag
 		if err != nil {
 			return nil, true, lookupError(path, version, err)
 		}
-		if v := s.live.get(path, info.Version); v != nil && has(v, storage.Info) {
+		if v := s.live.get(path, info.Version); v != nil && v.Has(storage.Info) {
 			return v, true, nil
 		}
 		v, err := s.storeInfo(ctx, path, info, src)
@@ -161,7 +161,7 @@ func (s *Service) resolve(ctx context.Context, path, version string, kind storag
 	switch {
 	case err == nil && !v.Live():
 		return nil, false, gone(v)
-	case err == nil && has(v, kind):
+	case err == nil && v.Has(kind):
 		s.live.put(v, st)
 		return v, false, nil
 	case err != nil && !errors.Is(err, ErrNotFound):
@@ -216,7 +216,7 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 	// version changed is kept in memory after.
 	st := s.stamps.take()
 	v := s.live.get(path, version)
-	if v == nil || !has(v, kind) {
+	if v == nil || !v.Has(kind) {
 		var (
 			fetched bool
 			err     error
@@ -229,7 +229,7 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 	} else {
 		s.observe(string(kind[1:]), true)
 	}
-	if kind == storage.Info && !has(v, storage.Info) {
+	if kind == storage.Info && !v.Has(storage.Info) {
 		return timelessInfo(v), v, nil
 	}
 	key := fileKey{path, v.Version, kind}
@@ -257,7 +257,7 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 		return nil, nil, err
 	case !cur.Live():
 		return nil, nil, gone(cur)
-	case !has(cur, kind):
+	case !cur.Has(kind):
 		return nil, nil, errorf(ErrNotFound, path, v.Version, "%s file not stored", kind)
 	}
 	// The record announces a file that storage has lost: put it back.

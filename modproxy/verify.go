@@ -57,7 +57,7 @@ func (s *Service) VerifyStorage(ctx context.Context, report func(Problem)) (int,
 // verifyVersion checks one version's files against its record. A version
 // fetched file by file is checked for the files its record announces.
 func (s *Service) verifyVersion(ctx context.Context, v *Version) error {
-	if has(v, storage.Zip) {
+	if v.Has(storage.Zip) {
 		zipHash, err := s.hashStoredZip(ctx, v)
 		if err != nil {
 			return err
@@ -66,7 +66,7 @@ func (s *Service) verifyVersion(ctx context.Context, v *Version) error {
 			return fmt.Errorf("zip hashes to %s, recorded %s", zipHash, v.ZipHash)
 		}
 	}
-	if has(v, storage.Mod) {
+	if v.Has(storage.Mod) {
 		gomod, err := s.readStored(ctx, v, storage.Mod)
 		if err != nil {
 			return err
@@ -75,7 +75,7 @@ func (s *Service) verifyVersion(ctx context.Context, v *Version) error {
 			return fmt.Errorf("go.mod hashes to %s, recorded %s", h, v.ModHash)
 		}
 	}
-	if !has(v, storage.Info) {
+	if !v.Has(storage.Info) {
 		return nil
 	}
 	info, err := s.readStored(ctx, v, storage.Info)
