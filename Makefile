@@ -11,7 +11,7 @@ test:           ## the whole test suite (PostgreSQL tests need a server; see REA
 
 race:           ## the packages with concurrency, under the race detector (needs cgo)
 	go test -race ./storage/... ./modproxy/... ./auth/... ./models/... ./actions/... \
-		./upstream/... ./checksum/... ./metrics/... ./command/... ./bench/cmd/...
+		./upstream/... ./checksum/... ./metrics/... ./command/... ./cork/... ./bench/cmd/...
 
 lint:           ## gofmt, go vet and staticcheck must be silent
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
