@@ -105,21 +105,14 @@ func TestCacheRequest(t *testing.T) {
 	m.CacheRequest(KindZip, false)
 	m.CacheRequest("bogus", true)
 	c := m.reg
-	for _, tt := range []struct {
-		kind, result string
-		want         float64
-	}{
+	wantByKindResult(t, c, "agora_cache_requests_total", []kindResult{
 		{"info", "hit", 2},
 		{"info", "miss", 1},
 		{"zip", "miss", 1},
 		{"zip", "hit", 0},
 		{"mod", "hit", 0},
 		{"other", "hit", 1},
-	} {
-		if got := value(t, c, "agora_cache_requests_total", "kind", tt.kind, "result", tt.result); got != tt.want {
-			t.Errorf("agora_cache_requests_total{kind=%q,result=%q} = %v, want %v", tt.kind, tt.result, got, tt.want)
-		}
-	}
+	})
 }
 
 func TestFetch(t *testing.T) {
@@ -206,20 +199,13 @@ func TestSumDBRequest(t *testing.T) {
 	m.SumDBRequest(SumDBTile, false, nil)
 	m.SumDBRequest(SumDBLookup, false, errors.New("upstream down"))
 	m.SumDBRequest(SumDBSupported, false, nil)
-	for _, tt := range []struct {
-		kind, result string
-		want         float64
-	}{
+	wantByKindResult(t, m.reg, "agora_sumdb_requests_total", []kindResult{
 		{"tile", "hit", 2},
 		{"tile", "miss", 1},
 		{"lookup", "error", 1},
 		{"lookup", "hit", 0},
 		{"supported", "miss", 1},
-	} {
-		if got := value(t, m.reg, "agora_sumdb_requests_total", "kind", tt.kind, "result", tt.result); got != tt.want {
-			t.Errorf("agora_sumdb_requests_total{kind=%q,result=%q} = %v, want %v", tt.kind, tt.result, got, tt.want)
-		}
-	}
+	})
 }
 
 func TestObserveRequest(t *testing.T) {
@@ -388,6 +374,23 @@ func BenchmarkObserveRequestParallel(b *testing.B) {
 // value returns the value of the counter or gauge name{labels} in reg
 // (pairs of label name and value), failing the test if there is no such
 // series.
+// kindResult is the wanted value of a series of a counter labelled by kind
+// and result.
+type kindResult struct {
+	kind, result string
+	want         float64
+}
+
+// wantByKindResult checks the series of counter name that want lists.
+func wantByKindResult(t *testing.T, reg prometheus.Gatherer, name string, want []kindResult) {
+	t.Helper()
+	for _, w := range want {
+		if got := value(t, reg, name, "kind", w.kind, "result", w.result); got != w.want {
+			t.Errorf("%s{kind=%q,result=%q} = %v, want %v", name, w.kind, w.result, got, w.want)
+		}
+	}
+}
+
 func value(t *testing.T, reg prometheus.Gatherer, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -456,19 +459,12 @@ func TestStorageRestore(t *testing.T) {
 	m.StorageRestore(KindZip, false)
 	m.StorageRestore(KindMod, true)
 	m.StorageRestore(KindList, true) // not a file: not counted
-	for _, tt := range []struct {
-		kind, result string
-		want         float64
-	}{
+	wantByKindResult(t, m.reg, "agora_storage_restores_total", []kindResult{
 		{"zip", "ok", 1},
 		{"zip", "failed", 1},
 		{"mod", "ok", 1},
 		{"info", "ok", 0},
-	} {
-		if got := value(t, m.reg, "agora_storage_restores_total", "kind", tt.kind, "result", tt.result); got != tt.want {
-			t.Errorf("agora_storage_restores_total{kind=%q,result=%q} = %v, want %v", tt.kind, tt.result, got, tt.want)
-		}
-	}
+	})
 	if body := scrape(t, m); strings.Contains(body, `agora_storage_restores_total{kind="list"`) {
 		t.Error("restores are counted for list, which is no file")
 	}
