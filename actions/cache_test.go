@@ -2,6 +2,8 @@ package actions_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -289,6 +291,59 @@ func TestCacheConcurrentMissesOneFetch(t *testing.T) {
 		wg.Wait()
 		if got := up.count(zipPath); got != 1 {
 			t.Errorf("%d concurrent misses made %d upstream zip requests; want 1", n, got)
+		}
+	})
+}
+
+// TestCacheClientGone checks that a client that goes away during a fetch is
+// logged and counted as nginx does (499), not as a failure of the server,
+// and that the fetch goes on for the next client.
+func TestCacheClientGone(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		m := newModule(t, "example.com/big", "v1.0.0", "big")
+		up := newFakeGOPROXY(t, m)
+		up.gate = make(chan struct{})
+		release := sync.OnceFunc(func() { close(up.gate) })
+		defer release() // a test that fails early must not leave the upstream waiting
+		var log lockedBuffer
+		s := newServer(t, conn, withUpstream(up.URL, "", nil), logTo(&log))
+		zipPath := protoPath(m.Path, m.Version) + ".zip"
+
+		ctx, cancel := context.WithCancel(context.Background())
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+zipPath, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			resp, err := s.client.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			done <- err
+		}()
+		for up.count(zipPath) == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("the cancelled request: %v; want context.Canceled", err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(log.String(), "status=499"); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no request line with status 499 in the log:\n%s", log.String())
+			}
+		}
+		if strings.Contains(log.String(), "level=ERROR") {
+			t.Errorf("a client that went away was logged as an error:\n%s", log.String())
+		}
+
+		release()
+		if r := s.get(t, zipPath); r.status != http.StatusOK || !bytes.Equal(r.body, m.Zip) {
+			t.Errorf("zip after the first client went away: %d, %d bytes", r.status, len(r.body))
+		}
+		if n := up.count(zipPath); n != 1 {
+			t.Errorf("%d upstream zip requests; want 1", n)
 		}
 	})
 }

@@ -32,8 +32,27 @@ var errorStatus = []struct {
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable"},
 }
 
+// statusClientClosedRequest is nginx's 499: the client went away before the
+// answer was ready, which cancelled the request's context. Nobody receives
+// it; it is what the request log and the metrics record, so that a go command
+// interrupted with ^C is not counted as a failure of the server.
+const statusClientClosedRequest = 499
+
+// statusText is http.StatusText, with a text for 499.
+func statusText(status int) string {
+	if status == statusClientClosedRequest {
+		return "client closed request"
+	}
+	return http.StatusText(status)
+}
+
 // statusOf returns the HTTP status and error code for err.
 func statusOf(err error) (int, string) {
+	if errors.Is(err, context.Canceled) {
+		// Requests are cancelled only when their client goes away (a
+		// fetch others wait for runs on, detached).
+		return statusClientClosedRequest, "client_closed_request"
+	}
 	var maxBytes *http.MaxBytesError
 	if errors.As(err, &maxBytes) {
 		return http.StatusRequestEntityTooLarge, "too_large"

@@ -3,7 +3,6 @@ package actions
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -28,16 +27,23 @@ func TestStatusOf(t *testing.T) {
 		{fmt.Errorf("m@v1.0.0: %w", modproxy.ErrNotFound), http.StatusNotFound, "not_found", "m@v1.0.0: not found"},
 		{fmt.Errorf("m@v1.0.0: %w", modproxy.ErrUpstream), http.StatusBadGateway, "bad_gateway", "m@v1.0.0: upstream failed"},
 		{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable", "context deadline exceeded"},
+		{fmt.Errorf("waiting for m@v1.0.0: %w", context.Canceled), 499, "client_closed_request", "waiting for m@v1.0.0: context canceled"},
 		{fmt.Errorf("fetch m@v1.0.0: storing the zip: %w", diskFull), http.StatusInsufficientStorage, "insufficient_storage", "the server's disk is full"},
 		{fmt.Errorf("reading the database: %w", os.ErrPermission), http.StatusInternalServerError, "internal", "internal error"},
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var logged strings.Builder
+	log := slog.New(slog.NewTextHandler(&logged, nil))
 	r := httptest.NewRequest(http.MethodGet, "/m/@v/v1.0.0.zip", nil)
 	for _, tt := range tests {
+		logged.Reset()
 		status, code := statusOf(tt.err)
 		msg := errorMessage(log, r, status, tt.err)
 		if status != tt.status || code != tt.code || msg != tt.message {
 			t.Errorf("%v: %d %s %q; want %d %s %q", tt.err, status, code, msg, tt.status, tt.code, tt.message)
+		}
+		// Only the server's own failures are worth an operator's look.
+		if wantLog := status == http.StatusInternalServerError || status == http.StatusInsufficientStorage; (logged.Len() > 0) != wantLog {
+			t.Errorf("%v: logged %q; want a line: %v", tt.err, logged.String(), wantLog)
 		}
 		if status >= 500 && status != http.StatusBadGateway && strings.Contains(msg, "/srv/") {
 			t.Errorf("%v: the message %q shows the server's files", tt.err, msg)

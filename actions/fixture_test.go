@@ -69,6 +69,34 @@ type serverOption func(*serverSetup)
 // (AGORA_READ_AUTH=token).
 func readAuthToken(s *serverSetup) { s.cfg.ReadAuth = config.ReadToken }
 
+// logTo makes the server log at every level, request lines included, to
+// w, and not to the test's log.
+func logTo(w *lockedBuffer) serverOption {
+	return func(s *serverSetup) {
+		log := slog.New(slog.NewTextHandler(w, nil))
+		s.registry.Logger, s.deps.Logger = log, log
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that a server's goroutines may write to
+// while a test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // newServer starts a server on conn, stopped when the test ends.
 func newServer(t *testing.T, conn *pop.Connection, opts ...serverOption) *server {
 	t.Helper()

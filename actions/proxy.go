@@ -254,7 +254,7 @@ func (h *proxyHandler) serveLatest(w http.ResponseWriter, r *http.Request, path 
 // failErr answers with the status the error table gives err.
 func (h *proxyHandler) failErr(w http.ResponseWriter, r *http.Request, err error) {
 	status, _ := statusOf(err)
-	h.fail(w, r, status, strings.ToLower(http.StatusText(status))+": "+errorMessage(h.deps.Logger, r, status, err))
+	h.fail(w, r, status, strings.ToLower(statusText(status))+": "+errorMessage(h.deps.Logger, r, status, err))
 }
 
 // fail answers with a plain-text reason, as the go command prints it.

@@ -138,7 +138,7 @@ func (h *sumdbHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 			msg = "internal error"
 		}
-		h.fail(w, status, strings.ToLower(http.StatusText(status))+": "+msg)
+		h.fail(w, status, strings.ToLower(statusText(status))+": "+msg)
 		return
 	}
 	w.Header().Set("Content-Type", contentType)
@@ -185,7 +185,9 @@ func sumdbStatus(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, checksum.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.Canceled):
+		return statusClientClosedRequest
+	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, checksum.ErrUnavailable):
 		return http.StatusBadGateway
