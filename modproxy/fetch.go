@@ -307,10 +307,24 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 // storeInfo stores the .info an upstream answered for path, which names
 // the canonical version: for a query (a branch, a commit) as well as for a
 // version. Nothing is stored under a query's name.
+//
+// An .info without a time is valid (the protocol makes the time optional,
+// and an upstream Agora serves one for a version it stores without an
+// .info), but is not stored: a record's zero Time says that it has no
+// .info, and the upstream may give the time later. The version's record
+// is returned if it has one, else a record of it that is not stored; both
+// have a zero Time, so the .info is served as one made up (see Open).
 func (s *Service) storeInfo(ctx context.Context, path string, info *upstream.Info, src string) (*Version, error) {
 	version := info.Version
 	if err := checkVersion(path, version); err != nil {
 		return nil, errorf(ErrUpstream, path, version, "%s answered with an invalid version: %v", src, cause(err))
+	}
+	if info.Time.IsZero() {
+		recorded, err := s.liveRecord(ctx, path, version)
+		if err != nil || recorded != nil {
+			return recorded, err
+		}
+		return s.fetchedVersion(path, version, src), nil
 	}
 	raw := info.Raw
 	if len(raw) == 0 || !json.Valid(raw) {
@@ -321,9 +335,6 @@ func (s *Service) storeInfo(ctx context.Context, path string, info *upstream.Inf
 	}
 	v := s.fetchedVersion(path, version, src)
 	v.Time = info.Time.UTC()
-	if v.Time.IsZero() {
-		return nil, errorf(ErrUpstream, path, version, "%s answered with an .info without a time", src)
-	}
 	return s.commitFetched(ctx, v, storage.Info, func(ctx context.Context) error {
 		return s.blobs.Put(ctx, path, version, storage.Info, bytes.NewReader(raw))
 	})

@@ -41,7 +41,7 @@ type fakeUpstream struct {
 }
 
 type fakeVersion struct {
-	info time.Time
+	info time.Time // zero: an .info without a time, as an Agora serves for a version stored without one
 	mod  string
 	zip  []byte
 }
@@ -104,6 +104,9 @@ func (u *fakeUpstream) info(path, version string) (*upstream.Info, string, error
 		return nil, "", u.notFound(path + "@" + version)
 	}
 	raw := fmt.Sprintf(`{"Version":%q,"Time":%q,"Origin":{"VCS":"git"}}`, version, fv.info.Format(time.RFC3339))
+	if fv.info.IsZero() {
+		raw = fmt.Sprintf(`{"Version":%q}`, version)
+	}
 	return &upstream.Info{Version: version, Time: fv.info, Raw: []byte(raw)}, u.url, nil
 }
 
@@ -844,6 +847,65 @@ func TestTimelessInfo(t *testing.T) {
 	if v, err := r.meta.Version(ctx, path, version); err != nil || !v.Time.Equal(fv.info) {
 		t.Errorf("record = %+v, %v; want the upstream's time %v", v, err, fv.info)
 	}
+}
+
+// TestTimelessUpstreamInfo checks that an upstream's .info without a time,
+// which the protocol allows and which an upstream Agora serves for a
+// version it stores without an .info, is served, for the version, a query
+// and @latest, and not refused as a bad gateway, which would stop the go
+// command. It is not stored: a zero time records no .info, and the
+// upstream may give the time later. The version's other files are
+// fetched as usual.
+func TestTimelessUpstreamInfo(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.2.0"
+	fv := up.add(t, path, version, "a")
+	fv.info = time.Time{}
+	up.versions[path+"@"+version] = fv
+	up.queries[path+"@master"] = version
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+
+	wantTimeless := func(when string) {
+		t.Helper()
+		for _, query := range []string{version, "master"} {
+			f, v, err := r.Open(ctx, path, query, storage.Info)
+			if err != nil {
+				t.Errorf("Open(%s.info) %s: %v", query, when, err)
+				continue
+			}
+			body, _ := io.ReadAll(f)
+			f.Close()
+			if want := `{"Version":"v1.2.0"}`; string(body) != want || v.Version != version || !v.Time.IsZero() {
+				t.Errorf("Open(%s.info) %s = %s, %s at %v; want %s and a zero time", query, when, body, v.Version, v.Time, want)
+			}
+		}
+		if v, err := r.Latest(ctx, path); err != nil || v.Version != version || !v.Time.IsZero() {
+			t.Errorf("Latest %s = %+v, %v; want %s without a time", when, v, err, version)
+		}
+		for _, f := range r.storedNames(t) {
+			if strings.HasSuffix(f, ".info") || strings.Contains(f, "master") {
+				t.Errorf("stored %s %s; want no .info, nothing under the query's name", f, when)
+			}
+		}
+	}
+	wantTimeless("before any other file")
+	if files := r.storedNames(t); len(files) != 0 {
+		t.Errorf("stored %q for an .info without a time; want nothing", files)
+	}
+
+	if got := r.read(t, path, version, storage.Mod); string(got) != fv.mod {
+		t.Errorf(".mod = %q; want %q", got, fv.mod)
+	}
+	if got := r.read(t, path, version, storage.Zip); !bytes.Equal(got, fv.zip) {
+		t.Error("served zip differs from the upstream's")
+	}
+	v, err := r.meta.Version(ctx, path, version)
+	if err != nil || !v.Has(storage.Mod) || !v.Has(storage.Zip) || v.Has(storage.Info) {
+		t.Errorf("record = %+v, %v; want the .mod and the zip, no .info", v, err)
+	}
+	r.clock.Advance(2 * time.Minute) // past the list TTL: the fetch changed the list
+	wantTimeless("with the .mod and the zip stored")
 }
 
 func TestLatestOfModuleWithoutTags(t *testing.T) {

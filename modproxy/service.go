@@ -186,7 +186,11 @@ func (s *Service) resolve(ctx context.Context, path, version string, kind storag
 		}
 		return nil, true, err
 	}
-	s.live.put(v, st)
+	if v.Has(kind) {
+		// Else an .info without a time, which the version's record, if
+		// it has one, does not announce: see storeInfo.
+		s.live.put(v, st)
+	}
 	return v, true, nil
 }
 
