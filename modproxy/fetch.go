@@ -148,7 +148,12 @@ func (s *Service) fetchLocked(ctx context.Context, up Upstream, path, version st
 	case storage.Mod:
 		return s.fetchMod(ctx, up, path, version)
 	}
-	return s.fetchZip(ctx, up, path, version, recorded)
+	v, err := s.fetchZip(ctx, up, path, version, recorded)
+	if errors.Is(err, errModGone) {
+		// Purged while the zip was fetched: fetch it again, with its .mod.
+		return s.fetchZip(ctx, up, path, version, nil)
+	}
+	return v, err
 }
 
 // fetchMod fetches, verifies and stores path@version's go.mod.
@@ -176,7 +181,9 @@ func (s *Service) fetchMod(ctx context.Context, up Upstream, path, version strin
 // against the rules of module zips, hashes it, verifies the hashes and
 // stores it. The go.mod hash checked along is the recorded one, or, for a
 // version not recorded yet, that of its .mod, fetched alongside the zip and
-// stored with it.
+// stored with it. A zip checked against the recorded .mod is not stored if
+// the record no longer has it (the version was purged meanwhile): the
+// error wraps errModGone.
 func (s *Service) fetchZip(ctx context.Context, up Upstream, path, version string, recorded *Version) (*Version, error) {
 	sums := s.lookupSums(ctx, path, version)
 	var gomod []byte
@@ -231,7 +238,7 @@ func (s *Service) fetchZip(ctx context.Context, up Upstream, path, version strin
 
 	v := s.fetchedVersion(path, version, src)
 	v.ZipHash, v.Size, v.ModHash = z.hash, z.size, modHash
-	return s.commitFetched(ctx, v, storage.Zip, func(ctx context.Context) error {
+	return s.commitFetchedFile(ctx, v, storage.Zip, gomod != nil, func(ctx context.Context) error {
 		if err := s.blobs.PutFile(ctx, path, version, storage.Zip, z.name); err != nil {
 			return err
 		}
@@ -351,8 +358,27 @@ func (s *Service) fetchedVersion(path, version, src string) *Version {
 // records it: a new version is inserted, a recorded one gets the file added
 // to its record. The record never announces a file that is not there.
 func (s *Service) commitFetched(ctx context.Context, v *Version, kind storage.Kind, put func(context.Context) error) (*Version, error) {
+	return s.commitFetchedFile(ctx, v, kind, true, put)
+}
+
+// errModGone is the failure of committing a zip that was checked against
+// the recorded .mod, and stored without one, to a version whose record no
+// longer has the .mod: it was purged while the zip was fetched, and a
+// record of the zip would announce the purged .mod.
+var errModGone = errors.New("the recorded .mod the zip was checked against is gone")
+
+// commitFetchedFile is commitFetched. withMod says whether put stores v's
+// .mod along with a zip; a zip stored without it is committed only to a
+// record that has the .mod, else it fails with errModGone.
+func (s *Service) commitFetchedFile(ctx context.Context, v *Version, kind storage.Kind, withMod bool, put func(context.Context) error) (*Version, error) {
 	unlock := s.lockVersion(v.Path, v.Version)
 	defer unlock()
+	modGone := func(recorded *Version) error {
+		if kind != storage.Zip || withMod || recorded != nil && recorded.Has(storage.Mod) {
+			return nil
+		}
+		return fmt.Errorf("%s@%s: %w", v.Path, v.Version, errModGone)
+	}
 
 	// The file is written before its record, outside the transaction, so
 	// that the database (on SQLite, one writer at a time) is held only for
@@ -364,9 +390,11 @@ func (s *Service) commitFetched(ctx context.Context, v *Version, kind storage.Ki
 	switch {
 	case err != nil:
 		return nil, err
-	case recorded == nil:
-	case recorded.Has(kind):
+	case recorded != nil && recorded.Has(kind):
 		return recorded, nil
+	case modGone(recorded) != nil:
+		return nil, modGone(recorded)
+	case recorded == nil:
 	case kind == storage.Zip && recorded.ModHash != "" && recorded.ModHash != v.ModHash:
 		err := errorf(ErrUpstream, v.Path, v.Version, "%s served a zip whose go.mod has hash %s, but %s was recorded", v.Source, v.ModHash, recorded.ModHash)
 		s.auditFetchRejected(ctx, v.Path, v.Version, err.Error())
@@ -386,6 +414,9 @@ func (s *Service) commitFetched(ctx context.Context, v *Version, kind storage.Ki
 		recorded, err := tx.Version(v.Path, v.Version)
 		switch {
 		case errors.Is(err, ErrNotFound):
+			if err := modGone(nil); err != nil {
+				return err
+			}
 			if err := tx.InsertVersion(v); errors.Is(err, ErrExists) {
 				// Another node recorded it just now; fill its record.
 				if recorded, err = tx.Version(v.Path, v.Version); err != nil {
@@ -406,6 +437,8 @@ func (s *Service) commitFetched(ctx context.Context, v *Version, kind storage.Ki
 			case recorded.Has(kind):
 				out = recorded // stored meanwhile: keep what is there
 				return nil
+			case modGone(recorded) != nil:
+				return modGone(recorded)
 			case kind == storage.Zip && recorded.ModHash != "" && recorded.ModHash != v.ModHash:
 				return fetchConflict{errorf(ErrUpstream, v.Path, v.Version, "%s served a zip whose go.mod has hash %s, but %s was recorded", v.Source, v.ModHash, recorded.ModHash)}
 			}

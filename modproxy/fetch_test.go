@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -1020,4 +1021,84 @@ func zipWithGoMod(t *testing.T, path, version, gomod string) []byte {
 	t.Helper()
 	prefix := path + "@" + version + "/"
 	return buildZip(t, []zipFile{{prefix + "go.mod", gomod}, {prefix + "m.go", "package m\n"}})
+}
+
+// hookedStore is a storage.Store that runs beforeZip once, when a zip is
+// first stored: another node's change at the worst moment of a fetch.
+type hookedStore struct {
+	storage.Store
+	beforeZip func()
+}
+
+func (s *hookedStore) PutFile(ctx context.Context, path, version string, kind storage.Kind, src string) error {
+	if hook := s.beforeZip; kind == storage.Zip && hook != nil {
+		s.beforeZip = nil
+		hook()
+	}
+	return s.Store.PutFile(ctx, path, version, kind, src)
+}
+
+// TestFetchZipOfVersionPurgedMeanwhile checks a zip fetched for a version
+// recorded with its .mod alone, which checks the zip against the recorded
+// go.mod hash and fetches no .mod, when an administrator purges the
+// version meanwhile: the record the fetch leaves must announce only files
+// that are stored. Else the purged .mod is announced, and every request for
+// it "restores" a file that was never lost, which an operator is alerted to.
+func TestFetchZipOfVersionPurgedMeanwhile(t *testing.T) {
+	const path, version = "example.com/dep", "v1.2.0"
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name string
+		// purgeDuring makes purge run while the zip is fetched.
+		purgeDuring func(r *testRegistry, up *fakeUpstream, purge func(*modproxy.Service)) *modproxy.Service
+	}{
+		{"before the zip is stored, here", func(r *testRegistry, up *fakeUpstream, purge func(*modproxy.Service)) *modproxy.Service {
+			var once sync.Once
+			up.gate = func(kind string) error {
+				if kind == "zip" {
+					once.Do(func() { purge(r.Service) })
+				}
+				return nil
+			}
+			return r.Service
+		}},
+		{"while the zip is stored, on another node", func(r *testRegistry, up *fakeUpstream, purge func(*modproxy.Service)) *modproxy.Service {
+			store := &hookedStore{Store: r.disk, beforeZip: func() { purge(r.Service) }}
+			return modproxy.New(modproxy.Config{
+				Metadata: r.meta, Blobs: store, TempDir: t.TempDir(), Now: r.clock.Now,
+				Upstream: func(string) modproxy.Upstream { return up },
+			})
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newFakeUpstream()
+			fv := up.add(t, path, version, "a")
+			r := cachingRegistry(t, up, nil)
+			r.read(t, path, version, storage.Mod) // recorded with the .mod only
+
+			fetcher := tt.purgeDuring(r, up, func(s *modproxy.Service) {
+				if err := s.Purge(ctx, admin, path, version, "published by mistake"); err != nil {
+					t.Error(err)
+				}
+			})
+			f, _, err := fetcher.Open(ctx, path, version, storage.Zip)
+			if err != nil {
+				t.Fatalf("Open(.zip) while the version was purged: %v", err)
+			}
+			got, _ := io.ReadAll(f)
+			f.Close()
+			if !bytes.Equal(got, fv.zip) {
+				t.Error("served zip differs from the upstream's")
+			}
+			v, err := r.meta.Version(ctx, path, version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, kind := range v.Files() {
+				if _, err := os.Stat(r.storedFile(path, version, kind)); err != nil {
+					t.Errorf("the record announces a %s file that is not stored: %v", kind, err)
+				}
+			}
+		})
+	}
 }
