@@ -408,9 +408,10 @@ func (s *Service) commitFetchedFile(ctx context.Context, v *Version, kind storag
 	var (
 		out      *Version
 		inserted bool
+		addedMod bool // to a record without one: the @v/list file changes
 	)
 	err = s.meta.Update(ctx, func(tx MetadataTx) error {
-		out, inserted = nil, false
+		out, inserted, addedMod = nil, false, false
 		recorded, err := tx.Version(v.Path, v.Version)
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -446,6 +447,7 @@ func (s *Service) commitFetchedFile(ctx context.Context, v *Version, kind storag
 				return err
 			}
 			out = mergeFile(recorded, v, kind)
+			addedMod = !recorded.Has(storage.Mod) && out.Has(storage.Mod)
 		}
 		return nil
 	})
@@ -457,7 +459,7 @@ func (s *Service) commitFetchedFile(ctx context.Context, v *Version, kind storag
 		return nil, err
 	}
 	s.forget(v.Path, v.Version) // the record changed: drop what memory holds
-	if inserted {
+	if inserted || addedMod {
 		s.writeList(ctx, v.Path)
 	}
 	return out, nil

@@ -660,6 +660,32 @@ func TestListMergesUpstreamAndStored(t *testing.T) {
 	}
 }
 
+// TestListFileNamesVersionsWithMod checks the storage tree's @v/list
+// file, which a GOPROXY=file:// of the tree serves: it names only versions
+// whose .mod is stored, as the go command's own module cache does, since
+// the go command takes the latest version listed and reads its .mod and
+// zip. A version fetched for its .info alone (go list -m -u all) is left
+// out until its .mod is stored. The list Agora serves still names it.
+func TestListFileNamesVersionsWithMod(t *testing.T) {
+	up := newFakeUpstream()
+	const path = "example.com/dep"
+	up.add(t, path, "v1.0.0", "a")
+	up.add(t, path, "v1.1.0", "b")
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+	for _, kind := range storage.Kinds {
+		r.read(t, path, "v1.0.0", kind)
+	}
+	r.read(t, path, "v1.1.0", storage.Info)
+	checkListFile(t, r, path, []string{"v1.0.0"})
+	if list, err := r.List(ctx, path); err != nil || !slices.Equal(list, []string{"v1.0.0", "v1.1.0"}) {
+		t.Errorf("List = %q, %v; want both versions", list, err)
+	}
+
+	r.read(t, path, "v1.1.0", storage.Mod)
+	checkListFile(t, r, path, []string{"v1.0.0", "v1.1.0"})
+}
+
 func TestListModuleUnknownEverywhere(t *testing.T) {
 	up := newFakeUpstream()
 	r := cachingRegistry(t, up, nil)

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -335,7 +336,11 @@ func listed(records []*Version) []string {
 }
 
 // writeList rewrites path's @v/list file in storage from the database, so
-// that the storage tree stays usable as a GOPROXY=file:// directory.
+// that the storage tree stays usable as a GOPROXY=file:// directory. The
+// file names the versions whose .mod is stored, as the go command's module
+// cache does: the go command takes the latest listed version for @latest
+// and reads its .mod and zip, which a version fetched for its .info alone
+// does not have.
 func (s *Service) writeList(ctx context.Context, path string) {
 	mu := stripe(s.listLocks[:], path)
 	mu.Lock()
@@ -344,7 +349,8 @@ func (s *Service) writeList(ctx context.Context, path string) {
 	s.forgetList(path)
 	all, err := s.meta.Versions(ctx, path)
 	if err == nil {
-		err = s.blobs.PutList(ctx, path, listed(all))
+		withMod := slices.DeleteFunc(all, func(v *Version) bool { return !v.Has(storage.Mod) })
+		err = s.blobs.PutList(ctx, path, listed(withMod))
 	}
 	if err != nil {
 		s.log.Error("rewriting @v/list in storage", "module", path, "err", err)
