@@ -496,7 +496,10 @@ func mergeFile(recorded, v *Version, kind storage.Kind) *Version {
 // lookupSums starts asking the checksum database for path@version's
 // hashes, and returns what waits for the answer. A fetch calls it before
 // its upstream requests, so that the two round trips overlap. Without a
-// Checker the answer is nil Sums, which accept any hash.
+// Checker the answer is nil Sums, which accept any hash, and so it is for
+// a path published here: a private module's, which the database cannot
+// know and whose path must not leave (see PublishedHere; /sumdb/ refuses
+// its lookups for the same reason).
 func (s *Service) lookupSums(ctx context.Context, path, version string) func() (*checksum.Sums, error) {
 	if s.checker == nil {
 		return func() (*checksum.Sums, error) { return nil, nil }
@@ -507,6 +510,14 @@ func (s *Service) lookupSums(ctx context.Context, path, version string) func() (
 	}
 	ch := make(chan answer, 1)
 	go func() {
+		private, err := s.PublishedHere(ctx, path)
+		if err != nil {
+			err = fmt.Errorf("finding out whether %s is published here: %w", path, err)
+		}
+		if err != nil || private {
+			ch <- answer{nil, err}
+			return
+		}
 		sums, err := s.checker.Lookup(ctx, path, version)
 		ch <- answer{sums, err}
 	}()

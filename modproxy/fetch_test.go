@@ -418,6 +418,32 @@ func TestFetchChecksumMismatchRefused(t *testing.T) {
 	r.read(t, path, version, storage.Mod)
 }
 
+// TestFetchOfPublishedModuleNotLookedUp checks that a version fetched for a
+// path published here, a private module's, is not looked up in the
+// checksum database: the lookup would give the path away to the
+// database's operator, which is why /sumdb/ refuses such lookups too, and
+// the database cannot know a private module anyway.
+func TestFetchOfPublishedModuleNotLookedUp(t *testing.T) {
+	up := newFakeUpstream()
+	const path = "example.com/corp/secret"
+	fv := up.add(t, path, "v1.0.1", "b")
+	checker := &fakeChecker{known: map[string]string{}}
+	r := cachingRegistry(t, up, checker)
+	r.publish(t, alice, path, "v1.0.0", moduleZip(t, path, "v1.0.0", "a"))
+
+	if got := r.read(t, path, "v1.0.1", storage.Mod); string(got) != fv.mod {
+		t.Errorf(".mod = %q; want %q", got, fv.mod)
+	}
+	if got := r.read(t, path, "v1.0.1", storage.Zip); !bytes.Equal(got, fv.zip) {
+		t.Error("served zip differs from the upstream's")
+	}
+	checker.mu.Lock()
+	defer checker.mu.Unlock()
+	if checker.calls != 0 {
+		t.Errorf("the checksum database was asked %d times about a module published here; want never", checker.calls)
+	}
+}
+
 // TestFetchOverlapsRoundTrips checks that a miss asks the checksum database
 // while it fetches from the upstream and, for the zip of a version not
 // recorded yet, fetches the .mod and the zip at the same time. Each request
