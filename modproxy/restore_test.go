@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,6 +99,45 @@ func TestRestoreMissingFetchedFiles(t *testing.T) {
 	up.setDown(errors.New("connection refused"))
 	if _, _, err := r.Open(ctx, path, version, storage.Zip); !errors.Is(err, modproxy.ErrUpstream) {
 		t.Errorf("Open of a lost zip with the upstream down: %v; want a bad gateway", err)
+	}
+	r.assertTempDirEmpty(t)
+}
+
+// fullStore is a storage.Store on a disk that is full: every write fails
+// with ENOSPC.
+type fullStore struct{ storage.Store }
+
+func (fullStore) Put(ctx context.Context, path, version string, kind storage.Kind, content io.Reader) error {
+	return &os.PathError{Op: "write", Path: path + "@" + version + string(kind), Err: syscall.ENOSPC}
+}
+
+func (fullStore) PutFile(ctx context.Context, path, version string, kind storage.Kind, src string) error {
+	return &os.PathError{Op: "write", Path: path + "@" + version + string(kind), Err: syscall.ENOSPC}
+}
+
+// TestRestoreOnFullDisk checks that a lost file that cannot be put back
+// because the disk is full fails with ENOSPC, which is answered 507 and
+// logged for the operator, not as not found (404), which blames the
+// module and hides the disk.
+func TestRestoreOnFullDisk(t *testing.T) {
+	ctx := context.Background()
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.2.0"
+	up.add(t, path, version, "a")
+	r := cachingRegistry(t, up, nil)
+	for _, kind := range storage.Kinds {
+		r.read(t, path, version, kind)
+	}
+	r.Service = modproxy.New(modproxy.Config{
+		Metadata: r.meta, Blobs: fullStore{r.disk}, TempDir: r.tempDir, Now: r.clock.Now,
+		Upstream: func(string) modproxy.Upstream { return up },
+	})
+	for _, kind := range storage.Kinds {
+		r.removeStored(t, path, version, kind)
+		_, _, err := r.Open(ctx, path, version, kind)
+		if !errors.Is(err, syscall.ENOSPC) || errors.Is(err, modproxy.ErrNotFound) || errors.Is(err, modproxy.ErrUpstream) {
+			t.Errorf("Open(%s) of a lost file with the disk full = %v; want ENOSPC, neither not found nor a bad gateway", kind, err)
+		}
 	}
 	r.assertTempDirEmpty(t)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"io"
 	"io/fs"
@@ -275,12 +276,17 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 			return nil, nil, err
 		}
 		s.log.Error("a live version's file is missing from storage and could not be restored", "module", path, "version", v.Version, "kind", string(kind), "err", err)
-		// Not here, unless the upstream failed: a bad gateway, as for a miss.
-		status := ErrNotFound
-		if errors.Is(err, ErrUpstream) {
-			status = ErrUpstream
+		switch {
+		case errors.Is(err, ErrUpstream):
+			// A bad gateway, as for a miss.
+			return nil, nil, errorf(ErrUpstream, path, v.Version, "%s file missing from storage, and restoring it failed: %w", kind, cause(err))
+		case errors.Is(err, ErrNotFound):
+			// It cannot be restored here (an upload's or an import's
+			// zip, no upstream): not here.
+			return nil, nil, errorf(ErrNotFound, path, v.Version, "%s file missing from storage, and restoring it failed: %w", kind, cause(err))
 		}
-		return nil, nil, errorf(status, path, v.Version, "%s file missing from storage, and restoring it failed: %v", kind, cause(err))
+		// This side's failure (a full disk, the database), kept as it is.
+		return nil, nil, fmt.Errorf("%s@%s: %s file missing from storage, and restoring it failed: %w", path, v.Version, kind, err)
 	}
 	f, err = s.blobs.Open(ctx, path, v.Version, kind)
 	if err != nil {
