@@ -144,6 +144,10 @@ func (s *Service) fetchLocked(ctx context.Context, up Upstream, path, version st
 		if err != nil {
 			return nil, lookupError(path, version, err)
 		}
+		if info.Version != version {
+			// The go command refuses it, and it must not be stored.
+			return nil, errorf(ErrUpstream, path, version, "%s answered with the .info of %s", src, info.Version)
+		}
 		return s.storeInfo(ctx, path, info, src)
 	case storage.Mod:
 		return s.fetchMod(ctx, up, path, version)

@@ -388,6 +388,36 @@ func TestFetchQueryResolvedToInvalidVersion(t *testing.T) {
 	}
 }
 
+// TestFetchInfoOfAnotherVersionRefused checks that an upstream that
+// answers a version's .info with another version's is refused as a bad
+// gateway, and that nothing is stored: the go command refuses such an
+// answer ("proxy returned info for version X instead of requested
+// version"), and storing it would record a version nobody asked for.
+func TestFetchInfoOfAnotherVersionRefused(t *testing.T) {
+	up := newFakeUpstream()
+	const path = "example.com/dep"
+	up.add(t, path, "v1.0.0", "a")
+	up.add(t, path, "v1.0.1", "b")
+	up.queries[path+"@v1.0.0"] = "v1.0.1"
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+
+	f, v, err := r.Open(ctx, path, "v1.0.0", storage.Info)
+	if err == nil {
+		f.Close()
+		t.Fatalf("Open(v1.0.0.info) answered with %s's .info; want ErrUpstream", v.Version)
+	}
+	if !errors.Is(err, modproxy.ErrUpstream) || !strings.Contains(err.Error(), "v1.0.1") {
+		t.Errorf("Open(v1.0.0.info) = %v; want ErrUpstream naming the version answered", err)
+	}
+	if files := r.storedNames(t); len(files) != 0 {
+		t.Errorf("stored %q; want nothing", files)
+	}
+	if _, err := r.meta.Version(ctx, path, "v1.0.1"); !errors.Is(err, modproxy.ErrNotFound) {
+		t.Errorf("record of the version answered: %v; want none", err)
+	}
+}
+
 func TestFetchChecksumMismatchRefused(t *testing.T) {
 	up := newFakeUpstream()
 	const path, version = "example.com/dep", "v1.2.0"
