@@ -90,10 +90,12 @@ func (s *Service) fetch(ctx context.Context, up Upstream, path, version string, 
 	return &v, nil
 }
 
-// shareFileWork runs work on a file of kind once for all concurrent callers
-// with the same key, and returns its result to each. The work runs within
-// the time a file of its kind may take, and is not cancelled when a caller
-// gives up: the caller gets its context's error, and others still wait.
+// shareFileWork runs work on a file of kind (fetching, restoring, or
+// resolving a query or @latest to a version's .info) once for all
+// concurrent callers with the same key, and returns its result to each.
+// The work runs within the time a file of its kind may take, and is not
+// cancelled when a caller gives up: the caller gets its context's error,
+// and others still wait.
 func (s *Service) shareFileWork(ctx context.Context, key string, kind storage.Kind, work func(context.Context) (any, error)) (any, error) {
 	ch := s.fetches.DoChan(key, func() (any, error) {
 		timeout := fetchSmallTimeout

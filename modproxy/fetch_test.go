@@ -575,6 +575,119 @@ func TestFetchConcurrentMissesFetchOnce(t *testing.T) {
 	}
 }
 
+// arrivals holds the upstream's answers to lookups until n requests
+// arrived: n requests at the upstream, or n requests waiting for one
+// under way (see waitingContext). Requests that share one upstream request
+// are held until each of them joined it; requests that do not share it
+// each reach the upstream.
+type arrivals struct {
+	n   int
+	all chan struct{}
+
+	mu              sync.Mutex
+	upstream, waits int
+	released        bool
+}
+
+func newArrivals(n int) *arrivals { return &arrivals{n: n, all: make(chan struct{})} }
+
+func (a *arrivals) arrive(count *int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if *count++; *count == a.n && !a.released {
+		a.released = true
+		close(a.all)
+	}
+}
+
+// heldLookups is a fakeUpstream whose .info and @latest answers arrivals
+// holds.
+type heldLookups struct {
+	*fakeUpstream
+	a *arrivals
+}
+
+func (u heldLookups) Info(ctx context.Context, path, query string) (*upstream.Info, string, error) {
+	u.a.arrive(&u.a.upstream)
+	<-u.a.all
+	return u.fakeUpstream.Info(ctx, path, query)
+}
+
+func (u heldLookups) Latest(ctx context.Context, path string) (*upstream.Info, string, error) {
+	u.a.arrive(&u.a.upstream)
+	<-u.a.all
+	return u.fakeUpstream.Latest(ctx, path)
+}
+
+// waitingContext is a request's context that tells arrivals when the
+// request waits on it: a request sharing an upstream request selects on
+// its Done channel once it joined.
+type waitingContext struct {
+	context.Context
+	a *arrivals
+}
+
+func (c waitingContext) Done() <-chan struct{} {
+	c.a.arrive(&c.a.waits)
+	return c.Context.Done()
+}
+
+// TestConcurrentLookupMissesAskOnce checks that concurrent requests for a
+// query (master.info) and for @latest of a module without tags, which
+// only the upstream can answer, share one upstream request, as misses of
+// a file do: a build's go commands ask for them all at once.
+func TestConcurrentLookupMissesAskOnce(t *testing.T) {
+	const path, n = "example.com/untagged", 20
+	pseudo := "v0.0.0-20261120101010-abcdefabcdef"
+	for _, tt := range []struct {
+		kind   string // of the upstream request
+		lookup func(ctx context.Context, r *testRegistry) (*modproxy.Version, error)
+	}{
+		{"info", func(ctx context.Context, r *testRegistry) (*modproxy.Version, error) {
+			f, v, err := r.Open(ctx, path, "master", storage.Info)
+			if err == nil {
+				f.Close()
+			}
+			return v, err
+		}},
+		{"latest", func(ctx context.Context, r *testRegistry) (*modproxy.Version, error) {
+			return r.Latest(ctx, path)
+		}},
+	} {
+		t.Run(tt.kind, func(t *testing.T) {
+			up := newFakeUpstream()
+			up.add(t, path, pseudo, "a")
+			up.lists[path] = nil // no tags
+			up.latest[path] = pseudo
+			up.queries[path+"@master"] = pseudo
+			r := cachingRegistry(t, up, nil)
+			a := newArrivals(n)
+			r.Service = modproxy.New(modproxy.Config{
+				Metadata: r.meta, Blobs: r.disk, TempDir: r.tempDir, Now: r.clock.Now,
+				Upstream: func(string) modproxy.Upstream { return heldLookups{up, a} },
+				ListTTL:  time.Minute,
+			})
+			if _, err := r.List(context.Background(), path); err != nil { // the list, kept: no tags
+				t.Fatal(err)
+			}
+			ctx := waitingContext{context.Background(), a}
+
+			var wg sync.WaitGroup
+			for range n {
+				wg.Go(func() {
+					if v, err := tt.lookup(ctx, r); err != nil || v.Version != pseudo {
+						t.Errorf("lookup = %+v, %v; want %s", v, err, pseudo)
+					}
+				})
+			}
+			wg.Wait()
+			if got := up.count(tt.kind); got != 1 {
+				t.Errorf("upstream %s requests for %d concurrent misses = %d; want 1", tt.kind, n, got)
+			}
+		})
+	}
+}
+
 func TestFetchOutlivesTheClient(t *testing.T) {
 	up := newFakeUpstream()
 	const path, version = "example.com/dep", "v1.2.0"

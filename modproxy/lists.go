@@ -240,20 +240,28 @@ func (s *Service) Latest(ctx context.Context, path string) (*Version, error) {
 }
 
 // upstreamLatest asks path's upstream for its @latest and stores that
-// version's .info.
+// version's .info. Concurrent requests share one upstream request; a
+// caller that gives up does not cancel it for the others.
 func (s *Service) upstreamLatest(ctx context.Context, path string) (*Version, error) {
 	up := s.upstreamFor(path)
 	if up == nil {
 		return nil, errorf(ErrNotFound, path, "", "no versions")
 	}
-	info, src, err := up.Latest(ctx, path)
+	r, err := s.shareFileWork(ctx, "latest "+path, storage.Info, func(ctx context.Context) (any, error) {
+		info, src, err := up.Latest(ctx, path)
+		if err != nil {
+			return nil, lookupError(path, "", err)
+		}
+		if v := s.live.get(path, info.Version); v != nil && v.Has(storage.Info) {
+			return v, nil
+		}
+		return s.storeInfo(ctx, path, info, src)
+	})
 	if err != nil {
-		return nil, lookupError(path, "", err)
+		return nil, err
 	}
-	if v := s.live.get(path, info.Version); v != nil && v.Has(storage.Info) {
-		return v, nil
-	}
-	return s.storeInfo(ctx, path, info, src)
+	v := *r.(*Version)
+	return &v, nil
 }
 
 // logFallback logs that the upstream failed with err and what is served

@@ -38,7 +38,7 @@ type Service struct {
 	small        smallFiles
 	lists        listCache
 	stamps       stamps             // how often anything was dropped from memory
-	fetches      singleflight.Group // path@version+kind: one upstream fetch per file
+	fetches      singleflight.Group // one upstream request at a time per file, query and @latest
 	listFetches  singleflight.Group // path: one upstream list per module
 	listLocks    [64]sync.Mutex     // serialise rewriting one module's @v/list file
 	versionLocks [256]sync.Mutex    // serialise writing and removing one version's files
@@ -149,14 +149,7 @@ func (s *Service) resolve(ctx context.Context, path, version string, kind storag
 		if up == nil || kind != storage.Info {
 			return nil, false, errorf(ErrNotFound, path, version, "unknown revision %s", version)
 		}
-		info, src, err := up.Info(ctx, path, version)
-		if err != nil {
-			return nil, true, lookupError(path, version, err)
-		}
-		if v := s.live.get(path, info.Version); v != nil && v.Has(storage.Info) {
-			return v, true, nil
-		}
-		v, err := s.storeInfo(ctx, path, info, src)
+		v, err := s.resolveQuery(ctx, up, path, version)
 		return v, true, err
 	}
 	v, err = s.meta.Version(ctx, path, version)
@@ -194,6 +187,28 @@ func (s *Service) resolve(ctx context.Context, path, version string, kind storag
 		s.live.put(v, st)
 	}
 	return v, true, nil
+}
+
+// resolveQuery asks up for the version that query (a branch, a commit)
+// names, and stores that version's .info. Concurrent requests for one
+// query share one upstream request; a caller that gives up does not
+// cancel it for the others.
+func (s *Service) resolveQuery(ctx context.Context, up Upstream, path, query string) (*Version, error) {
+	r, err := s.shareFileWork(ctx, "query "+path+"@"+query, storage.Info, func(ctx context.Context) (any, error) {
+		info, src, err := up.Info(ctx, path, query)
+		if err != nil {
+			return nil, lookupError(path, query, err)
+		}
+		if v := s.live.get(path, info.Version); v != nil && v.Has(storage.Info) {
+			return v, nil
+		}
+		return s.storeInfo(ctx, path, info, src)
+	})
+	if err != nil {
+		return nil, err
+	}
+	v := *r.(*Version)
+	return &v, nil
 }
 
 // gone returns the ErrGone error for a tombstoned version.
