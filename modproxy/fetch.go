@@ -471,13 +471,21 @@ func (s *Service) commitFetchedFile(ctx context.Context, v *Version, kind storag
 	return out, nil
 }
 
-// removeFetched removes the files of a version whose first fetched file's
-// record was rolled back. The caller holds the version's lock.
+// removeFetched removes the files of a version whose fetched file's record
+// was rolled back, if the version has no live record: its first fetched
+// file's, or one deleted or blocked (on any node) while the file was
+// fetched, after the delete removed the version's files. The caller holds
+// the version's lock.
 func (s *Service) removeFetched(path, version string) {
 	// storage.Store removes whole versions only. A rolled-back file of a
-	// version recorded with other files stays, and is never served: the
-	// record does not announce it, and the next fetch overwrites it.
-	if _, err := s.meta.Version(context.Background(), path, version); !errors.Is(err, ErrNotFound) {
+	// live version recorded with other files stays, and is never served:
+	// the record does not announce it, and the next fetch overwrites it.
+	// A tombstoned version's files are all to go, as removeFiles has it.
+	v, err := s.meta.Version(context.Background(), path, version)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err == nil && !v.Live():
+	default:
 		return
 	}
 	if err := s.blobs.Delete(context.Background(), path, version); err != nil {

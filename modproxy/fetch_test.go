@@ -1297,3 +1297,34 @@ func TestFetchZipOfVersionPurgedMeanwhile(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchZipOfVersionBlockedMeanwhile checks that a zip fetched on one
+// node while another node blocks the version is not left in storage: the
+// block removed the version's files before the zip was stored, and the
+// storage tree, a GOPROXY=file:// directory, would serve it.
+func TestFetchZipOfVersionBlockedMeanwhile(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.2.0"
+	up.add(t, path, version, "a")
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+	r.read(t, path, version, storage.Mod) // recorded with the .mod only
+
+	store := &hookedStore{Store: r.disk, beforeZip: func() {
+		if err := r.Delete(ctx, admin, path, version, modproxy.DeleteOptions{Reason: "malware", Block: true}); err != nil {
+			t.Error(err)
+		}
+	}}
+	other := modproxy.New(modproxy.Config{
+		Metadata: r.meta, Blobs: store, TempDir: t.TempDir(), Now: r.clock.Now,
+		Upstream: func(string) modproxy.Upstream { return up },
+	})
+	if _, _, err := other.Open(ctx, path, version, storage.Zip); !errors.Is(err, modproxy.ErrGone) {
+		t.Errorf("Open(.zip) while another node blocked the version = %v; want ErrGone", err)
+	}
+	for _, f := range r.storedNames(t) {
+		if strings.HasPrefix(f, path+"/@v/"+version+".") {
+			t.Errorf("stored %s of the blocked version", f)
+		}
+	}
+}
