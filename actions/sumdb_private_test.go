@@ -12,6 +12,7 @@ import (
 	"agora/actions"
 	"agora/checksum"
 	"agora/models/modelstest"
+	"agora/upstream"
 )
 
 // TestSumDBKeepsPrivatePathsHere checks that lookups of private modules
@@ -22,7 +23,7 @@ func TestSumDBKeepsPrivatePathsHere(t *testing.T) {
 		const name = "sum.example.com"
 		url, vkey, requests := actions.NewCountingSumDB(t, name)
 		db, err := checksum.New(checksum.Options{
-			Name: name, Key: vkey, Proxies: []string{url}, CacheDir: t.TempDir(),
+			Name: name, Key: vkey, Proxies: []upstream.Proxy{{URL: url}}, CacheDir: t.TempDir(),
 			NoSumDB: "nosum.example.com",
 			Logger:  slog.New(slog.DiscardHandler),
 		})

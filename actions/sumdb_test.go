@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"agora/checksum"
+	"agora/upstream"
 )
 
 // newFakeSumDB starts an upstream proxy serving a checksum database named
@@ -71,10 +72,10 @@ func newCountingSumDB(t *testing.T, name string) (url, vkey string, requests fun
 
 func TestSumDBHandler(t *testing.T) {
 	const name = "sum.example.com"
-	upstream, vkey := newFakeSumDB(t, name)
+	fakeProxy, vkey := newFakeSumDB(t, name)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	open := func(proxy string) *checksum.DB {
-		db, err := checksum.New(checksum.Options{Name: name, Key: vkey, Proxies: []string{proxy}, CacheDir: t.TempDir(), Logger: log})
+		db, err := checksum.New(checksum.Options{Name: name, Key: vkey, Proxies: []upstream.Proxy{{URL: proxy}}, CacheDir: t.TempDir(), Logger: log})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +86,7 @@ func TestSumDBHandler(t *testing.T) {
 	}))
 	defer broken.Close()
 
-	h := newSumDBHandler(open(upstream), nil, nil, nil, log)
+	h := newSumDBHandler(open(fakeProxy), nil, nil, nil, log)
 	off := newSumDBHandler(nil, nil, nil, nil, log)
 	down := newSumDBHandler(open(broken.URL), nil, nil, nil, log)
 	p := "/sumdb/" + name + "/"

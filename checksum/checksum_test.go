@@ -352,21 +352,28 @@ func TestProxyOrder(t *testing.T) {
 		http.Error(w, "down", http.StatusInternalServerError)
 	}))
 	defer p500.Close()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close() // connections refused
 	ctx := context.Background()
 	target, _ := url.Parse(f.srv.URL)
 
 	tests := []struct {
 		name      string
-		proxies   []string
+		proxies   []upstream.Proxy
 		direct    string
 		transport http.RoundTripper
 		wantErr   error
 	}{
-		{name: "second proxy", proxies: []string{p404.URL, "file:///skipped", f.srv.URL + "/"}},
-		{name: "explicit direct URL", proxies: []string{p404.URL}, direct: f.srv.URL + "/sumdb/" + fakeName},
-		{name: "https://name", proxies: []string{p404.URL},
+		{name: "second proxy", proxies: []upstream.Proxy{{URL: p404.URL}, {URL: "file:///skipped"}, {URL: f.srv.URL + "/"}}},
+		{name: "explicit direct URL", proxies: []upstream.Proxy{{URL: p404.URL}}, direct: f.srv.URL + "/sumdb/" + fakeName},
+		{name: "https://name", proxies: []upstream.Proxy{{URL: p404.URL}},
 			transport: hostRewriter{host: fakeName, target: target, prefix: "/sumdb/" + fakeName}},
-		{name: "failing proxy", proxies: []string{p500.URL, f.srv.URL}, wantErr: ErrUnavailable},
+		// After a ',' only a 404 or 410 moves on; after a '|', any error.
+		{name: "failing proxy", proxies: []upstream.Proxy{{URL: p500.URL}, {URL: f.srv.URL}}, wantErr: ErrUnavailable},
+		{name: "failing proxy, then |", proxies: []upstream.Proxy{{URL: p500.URL, FallThrough: true}, {URL: f.srv.URL}}},
+		{name: "dead proxy, then |", proxies: []upstream.Proxy{{URL: dead.URL, FallThrough: true}, {URL: f.srv.URL}}},
+		{name: "failing proxy, then | direct", proxies: []upstream.Proxy{{URL: p500.URL, FallThrough: true}},
+			direct: f.srv.URL + "/sumdb/" + fakeName},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -395,8 +402,8 @@ func TestProxyOrder(t *testing.T) {
 	if notFound != 3 {
 		t.Errorf("the proxy without a database was asked %d times; want 3 (once per DB)", notFound)
 	}
-	if broken != 1+DefaultRetries {
-		t.Errorf("the broken proxy was asked %d times; want %d (once, and DefaultRetries more)", broken, 1+DefaultRetries)
+	if broken != 3*(1+DefaultRetries) {
+		t.Errorf("the broken proxy was asked %d times; want %d (once per DB, and DefaultRetries more)", broken, 3*(1+DefaultRetries))
 	}
 }
 
@@ -548,7 +555,7 @@ func TestGetRejectsBadAnswers(t *testing.T) {
 	}))
 	defer bad.Close()
 	opts := f.options(t.TempDir())
-	opts.Proxies = []string{bad.URL}
+	opts.Proxies = []upstream.Proxy{{URL: bad.URL}}
 	db := newDB(t, opts)
 	for _, rel := range []string{"latest", "tile/8/0/000.p/1", "tile/8/data/000.p/2"} {
 		if _, err := db.Get(context.Background(), rel); !errors.Is(err, ErrUnavailable) {
@@ -752,7 +759,7 @@ func TestHealthFailsFastWhileTheProxyHangs(t *testing.T) {
 	defer close(release)
 	f := newFakeProxy(t)
 	opts := f.options(t.TempDir())
-	opts.Proxies = []string{hung.URL}
+	opts.Proxies = []upstream.Proxy{{URL: hung.URL}}
 	opts.Timeout = 50 * time.Millisecond
 	down := make(chan string, 1)
 	opts.Health = upstream.NewHealth(nil, downObserver(down))

@@ -64,12 +64,14 @@ const clientMaxAge = time.Hour
 type Options struct {
 	// Name and Key are the database's name and verifier key (see ParseDB).
 	Name, Key string
-	// Proxies are the base URLs of the upstream proxies, in order. The
-	// database is reached at <proxy>/sumdb/<Name>/ through the first one
-	// whose /sumdb/<Name>/supported answers 200. A 404 or 410 there moves
-	// on to the next one; any other failure is an error, as after a ',' in
-	// GOPROXY. Entries that are not http or https URLs are skipped.
-	Proxies []string
+	// Proxies are the upstream proxies, in order. The database is reached
+	// at <URL>/sumdb/<Name>/ through the first one whose
+	// /sumdb/<Name>/supported answers 200, as the go command picks one from
+	// GOPROXY: a 404 or 410 there moves on to the next one, and so does
+	// any other failure of a proxy with FallThrough (a '|' after it);
+	// any other failure of one without (a ',') is an error. Entries that
+	// are not http or https URLs are skipped.
+	Proxies []upstream.Proxy
 	// Direct is the database's own base URL, used when no proxy supports
 	// it; empty means https://<Name>. Unlike the go command, which goes
 	// straight to a URL given in GOSUMDB, the proxies are tried first even
@@ -121,7 +123,7 @@ type Options struct {
 type DB struct {
 	name, key string
 	verifiers note.Verifiers
-	proxies   []string
+	proxies   []upstream.Proxy // http and https only, without a trailing slash
 	direct    string
 	dir       string // CacheDir/<name>
 	latestTTL time.Duration
@@ -196,8 +198,8 @@ func New(opts Options) (*DB, error) {
 		now:       time.Now,
 	}
 	for _, p := range opts.Proxies {
-		if u, err := checkURL(p); err == nil {
-			db.proxies = append(db.proxies, u)
+		if u, err := checkURL(p.URL); err == nil {
+			db.proxies = append(db.proxies, upstream.Proxy{URL: u, FallThrough: p.FallThrough})
 		}
 	}
 	if db.latestTTL <= 0 {
@@ -456,7 +458,8 @@ func checkTile(t tlog.Tile, data []byte) error {
 }
 
 // baseURL returns the base URL the database is reached at: the first
-// proxy that supports it, or the direct URL.
+// proxy that supports it, or the direct URL when every proxy answered 404
+// or 410, or failed with FallThrough set (see Options.Proxies).
 func (db *DB) baseURL(ctx context.Context) (string, error) {
 	db.baseMu.Lock()
 	base, at := db.base, db.baseAt
@@ -466,13 +469,13 @@ func (db *DB) baseURL(ctx context.Context) (string, error) {
 	}
 	v, err, _ := db.flight.Do("\x00base", func() (any, error) {
 		for _, p := range db.proxies {
-			u := p + "/sumdb/" + db.name
-			_, err := db.httpGet(ctx, p, u+"/supported", maxSupported)
-			if errors.Is(err, ErrNotFound) {
+			u := p.URL + "/sumdb/" + db.name
+			_, err := db.httpGet(ctx, p.URL, u+"/supported", maxSupported)
+			if errors.Is(err, ErrNotFound) || err != nil && p.FallThrough {
 				continue
 			}
 			if err != nil {
-				return "", fmt.Errorf("asking whether %s proxies the checksum database: %w", redact(p), err)
+				return "", fmt.Errorf("asking whether %s proxies the checksum database: %w", redact(p.URL), err)
 			}
 			return u, nil
 		}

@@ -17,6 +17,8 @@ import (
 	"golang.org/x/mod/sumdb"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"agora/upstream"
 )
 
 // fakeName is the name of the fake checksum database.
@@ -150,7 +152,7 @@ func (f *fakeProxy) options(dir string) Options {
 	return Options{
 		Name:     fakeName,
 		Key:      f.vkey,
-		Proxies:  []string{f.srv.URL},
+		Proxies:  []upstream.Proxy{{URL: f.srv.URL}},
 		CacheDir: dir,
 		Backoff:  time.Millisecond,
 		Logger:   slog.New(slog.NewTextHandler(f.t.Output(), nil)),

@@ -233,15 +233,11 @@ func openSumDB(cfg *config.Config, up upstream.Options) (*checksum.DB, error) {
 	if db.Name == "" {
 		return nil, nil
 	}
-	proxies := make([]string, len(cfg.Upstream))
-	for i, p := range cfg.Upstream {
-		proxies[i] = p.URL
-	}
 	sumdb, err := checksum.New(checksum.Options{
 		Name:      db.Name,
 		Key:       db.Key,
 		Direct:    db.URL,
-		Proxies:   proxies,
+		Proxies:   cfg.Upstream,
 		CacheDir:  filepath.Join(cfg.DataDir, "sumdb"),
 		NoSumDB:   cfg.NoSumDB,
 		Offline:   len(cfg.Upstream) == 0,

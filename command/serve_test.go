@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -91,5 +92,95 @@ func TestSumDBUsesTheUpstreamOptions(t *testing.T) {
 		if !strings.Contains(rec.Body.String(), want+"\n") {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// sumdbRouteTests give AGORA_UPSTREAM and AGORA_RULES, naming the proxies
+// $DEAD (refuses connections), $NOSUMDB (404 for everything), and $A and $B
+// (proxy the checksum database, whose lookups answer 404), and the proxy
+// that a lookup in the checksum database reaches; "" for none.
+var sumdbRouteTests = []struct {
+	name     string
+	upstream string
+	rules    string
+	want     string
+}{
+	{name: "first proxy", upstream: "$A,$B", want: "A"},
+	{name: "after a 404 for /supported", upstream: "$NOSUMDB,$A", want: "A"},
+	{name: "not after a failure and ,", upstream: "$DEAD,$A", want: ""},
+	{name: "after a failure and |", upstream: "$DEAD|$A", want: "A"},
+	{name: "after a 404 and |", upstream: "$NOSUMDB|$A", want: "A"},
+}
+
+// TestSumDBReachedThroughTheUpstreams checks which upstream proxy the
+// checksum database is reached through: the first that proxies it, as the
+// go command picks one from its GOPROXY.
+func TestSumDBReachedThroughTheUpstreams(t *testing.T) {
+	const name = "sum.test.invalid"
+	_, vkey, err := note.GenerateKey(rand.Reader, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range sumdbRouteTests {
+		t.Run(tt.name, func(t *testing.T) {
+			var (
+				mu    sync.Mutex
+				asked = map[string][]string{} // proxy name -> URL paths
+			)
+			urls := map[string]string{}
+			for _, p := range []string{"NOSUMDB", "A", "B"} {
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					mu.Lock()
+					asked[p] = append(asked[p], r.URL.Path)
+					mu.Unlock()
+					if p != "NOSUMDB" && r.URL.Path == "/sumdb/"+name+"/supported" {
+						return
+					}
+					http.NotFound(w, r)
+				}))
+				t.Cleanup(srv.Close)
+				urls[p] = srv.URL
+			}
+			dead := httptest.NewServer(http.NotFoundHandler())
+			dead.Close()
+			urls["DEAD"] = dead.URL
+			expand := func(s string) string { return os.Expand(s, func(p string) string { return urls[p] }) }
+			list, err := upstream.ParseList(expand(tt.upstream))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rules, err := upstream.ParseRules(strings.NewReader(expand(tt.rules)), "rules")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := &config.Config{DataDir: t.TempDir(), Upstream: list, Rules: rules, SumDB: vkey}
+			db, err := openSumDB(cfg, upstream.Options{Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			_, err = db.Lookup(context.Background(), "example.com/m", "v1.0.0")
+			mu.Lock()
+			defer mu.Unlock()
+			lookup := "/sumdb/" + name + "/lookup/example.com/m@v1.0.0"
+			var reached []string
+			for p, paths := range asked {
+				if slices.Contains(paths, lookup) {
+					reached = append(reached, p)
+				}
+				if n := strings.Count(strings.Join(paths, " "), "/supported"); n > 1 {
+					t.Errorf("%s was asked for /supported %d times; want at most once", p, n)
+				}
+			}
+			if tt.want == "" {
+				if !errors.Is(err, checksum.ErrUnavailable) || len(reached) > 0 {
+					t.Errorf("Lookup = %v, reaching %q; want ErrUnavailable, reaching no proxy", err, reached)
+				}
+				return
+			}
+			if !errors.Is(err, checksum.ErrNotFound) || !slices.Equal(reached, []string{tt.want}) {
+				t.Errorf("Lookup = %v, reaching %q; want ErrNotFound from %s", err, reached, tt.want)
+			}
+		})
 	}
 }
