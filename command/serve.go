@@ -223,8 +223,9 @@ func newCachingRegistry(cfg *config.Config, meta *models.Registry, disk *storage
 
 // openSumDB opens the checksum database that fetched versions are verified
 // against and that /sumdb/ proxies, reached through the upstream proxies'
-// /sumdb/ endpoints with up's Transport and Health; nil when
-// AGORA_SUMDB=off.
+// /sumdb/ endpoints (see sumdbProxies) with up's Transport and Health; nil
+// when AGORA_SUMDB=off. It is offline only when no path is fetched from
+// any upstream.
 func openSumDB(cfg *config.Config, up upstream.Options) (*checksum.DB, error) {
 	db, err := checksum.ParseDB(cfg.SumDB)
 	if err != nil {
@@ -233,14 +234,15 @@ func openSumDB(cfg *config.Config, up upstream.Options) (*checksum.DB, error) {
 	if db.Name == "" {
 		return nil, nil
 	}
+	proxies := sumdbProxies(cfg)
 	sumdb, err := checksum.New(checksum.Options{
 		Name:      db.Name,
 		Key:       db.Key,
 		Direct:    db.URL,
-		Proxies:   cfg.Upstream,
+		Proxies:   proxies,
 		CacheDir:  filepath.Join(cfg.DataDir, "sumdb"),
 		NoSumDB:   cfg.NoSumDB,
-		Offline:   len(cfg.Upstream) == 0,
+		Offline:   len(proxies) == 0,
 		Transport: up.Transport,
 		Health:    up.Health,
 		Observer:  up.Observer,
@@ -251,6 +253,32 @@ func openSumDB(cfg *config.Config, up upstream.Options) (*checksum.DB, error) {
 		return nil, fmt.Errorf("config: AGORA_SUMDB: %w", err)
 	}
 	return sumdb, nil
+}
+
+// sumdbProxies returns the proxies the checksum database is reached
+// through: the default upstreams (AGORA_UPSTREAM), then those of the
+// routing rules (AGORA_RULES) in their order, each proxy once. The versions
+// fetched through any of them are verified, so with the default list off
+// and rules that route paths to an upstream, the database is still
+// reached. Rules that route to none add nothing.
+func sumdbProxies(cfg *config.Config) []upstream.Proxy {
+	var list []upstream.Proxy
+	seen := map[string]bool{}
+	add := func(proxies []upstream.Proxy) {
+		for _, p := range proxies {
+			if !seen[p.URL] {
+				seen[p.URL] = true
+				list = append(list, p)
+			}
+		}
+	}
+	add(cfg.Upstream)
+	for _, rule := range cfg.Rules {
+		if !rule.None {
+			add(rule.Proxies)
+		}
+	}
+	return list
 }
 
 // userAgent is what Agora calls itself to upstream proxies.

@@ -110,6 +110,12 @@ var sumdbRouteTests = []struct {
 	{name: "not after a failure and ,", upstream: "$DEAD,$A", want: ""},
 	{name: "after a failure and |", upstream: "$DEAD|$A", want: "A"},
 	{name: "after a 404 and |", upstream: "$NOSUMDB|$A", want: "A"},
+	// The rules' upstreams come after the default ones, each once.
+	{name: "rules with the default off", upstream: "off", rules: "rsc.io/*  $A", want: "A"},
+	{name: "the default first", upstream: "$B", rules: "rsc.io/*  $A", want: "B"},
+	{name: "then the rules'", upstream: "$NOSUMDB", rules: "corp.example.com  none\nrsc.io/*  $NOSUMDB,$A", want: "A"},
+	{name: "off, with rules to none only", upstream: "off", rules: "corp.example.com  none", want: ""},
+	{name: "off", upstream: "off", want: ""},
 }
 
 // TestSumDBReachedThroughTheUpstreams checks which upstream proxy the
