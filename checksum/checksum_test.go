@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -490,6 +491,44 @@ func TestConcurrentMissesShareOneFetch(t *testing.T) {
 	if n := f.count("lookup/"); n != 1 {
 		t.Errorf("%d upstream lookups; want 1", n)
 	}
+}
+
+// TestCanceledLookupLeavesNoFailure checks that a Lookup whose caller gives
+// up while the client fails does not leave the failure behind, in the
+// client's memory, for the next Lookup of the version to meet once the
+// upstream is healthy again.
+func TestCanceledLookupLeavesNoFailure(t *testing.T) {
+	f := newFakeProxy(t)
+	f.add("example.com/a", "v1.0.0", "h1:zipa=", "h1:moda=")
+	synctest.Test(t, func(t *testing.T) {
+		opts := f.options(t.TempDir())
+		opts.Transport = handlerTransport{f.srv.Config.Handler}
+		opts.Retries = -1 // synctest.Wait returns while a retry waits out its backoff
+		db := newDB(t, opts)
+		f.failTiles.Store(true)
+		f.gate, f.arrived = make(chan struct{}), make(chan struct{}, 10)
+
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() {
+			_, err := db.Lookup(ctx, "example.com/a", "v1.0.0")
+			done <- err
+		}()
+		<-f.arrived          // Lookup gets the record,
+		f.gate <- struct{}{} // which is passed on unproven: the tiles fail;
+		<-f.arrived          // the client reads the record too,
+		cancel()             // and the caller gives up.
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("Lookup with a canceled context = %v; want context.Canceled", err)
+		}
+		close(f.gate) // The client goes on, and fails on the tiles.
+		synctest.Wait()
+
+		f.failTiles.Store(false)
+		if err := verify(context.Background(), db, "example.com/a", "v1.0.0", "h1:zipa=", "h1:moda="); err != nil {
+			t.Errorf("Verify once the upstream is healthy: %v", err)
+		}
+	})
 }
 
 var invalidRels = []string{

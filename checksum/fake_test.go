@@ -185,3 +185,14 @@ func (h hostRewriter) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return http.DefaultTransport.RoundTrip(r)
 }
+
+// handlerTransport serves requests with a handler, in memory, without the
+// network: in a synctest bubble, synctest.Wait then waits for the requests
+// too.
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	return rec.Result(), nil
+}

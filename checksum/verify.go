@@ -68,6 +68,11 @@ func (db *DB) Lookup(ctx context.Context, path, version string) (*Sums, error) {
 		if a.err == nil {
 			a.mod, a.err = c.Lookup(path, version+"/go.mod")
 		}
+		if a.err != nil {
+			// The client keeps failures in memory for good: start afresh,
+			// whether or not the caller still waits.
+			db.dropClient(c)
+		}
 		ch <- a
 	}()
 	var a answer
@@ -77,8 +82,6 @@ func (db *DB) Lookup(ctx context.Context, path, version string) (*Sums, error) {
 		return nil, fmt.Errorf("%w: verifying %s@%s against %s: %w", ErrUnavailable, path, version, db.name, ctx.Err())
 	}
 	if a.err != nil {
-		// The client keeps failures in memory for good: start afresh.
-		db.dropClient(c)
 		if strings.Contains(a.err.Error(), sumdb.ErrSecurity.Error()) {
 			return nil, fmt.Errorf("%w: SECURITY ERROR: the checksum database %s misbehaved (see the log): %v", ErrUnavailable, db.name, a.err)
 		}
