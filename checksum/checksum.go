@@ -21,12 +21,15 @@
 // Nothing the upstream serves is trusted, so that it cannot poison the
 // cache: a tree head must carry the database's signature; a lookup's record
 // is proven against the signed tree head it comes with, and a tile against
-// the newest signed tree seen, reading (and caching) the tiles of the proof,
-// before either is cached. An answer that cannot be proven for want of a
-// tree or of the proof's tiles is passed on, uncached; one whose proof
-// fails is refused. Lookup, in addition, checks that every tree head it
-// meets is consistent with the ones before, as the go command does, with
-// golang.org/x/mod/sumdb.Client.
+// the newest signed tree seen, and that tree must be one history with the
+// newest one known to be genuine (the largest proven so, or the one Lookup
+// verified), reading (and caching) the tiles of the proofs, before either
+// is cached. So the answers of a fork of the log, signed with the
+// database's key, are refused rather than cached. An answer that cannot be
+// proven for want of a tree or of the proof's tiles is passed on,
+// uncached; one whose proof fails is refused. Lookup, in addition, checks
+// that every tree head it meets is consistent with the ones before, as the
+// go command does, with golang.org/x/mod/sumdb.Client.
 package checksum
 
 import (

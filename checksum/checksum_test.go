@@ -710,6 +710,65 @@ func TestTamperedAnswersAreRefused(t *testing.T) {
 	}
 }
 
+// TestForkIsRefused checks that answers from a fork of the database's log,
+// signed with its key but not one history with the tree Lookup verified,
+// are refused rather than proven against the fork's own tree and cached:
+// once the upstream is honest again, the versions they concern verify.
+func TestForkIsRefused(t *testing.T) {
+	f := newFakeProxy(t)
+	for _, m := range []string{"a", "b", "c"} {
+		f.add("example.com/"+m, "v1.0.0", "h1:zip"+m+"=", "h1:mod"+m+"=")
+	}
+	dir := t.TempDir()
+	ctx := context.Background()
+	db := newDB(t, f.options(dir))
+	for _, m := range []string{"a", "b", "c"} {
+		if err := verify(ctx, db, "example.com/"+m, "v1.0.0", "h1:zip"+m+"=", "h1:mod"+m+"="); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Agora restarts behind an upstream that serves a fork in which x,
+	// not c, follows a and b.
+	fork := f.fork()
+	for _, m := range []string{"a", "b", "x", "d"} {
+		fork.add("example.com/"+m, "v1.0.0", "h1:zip"+m+"=", "h1:mod"+m+"=")
+		if _, err := fork.ts.Lookup(ctx, module.Version{Path: "example.com/" + m, Version: "v1.0.0"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := f.options(dir)
+	opts.Proxies = []upstream.Proxy{{URL: fork.srv.URL}}
+	forked := newDB(t, opts)
+	if err := verify(ctx, forked, "example.com/d", "v1.0.0", "h1:zipd=", "h1:modd="); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "SECURITY ERROR") {
+		t.Errorf("Verify through the fork = %v; want ErrUnavailable, a SECURITY ERROR", err)
+	}
+	rels := []string{"lookup/example.com/d@v1.0.0", "tile/8/0/000.p/4", "tile/8/data/000.p/4"}
+	for _, rel := range rels {
+		if _, err := forked.Get(ctx, rel); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("Get(%s) through the fork = %v; want ErrUnavailable", rel, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, fakeName, rel)); !os.IsNotExist(err) {
+			t.Errorf("%s of the fork was cached (%v)", rel, err)
+		}
+	}
+
+	// The upstream is honest again, and the database records d.
+	f.add("example.com/d", "v1.0.0", "h1:zipd=", "h1:modd=")
+	if _, err := f.ts.Lookup(ctx, module.Version{Path: "example.com/d", Version: "v1.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	honest := newDB(t, f.options(dir))
+	if err := verify(ctx, honest, "example.com/d", "v1.0.0", "h1:zipd=", "h1:modd="); err != nil {
+		t.Errorf("Verify once the upstream is honest again: %v", err)
+	}
+	for _, rel := range rels {
+		if _, err := honest.Get(ctx, rel); err != nil {
+			t.Errorf("Get(%s) once the upstream is honest again: %v", rel, err)
+		}
+	}
+}
+
 // TestUnprovableAnswersPassUncached checks that an answer whose proof the
 // upstream fails to serve is passed on, but not cached.
 func TestUnprovableAnswersPassUncached(t *testing.T) {

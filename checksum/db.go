@@ -148,7 +148,7 @@ type DB struct {
 	latestMu   sync.Mutex
 	latest     []byte    // the newest signed tree head fetched, or read from disk
 	latestNext time.Time // when latest is fetched again
-	newest     tlog.Tree // the largest signed tree seen, which proves tiles
+	newest     tlog.Tree // the largest signed tree adopted (see adoptTree), which proves tiles
 
 	configMu sync.Mutex // makes writeConfig a compare-and-swap
 
@@ -305,9 +305,6 @@ func (db *DB) loadLatest(ctx context.Context) ([]byte, bool, error) {
 	r, err := db.shared(ctx, "latest", func(ctx context.Context) (result, error) {
 		data, err := db.fetch(ctx, request{rel: "latest", kind: kindLatest})
 		if err == nil {
-			if tree, err := db.openTree(data); err == nil { // checked by fetch
-				db.noteTree(tree)
-			}
 			db.setLatest(data)
 			if err := db.writeFile(db.latestPath(), data); err != nil {
 				db.log.Error("caching the checksum database's latest tree", "db", db.name, "err", err)

@@ -55,6 +55,21 @@ func newFakeProxy(t *testing.T) *fakeProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startFakeProxy(t, skey, vkey)
+}
+
+// fork starts a fake proxy serving a database that signs with f's key but
+// keeps a log of its own: a fork of f's, which the database's operator (or
+// a thief of its key) could serve to some clients.
+func (f *fakeProxy) fork() *fakeProxy {
+	f.t.Helper()
+	return startFakeProxy(f.t, f.signer, f.vkey)
+}
+
+// startFakeProxy starts a fake proxy whose database signs with the note
+// signer key skey, and is verified with vkey.
+func startFakeProxy(t *testing.T, skey, vkey string) *fakeProxy {
+	t.Helper()
 	f := &fakeProxy{t: t, signer: skey, vkey: vkey, sums: map[string]string{}, requests: map[string]int{}}
 	f.ts = sumdb.NewTestServer(skey, func(path, vers string) ([]byte, error) {
 		f.mu.Lock()
