@@ -91,8 +91,9 @@ type Options struct {
 	// ConnectTimeout bounds connecting and the TLS handshake of the
 	// transport made by NewTransport (default 10s). HeaderTimeout bounds
 	// the wait for response headers from when a request starts, connecting
-	// included (default 30s). BodyTimeout bounds reading a whole body
-	// once the headers came (default 10 minutes).
+	// included, and again the reading of an error answer's body (default
+	// 30s). BodyTimeout bounds reading a whole body once the headers came
+	// (default 10 minutes).
 	ConnectTimeout, HeaderTimeout, BodyTimeout time.Duration
 	// Retries is how often a request that failed with a 5xx, a 429 or a
 	// connection error is tried again (default 2; negative: never). The

@@ -366,6 +366,46 @@ func TestTimeouts(t *testing.T) {
 	})
 }
 
+// TestStalledErrorBody checks that an error answer whose body stalls ends
+// within the header timeout, not at the caller's deadline: its status
+// still decides whether ',' falls through, and it counts as no answer.
+func TestStalledErrorBody(t *testing.T) {
+	for _, tt := range []struct {
+		status   int
+		notFound bool // falls through after ','
+	}{{http.StatusNotFound, true}, {http.StatusServiceUnavailable, false}} {
+		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
+			// The caller's deadline, far beyond the header timeout.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			p := newFakeProxy(t, stallError(t, tt.status))
+			good := newFakeProxy(t, serveFiles(modFiles))
+			c := newTestClient(t, p.URL+","+good.URL, func(o *Options) { o.HeaderTimeout = 50 * time.Millisecond })
+			for range downAfter {
+				mod, _, err := c.Mod(ctx, modPath, "v1.0.0")
+				if ctx.Err() != nil {
+					t.Fatalf("Mod: %v; only the caller's deadline ended it", err)
+				}
+				if tt.notFound {
+					if err != nil || string(mod) != modMod {
+						t.Errorf("Mod = %q, %v; want the next proxy's go.mod", mod, err)
+					}
+					continue
+				}
+				if !isTimeout(err) || !strings.Contains(err.Error(), http.StatusText(tt.status)) || good.count() != 0 {
+					t.Errorf("Mod = %q, %v; want the status and a timeout, and the next proxy not asked", mod, err)
+				}
+			}
+			if n := p.count(); n != downAfter {
+				t.Errorf("%d requests; want %d: timeouts are not retried", n, downAfter)
+			}
+			if _, _, err := c.Mod(ctx, modPath, "v1.0.0"); !errors.Is(err, ErrDown) {
+				t.Errorf("Mod after %d stalled answers: %v; want ErrDown", downAfter, err)
+			}
+		})
+	}
+}
+
 func TestSizeLimits(t *testing.T) {
 	// serveSize answers with n bytes, announced or chunked.
 	serveSize := func(n int, announce bool) http.HandlerFunc {

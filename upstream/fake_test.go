@@ -113,6 +113,19 @@ func hang(t *testing.T) http.HandlerFunc {
 	}
 }
 
+// stallError answers with status and the start of a plain-text reason,
+// then hangs.
+func stallError(t *testing.T, status int) http.HandlerFunc {
+	h := hang(t)
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		io.WriteString(w, "fake: the reason is")
+		w.(http.Flusher).Flush()
+		h(w, r)
+	}
+}
+
 // refusedURL returns the URL of a server that is no longer listening.
 func refusedURL(t *testing.T) string {
 	s := httptest.NewServer(http.NotFoundHandler())

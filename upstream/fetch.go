@@ -66,8 +66,9 @@ const (
 )
 
 // newHTTPError reads the start of a failed response's body and closes it.
-// It returns the error and the body bytes read.
-func newHTTPError(name string, resp *http.Response) (*HTTPError, int64) {
+// It returns the error, the body bytes read and the error of reading them,
+// if any; then the HTTPError has no Detail.
+func newHTTPError(name string, resp *http.Response) (*HTTPError, int64, error) {
 	defer resp.Body.Close()
 	e := &HTTPError{URL: name, StatusCode: resp.StatusCode, Status: resp.Status}
 	if e.Status == "" {
@@ -75,16 +76,19 @@ func newHTTPError(name string, resp *http.Response) (*HTTPError, int64) {
 	}
 	mediaType, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if mediaType != "text/plain" {
-		return e, 0
+		return e, 0, nil
 	}
 	switch strings.ToLower(params["charset"]) {
 	case "", "utf-8", "us-ascii":
 	default:
-		return e, 0
+		return e, 0, nil
 	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorDetailBytes+maxErrorDetailLines+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorDetailBytes+maxErrorDetailLines+1))
+	if err != nil {
+		return e, int64(len(b)), err
+	}
 	e.Detail = formatErrorDetail(string(b))
-	return e, int64(len(b))
+	return e, int64(len(b)), nil
 }
 
 // formatErrorDetail returns the start of a plain-text error body as the go
@@ -283,10 +287,28 @@ func (c *Client) attempt(ctx context.Context, p *proxy, kind, escPath, rel strin
 	}
 
 	if resp.StatusCode != http.StatusOK {
-		herr, n := newHTTPError(name, resp)
+		// The body of an error answer is small: it gets the time its
+		// headers may take.
+		timer := time.AfterFunc(c.opts.HeaderTimeout, func() {
+			cancel(&timeoutError{"error response body not received in full", c.opts.HeaderTimeout})
+		})
+		herr, n, readErr := newHTTPError(name, resp)
+		timer.Stop()
+		var err error = herr
+		stalled := readErr != nil && actx.Err() != nil
+		if stalled {
+			err = fmt.Errorf("%w (%w)", herr, context.Cause(actx))
+		}
 		cancel(nil)
-		c.observe(p, kind, resp.StatusCode, n, start, herr)
+		c.observe(p, kind, resp.StatusCode, n, start, err)
 		switch {
+		case stalled && ctx.Err() == nil:
+			// An answer that does not come in full is no answer,
+			// and timeouts are not retried, but its status still
+			// tells whether the proxy has the module.
+			return nil, &unansweredError{err}
+		case stalled: // given up by the caller
+			return nil, err
 		case resp.StatusCode == http.StatusLoopDetected:
 			// The request came back to an Agora that sent it (see
 			// WithVia): no retry mends that.
