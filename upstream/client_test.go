@@ -661,6 +661,42 @@ func TestErrorDetailOnlyFromPlainText(t *testing.T) {
 	}
 }
 
+// TestErrorAnswersKeepTheConnection checks that error answers of any
+// kind are read to their end, so that the next request reuses the
+// connection: most upstream requests are 404s for path prefixes.
+func TestErrorAnswersKeepTheConnection(t *testing.T) {
+	answer := func(status int, contentType, body string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", contentType)
+			w.WriteHeader(status)
+			io.WriteString(w, body)
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		h    http.HandlerFunc
+	}{
+		{"short text", serveStatus(http.StatusNotFound)},
+		{"long text", answer(http.StatusNotFound, "text/plain", strings.Repeat("not found ", 100))},
+		{"JSON", answer(http.StatusNotFound, "application/json", `{"error":"not found"}`)},
+		{"S3 XML", answer(http.StatusForbidden, "application/xml", `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code></Error>`)},
+		{"HTML page", answer(http.StatusGone, "text/html", "<html>"+strings.Repeat("<p>gone</p>", 300)+"</html>")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newFakeProxy(t, tt.h)
+			c := newTestClient(t, p.URL, nil)
+			for range 10 {
+				if _, _, err := c.Mod(context.Background(), modPath, "v1.0.0"); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("Mod: %v; want ErrNotFound", err)
+				}
+			}
+			if n := p.connections(); n != 1 {
+				t.Errorf("%d connections for 10 requests one after the other; want 1", n)
+			}
+		})
+	}
+}
+
 // A proxy without @latest (it is optional, and a module cache has none) is
 // asked for its list, as the go command asks it: the newest
 // pseudo-version there is the answer, with its .info from that proxy.

@@ -3,11 +3,13 @@ package upstream
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -29,9 +31,11 @@ var modFiles = map[string]string{
 	"example.com/!upper/@v/v1.0.0.zip":  modZip,
 }
 
-// fakeProxy is an httptest GOPROXY that records its requests.
+// fakeProxy is an httptest GOPROXY that records its requests and counts
+// its connections.
 type fakeProxy struct {
 	*httptest.Server
+	conns    atomic.Int64
 	mu       sync.Mutex
 	requests []*http.Request
 }
@@ -41,15 +45,24 @@ type fakeProxy struct {
 func newFakeProxy(t *testing.T, h http.HandlerFunc) *fakeProxy {
 	t.Helper()
 	f := &fakeProxy{}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.requests = append(f.requests, r)
 		f.mu.Unlock()
 		h(w, r)
 	}))
+	f.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			f.conns.Add(1)
+		}
+	}
+	f.Start()
 	t.Cleanup(f.Close)
 	return f
 }
+
+// connections returns how many connections the fake accepted.
+func (f *fakeProxy) connections() int64 { return f.conns.Load() }
 
 // count returns how many requests the fake answered.
 func (f *fakeProxy) count() int {

@@ -65,30 +65,52 @@ const (
 	maxErrorDetailBytes = maxErrorDetailLines * 81
 )
 
-// newHTTPError reads the start of a failed response's body and closes it.
-// It returns the error, the body bytes read and the error of reading them,
-// if any; then the HTTPError has no Detail.
+// maxErrorDrain is how much of a failed response's body is read beyond
+// what HTTPError.Detail keeps, and discarded, so that its connection is
+// kept: net/http closes one whose response body is closed unread, and
+// most answers of an upstream are 404s, often of JSON, XML or HTML. A
+// longer body costs its connection.
+const maxErrorDrain = 4 << 10
+
+// newHTTPError reads the start of a failed response's body, drains up to
+// maxErrorDrain bytes more, and closes it. It returns the error, the body
+// bytes read and the error of reading them, if any; then the HTTPError
+// has no Detail.
 func newHTTPError(name string, resp *http.Response) (*HTTPError, int64, error) {
 	defer resp.Body.Close()
 	e := &HTTPError{URL: name, StatusCode: resp.StatusCode, Status: resp.Status}
 	if e.Status == "" {
 		e.Status = fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
-	mediaType, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	var detail []byte
+	if isPlainText(resp.Header.Get("Content-Type")) {
+		var err error
+		detail, err = io.ReadAll(io.LimitReader(resp.Body, maxErrorDetailBytes+maxErrorDetailLines+1))
+		if err != nil {
+			return e, int64(len(detail)), err
+		}
+	}
+	drained, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorDrain))
+	n := int64(len(detail)) + drained
+	if err != nil {
+		return e, n, err
+	}
+	e.Detail = formatErrorDetail(string(detail))
+	return e, n, nil
+}
+
+// isPlainText reports whether a Content-Type is text/plain in UTF-8 or
+// ASCII, which the go command shows of an error answer.
+func isPlainText(contentType string) bool {
+	mediaType, params, _ := mime.ParseMediaType(contentType)
 	if mediaType != "text/plain" {
-		return e, 0, nil
+		return false
 	}
 	switch strings.ToLower(params["charset"]) {
 	case "", "utf-8", "us-ascii":
-	default:
-		return e, 0, nil
+		return true
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorDetailBytes+maxErrorDetailLines+1))
-	if err != nil {
-		return e, int64(len(b)), err
-	}
-	e.Detail = formatErrorDetail(string(b))
-	return e, int64(len(b)), nil
+	return false
 }
 
 // formatErrorDetail returns the start of a plain-text error body as the go
