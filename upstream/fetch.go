@@ -289,7 +289,9 @@ func (c *Client) attempt(ctx context.Context, p *proxy, kind, escPath, rel strin
 	resp, err := c.hc.Do(req)
 	if !headerTimer.Stop() && err == nil {
 		// The timeout struck as the headers came: the body is cut off.
+		// Its function may have started without cancelling actx yet.
 		resp.Body.Close()
+		<-actx.Done()
 		err = context.Cause(actx)
 	}
 	if err != nil {
