@@ -92,9 +92,13 @@ type Options struct {
 	// transport made by NewTransport (default 10s). HeaderTimeout bounds
 	// the wait for response headers from when a request starts, connecting
 	// included, and again the reading of an error answer's body (default
-	// 30s). BodyTimeout bounds reading a whole body once the headers came
-	// (default 10 minutes).
-	ConnectTimeout, HeaderTimeout, BodyTimeout time.Duration
+	// 30s). BodyTimeout bounds reading a whole zip once the headers came
+	// (default 10 minutes), and SmallBodyTimeout the body of a list,
+	// @latest, .info or .mod (default 30s, or BodyTimeout if less): well
+	// within the minute or two that callers such as modproxy wait for
+	// those, so that a proxy whose bodies stall times out, and is found
+	// down, before they give up.
+	ConnectTimeout, HeaderTimeout, BodyTimeout, SmallBodyTimeout time.Duration
 	// Retries is how often a request that failed with a 5xx, a 429 or a
 	// connection error is tried again (default 2; negative: never). The
 	// first retry waits about Backoff (default 200ms), each further one
@@ -118,11 +122,12 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	defaultConnectTimeout = 10 * time.Second
-	defaultHeaderTimeout  = 30 * time.Second
-	defaultBodyTimeout    = 10 * time.Minute
-	defaultRetries        = 2
-	defaultBackoff        = 200 * time.Millisecond
+	defaultConnectTimeout   = 10 * time.Second
+	defaultHeaderTimeout    = 30 * time.Second
+	defaultBodyTimeout      = 10 * time.Minute
+	defaultSmallBodyTimeout = 30 * time.Second
+	defaultRetries          = 2
+	defaultBackoff          = 200 * time.Millisecond
 )
 
 // withDefaults returns o with its zero values replaced by the defaults,
@@ -136,6 +141,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.BodyTimeout <= 0 {
 		o.BodyTimeout = defaultBodyTimeout
+	}
+	if o.SmallBodyTimeout <= 0 {
+		o.SmallBodyTimeout = min(defaultSmallBodyTimeout, o.BodyTimeout)
 	}
 	if o.Retries == 0 {
 		o.Retries = defaultRetries

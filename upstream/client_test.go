@@ -366,6 +366,50 @@ func TestTimeouts(t *testing.T) {
 	})
 }
 
+// TestStalledSmallBodies checks that lists, .info and .mod files whose
+// bodies stall time out well before their callers give up, even when a
+// zip may take longer than that, so that their proxy is found down.
+func TestStalledSmallBodies(t *testing.T) {
+	p := newFakeProxy(t, stall(t))
+	c := newTestClient(t, p.URL, func(o *Options) { o.BodyTimeout, o.SmallBodyTimeout = time.Hour, 50*time.Millisecond })
+	fetches := map[string]func(context.Context) error{
+		"List": func(ctx context.Context) error { _, _, err := c.List(ctx, modPath); return err },
+		"Info": func(ctx context.Context) error { _, _, err := c.Info(ctx, modPath, "v1.0.0"); return err },
+		"Mod":  func(ctx context.Context) error { _, _, err := c.Mod(ctx, modPath, "v1.0.0"); return err },
+	}
+	for name, fetch := range fetches {
+		// The caller's deadline, shorter than the zips' body timeout,
+		// as modproxy's minute or two is shorter than its ten minutes.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := fetch(ctx)
+		if ctx.Err() != nil || !strings.Contains(err.Error(), "body not received in full within 50ms") {
+			t.Errorf("%s: %v; want the small files' body timeout, not the caller's deadline", name, err)
+		}
+		cancel()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, _, err := c.Latest(ctx, modPath); !errors.Is(err, ErrDown) {
+		t.Errorf("Latest after %d stalled bodies: %v; want ErrDown", len(fetches), err)
+	}
+}
+
+var smallBodyTimeoutTests = []struct{ body, small, want time.Duration }{
+	{0, 0, 30 * time.Second},
+	{time.Hour, 0, 30 * time.Second},
+	{10 * time.Second, 0, 10 * time.Second},
+	{0, time.Minute, time.Minute},
+}
+
+func TestSmallBodyTimeoutDefault(t *testing.T) {
+	for _, tt := range smallBodyTimeoutTests {
+		o := Options{BodyTimeout: tt.body, SmallBodyTimeout: tt.small}.withDefaults()
+		if o.SmallBodyTimeout != tt.want {
+			t.Errorf("BodyTimeout %v, SmallBodyTimeout %v: the small files get %v; want %v", tt.body, tt.small, o.SmallBodyTimeout, tt.want)
+		}
+	}
+}
+
 // TestStalledErrorBody checks that an error answer whose body stalls ends
 // within the header timeout, not at the caller's deadline: its status
 // still decides whether ',' falls through, and it counts as no answer.

@@ -354,8 +354,12 @@ func (c *Client) attempt(ctx context.Context, p *proxy, kind, escPath, rel strin
 		rc: resp.Body, contentLength: resp.ContentLength, limit: limit,
 		ctx: actx, cancel: cancel,
 	}
-	b.timer = time.AfterFunc(c.opts.BodyTimeout, func() {
-		cancel(&timeoutError{"body not received in full", c.opts.BodyTimeout})
+	timeout := c.opts.SmallBodyTimeout
+	if kind == kindZip {
+		timeout = c.opts.BodyTimeout
+	}
+	b.timer = time.AfterFunc(timeout, func() {
+		cancel(&timeoutError{"body not received in full", timeout})
 	})
 	return b, nil
 }
