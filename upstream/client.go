@@ -240,16 +240,23 @@ func New(proxies []Proxy, opts Options) *Client {
 const maxRedirects = 10
 
 // checkRedirect lets a request follow only redirects to http and https
-// URLs: an upstream must not make Agora read its own files.
+// URLs: an upstream must not make Agora read its own files. It refuses
+// with a *redirectError.
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-		return fmt.Errorf("redirect to %s refused: an upstream may only redirect to http:// or https://", req.URL.Redacted())
+		return &redirectError{fmt.Sprintf("redirect to %s refused: an upstream may only redirect to http:// or https://", req.URL.Redacted())}
 	}
 	if len(via) >= maxRedirects {
-		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		return &redirectError{fmt.Sprintf("stopped after %d redirects", maxRedirects)}
 	}
 	return nil
 }
+
+// redirectError is a redirect that checkRedirect refused: an answer of
+// the proxy, which no retry mends.
+type redirectError struct{ msg string }
+
+func (e *redirectError) Error() string { return e.msg }
 
 // Proxies returns the client's proxy list.
 func (c *Client) Proxies() []Proxy {

@@ -622,6 +622,51 @@ func TestRedirects(t *testing.T) {
 	}
 }
 
+// TestRefusedRedirectIsAnAnswer checks that a refused redirect (to a
+// file, or one too many) is not retried and does not count as no answer:
+// the proxy answered, and modules it redirects wrongly must not take it
+// down for all the others.
+func TestRefusedRedirectIsAnAnswer(t *testing.T) {
+	serve := serveFiles(modFiles)
+	p := newFakeProxy(t, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/file.example/"):
+			http.Redirect(w, r, "file:///etc/passwd", http.StatusFound)
+		case strings.HasPrefix(r.URL.Path, "/loop.example/"):
+			http.Redirect(w, r, r.URL.Path, http.StatusFound)
+		default:
+			serve(w, r)
+		}
+	})
+	rec := &recorder{}
+	c := newTestClient(t, p.URL, func(o *Options) { o.Observer = rec })
+	ctx := context.Background()
+	for _, tt := range []struct {
+		path, want string
+		requests   int
+	}{
+		{"file.example/m", "redirect to file:///etc/passwd refused", 1},
+		{"loop.example/m", "stopped after 10 redirects", maxRedirects},
+	} {
+		for range downAfter {
+			before := p.count()
+			_, _, err := c.Mod(ctx, tt.path, "v1.0.0")
+			if err == nil || !strings.Contains(err.Error(), tt.want) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrDown) {
+				t.Errorf("Mod of %s: %v; want %q", tt.path, err, tt.want)
+			}
+			if n := p.count() - before; n != tt.requests {
+				t.Errorf("Mod of %s: %d requests; want %d: a refused redirect is not retried", tt.path, n, tt.requests)
+			}
+		}
+	}
+	if mod, _, err := c.Mod(ctx, modPath, "v1.0.0"); err != nil || string(mod) != modMod {
+		t.Errorf("Mod after refused redirects: %q, %v; want the go.mod: the proxy is up", mod, err)
+	}
+	if got := rec.healthChanges(); len(got) != 0 {
+		t.Errorf("health changes %q; want none", got)
+	}
+}
+
 func TestConnectionErrorsRetried(t *testing.T) {
 	rec := &recorder{}
 	c := newTestClient(t, refusedURL(t), func(o *Options) { o.Observer = rec })

@@ -294,6 +294,18 @@ func (c *Client) attempt(ctx context.Context, p *proxy, kind, escPath, rel strin
 		<-actx.Done()
 		err = context.Cause(actx)
 	}
+	var re *redirectError
+	if errors.As(err, &re) {
+		// The proxy answered with a redirect, not followed: net/http
+		// returns that answer, its body closed, with the error.
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		cancel(nil)
+		c.observe(p, kind, status, 0, start, err)
+		return nil, err
+	}
 	if err != nil {
 		retry := ctx.Err() == nil && !isTimeout(context.Cause(actx)) && !isCertError(err)
 		if actx.Err() != nil {
