@@ -240,11 +240,15 @@ func New(proxies []Proxy, opts Options) *Client {
 const maxRedirects = 10
 
 // checkRedirect lets a request follow only redirects to http and https
-// URLs: an upstream must not make Agora read its own files. It refuses
+// URLs: an upstream must not make Agora read its own files. A request to
+// https follows only redirects to https, as the go command's. It refuses
 // with a *redirectError.
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 		return &redirectError{fmt.Sprintf("redirect to %s refused: an upstream may only redirect to http:// or https://", req.URL.Redacted())}
+	}
+	if len(via) > 0 && via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return &redirectError{fmt.Sprintf("redirected from secure URL %s to insecure URL %s", via[len(via)-1].URL.Redacted(), req.URL.Redacted())}
 	}
 	if len(via) >= maxRedirects {
 		return &redirectError{fmt.Sprintf("stopped after %d redirects", maxRedirects)}

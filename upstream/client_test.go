@@ -622,6 +622,31 @@ func TestRedirects(t *testing.T) {
 	}
 }
 
+// TestNoRedirectToPlainHTTP checks that an https proxy may redirect to
+// https only, as for the go command.
+func TestNoRedirectToPlainHTTP(t *testing.T) {
+	plain := newFakeProxy(t, serveFiles(modFiles))
+	secure := newFakeTLSProxy(t, serveFiles(modFiles))
+	p := newFakeTLSProxy(t, func(w http.ResponseWriter, r *http.Request) {
+		to := secure.URL
+		if strings.HasSuffix(r.URL.Path, ".mod") {
+			to = plain.URL
+		}
+		http.Redirect(w, r, to+r.URL.Path, http.StatusFound)
+	})
+	c := newTestClient(t, p.URL, func(o *Options) { o.Transport = p.Client().Transport })
+	if info, _, err := c.Info(context.Background(), modPath, "v1.0.0"); err != nil || info.Version != "v1.0.0" {
+		t.Errorf("Info through a redirect to https: %+v, %v", info, err)
+	}
+	mod, _, err := c.Mod(context.Background(), modPath, "v1.0.0")
+	if err == nil || !strings.Contains(err.Error(), "redirected from secure URL "+p.URL) {
+		t.Errorf("Mod redirected to http = %q, %v; want the redirect refused", mod, err)
+	}
+	if n := plain.count(); n != 0 {
+		t.Errorf("the http proxy got %d requests; want none", n)
+	}
+}
+
 // TestRefusedRedirectIsAnAnswer checks that a refused redirect (to a
 // file, or one too many) is not retried and does not count as no answer:
 // the proxy answered, and modules it redirects wrongly must not take it

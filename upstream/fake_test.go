@@ -43,7 +43,24 @@ type fakeProxy struct {
 // newFakeProxy starts a fake GOPROXY answering with h, stopped at the end
 // of the test.
 func newFakeProxy(t *testing.T, h http.HandlerFunc) *fakeProxy {
-	t.Helper()
+	f := newUnstartedFakeProxy(h)
+	f.Start()
+	t.Cleanup(f.Close)
+	return f
+}
+
+// newFakeTLSProxy is newFakeProxy over HTTPS. Its Client's transport
+// trusts it, and every other fake over HTTPS.
+func newFakeTLSProxy(t *testing.T, h http.HandlerFunc) *fakeProxy {
+	f := newUnstartedFakeProxy(h)
+	f.StartTLS()
+	t.Cleanup(f.Close)
+	return f
+}
+
+// newUnstartedFakeProxy returns a fake GOPROXY answering with h, not yet
+// started.
+func newUnstartedFakeProxy(h http.HandlerFunc) *fakeProxy {
 	f := &fakeProxy{}
 	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -56,8 +73,6 @@ func newFakeProxy(t *testing.T, h http.HandlerFunc) *fakeProxy {
 			f.conns.Add(1)
 		}
 	}
-	f.Start()
-	t.Cleanup(f.Close)
 	return f
 }
 
