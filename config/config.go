@@ -141,7 +141,7 @@ func (c *Config) loadUpstream() error {
 	}
 	if strings.TrimSpace(list) != "" {
 		if c.Upstream, err = upstream.ParseList(list); err != nil {
-			return fmt.Errorf("config: AGORA_UPSTREAM=%q: %v", list, err)
+			return fmt.Errorf("config: AGORA_UPSTREAM=%q: %v", upstream.RedactList(list), err)
 		}
 	}
 	if name := envy.Get("AGORA_RULES", ""); name != "" {

@@ -92,6 +92,14 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 	})
 }
 
+func TestLoadErrorsHidePasswords(t *testing.T) {
+	t.Setenv("AGORA_UPSTREAM", "https://u:secret@a.example|u:secret@b.example,ftp://c.example")
+	_, err := Load()
+	if err == nil || strings.Contains(err.Error(), "secret") || !strings.Contains(err.Error(), "https://u:xxxxx@a.example|u:xxxxx@b.example,ftp://c.example") {
+		t.Errorf("Load() error = %v; want the list without its passwords", err)
+	}
+}
+
 func TestLoadUpstream(t *testing.T) {
 	t.Chdir(t.TempDir())
 	rules := filepath.Join(t.TempDir(), "rules")

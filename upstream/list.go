@@ -159,12 +159,32 @@ func redact(s string) string {
 	return u.Redacted()
 }
 
-// redactRaw returns the URL s, which may not parse, with the password of
+// RedactList returns a proxy list as written, such as an AGORA_UPSTREAM
+// that ParseList rejects, with the password of each entry replaced: for
+// messages, not to be parsed again.
+func RedactList(s string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexAny(s, ",|")
+		if i < 0 {
+			b.WriteString(redactRaw(s))
+			return b.String()
+		}
+		b.WriteString(redactRaw(s[:i]))
+		b.WriteByte(s[i])
+		s = s[i+1:]
+	}
+}
+
+// redactRaw returns the URL s, which may not parse and may have no scheme
+// (as a list entry such as "u:pass@proxy.example"), with the password of
 // its userinfo, if any, replaced.
 func redactRaw(s string) string {
 	scheme, rest, ok := strings.Cut(s, "://")
-	if !ok {
-		return s
+	if ok {
+		scheme += "://"
+	} else {
+		scheme, rest = "", s
 	}
 	authority := rest
 	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
@@ -178,7 +198,7 @@ func redactRaw(s string) string {
 	if !hasPassword {
 		return s
 	}
-	return scheme + "://" + user + ":xxxxx" + rest[at:]
+	return scheme + user + ":xxxxx" + rest[at:]
 }
 
 // DefaultList returns the proxy list Agora uses when AGORA_UPSTREAM is not

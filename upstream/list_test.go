@@ -74,6 +74,24 @@ func TestString(t *testing.T) {
 	}
 }
 
+var redactListTests = []struct{ in, want string }{
+	{"", ""},
+	{"off", "off"},
+	{"https://a.example,direct", "https://a.example,direct"},
+	{"https://u:secret@a.example/go | http://b.example", "https://u:xxxxx@a.example/go | http://b.example"},
+	{"https://u@a.example,u:secret@b.example", "https://u@a.example,u:xxxxx@b.example"},
+	{"https://u:secret@a.example/%zz,ftp://u:secret@b", "https://u:xxxxx@a.example/%zz,ftp://u:xxxxx@b"},
+	{"/srv/goproxy|file:///srv/a@b", "/srv/goproxy|file:///srv/a@b"},
+}
+
+func TestRedactList(t *testing.T) {
+	for _, tt := range redactListTests {
+		if got := RedactList(tt.in); got != tt.want {
+			t.Errorf("RedactList(%q) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
 func TestDefaultList(t *testing.T) {
 	env := map[string]string{}
 	getenv := func(k string) string { return env[k] }

@@ -71,7 +71,7 @@ func ParseRules(r io.Reader, name string) ([]Rule, error) {
 				return nil, fmt.Errorf("%s:%d: %v", name, line, err)
 			}
 			if len(proxies) == 0 {
-				return nil, fmt.Errorf("%s:%d: the list %q has no proxy URL (Agora never fetches direct from version control): write none for paths never fetched", name, line, list)
+				return nil, fmt.Errorf("%s:%d: the list %q has no proxy URL (Agora never fetches direct from version control): write none for paths never fetched", name, line, RedactList(list))
 			}
 			rule.Proxies = proxies
 		}

@@ -40,6 +40,7 @@ var parseRulesErrorTests = []struct{ in, want string }{
 	{", none\n", "rules:1: pattern \",\" matches nothing"},
 	{"a.example ftp://proxy.example\n", "rules:1: proxy \"ftp://proxy.example\": unsupported scheme"},
 	{"a.example direct\n", "rules:1: the list \"direct\" has no proxy URL"},
+	{"a.example direct,https://u:secret@proxy.example\n", "rules:1: the list \"direct,https://u:xxxxx@proxy.example\" has no proxy URL"},
 	{"a.example https://proxy.example https://other.example\n", "rules:1: proxy \"https://proxy.example https://other.example\""},
 	{"a.example " + strings.Repeat("x", 70000) + "\n", "rules: bufio.Scanner: token too long"},
 }
@@ -49,6 +50,9 @@ func TestParseRulesErrors(t *testing.T) {
 		rules, err := ParseRules(strings.NewReader(tt.in), "rules")
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("ParseRules(%.40q) = %+v, %v; want an error with %q", tt.in, rules, err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("ParseRules(%.40q): error %q shows the password", tt.in, err)
 		}
 	}
 }
