@@ -35,7 +35,9 @@ one): the go command reads them to work out the module graph ('go mod tidy',
 'go list -m all'); the zip can be imported or fetched later. A zip without its
 .info (which 'go mod tidy' leaves for the modules of dependencies' tests) is
 imported without a time, unless it is a pseudo-version, which names its own;
-its .info can be imported or fetched later. Versions already stored
+its .info can be imported or fetched later. So is a version whose .info has
+no time, as the go command keeps the .info an Agora serves of a version
+stored without one. Versions already stored
 identically are skipped, conflicting ones are reported and not imported, and
 versions deleted on this server are not brought back. Imported versions are recorded with source "imported" and the
 audit log names the actor "` + cliActor + `".

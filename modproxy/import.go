@@ -34,9 +34,11 @@ const MaxInfoFile = 64 << 10
 // Everything is checked before anything is stored, and a failure wraps
 // ErrInvalid (ErrTooLarge for a file over its limit): the version must be
 // canonical and fit the path's major version; info, unless it is nil, must
-// name version and carry a Time, which becomes the version's time (without
-// it the version has no .info, as a version fetched without one, until an
-// import with an .info or an upstream adds it); the zip must pass every
+// be JSON that names version, and its Time becomes the version's time
+// (without info, or with an info without a Time, as the go command keeps
+// the one an Agora serves for a version stored without a time, the version
+// has no .info, as a version fetched without one, until an import with an
+// .info or an upstream adds it); the zip must pass every
 // rule of golang.org/x/mod/zip, but need not hold a go.mod (public modules
 // from before modules have none, and their .mod is synthesised); if it has
 // one, mod must be identical to it.
@@ -61,6 +63,9 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 	t, modHash, err := checkImported(path, version, info, mod)
 	if err != nil {
 		return nil, err
+	}
+	if t.IsZero() {
+		info = nil // it tells nothing the version's record does not
 	}
 	fi, err := zip.Stat()
 	if err != nil {
@@ -152,6 +157,9 @@ func (s *Service) importGoMod(ctx context.Context, who auth.Principal, path, ver
 	if err != nil {
 		return nil, err
 	}
+	if t.IsZero() {
+		info = nil
+	}
 	v := &Version{
 		Path:        path,
 		Version:     version,
@@ -213,8 +221,9 @@ func (s *Service) importInfo(ctx context.Context, v *Version, t time.Time, info 
 }
 
 // checkImported checks the version and the .info and .mod files of an
-// import, and returns the time the .info gives (zero when info is nil, as
-// for a version imported without one) and the go.mod's hash.
+// import, and returns the time the .info gives (zero when info is nil or
+// has no time: the version is then imported without an .info) and the
+// go.mod's hash.
 func checkImported(path, version string, info, mod []byte) (time.Time, string, error) {
 	if err := checkVersion(path, version); err != nil {
 		return time.Time{}, "", err
@@ -231,7 +240,9 @@ func checkImported(path, version string, info, mod []byte) (time.Time, string, e
 }
 
 // parseImportedInfo checks an imported .info file and returns the time it
-// gives the version.
+// gives the version: zero if it gives none, as the .info an Agora serves of
+// a version stored without a time, which the go command keeps in its
+// module cache with a zero Time.
 func parseImportedInfo(path, version string, info []byte) (time.Time, error) {
 	if len(info) > MaxInfoFile {
 		return time.Time{}, errorf(ErrTooLarge, path, version, ".info file larger than %d bytes", MaxInfoFile)
@@ -247,7 +258,7 @@ func parseImportedInfo(path, version string, info []byte) (time.Time, error) {
 		return time.Time{}, errorf(ErrInvalid, path, version, ".info file names version %q", parsed.Version)
 	}
 	if parsed.Time.IsZero() {
-		return time.Time{}, errorf(ErrInvalid, path, version, ".info file has no Time")
+		return time.Time{}, nil
 	}
 	return parsed.Time.UTC(), nil
 }
@@ -652,13 +663,19 @@ func (s *Service) importFound(ctx context.Context, who auth.Principal, f *foundV
 		return ImportIncomplete, fmt.Errorf("no .mod file next to the zip")
 	}
 	var info []byte
-	switch {
-	case f.info:
+	if f.info {
 		var err error
 		if info, err = readImportFile(f.name(".info"), MaxInfoFile); err != nil {
 			return ImportUnreadable, err
 		}
-	case isPseudo(f.version):
+		if t, err := parseImportedInfo(f.path, f.version, info); err == nil && t.IsZero() {
+			// The .info an Agora serves of a version stored without a
+			// time, kept by the go command with a zero Time: as if
+			// there were none. (A broken one is refused below.)
+			info, f.info = nil, false
+		}
+	}
+	if info == nil && isPseudo(f.version) {
 		// A pseudo-version names its commit's time, which its .info gives.
 		t, err := module.PseudoVersionTime(f.version)
 		if err != nil {

@@ -651,7 +651,6 @@ var importChecks = []struct {
 	words   string
 }{
 	{name: "info names another version", info: `{"Version":"v1.0.1","Time":"2024-01-01T00:00:00Z"}`, want: modproxy.ErrInvalid, words: `names version "v1.0.1"`},
-	{name: "info without time", info: `{"Version":"v1.0.0"}`, want: modproxy.ErrInvalid, words: "no Time"},
 	{name: "info not JSON", info: `Version v1.0.0`, want: modproxy.ErrInvalid, words: "not valid JSON"},
 	{name: "info too large", info: `{"Version":"v1.0.0","Time":"2024-01-01T00:00:00Z","Origin":"` + strings.Repeat("x", modproxy.MaxInfoFile) + `"}`, want: modproxy.ErrTooLarge},
 	{name: "mod differs from zip", mod: "module example.com/m\n\ngo 1.21\n", want: modproxy.ErrInvalid, words: "differs from the go.mod in the zip"},
@@ -684,6 +683,58 @@ func TestImportChecks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestImportDirInfoWithoutTime checks that a module cache filled through
+// an Agora, whose .info of a version stored without a time the go command
+// keeps with a zero Time, is imported as if it had no .info: the zip and
+// go.mod are imported, and a pseudo-version gets the time it names.
+func TestImportDirInfoWithoutTime(t *testing.T) {
+	ctx := context.Background()
+	c := newModuleCache(t)
+	zeroTime := func(version string) []byte {
+		return []byte(fmt.Sprintf(`{"Version":%q,"Time":"0001-01-01T00:00:00Z"}`, version))
+	}
+	release := c.add("example.com/m", "v1.0.0", t0, moduleFiles("example.com/m", "release"))
+	c.write("example.com/m", "v1.0.0", ".info", zeroTime("v1.0.0"))
+	release.time = time.Time{}
+	pseudo := c.add("example.com/m", pseudoVersion, time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), moduleFiles("example.com/m", "pseudo"))
+	c.write("example.com/m", pseudoVersion, ".info", zeroTime(pseudoVersion))
+	// A go.mod alone, with an .info as an Agora serves it: no Time at all.
+	modOnly := goModOnly{"example.com/m", "v0.9.0", []byte(goMod("example.com/m")), time.Time{}}
+	c.write(modOnly.path, modOnly.version, ".mod", modOnly.mod)
+	c.write(modOnly.path, modOnly.version, ".info", []byte(`{"Version":"v0.9.0"}`))
+	r := newTestRegistry(t)
+
+	sum, events, err := r.importAll(ctx, c.root)
+	if err != nil || sum.Imported != 3 {
+		t.Fatalf("ImportDir = %+v, %v; want 3 imported\n%v", sum, err, events)
+	}
+	if got, want := events[2].String(), "[3/3] example.com/m@v1.0.0 imported (no .info)"; got != want {
+		t.Errorf("progress line %q; want %q", got, want)
+	}
+	assertImported(t, r, release)
+	assertImported(t, r, pseudo)
+	assertImportedGoMod(t, r, modOnly)
+
+	// An .info that names another version is still refused.
+	c.write("example.com/m", "v1.0.0", ".info", []byte(`{"Version":"v1.0.1","Time":"0001-01-01T00:00:00Z"}`))
+	if _, events, _ := r.importAll(ctx, c.root); events[2].Outcome != modproxy.ImportInvalid {
+		t.Errorf("an .info naming another version: %s; want it invalid", events[2])
+	}
+}
+
+// TestImportInfoWithoutTime checks that Import takes an .info without a
+// time as no .info: the version is stored without one.
+func TestImportInfoWithoutTime(t *testing.T) {
+	r := newTestRegistry(t)
+	const path, version = "example.com/m", "v1.0.0"
+	zipData := moduleZip(t, path, version, "m")
+	res, err := r.Import(context.Background(), admin, path, version, []byte(`{"Version":"v1.0.0"}`), []byte(goMod(path)), writeTemp(t, zipData))
+	if err != nil || !res.Created {
+		t.Fatalf("Import with an .info without a time = %+v, %v; want it created", res, err)
+	}
+	assertImported(t, r, cached{path: path, version: version, zip: zipData, mod: []byte(goMod(path))})
 }
 
 // orDefault returns s, or def if s is empty.
