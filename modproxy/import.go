@@ -29,7 +29,9 @@ const MaxInfoFile = 64 << 10
 
 // Import stores path@version from the files a module cache or a GOPROXY
 // directory holds for it, on behalf of who, who must be an administrator:
-// info and mod are the .info and .mod files, zip the open module zip.
+// info and mod are the .info and .mod files, zip the open module zip, which
+// is read from its start and copied to the temporary directory before it
+// is checked and stored.
 //
 // Everything is checked before anything is stored, and a failure wraps
 // ErrInvalid (ErrTooLarge for a file over its limit): the version must be
@@ -67,14 +69,23 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 	if t.IsZero() {
 		info = nil // it tells nothing the version's record does not
 	}
-	fi, err := zip.Stat()
+	// The zip is copied first, and the copy checked, hashed and stored:
+	// the transaction then only moves it into place, as a publish's, and
+	// holds the database (on SQLite, every writer's) for no copy. And
+	// what is stored is what was hashed, whatever the operator's file's
+	// name meanwhile names.
+	tmp, size, err := s.copyImportedZip(path, version, zip)
 	if err != nil {
-		return nil, fmt.Errorf("import %s@%s: %w", path, version, err)
+		return nil, err
 	}
-	if fi.Size() > modzip.MaxZipFile {
-		return nil, errorf(ErrTooLarge, path, version, "module zip larger than %d bytes", int64(modzip.MaxZipFile))
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	synced := make(chan error, 1)
+	go func() { synced <- tmp.Sync() }() // while the copy is checked and hashed
+	zipHash, zipGoMod, err := inspectModuleZip(tmp.Name(), path, version)
+	if serr := <-synced; err == nil && serr != nil {
+		err = fmt.Errorf("import %s@%s: storing the zip: %w", path, version, serr)
 	}
-	zipHash, zipGoMod, err := inspectModuleZip(zip.Name(), path, version)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +111,7 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 		Path:        path,
 		Version:     version,
 		Time:        t,
-		Size:        fi.Size(),
+		Size:        size,
 		ZipHash:     zipHash,
 		ModHash:     modHash,
 		Source:      SourceImported,
@@ -108,7 +119,7 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 		PublishedAt: s.now().UTC().Truncate(time.Second),
 	}
 	unlock := s.lockVersion(path, version)
-	res, err := s.commitVersion(ctx, v, stagedZip{zip, false}, mod)
+	res, err := s.commitVersion(ctx, v, tmp.Name(), mod)
 	unlock()
 	if errors.Is(err, ErrExists) {
 		// A concurrent publish or import of the same version committed first.
@@ -135,6 +146,41 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 		res = &PublishResult{Version: out, Created: true}
 	}
 	return res, nil
+}
+
+// copyImportedZip copies the zip an import of path@version reads from zip,
+// from its start, to a temporary file, which the caller closes and
+// removes, and returns it and the zip's size. An error reading zip wraps
+// a bodyError; a zip over modzip.MaxZipFile is ErrTooLarge.
+func (s *Service) copyImportedZip(path, version string, zip *os.File) (_ *os.File, size int64, err error) {
+	fi, err := zip.Stat()
+	if err != nil {
+		return nil, 0, fmt.Errorf("import %s@%s: %w", path, version, bodyError{err})
+	}
+	if fi.Size() > modzip.MaxZipFile {
+		return nil, 0, errorf(ErrTooLarge, path, version, "module zip larger than %d bytes", int64(modzip.MaxZipFile))
+	}
+	tmp, err := os.CreateTemp(s.tempDir, "import-*.zip")
+	if err != nil {
+		return nil, 0, fmt.Errorf("import %s@%s: %w", path, version, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	w := &fileWriter{f: tmp}
+	n, err := io.Copy(w, bodyReader{io.NewSectionReader(zip, 0, modzip.MaxZipFile+1)})
+	switch {
+	case w.err != nil:
+		return nil, 0, fmt.Errorf("import %s@%s: storing the zip: %w", path, version, w.err)
+	case err != nil:
+		return nil, 0, fmt.Errorf("import %s@%s: reading the zip: %w", path, version, err)
+	case n > modzip.MaxZipFile:
+		return nil, 0, errorf(ErrTooLarge, path, version, "module zip larger than %d bytes", int64(modzip.MaxZipFile))
+	}
+	return tmp, n, nil
 }
 
 // importGoMod stores path@version's go.mod, and its .info unless info is
@@ -726,6 +772,8 @@ func importOutcome(res *PublishResult, err error) (ImportOutcome, error) {
 		return ImportConflict, err
 	case errors.Is(err, ErrInvalid), errors.Is(err, ErrTooLarge):
 		return ImportInvalid, err
+	case errors.As(err, new(bodyError)):
+		return ImportUnreadable, err // the directory's file, not the registry
 	}
 	return -1, err
 }

@@ -6,17 +6,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/module"
 	modzip "golang.org/x/mod/zip"
 
+	"agora/internal/testutil"
 	"agora/modproxy"
+	"agora/modproxy/modproxytest"
 	"agora/storage"
 )
 
@@ -902,5 +907,111 @@ func TestImportSummaryString(t *testing.T) {
 		if got := tt.sum.String(); !strings.HasPrefix(got, tt.want) {
 			t.Errorf("%+v.String() = %q; want it to start %q", tt.sum, got, tt.want)
 		}
+	}
+}
+
+// txWatch is a Metadata that says whether one of its transactions is open.
+type txWatch struct {
+	modproxy.Metadata
+	open atomic.Bool
+}
+
+func (m *txWatch) Update(ctx context.Context, fn func(tx modproxy.MetadataTx) error) error {
+	m.open.Store(true)
+	defer m.open.Store(false)
+	return m.Metadata.Update(ctx, fn)
+}
+
+// zipWrites is a storage.Store that records how each zip is written:
+// "copy" (Put, which copies a reader) or "move" of a file in tempDir
+// (PutFile), "moved from elsewhere" otherwise, followed by " in a
+// transaction" while tx has one open.
+type zipWrites struct {
+	storage.Store
+	tx      *txWatch
+	tempDir string
+	mu      sync.Mutex
+	writes  []string
+}
+
+func (s *zipWrites) record(how string) {
+	if s.tx.open.Load() {
+		how += " in a transaction"
+	}
+	s.mu.Lock()
+	s.writes = append(s.writes, how)
+	s.mu.Unlock()
+}
+
+func (s *zipWrites) Put(ctx context.Context, path, version string, kind storage.Kind, content io.Reader) error {
+	if kind == storage.Zip {
+		s.record("copy")
+	}
+	return s.Store.Put(ctx, path, version, kind, content)
+}
+
+func (s *zipWrites) PutFile(ctx context.Context, path, version string, kind storage.Kind, src string) error {
+	if kind == storage.Zip {
+		how := "moved from elsewhere"
+		if filepath.Dir(src) == s.tempDir {
+			how = "move"
+		}
+		s.record(how)
+	}
+	return s.Store.PutFile(ctx, path, version, kind, src)
+}
+
+// TestImportCopiesOutsideTransaction checks that an import copies the
+// operator's zip (and syncs it) before its transaction, which only moves
+// the registry's own copy into place: on SQLite the transaction holds the
+// database's write lock, and a server sharing it waits only so long.
+func TestImportCopiesOutsideTransaction(t *testing.T) {
+	fake := modproxytest.NewMemStore()
+	tx := &txWatch{Metadata: fake}
+	disk, err := storage.NewDisk(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs := &zipWrites{Store: disk, tx: tx, tempDir: t.TempDir()}
+	r := &testRegistry{meta: fake, disk: disk, tempDir: blobs.tempDir, clock: testutil.NewClock(t0)}
+	r.Service = modproxy.New(modproxy.Config{Metadata: tx, Blobs: blobs, TempDir: r.tempDir, Now: r.clock.Now})
+
+	f := newImportFixture(t)
+	if sum, _, err := r.importAll(context.Background(), f.cache.root); err != nil || sum.Imported == 0 {
+		t.Fatalf("ImportDir = %+v, %v", sum, err)
+	}
+	want := slices.Repeat([]string{"move in a transaction"}, len(f.imported))
+	if !slices.Equal(blobs.writes, want) {
+		t.Errorf("zips written %q; want each moved from the temporary directory, in its transaction", blobs.writes)
+	}
+	for _, c := range f.imported {
+		assertImported(t, r, c)
+	}
+	r.assertTempDirEmpty(t)
+}
+
+// TestImportStoresTheZipItHashed checks that the zip stored is the one
+// hashed: the open file given to Import, even if its name now names
+// another file.
+func TestImportStoresTheZipItHashed(t *testing.T) {
+	r := newTestRegistry(t)
+	const path, version = "example.com/m", "v1.0.0"
+	opened := moduleZip(t, path, version, "the zip opened")
+	zip := writeTemp(t, opened)
+	// The operator's file is replaced after it was opened.
+	other := writeTemp(t, moduleZip(t, path, version, "the zip now at its name"))
+	if err := os.Rename(other.Name(), zip.Name()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Import(context.Background(), admin, path, version, nil, []byte(goMod(path)), zip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := r.read(t, path, version, storage.Zip)
+	if got := hashZipBytes(t, stored); got != res.ZipHash {
+		t.Errorf("the stored zip hashes to %s, but %s is recorded", got, res.ZipHash)
+	}
+	if !bytes.Equal(stored, opened) {
+		t.Error("the stored zip is not the file given to Import")
 	}
 }

@@ -103,7 +103,7 @@ func (s *Service) Publish(ctx context.Context, who auth.Principal, path, version
 		PublishedAt: now,
 	}
 	unlock := s.lockVersion(path, version)
-	res, err := s.commitVersion(ctx, v, stagedZip{tmp, true}, zc.goMod)
+	res, err := s.commitVersion(ctx, v, tmp.Name(), zc.goMod)
 	unlock()
 	if errors.Is(err, ErrExists) {
 		// A concurrent upload of the same version committed first.
@@ -123,8 +123,11 @@ func (s *Service) Publish(ctx context.Context, who auth.Principal, path, version
 }
 
 // commitVersion records v and stores its files in one transaction, or finds
-// that v's version is already recorded and compares the content.
-func (s *Service) commitVersion(ctx context.Context, v *Version, zip stagedZip, goMod []byte) (*PublishResult, error) {
+// that v's version is already recorded and compares the content. zip names
+// the registry's own temporary file of the zip, synced, which storing moves
+// into place (see storage.Store.PutFile): the transaction, which on SQLite
+// holds every writer up, copies nothing large.
+func (s *Service) commitVersion(ctx context.Context, v *Version, zip string, goMod []byte) (*PublishResult, error) {
 	var (
 		res        *PublishResult
 		wrote      bool
@@ -207,7 +210,7 @@ func (s *Service) commitVersion(ctx context.Context, v *Version, zip stagedZip, 
 // restoreFiles stores the files of recorded, a live version published or
 // imported again with the same zip, if storage has lost its zip (see
 // restore). The caller holds the version's lock.
-func (s *Service) restoreFiles(ctx context.Context, recorded *Version, zip stagedZip, goMod []byte) error {
+func (s *Service) restoreFiles(ctx context.Context, recorded *Version, zip string, goMod []byte) error {
 	f, err := s.blobs.Open(ctx, recorded.Path, recorded.Version, storage.Zip)
 	if err == nil {
 		return f.Close()
@@ -288,28 +291,15 @@ func (s *Service) compareRecorded(ctx context.Context, v *Version) (*PublishResu
 	return &PublishResult{Version: recorded}, nil
 }
 
-// stagedZip is the zip a publish or an import stores: the open file, and
-// whether it is the registry's own temporary file, which storing moves into
-// place rather than copies. An imported zip is the operator's.
-type stagedZip struct {
-	f    *os.File
-	temp bool
-}
-
-// storeFiles writes v's .zip, .mod and .info (if v has a time) to the blob
-// store, the zip first, so that the files announcing the version appear
-// last.
-func (s *Service) storeFiles(ctx context.Context, v *Version, zip stagedZip, goMod []byte) error {
+// storeFiles writes v's .zip, moved from the temporary file zip, .mod and
+// .info (if v has a time) to the blob store, the zip first, so that the
+// files announcing the version appear last.
+func (s *Service) storeFiles(ctx context.Context, v *Version, zip string, goMod []byte) error {
 	info, err := infoFile(v.Version, v.Time)
 	if err != nil {
 		return err
 	}
-	if zip.temp {
-		err = s.blobs.PutFile(ctx, v.Path, v.Version, storage.Zip, zip.f.Name())
-	} else if _, err = zip.f.Seek(0, io.SeekStart); err == nil {
-		err = s.blobs.Put(ctx, v.Path, v.Version, storage.Zip, zip.f)
-	}
-	if err != nil {
+	if err := s.blobs.PutFile(ctx, v.Path, v.Version, storage.Zip, zip); err != nil {
 		return err
 	}
 	if err := s.blobs.Put(ctx, v.Path, v.Version, storage.Mod, bytes.NewReader(goMod)); err != nil {
