@@ -193,7 +193,8 @@ func (s *Service) copyImportedZip(path, version string, zip *os.File) (_ *os.Fil
 // as a fetch records them, with Source SourceImported; the zip can come
 // later, from an import or an upstream, and must then hold the same go.mod.
 // A version recorded with the same go.mod is left as it is, its .info
-// added if it had none (Created says whether anything was stored). One
+// added if it had none (Created says whether anything was stored), and its
+// .mod and .info put back if storage lost them (Restored says so). One
 // recorded with another go.mod is a conflict, recorded in the audit log. A
 // deleted version is not brought back (ErrGone). Like fetched files, and
 // unlike a module's source, a go.mod alone is not a publish: it is not
@@ -233,8 +234,20 @@ func (s *Service) importGoMod(ctx context.Context, who auth.Principal, path, ver
 			return nil, err
 		}
 	}
-	created := false
-	if recorded == nil || !recorded.Has(storage.Mod) {
+	created, restored := false, false
+	if recorded != nil && recorded.Has(storage.Mod) {
+		// The same go.mod again: it puts back what storage lost of it,
+		// as the answer for a lost file tells the operator to do.
+		unlock := s.lockVersion(path, version)
+		cur, err := s.liveRecord(ctx, path, version) // a delete may have come
+		if err == nil && cur != nil && cur.ModHash == modHash {
+			restored, err = s.restoreFiles(ctx, cur, "", mod)
+		}
+		unlock()
+		if err != nil {
+			return nil, err
+		}
+	} else {
 		out, err := s.commitFetched(ctx, v, storage.Mod, func(ctx context.Context) error {
 			return s.blobs.Put(ctx, path, version, storage.Mod, bytes.NewReader(mod))
 		})
@@ -253,7 +266,7 @@ func (s *Service) importGoMod(ctx context.Context, who auth.Principal, path, ver
 		}
 		recorded, created = out, true
 	}
-	return &PublishResult{Version: recorded, Created: created}, nil
+	return &PublishResult{Version: recorded, Created: created, Restored: restored}, nil
 }
 
 // importInfo adds the .info file info, which gives the time t, to v's

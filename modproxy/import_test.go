@@ -1015,3 +1015,43 @@ func TestImportStoresTheZipItHashed(t *testing.T) {
 		t.Error("the stored zip is not the file given to Import")
 	}
 }
+
+// TestImportRestoresLostFiles checks that importing a version again puts
+// back the files that storage lost of it, as the server's answer for them
+// tells the operator to do: a go.mod-only version's .mod and .info, and
+// the .mod of a zip without a go.mod, which no stored zip can give.
+func TestImportRestoresLostFiles(t *testing.T) {
+	ctx := context.Background()
+	c := newModuleCache(t)
+	const path = "example.com/dep"
+	mod := []byte(goMod(path))
+	c.write(path, "v1.2.0", ".mod", mod)
+	c.write(path, "v1.2.0", ".info", []byte(`{"Version":"v1.2.0","Time":"2024-05-01T00:00:00Z"}`))
+	legacy := c.add("example.com/legacy", "v2.0.0+incompatible", t0, map[string]string{"legacy.go": "package legacy\n"})
+	r := newTestRegistry(t)
+	if sum, _, err := r.importAll(ctx, c.root); err != nil || sum.Imported != 2 {
+		t.Fatalf("ImportDir = %+v, %v; want 2 imported", sum, err)
+	}
+	before := r.storedFiles(t)
+	lost := []string{"example.com/dep/@v/v1.2.0.mod", "example.com/dep/@v/v1.2.0.info", "example.com/legacy/@v/v2.0.0+incompatible.mod"}
+	for _, name := range lost {
+		if err := os.Remove(filepath.Join(r.disk.Root(), filepath.FromSlash(name))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := r.Open(ctx, path, "v1.2.0", storage.Mod); err == nil || !strings.Contains(err.Error(), "import it again") {
+		t.Fatalf("Open of the lost .mod: %v; want it to say to import it again", err)
+	}
+
+	if _, _, err := r.importAll(ctx, c.root); err != nil {
+		t.Fatal(err)
+	}
+	after := r.storedFiles(t)
+	for _, name := range lost {
+		if after[name] != before[name] {
+			t.Errorf("%s after importing again = %q; want it restored, %q", name, after[name], before[name])
+		}
+	}
+	assertImportedGoMod(t, r, goModOnly{path, "v1.2.0", mod, time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)})
+	assertImported(t, r, legacy)
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	modzip "golang.org/x/mod/zip"
@@ -39,6 +40,9 @@ type PublishResult struct {
 	// Created is false when the upload was identical to the live version
 	// already published, and nothing changed.
 	Created bool
+	// Restored is true when the version was already stored, and files
+	// that storage had lost of it were put back (see restoreFiles).
+	Restored bool
 }
 
 // Publish stores the module zip read from body as path@version on behalf of
@@ -200,30 +204,61 @@ func (s *Service) commitVersion(ctx context.Context, v *Version, zip string, goM
 		s.live.put(res.Version, s.stamps.take())
 	case res.Version.ModHash == v.ModHash:
 		// The same content again: it puts back what storage lost of it.
-		if err := s.restoreFiles(ctx, res.Version, zip, goMod); err != nil {
+		restored, err := s.restoreFiles(ctx, res.Version, zip, goMod)
+		if err != nil {
 			return nil, err
 		}
+		res.Restored = restored
 	}
 	return res, nil
 }
 
-// restoreFiles stores the files of recorded, a live version published or
-// imported again with the same zip, if storage has lost its zip (see
-// restore). The caller holds the version's lock.
-func (s *Service) restoreFiles(ctx context.Context, recorded *Version, zip string, goMod []byte) error {
-	f, err := s.blobs.Open(ctx, recorded.Path, recorded.Version, storage.Zip)
-	if err == nil {
-		return f.Close()
+// restoreFiles stores the files that storage has lost (see restore) of
+// recorded, a live version published or imported again with the same
+// content: the zip from the temporary file zip, unless zip is empty, the
+// .mod from goMod, whose hash is recorded's, and the .info from the
+// record. It reports whether it stored any. The caller holds the version's
+// lock.
+func (s *Service) restoreFiles(ctx context.Context, recorded *Version, zip string, goMod []byte) (bool, error) {
+	ctx = context.WithoutCancel(ctx)
+	var restored []string
+	for _, kind := range storage.Kinds { // the zip first, as storeFiles
+		if !recorded.Has(kind) || kind == storage.Zip && zip == "" {
+			continue
+		}
+		f, err := s.blobs.Open(ctx, recorded.Path, recorded.Version, kind)
+		if err == nil {
+			f.Close()
+			continue
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return false, err
+		}
+		switch kind {
+		case storage.Zip:
+			err = s.blobs.PutFile(ctx, recorded.Path, recorded.Version, kind, zip)
+		case storage.Mod:
+			err = s.blobs.Put(ctx, recorded.Path, recorded.Version, kind, bytes.NewReader(goMod))
+		case storage.Info:
+			var info []byte
+			if info, err = infoFile(recorded.Version, recorded.Time); err == nil {
+				err = s.blobs.Put(ctx, recorded.Path, recorded.Version, kind, bytes.NewReader(info))
+			}
+		}
+		if err != nil {
+			return false, err
+		}
+		restored = append(restored, string(kind))
+		if s.observer != nil {
+			s.observer.StorageRestore(string(kind[1:]), true)
+		}
 	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	if err := s.storeFiles(context.WithoutCancel(ctx), recorded, zip, goMod); err != nil {
-		return err
+	if len(restored) == 0 {
+		return false, nil
 	}
 	s.forget(recorded.Path, recorded.Version)
-	s.log.Warn("restored a live version's files that were missing from storage", "module", recorded.Path, "version", recorded.Version, "from", "the same zip, "+recorded.Source+" again")
-	return nil
+	s.log.Warn("restored a live version's files that were missing from storage", "module", recorded.Path, "version", recorded.Version, "files", strings.Join(restored, " "), "from", "the same content, "+recorded.Source+" again")
+	return true, nil
 }
 
 // completeFetched records v's zip in the record of a version whose .mod or
