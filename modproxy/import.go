@@ -52,12 +52,17 @@ const MaxInfoFile = 64 << 10
 // go.mod matches. A version deleted on this server is not brought back
 // (ErrGone): publish it again to restore it.
 func (s *Service) Import(ctx context.Context, who auth.Principal, path, version string, info, mod []byte, zip *os.File) (*PublishResult, error) {
-	return s.importVersion(ctx, who, path, version, info, mod, zip, "")
+	res, err := s.importVersion(ctx, who, path, version, info, mod, zip, "")
+	if err == nil && res.Created {
+		s.writeList(ctx, path)
+	}
+	return res, err
 }
 
-// importVersion is Import. If wantZipHash is not empty, the zip must hash
-// to it: it is the .ziphash the go command recorded when it downloaded the
-// zip into its module cache.
+// importVersion is Import but for the @v/list file, which its caller
+// rewrites. If wantZipHash is not empty, the zip must hash to it: it is the
+// .ziphash the go command recorded when it downloaded the zip into its
+// module cache.
 func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, version string, info, mod []byte, zip *os.File, wantZipHash string) (*PublishResult, error) {
 	if !who.Can(auth.ScopeAdmin) {
 		return nil, errorf(ErrForbidden, path, version, "importing needs an administrator")
@@ -135,9 +140,7 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 	if err != nil {
 		return nil, err
 	}
-	if res.Created {
-		s.writeList(ctx, path)
-	} else if info != nil && !res.Version.Has(storage.Info) && res.Version.ZipHash == zipHash {
+	if !res.Created && info != nil && !res.Version.Has(storage.Info) && res.Version.ZipHash == zipHash {
 		// Imported before without its .info: add it.
 		out, err := s.importInfo(ctx, v, t, info)
 		if err != nil {
@@ -511,10 +514,16 @@ func (s ImportSummary) Err() error {
 // Versions are imported one at a time with Import, in order of module path
 // and semantic version, and report is called once for each. Each version is
 // stored atomically, and versions already stored are skipped, so an
-// interrupted import can simply be run again. When ctx is done ImportDir
-// stops before the next version and returns ctx's error with the summary so
-// far. It also stops at a failure of the registry itself (database,
-// storage) and returns it; problems with versions are only reported.
+// interrupted import can simply be run again. After the versions of a
+// module, and when it stops, ImportDir rewrites the module's @v/list file
+// in storage, whether it stored anything or not: an import killed between
+// a version's commit and that rewrite leaves the storage tree, a GOPROXY
+// file tree, without the version in the list until it runs again.
+//
+// When ctx is done ImportDir stops before the next version and returns
+// ctx's error with the summary so far. It also stops at a failure of the
+// registry itself (database, storage) and returns it; problems with
+// versions are only reported.
 func (s *Service) ImportDir(ctx context.Context, who auth.Principal, dir string, report func(ImportEvent)) (ImportSummary, error) {
 	var sum ImportSummary
 	if !who.Can(auth.ScopeAdmin) {
@@ -538,9 +547,23 @@ func (s *Service) ImportDir(ctx context.Context, who auth.Principal, dir string,
 			sum.NoInfo++
 		}
 	}
+	listed := "" // the module whose versions are imported, its list not yet rewritten
+	rewriteList := func() {
+		if listed != "" {
+			s.writeList(context.WithoutCancel(ctx), listed)
+		}
+	}
+	defer rewriteList()
 	for i, c := range found {
 		if err := ctx.Err(); err != nil {
 			return sum, err
+		}
+		if c.path != listed {
+			rewriteList()
+			listed = ""
+			if _, err := module.EscapePath(c.path); err == nil {
+				listed = c.path
+			}
 		}
 		// A version started is finished: interrupting stops between versions.
 		outcome, err := s.importFound(context.WithoutCancel(ctx), who, c)

@@ -1055,3 +1055,45 @@ func TestImportRestoresLostFiles(t *testing.T) {
 	assertImportedGoMod(t, r, goModOnly{path, "v1.2.0", mod, time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)})
 	assertImported(t, r, legacy)
 }
+
+// TestImportDirRewritesLists checks that an import writes the @v/list file
+// of every module it visits, even when it stores nothing: an import killed
+// between a version's commit and its list's rewrite left the storage tree,
+// a GOPROXY=file:// tree, without that version in the list, and running
+// it again skipped the version as stored.
+func TestImportDirRewritesLists(t *testing.T) {
+	ctx := context.Background()
+	f := newImportFixture(t)
+	r := newTestRegistry(t)
+	if _, _, err := r.importAll(ctx, f.cache.root); err != nil {
+		t.Fatal(err)
+	}
+	before := r.storedFiles(t)
+	const alphaList = "golang.org/x/alpha/@v/list"
+	if got, want := before[alphaList], "v0.9.0\nv1.0.0\nv1.1.0\n"; got != want {
+		t.Fatalf("%s = %q; want %q", alphaList, got, want)
+	}
+	var lists []string
+	for name := range before {
+		if strings.HasSuffix(name, "/@v/list") {
+			lists = append(lists, name)
+			if err := os.Remove(filepath.Join(r.disk.Root(), filepath.FromSlash(name))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Modules of versions imported or not: the invalid ones have no list.
+	if len(lists) != 7 {
+		t.Errorf("lists after the import: %q; want 7", lists)
+	}
+
+	if sum, _, err := r.importAll(ctx, f.cache.root); err != nil || sum.Imported != 0 {
+		t.Fatalf("ImportDir again = %+v, %v; want nothing imported", sum, err)
+	}
+	after := r.storedFiles(t)
+	for _, name := range lists {
+		if after[name] != before[name] {
+			t.Errorf("%s after importing again = %q; want %q", name, after[name], before[name])
+		}
+	}
+}
