@@ -26,6 +26,8 @@ func newImport() *cobra.Command {
 		Long: `Import every module version that DIR holds a zip or a .mod of into the registry:
 DIR is a module cache ($GOMODCACHE, or its cache/download directory) or any
 GOPROXY file tree (<escaped path>/@v/<escaped version>.info, .mod, .zip).
+DIR may be a symbolic link; links to directories inside it are not followed,
+and each is named in a warning.
 
 Every zip is checked against the rules of module zips and hashed (and must
 match the .ziphash the go command recorded next to it); the .mod must be the

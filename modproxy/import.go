@@ -533,9 +533,12 @@ func (s *Service) ImportDir(ctx context.Context, who auth.Principal, dir string,
 	if err != nil {
 		return sum, err
 	}
-	found, noZip, err := scanImportDir(root)
+	found, noZip, links, err := scanImportDir(root)
 	if err != nil {
 		return sum, err
+	}
+	for _, link := range links {
+		s.log.Warn("import: skipped a symbolic link to a directory: links inside the directory imported are not followed (copy what it links to in its place to import it)", "link", link)
 	}
 	if len(found) == 0 {
 		// Most likely the wrong directory: say so rather than succeed.
@@ -578,7 +581,7 @@ func (s *Service) ImportDir(ctx context.Context, who auth.Principal, dir string,
 
 // importRoot returns the directory to scan for dir: dir, or the module
 // cache's download directory if dir is a module cache or its cache
-// directory.
+// directory, with symbolic links resolved.
 func importRoot(dir string) (string, error) {
 	fi, err := os.Stat(dir)
 	if err != nil {
@@ -591,12 +594,19 @@ func importRoot(dir string) (string, error) {
 	if filepath.Base(filepath.Clean(dir)) == "cache" {
 		downloads = append(downloads, filepath.Join(dir, "download"))
 	}
+	root := dir
 	for _, download := range downloads {
 		if fi, err := os.Stat(download); err == nil && fi.IsDir() {
-			return download, nil
+			root = download
+			break
 		}
 	}
-	return dir, nil
+	// The walk follows no link, not even the root's.
+	root, err = filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", fmt.Errorf("import: %w", err)
+	}
+	return root, nil
 }
 
 // foundVersion is a version of which an import directory holds a zip or a
@@ -620,13 +630,15 @@ func (f *foundVersion) noInfo() bool {
 }
 
 // scanImportDir finds the versions under root that have a zip or a .mod,
-// sorted by path and version, and counts those that have no zip.
-func scanImportDir(root string) (found []*foundVersion, noZip int, err error) {
+// sorted by path and version, and counts those that have no zip. It
+// follows no symbolic link to a directory, and returns those it met.
+func scanImportDir(root string) (found []*foundVersion, noZip int, links []string, err error) {
 	err = filepath.WalkDir(root, func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if !d.IsDir() || name == root {
+		link := d.Type()&fs.ModeSymlink != 0
+		if !d.IsDir() && !link || name == root {
 			return nil
 		}
 		rel, err := filepath.Rel(root, name)
@@ -635,10 +647,20 @@ func scanImportDir(root string) (found []*foundVersion, noZip int, err error) {
 		}
 		rel = filepath.ToSlash(rel)
 		switch {
-		case rel == "sumdb" || rel == "cache":
-			// The checksum database cache of a download directory, or
-			// the VCS cache of a module cache.
+		case rel == "sumdb" || rel == "cache" || d.Name() != "@v" && strings.Contains(d.Name(), "@"):
+			// The checksum database cache of a download directory, the
+			// VCS cache of a module cache, or an extracted module
+			// (path@version) in a module cache: no escaped module path
+			// has an @ in it.
+			if link {
+				return nil // not a directory to WalkDir: SkipDir would skip its siblings
+			}
 			return filepath.SkipDir
+		case link:
+			if fi, err := os.Stat(name); err == nil && fi.IsDir() {
+				links = append(links, name)
+			}
+			return nil
 		case d.Name() == "@v":
 			vs, n, err := scanVersionDir(name, strings.TrimSuffix(strings.TrimSuffix(rel, "@v"), "/"))
 			found = append(found, vs...)
@@ -647,15 +669,11 @@ func scanImportDir(root string) (found []*foundVersion, noZip int, err error) {
 				return err
 			}
 			return filepath.SkipDir
-		case strings.Contains(d.Name(), "@"):
-			// An extracted module (path@version) in a module cache: no
-			// escaped module path has an @ in it.
-			return filepath.SkipDir
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("import: reading %s: %w", root, err)
+		return nil, 0, nil, fmt.Errorf("import: reading %s: %w", root, err)
 	}
 	sort.Slice(found, func(i, j int) bool {
 		a, b := found[i], found[j]
@@ -667,7 +685,7 @@ func scanImportDir(root string) (found []*foundVersion, noZip int, err error) {
 		}
 		return a.version < b.version
 	})
-	return found, noZip, nil
+	return found, noZip, links, nil
 }
 
 // scanVersionDir returns the versions with a zip or a .mod in the @v

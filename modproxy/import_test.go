@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -1094,6 +1095,59 @@ func TestImportDirRewritesLists(t *testing.T) {
 	for _, name := range lists {
 		if after[name] != before[name] {
 			t.Errorf("%s after importing again = %q; want %q", name, after[name], before[name])
+		}
+	}
+}
+
+// TestImportDirSymlinks checks that a directory given as a symbolic link
+// is imported, and that a link to a directory inside it, which is not
+// followed, is named in a warning rather than left out in silence.
+func TestImportDirSymlinks(t *testing.T) {
+	ctx := context.Background()
+	f := newImportFixture(t)
+	var logs testutil.Buffer
+	r := newTestRegistry(t)
+	r.Service = modproxy.New(modproxy.Config{Metadata: r.meta, Blobs: r.disk, TempDir: r.tempDir, Now: r.clock.Now,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+
+	// A module directory elsewhere, linked into the tree.
+	elsewhere := newModuleCache(t)
+	elsewhere.add("example.com/linked", "v1.0.0", t0, moduleFiles("example.com/linked", "linked"))
+	linkedDir := filepath.Join(f.cache.download(), "example.com", "linked")
+	if err := os.Symlink(filepath.Join(elsewhere.download(), "example.com", "linked"), linkedDir); err != nil {
+		t.Fatal(err)
+	}
+	// And an @v directory.
+	elsewhere.add("example.com/linkedv", "v1.0.0", t0, moduleFiles("example.com/linkedv", "linked @v"))
+	linkedV := filepath.Join(f.cache.download(), "example.com", "linkedv", "@v")
+	if err := os.MkdirAll(filepath.Dir(linkedV), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(elsewhere.download(), "example.com", "linkedv", "@v"), linkedV); err != nil {
+		t.Fatal(err)
+	}
+	// The directory given is a link to a GOPROXY tree, here a module
+	// cache's download directory.
+	link := filepath.Join(t.TempDir(), "goproxy")
+	if err := os.Symlink(f.cache.download(), link); err != nil {
+		t.Fatal(err)
+	}
+
+	sum, events, err := r.importAll(ctx, link)
+	if err != nil {
+		t.Fatalf("ImportDir(a link to a GOPROXY tree): %v", err)
+	}
+	if got := outcomes(events); !slices.Equal(got, f.outcomes) {
+		t.Errorf("outcomes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(f.outcomes, "\n"))
+	}
+	if sum.Imported != 10 {
+		t.Errorf("summary = %+v; want 10 imported", sum)
+	}
+	r.assertNoRecord(t, "example.com/linked", "v1.0.0")
+	r.assertNoRecord(t, "example.com/linkedv", "v1.0.0")
+	for _, link := range []string{linkedDir, linkedV} {
+		if got := logs.String(); !strings.Contains(got, "level=WARN") || !strings.Contains(got, link) {
+			t.Errorf("log:\n%s\nwant a warning naming %s", got, link)
 		}
 	}
 }
