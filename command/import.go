@@ -39,10 +39,11 @@ one): the go command reads them to work out the module graph ('go mod tidy',
 imported without a time, unless it is a pseudo-version, which names its own;
 its .info can be imported or fetched later. So is a version whose .info has
 no time, as the go command keeps the .info an Agora serves of a version
-stored without one. Versions already stored
-identically are skipped, conflicting ones are reported and not imported, and
-versions deleted on this server are not brought back. Imported versions are recorded with source "imported" and the
-audit log names the actor "` + cliActor + `".
+stored without one. Versions already stored identically are skipped (or
+restored: the files that storage lost of them are put back), conflicting
+ones are reported and not imported, and versions deleted on this server are
+not brought back. Imported versions are recorded with source "imported" and
+the audit log names the actor "` + cliActor + `".
 
 One line is printed per version, then a summary. The import can be interrupted
 (Ctrl-C stops it after the version in progress) and run again: what was

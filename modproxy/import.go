@@ -356,11 +356,14 @@ func (s *Service) auditImportRejection(ctx context.Context, v *Version, rejected
 // ImportOutcome is what importing one version came to.
 type ImportOutcome int
 
-// The outcomes of importing one version. Only ImportImported stores
-// anything.
+// The outcomes of importing one version. Only ImportImported and
+// ImportRestored store anything.
 const (
 	// ImportImported: the version was stored.
 	ImportImported ImportOutcome = iota
+	// ImportRestored: an identical version was already stored, but
+	// storage had lost files of it, which were put back.
+	ImportRestored
 	// ImportSkipped: an identical version was already stored, or the
 	// version was deleted on this server.
 	ImportSkipped
@@ -377,7 +380,7 @@ const (
 	ImportUnreadable
 )
 
-var outcomeNames = [...]string{"imported", "skipped", "incomplete", "conflict", "invalid", "unreadable"}
+var outcomeNames = [...]string{"imported", "restored", "skipped", "incomplete", "conflict", "invalid", "unreadable"}
 
 // String returns the outcome's name as progress lines print it.
 func (o ImportOutcome) String() string {
@@ -421,6 +424,8 @@ func (e ImportEvent) String() string {
 		line += ": " + e.reason()
 	case e.Outcome == ImportSkipped:
 		line += ": already stored"
+	case e.Outcome == ImportRestored:
+		line += ": storage had lost files of it"
 	}
 	return line
 }
@@ -438,14 +443,15 @@ func (e ImportEvent) reason() string {
 type ImportSummary struct {
 	// Total counts the versions the directory holds a zip or a .mod of;
 	// those not Done when an import stops early were not looked at.
-	Total                                                        int
-	Imported, Skipped, Incomplete, Conflict, Invalid, Unreadable int
-	// NoZip counts those of Total with a .mod but no zip, imported as
-	// their go.mod only. A module cache holds many: the go command needs
-	// only the go.mod of most of a build's dependencies.
+	Total                                                                  int
+	Imported, Restored, Skipped, Incomplete, Conflict, Invalid, Unreadable int
+	// NoZip counts those of the versions done with a .mod but no zip,
+	// imported as their go.mod only. A module cache holds many: the go
+	// command needs only the go.mod of most of a build's dependencies.
 	NoZip int
-	// NoInfo counts those of Total with a zip but no .info (pseudo-versions
-	// aside), imported without one: the go command downloads a zip alone
+	// NoInfo counts those of the versions done with a zip but no .info
+	// with a time (pseudo-versions aside), imported without one: the go
+	// command downloads a zip alone
 	// when 'go mod tidy' checks the tests of dependencies. Offline, their
 	// .info is not found, so a query that resolves to one of them (such
 	// as @latest) fails; a build that names them in go.mod works.
@@ -457,6 +463,8 @@ func (s *ImportSummary) count(o ImportOutcome) {
 	switch o {
 	case ImportImported:
 		s.Imported++
+	case ImportRestored:
+		s.Restored++
 	case ImportSkipped:
 		s.Skipped++
 	case ImportIncomplete:
@@ -472,7 +480,7 @@ func (s *ImportSummary) count(o ImportOutcome) {
 
 // Done returns the number of versions that were looked at.
 func (s ImportSummary) Done() int {
-	return s.Imported + s.Skipped + s.Incomplete + s.Conflict + s.Invalid + s.Unreadable
+	return s.Imported + s.Restored + s.Skipped + s.Incomplete + s.Conflict + s.Invalid + s.Unreadable
 }
 
 // String returns the summary line printed at the end of an import.
@@ -485,8 +493,8 @@ func (s ImportSummary) String() string {
 	if s.Done() < s.Total {
 		done = fmt.Sprintf("%d of %d %s", s.Done(), s.Total, noun)
 	}
-	return fmt.Sprintf("%s: %d imported, %d skipped, %d incomplete, %d conflict, %d invalid, %d unreadable; %d of them a go.mod without a zip, %d a zip without an .info",
-		done, s.Imported, s.Skipped, s.Incomplete, s.Conflict, s.Invalid, s.Unreadable, s.NoZip, s.NoInfo)
+	return fmt.Sprintf("%s: %d imported, %d restored, %d skipped, %d incomplete, %d conflict, %d invalid, %d unreadable; %d of them a go.mod without a zip, %d a zip without an .info",
+		done, s.Imported, s.Restored, s.Skipped, s.Incomplete, s.Conflict, s.Invalid, s.Unreadable, s.NoZip, s.NoInfo)
 }
 
 // Err returns an error if versions were refused (conflicting, invalid or
@@ -533,7 +541,7 @@ func (s *Service) ImportDir(ctx context.Context, who auth.Principal, dir string,
 	if err != nil {
 		return sum, err
 	}
-	found, noZip, links, err := scanImportDir(root)
+	found, links, err := scanImportDir(root)
 	if err != nil {
 		return sum, err
 	}
@@ -544,12 +552,7 @@ func (s *Service) ImportDir(ctx context.Context, who auth.Principal, dir string,
 		// Most likely the wrong directory: say so rather than succeed.
 		return sum, errorf(ErrInvalid, "", "", "import: found no module version under %s: give a module cache ($GOMODCACHE, or its cache/download) or a GOPROXY file tree (<escaped path>/@v/<escaped version>.zip, .mod, .info)", dir)
 	}
-	sum.Total, sum.NoZip = len(found), noZip
-	for _, c := range found {
-		if c.noInfo() {
-			sum.NoInfo++
-		}
-	}
+	sum.Total = len(found)
 	listed := "" // the module whose versions are imported, its list not yet rewritten
 	rewriteList := func() {
 		if listed != "" {
@@ -574,6 +577,12 @@ func (s *Service) ImportDir(ctx context.Context, who auth.Principal, dir string,
 			return sum, fmt.Errorf("import %s@%s: %w", c.path, c.version, err)
 		}
 		sum.count(outcome)
+		if !c.zip {
+			sum.NoZip++
+		}
+		if c.noInfo() { // known once its .info was read
+			sum.NoInfo++
+		}
 		report(ImportEvent{N: i + 1, Total: len(found), Path: c.path, Version: c.version, GoModOnly: !c.zip, NoInfo: c.noInfo(), Outcome: outcome, Err: err})
 	}
 	return sum, nil
@@ -630,9 +639,9 @@ func (f *foundVersion) noInfo() bool {
 }
 
 // scanImportDir finds the versions under root that have a zip or a .mod,
-// sorted by path and version, and counts those that have no zip. It
-// follows no symbolic link to a directory, and returns those it met.
-func scanImportDir(root string) (found []*foundVersion, noZip int, links []string, err error) {
+// sorted by path and version. It follows no symbolic link to a directory,
+// and returns those it met.
+func scanImportDir(root string) (found []*foundVersion, links []string, err error) {
 	err = filepath.WalkDir(root, func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -662,9 +671,8 @@ func scanImportDir(root string) (found []*foundVersion, noZip int, links []strin
 			}
 			return nil
 		case d.Name() == "@v":
-			vs, n, err := scanVersionDir(name, strings.TrimSuffix(strings.TrimSuffix(rel, "@v"), "/"))
+			vs, err := scanVersionDir(name, strings.TrimSuffix(strings.TrimSuffix(rel, "@v"), "/"))
 			found = append(found, vs...)
-			noZip += n
 			if err != nil {
 				return err
 			}
@@ -673,7 +681,7 @@ func scanImportDir(root string) (found []*foundVersion, noZip int, links []strin
 		return nil
 	})
 	if err != nil {
-		return nil, 0, nil, fmt.Errorf("import: reading %s: %w", root, err)
+		return nil, nil, fmt.Errorf("import: reading %s: %w", root, err)
 	}
 	sort.Slice(found, func(i, j int) bool {
 		a, b := found[i], found[j]
@@ -685,16 +693,15 @@ func scanImportDir(root string) (found []*foundVersion, noZip int, links []strin
 		}
 		return a.version < b.version
 	})
-	return found, noZip, links, nil
+	return found, links, nil
 }
 
 // scanVersionDir returns the versions with a zip or a .mod in the @v
-// directory dir of the module whose escaped path is escPath, and counts
-// those without a zip.
-func scanVersionDir(dir, escPath string) ([]*foundVersion, int, error) {
+// directory dir of the module whose escaped path is escPath.
+func scanVersionDir(dir, escPath string) ([]*foundVersion, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	type files struct{ zip, info, mod, zipHash bool }
 	byVersion := make(map[string]*files)
@@ -731,13 +738,9 @@ func scanVersionDir(dir, escPath string) ([]*foundVersion, int, error) {
 		perr = fmt.Errorf("directory %s is not an escaped module path: %v", escPath, perr)
 	}
 	var found []*foundVersion
-	noZip := 0
 	for file, f := range byVersion {
 		if !f.zip && !f.mod {
 			continue // an .info alone: the go command resolved a query
-		}
-		if !f.zip {
-			noZip++
 		}
 		fv := &foundVersion{path: path, version: file, dir: dir, file: file, zip: f.zip, info: f.info, mod: f.mod, zipHash: f.zipHash, err: perr}
 		if fv.err == nil {
@@ -749,7 +752,7 @@ func scanVersionDir(dir, escPath string) ([]*foundVersion, int, error) {
 		}
 		found = append(found, fv)
 	}
-	return found, noZip, nil
+	return found, nil
 }
 
 // importFound imports one version found in a directory and returns its
@@ -818,6 +821,8 @@ func importOutcome(res *PublishResult, err error) (ImportOutcome, error) {
 	switch {
 	case err == nil && res.Created:
 		return ImportImported, nil
+	case err == nil && res.Restored:
+		return ImportRestored, nil
 	case err == nil:
 		return ImportSkipped, nil
 	case errors.Is(err, ErrGone):

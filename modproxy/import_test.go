@@ -541,8 +541,8 @@ func TestImportDirCancel(t *testing.T) {
 	if sum.Done() != 2 || sum.Imported != 1 || sum.Total != 13 {
 		t.Errorf("summary = %+v; want 2 versions of 13 done, 1 imported", sum)
 	}
-	if got := sum.String(); !strings.HasPrefix(got, "2 of 13 versions: 1 imported, 0 skipped,") {
-		t.Errorf("summary line %q; want it to say how far the import got", got)
+	if got, want := sum.String(), "2 of 13 versions: 1 imported, 0 restored, 0 skipped, 0 incomplete, 0 conflict, 1 invalid, 0 unreadable; 0 of them a go.mod without a zip, 0 a zip without an .info"; got != want {
+		t.Errorf("summary line %q; want %q: how far the import got, and what of the versions done", got, want)
 	}
 	for _, c := range f.imported[1:] {
 		r.assertNoRecord(t, c.path, c.version)
@@ -903,7 +903,7 @@ func TestImportSummaryString(t *testing.T) {
 		{modproxy.ImportSummary{}, "0 versions: 0 imported,"},
 		{modproxy.ImportSummary{Total: 1, Imported: 1}, "1 version: 1 imported,"},
 		{modproxy.ImportSummary{Total: 1}, "0 of 1 version: 0 imported,"},
-		{modproxy.ImportSummary{Total: 3, Skipped: 2, NoZip: 1}, "2 of 3 versions: 0 imported, 2 skipped,"},
+		{modproxy.ImportSummary{Total: 3, Skipped: 2, NoZip: 1}, "2 of 3 versions: 0 imported, 0 restored, 2 skipped,"},
 	} {
 		if got := tt.sum.String(); !strings.HasPrefix(got, tt.want) {
 			t.Errorf("%+v.String() = %q; want it to start %q", tt.sum, got, tt.want)
@@ -1029,12 +1029,14 @@ func TestImportRestoresLostFiles(t *testing.T) {
 	c.write(path, "v1.2.0", ".mod", mod)
 	c.write(path, "v1.2.0", ".info", []byte(`{"Version":"v1.2.0","Time":"2024-05-01T00:00:00Z"}`))
 	legacy := c.add("example.com/legacy", "v2.0.0+incompatible", t0, map[string]string{"legacy.go": "package legacy\n"})
+	zipped := c.add("example.com/zipped", "v1.0.0", t0, moduleFiles("example.com/zipped", "zipped"))
+	kept := c.add("example.com/zipped", "v1.1.0", t0, moduleFiles("example.com/zipped", "kept"))
 	r := newTestRegistry(t)
-	if sum, _, err := r.importAll(ctx, c.root); err != nil || sum.Imported != 2 {
-		t.Fatalf("ImportDir = %+v, %v; want 2 imported", sum, err)
+	if sum, _, err := r.importAll(ctx, c.root); err != nil || sum.Imported != 4 {
+		t.Fatalf("ImportDir = %+v, %v; want 4 imported", sum, err)
 	}
 	before := r.storedFiles(t)
-	lost := []string{"example.com/dep/@v/v1.2.0.mod", "example.com/dep/@v/v1.2.0.info", "example.com/legacy/@v/v2.0.0+incompatible.mod"}
+	lost := []string{"example.com/dep/@v/v1.2.0.mod", "example.com/dep/@v/v1.2.0.info", "example.com/legacy/@v/v2.0.0+incompatible.mod", "example.com/zipped/@v/v1.0.0.zip"}
 	for _, name := range lost {
 		if err := os.Remove(filepath.Join(r.disk.Root(), filepath.FromSlash(name))); err != nil {
 			t.Fatal(err)
@@ -1044,8 +1046,25 @@ func TestImportRestoresLostFiles(t *testing.T) {
 		t.Fatalf("Open of the lost .mod: %v; want it to say to import it again", err)
 	}
 
-	if _, _, err := r.importAll(ctx, c.root); err != nil {
+	sum, events, err := r.importAll(ctx, c.root)
+	if err != nil {
 		t.Fatal(err)
+	}
+	want := []string{
+		"[1/4] example.com/dep@v1.2.0 restored (go.mod only): storage had lost files of it",
+		"[2/4] example.com/legacy@v2.0.0+incompatible restored: storage had lost files of it",
+		"[3/4] example.com/zipped@v1.0.0 restored: storage had lost files of it",
+		"[4/4] example.com/zipped@v1.1.0 skipped: already stored",
+	}
+	var got []string
+	for _, e := range events {
+		got = append(got, e.String())
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("progress lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if sum.Restored != 3 || sum.Skipped != 1 || sum.Done() != 4 || !strings.HasPrefix(sum.String(), "4 versions: 0 imported, 3 restored, 1 skipped,") {
+		t.Errorf("summary %+v (%s); want 3 restored, 1 skipped", sum, sum)
 	}
 	after := r.storedFiles(t)
 	for _, name := range lost {
@@ -1054,7 +1073,9 @@ func TestImportRestoresLostFiles(t *testing.T) {
 		}
 	}
 	assertImportedGoMod(t, r, goModOnly{path, "v1.2.0", mod, time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)})
-	assertImported(t, r, legacy)
+	for _, c := range []cached{legacy, zipped, kept} {
+		assertImported(t, r, c)
+	}
 }
 
 // TestImportDirRewritesLists checks that an import writes the @v/list file

@@ -201,8 +201,8 @@ func TestRestoreMissingImportedZip(t *testing.T) {
 		t.Errorf("Open of a lost imported zip: %v; want not found, saying what to do", err)
 	}
 	sum, _, err := r.importAll(ctx, c.root)
-	if err != nil || sum.Skipped != 1 {
-		t.Fatalf("import again = %+v, %v; want it skipped", sum, err)
+	if err != nil || sum.Restored != 1 {
+		t.Fatalf("import again = %+v, %v; want it restored", sum, err)
 	}
 	if got := r.read(t, m.path, m.version, storage.Zip); !bytes.Equal(got, m.zip) {
 		t.Error("the zip was not restored by importing it again")
