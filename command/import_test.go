@@ -85,7 +85,7 @@ func TestImportCommand(t *testing.T) {
 	for _, want := range []string{
 		"[1/2] example.com/a@v1.0.0 imported\n",
 		"[2/2] example.com/b@v1.0.0 invalid: ",
-		"2 versions: 1 imported, 0 restored, 0 skipped, 0 incomplete, 0 conflict, 1 invalid, 0 unreadable; 0 of them a go.mod without a zip, 0 a zip without an .info\n",
+		"2 versions: 1 imported, 0 restored, 0 skipped, 0 conflict, 1 invalid, 0 unreadable; 0 of them a go.mod without a zip, 0 a zip without an .info\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

@@ -40,10 +40,11 @@ const MaxInfoFile = 64 << 10
 // (without info, or with an info without a Time, as the go command keeps
 // the one an Agora serves for a version stored without a time, the version
 // has no .info, as a version fetched without one, until an import with an
-// .info or an upstream adds it); the zip must pass every
-// rule of golang.org/x/mod/zip, but need not hold a go.mod (public modules
-// from before modules have none, and their .mod is synthesised); if it has
-// one, mod must be identical to it.
+// .info or an upstream adds it); the zip must pass every rule of
+// golang.org/x/mod/zip, but need not hold a go.mod (public modules from
+// before modules have none); if it has one, mod must be identical to it.
+// A nil mod is taken from the zip: its go.mod, or else the one the go
+// command synthesises for a module without one ("module PATH").
 //
 // The version is recorded with Source SourceImported. An identical version
 // already stored changes nothing (Created is false). Other content for a
@@ -67,12 +68,18 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 	if !who.Can(auth.ScopeAdmin) {
 		return nil, errorf(ErrForbidden, path, version, "importing needs an administrator")
 	}
-	t, modHash, err := checkImported(path, version, info, mod)
+	t, err := checkImportedInfo(path, version, info)
 	if err != nil {
 		return nil, err
 	}
 	if t.IsZero() {
 		info = nil // it tells nothing the version's record does not
+	}
+	var modHash string
+	if mod != nil {
+		if modHash, err = checkImportedMod(path, version, mod); err != nil {
+			return nil, err
+		}
 	}
 	// The zip is copied first, and the copy checked, hashed and stored:
 	// the transaction then only moves it into place, as a publish's, and
@@ -96,6 +103,14 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 	}
 	if wantZipHash != "" && zipHash != wantZipHash {
 		return nil, errorf(ErrInvalid, path, version, "the zip hashes to %s, but the module cache recorded %s when it downloaded it: the cached copy is corrupt (remove it and download it again)", zipHash, wantZipHash)
+	}
+	if mod == nil {
+		if mod = zipGoMod; mod == nil {
+			mod = synthesizedGoMod(path)
+		}
+		if modHash, err = checkImportedMod(path, version, mod); err != nil {
+			return nil, err
+		}
 	}
 	if zipGoMod != nil && !bytes.Equal(zipGoMod, mod) {
 		return nil, errorf(ErrInvalid, path, version, "the .mod file differs from the go.mod in the zip: the directory is inconsistent")
@@ -283,22 +298,35 @@ func (s *Service) importInfo(ctx context.Context, v *Version, t time.Time, info 
 }
 
 // checkImported checks the version and the .info and .mod files of an
-// import, and returns the time the .info gives (zero when info is nil or
-// has no time: the version is then imported without an .info) and the
-// go.mod's hash.
+// import, and returns the time the .info gives (see checkImportedInfo) and
+// the go.mod's hash.
 func checkImported(path, version string, info, mod []byte) (time.Time, string, error) {
-	if err := checkVersion(path, version); err != nil {
+	t, err := checkImportedInfo(path, version, info)
+	if err != nil {
 		return time.Time{}, "", err
-	}
-	var t time.Time
-	if info != nil {
-		var err error
-		if t, err = parseImportedInfo(path, version, info); err != nil {
-			return time.Time{}, "", err
-		}
 	}
 	modHash, err := checkImportedMod(path, version, mod)
 	return t, modHash, err
+}
+
+// checkImportedInfo checks the version and the .info file of an import,
+// and returns the time the .info gives: zero when info is nil or has no
+// time, and the version is then imported without an .info.
+func checkImportedInfo(path, version string, info []byte) (time.Time, error) {
+	if err := checkVersion(path, version); err != nil {
+		return time.Time{}, err
+	}
+	if info == nil {
+		return time.Time{}, nil
+	}
+	return parseImportedInfo(path, version, info)
+}
+
+// synthesizedGoMod returns the go.mod that the go command synthesises, and
+// proxies serve, for a version of path whose zip has none: a module from
+// before modules.
+func synthesizedGoMod(path string) []byte {
+	return []byte("module " + modfile.AutoQuote(path) + "\n")
 }
 
 // parseImportedInfo checks an imported .info file and returns the time it
@@ -367,9 +395,6 @@ const (
 	// ImportSkipped: an identical version was already stored, or the
 	// version was deleted on this server.
 	ImportSkipped
-	// ImportIncomplete: the directory has the zip but not the .mod file,
-	// so the version cannot be served from it.
-	ImportIncomplete
 	// ImportConflict: other content is recorded for the version.
 	ImportConflict
 	// ImportInvalid: the files are corrupt or inconsistent (a broken zip,
@@ -380,7 +405,7 @@ const (
 	ImportUnreadable
 )
 
-var outcomeNames = [...]string{"imported", "restored", "skipped", "incomplete", "conflict", "invalid", "unreadable"}
+var outcomeNames = [...]string{"imported", "restored", "skipped", "conflict", "invalid", "unreadable"}
 
 // String returns the outcome's name as progress lines print it.
 func (o ImportOutcome) String() string {
@@ -443,8 +468,8 @@ func (e ImportEvent) reason() string {
 type ImportSummary struct {
 	// Total counts the versions the directory holds a zip or a .mod of;
 	// those not Done when an import stops early were not looked at.
-	Total                                                                  int
-	Imported, Restored, Skipped, Incomplete, Conflict, Invalid, Unreadable int
+	Total                                                      int
+	Imported, Restored, Skipped, Conflict, Invalid, Unreadable int
 	// NoZip counts those of the versions done with a .mod but no zip,
 	// imported as their go.mod only. A module cache holds many: the go
 	// command needs only the go.mod of most of a build's dependencies.
@@ -467,8 +492,6 @@ func (s *ImportSummary) count(o ImportOutcome) {
 		s.Restored++
 	case ImportSkipped:
 		s.Skipped++
-	case ImportIncomplete:
-		s.Incomplete++
 	case ImportConflict:
 		s.Conflict++
 	case ImportInvalid:
@@ -480,7 +503,7 @@ func (s *ImportSummary) count(o ImportOutcome) {
 
 // Done returns the number of versions that were looked at.
 func (s ImportSummary) Done() int {
-	return s.Imported + s.Restored + s.Skipped + s.Incomplete + s.Conflict + s.Invalid + s.Unreadable
+	return s.Imported + s.Restored + s.Skipped + s.Conflict + s.Invalid + s.Unreadable
 }
 
 // String returns the summary line printed at the end of an import.
@@ -493,13 +516,12 @@ func (s ImportSummary) String() string {
 	if s.Done() < s.Total {
 		done = fmt.Sprintf("%d of %d %s", s.Done(), s.Total, noun)
 	}
-	return fmt.Sprintf("%s: %d imported, %d restored, %d skipped, %d incomplete, %d conflict, %d invalid, %d unreadable; %d of them a go.mod without a zip, %d a zip without an .info",
-		done, s.Imported, s.Restored, s.Skipped, s.Incomplete, s.Conflict, s.Invalid, s.Unreadable, s.NoZip, s.NoInfo)
+	return fmt.Sprintf("%s: %d imported, %d restored, %d skipped, %d conflict, %d invalid, %d unreadable; %d of them a go.mod without a zip, %d a zip without an .info",
+		done, s.Imported, s.Restored, s.Skipped, s.Conflict, s.Invalid, s.Unreadable, s.NoZip, s.NoInfo)
 }
 
 // Err returns an error if versions were refused (conflicting, invalid or
-// unreadable), nil otherwise. Incomplete versions are not errors: the
-// directory simply does not have all of them.
+// unreadable), nil otherwise.
 func (s ImportSummary) Err() error {
 	if n := s.Conflict + s.Invalid + s.Unreadable; n > 0 {
 		return fmt.Errorf("%d versions were not imported (%d conflicting, %d invalid, %d unreadable): see the lines above", n, s.Conflict, s.Invalid, s.Unreadable)
@@ -517,7 +539,8 @@ func (s ImportSummary) Err() error {
 // next to a zip must match the zip's hash. A version with a .mod and no zip
 // is imported as its go.mod (see importGoMod): without them, a proxy
 // filled from a module cache could build the modules it has, but not
-// work out their module graph ('go mod tidy', 'go list -m all').
+// work out their module graph ('go mod tidy', 'go list -m all'). A zip
+// without a .mod is imported with the go.mod in it (see Import).
 //
 // Versions are imported one at a time with Import, in order of module path
 // and semantic version, and report is called once for each. Each version is
@@ -635,7 +658,7 @@ func (f *foundVersion) name(ext string) string { return filepath.Join(f.dir, f.f
 // noInfo reports whether the version has a zip and no .info, and is no
 // pseudo-version, which names its time: it is imported without a time.
 func (f *foundVersion) noInfo() bool {
-	return f.zip && f.mod && !f.info && f.err == nil && !isPseudo(f.version)
+	return f.zip && !f.info && f.err == nil && !isPseudo(f.version)
 }
 
 // scanImportDir finds the versions under root that have a zip or a .mod,
@@ -762,9 +785,6 @@ func (s *Service) importFound(ctx context.Context, who auth.Principal, f *foundV
 	if f.err != nil {
 		return ImportInvalid, f.err
 	}
-	if !f.mod {
-		return ImportIncomplete, fmt.Errorf("no .mod file next to the zip")
-	}
 	var info []byte
 	if f.info {
 		var err error
@@ -793,9 +813,12 @@ func (s *Service) importFound(ctx context.Context, who auth.Principal, f *foundV
 	// version's packages only to check them ('go mod tidy' loading the
 	// tests of dependencies), and asks for an .info only to resolve a
 	// query.
-	mod, err := readImportFile(f.name(".mod"), modzip.MaxGoMod)
-	if err != nil {
-		return ImportUnreadable, err
+	var mod []byte // nil without a .mod: importVersion takes it from the zip
+	if f.mod {
+		var err error
+		if mod, err = readImportFile(f.name(".mod"), modzip.MaxGoMod); err != nil {
+			return ImportUnreadable, err
+		}
 	}
 	if !f.zip {
 		return importOutcome(s.importGoMod(ctx, who, f.path, f.version, info, mod))

@@ -541,7 +541,7 @@ func TestImportDirCancel(t *testing.T) {
 	if sum.Done() != 2 || sum.Imported != 1 || sum.Total != 13 {
 		t.Errorf("summary = %+v; want 2 versions of 13 done, 1 imported", sum)
 	}
-	if got, want := sum.String(), "2 of 13 versions: 1 imported, 0 restored, 0 skipped, 0 incomplete, 0 conflict, 1 invalid, 0 unreadable; 0 of them a go.mod without a zip, 0 a zip without an .info"; got != want {
+	if got, want := sum.String(), "2 of 13 versions: 1 imported, 0 restored, 0 skipped, 0 conflict, 1 invalid, 0 unreadable; 0 of them a go.mod without a zip, 0 a zip without an .info"; got != want {
 		t.Errorf("summary line %q; want %q: how far the import got, and what of the versions done", got, want)
 	}
 	for _, c := range f.imported[1:] {
@@ -1171,4 +1171,34 @@ func TestImportDirSymlinks(t *testing.T) {
 			t.Errorf("log:\n%s\nwant a warning naming %s", got, link)
 		}
 	}
+}
+
+// TestImportDirZipWithoutMod checks that a zip without a .mod beside it is
+// checked, hashed and imported with the go.mod in it, or the one the go
+// command synthesises for a module without one, as every zip must be.
+func TestImportDirZipWithoutMod(t *testing.T) {
+	ctx := context.Background()
+	c := newModuleCache(t)
+	withGoMod := c.add("example.com/m", "v1.0.0", t0, moduleFiles("example.com/m", "m"))
+	legacy := c.add("example.com/legacy", "v2.0.0+incompatible", t0, map[string]string{"legacy.go": "package legacy\n"})
+	broken := c.add("example.com/broken", "v1.0.0", t0, moduleFiles("example.com/broken", "broken"))
+	c.write("example.com/broken", "v1.0.0", ".zip", broken.zip[:len(broken.zip)/2])
+	for _, v := range []cached{withGoMod, legacy, broken} {
+		removeCached(t, c, v.path, v.version, ".mod")
+	}
+	r := newTestRegistry(t)
+
+	sum, events, err := r.importAll(ctx, c.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"example.com/broken@v1.0.0 invalid", "example.com/legacy@v2.0.0+incompatible imported", "example.com/m@v1.0.0 imported"}
+	if got := outcomes(events); !slices.Equal(got, want) {
+		t.Errorf("outcomes %q; want %q", got, want)
+	}
+	if err := sum.Err(); err == nil {
+		t.Errorf("summary %s: Err() = nil; want the invalid zip to count", sum)
+	}
+	assertImported(t, r, withGoMod)
+	assertImported(t, r, legacy) // its .mod: "module example.com/legacy\n"
 }
