@@ -1,23 +1,10 @@
 package command
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"io"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/spf13/cobra"
 
-	"agora/auth"
-	"agora/modproxy"
+	"agora/grifts"
 )
-
-// cliAdmin is who the command line acts as when it changes the registry:
-// the operator, with every right. The audit log records it as cliActor.
-var cliAdmin = auth.Principal{User: cliActor, Role: auth.RoleAdmin, Scope: auth.ScopeAdmin}
 
 func newImport() *cobra.Command {
 	return &cobra.Command{
@@ -47,41 +34,12 @@ not brought back. Imported versions are recorded with source "imported" and
 the audit log names the actor "` + cliActor + `".
 
 One line is printed per version, then a summary. The import can be interrupted
-(Ctrl-C stops it after the version in progress) and run again: what was
-imported is skipped. The exit status is 1 if a version was conflicting,
-invalid or unreadable.`,
+(Ctrl-C stops it after the version in progress, a second Ctrl-C at once) and
+run again: what was imported is skipped. The exit status is 1 if a version was
+conflicting, invalid or unreadable.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			go func() {
-				<-ctx.Done()
-				stop() // a second Ctrl-C ends the process at once
-			}()
-			env, err := openTaskEnv(ctx)
-			if err != nil {
-				return err
-			}
-			defer env.Close()
-			return importModules(ctx, env.Registry, args[0], cmd.OutOrStdout())
+			return grifts.Import(cmd.Context(), openTaskEnv, args[0], cmd.OutOrStdout())
 		},
 	}
-}
-
-// importModules imports dir into reg as cliAdmin, printing a line per
-// version and a summary to w.
-func importModules(ctx context.Context, reg *modproxy.Service, dir string, w io.Writer) error {
-	sum, err := reg.ImportDir(ctx, cliAdmin, dir, func(e modproxy.ImportEvent) {
-		fmt.Fprintln(w, e)
-	})
-	if err == nil || sum.Done() > 0 {
-		fmt.Fprintln(w, sum)
-	}
-	switch {
-	case errors.Is(err, context.Canceled):
-		return errors.New("import interrupted: run it again to import the rest (what was imported is skipped)")
-	case err != nil:
-		return err
-	}
-	return sum.Err()
 }

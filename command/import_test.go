@@ -100,3 +100,28 @@ func TestImportCommand(t *testing.T) {
 		t.Errorf("second import output:\n%s\nwant example.com/a skipped", out)
 	}
 }
+
+// TestImportInterrupted checks that an interrupted import says to run it
+// again, whether it runs as a command or as the modules:import task, which
+// must behave the same.
+func TestImportInterrupted(t *testing.T) {
+	data := t.TempDir()
+	t.Setenv("AGORA_DATA_DIR", data)
+	t.Setenv("DATABASE_URL", "")
+	t.Setenv("AGORA_UPSTREAM", "off")
+	t.Setenv("AGORA_SUMDB", "off")
+	t.Setenv("GO_ENV", "test")
+	t.Setenv("AGORA_STORAGE_DIR", filepath.Join(data, "storage"))
+	cache := t.TempDir()
+	writeCachedVersion(t, filepath.Join(cache, "cache", "download"), "example.com/a", "v1.0.0")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // as Ctrl-C does before the first version
+	for _, args := range [][]string{{"import", cache}, {"task", "modules:import", cache}} {
+		var out bytes.Buffer
+		err := Execute(ctx, args, strings.NewReader(""), &out, &out)
+		if err == nil || !strings.HasPrefix(err.Error(), "import interrupted: run it again") {
+			t.Errorf("agora %s, interrupted: %v; want it to say to run it again", strings.Join(args, " "), err)
+		}
+	}
+}

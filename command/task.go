@@ -9,6 +9,7 @@ import (
 	"github.com/gobuffalo/grift/grift"
 	"github.com/spf13/cobra"
 
+	"agora/auth"
 	"agora/grifts"
 )
 
@@ -30,6 +31,10 @@ func newTask() *cobra.Command {
 	}
 }
 
+// cliAdmin is who the command line acts as when it changes the registry:
+// the operator, with every right. The audit log records it as cliActor.
+var cliAdmin = auth.Principal{User: cliActor, Role: auth.RoleAdmin, Scope: auth.ScopeAdmin}
+
 // openTaskEnv opens the database and storage for a task, as serve does.
 func openTaskEnv(ctx context.Context) (*grifts.Env, error) {
 	cfg, conn, err := openDB(ctx)
@@ -46,5 +51,5 @@ func openTaskEnv(ctx context.Context) (*grifts.Env, error) {
 		conn.Close()
 		return nil, err
 	}
-	return &grifts.Env{Registry: newRegistry(cfg, conn, disk, log), Close: func() { conn.Close() }}, nil
+	return &grifts.Env{Registry: newRegistry(cfg, conn, disk, log), Operator: cliAdmin, Close: func() { conn.Close() }}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"sync"
@@ -28,6 +29,9 @@ import (
 // Env is what a task works on. Close releases it.
 type Env struct {
 	Registry *modproxy.Service
+	// Operator is who a task acts as when it changes the registry: the
+	// operator at the command line, with every right.
+	Operator auth.Principal
 	Close    func()
 }
 
@@ -84,26 +88,43 @@ func Register(open Opener) {
 				if len(c.Args) != 1 {
 					return errors.New("usage: agora task modules:import DIR")
 				}
-				ctx, stop := signal.NotifyContext(c, os.Interrupt, syscall.SIGTERM)
-				defer stop()
-				env, err := open(ctx)
-				if err != nil {
-					return err
-				}
-				defer env.Close()
-				// The operator, recorded as "cli" like the agora commands.
-				who := auth.Principal{User: "cli", Role: auth.RoleAdmin, Scope: auth.ScopeAdmin}
-				sum, err := env.Registry.ImportDir(ctx, who, c.Args[0], func(e modproxy.ImportEvent) { fmt.Println(e) })
-				if err == nil || sum.Done() > 0 {
-					fmt.Println(sum)
-				}
-				if err != nil {
-					return err
-				}
-				return sum.Err()
+				return Import(c, open, c.Args[0], os.Stdout)
 			})
 		})
 	})
+}
+
+// Import imports dir, a module cache or a GOPROXY directory, into the
+// registry that open gives, as its Operator, printing a line per version
+// and a summary to w: `agora import DIR` and `agora task modules:import
+// DIR`. SIGINT (Ctrl-C) or SIGTERM stops it after the version in progress,
+// with an error that says to run it again; a second one ends the process
+// at once. The error counts the versions refused, if any.
+func Import(ctx context.Context, open Opener, dir string, w io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second Ctrl-C ends the process at once
+	}()
+	env, err := open(ctx)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	sum, err := env.Registry.ImportDir(ctx, env.Operator, dir, func(e modproxy.ImportEvent) {
+		fmt.Fprintln(w, e)
+	})
+	if err == nil || sum.Done() > 0 {
+		fmt.Fprintln(w, sum)
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return errors.New("import interrupted: run it again to import the rest (what was imported is skipped)")
+	case err != nil:
+		return err
+	}
+	return sum.Err()
 }
 
 // versions returns "1 version" or "n versions".
