@@ -56,7 +56,9 @@ func writeCachedVersion(t *testing.T, dl, path, version string) string {
 	return zipName
 }
 
-func TestImportCommand(t *testing.T) {
+// offlineEnv sets the environment of an Agora that fetches nothing, on
+// SQLite in a new data directory, which it returns.
+func offlineEnv(t *testing.T) string {
 	data := t.TempDir()
 	t.Setenv("AGORA_DATA_DIR", data)
 	t.Setenv("DATABASE_URL", "")
@@ -64,6 +66,11 @@ func TestImportCommand(t *testing.T) {
 	t.Setenv("AGORA_SUMDB", "off")
 	t.Setenv("GO_ENV", "test")
 	t.Setenv("AGORA_STORAGE_DIR", filepath.Join(data, "storage"))
+	return data
+}
+
+func TestImportCommand(t *testing.T) {
+	data := offlineEnv(t)
 
 	cache := t.TempDir()
 	dl := filepath.Join(cache, "cache", "download")
@@ -105,13 +112,7 @@ func TestImportCommand(t *testing.T) {
 // again, whether it runs as a command or as the modules:import task, which
 // must behave the same.
 func TestImportInterrupted(t *testing.T) {
-	data := t.TempDir()
-	t.Setenv("AGORA_DATA_DIR", data)
-	t.Setenv("DATABASE_URL", "")
-	t.Setenv("AGORA_UPSTREAM", "off")
-	t.Setenv("AGORA_SUMDB", "off")
-	t.Setenv("GO_ENV", "test")
-	t.Setenv("AGORA_STORAGE_DIR", filepath.Join(data, "storage"))
+	offlineEnv(t)
 	cache := t.TempDir()
 	writeCachedVersion(t, filepath.Join(cache, "cache", "download"), "example.com/a", "v1.0.0")
 

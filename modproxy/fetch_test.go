@@ -1259,9 +1259,8 @@ func TestFetchZipOfVersionPurgedMeanwhile(t *testing.T) {
 		}},
 		{"while the zip is stored, on another node", func(r *testRegistry, up *fakeUpstream, purge func(*modproxy.Service)) *modproxy.Service {
 			store := &hookedStore{Store: r.disk, beforeZip: func() { purge(r.Service) }}
-			return modproxy.New(modproxy.Config{
-				Metadata: r.meta, Blobs: store, TempDir: t.TempDir(), Now: r.clock.Now,
-				Upstream: func(string) modproxy.Upstream { return up },
+			return r.node(t, func(c *modproxy.Config) {
+				c.Blobs, c.Upstream = store, func(string) modproxy.Upstream { return up }
 			})
 		}},
 	} {
@@ -1315,9 +1314,8 @@ func TestFetchZipOfVersionBlockedMeanwhile(t *testing.T) {
 			t.Error(err)
 		}
 	}}
-	other := modproxy.New(modproxy.Config{
-		Metadata: r.meta, Blobs: store, TempDir: t.TempDir(), Now: r.clock.Now,
-		Upstream: func(string) modproxy.Upstream { return up },
+	other := r.node(t, func(c *modproxy.Config) {
+		c.Blobs, c.Upstream = store, func(string) modproxy.Upstream { return up }
 	})
 	if _, _, err := other.Open(ctx, path, version, storage.Zip); !errors.Is(err, modproxy.ErrGone) {
 		t.Errorf("Open(.zip) while another node blocked the version = %v; want ErrGone", err)

@@ -16,7 +16,7 @@ import (
 func twoNodes(t *testing.T) (*testRegistry, *modproxy.Service) {
 	t.Helper()
 	r := newTestRegistry(t)
-	other := modproxy.New(modproxy.Config{Metadata: r.meta, Blobs: r.disk, TempDir: t.TempDir(), Now: r.clock.Now})
+	other := r.node(t, nil)
 	return r, other
 }
 

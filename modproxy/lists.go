@@ -247,21 +247,9 @@ func (s *Service) upstreamLatest(ctx context.Context, path string) (*Version, er
 	if up == nil {
 		return nil, errorf(ErrNotFound, path, "", "no versions")
 	}
-	r, err := s.shareFileWork(ctx, "latest "+path, storage.Info, func(ctx context.Context) (any, error) {
-		info, src, err := up.Latest(ctx, path)
-		if err != nil {
-			return nil, lookupError(path, "", err)
-		}
-		if v := s.live.get(path, info.Version); v != nil && v.Has(storage.Info) {
-			return v, nil
-		}
-		return s.storeInfo(ctx, path, info, src)
+	return s.lookUp(ctx, "latest "+path, path, "", func(ctx context.Context) (*upstream.Info, string, error) {
+		return up.Latest(ctx, path)
 	})
-	if err != nil {
-		return nil, err
-	}
-	v := *r.(*Version)
-	return &v, nil
 }
 
 // logFallback logs that the upstream failed with err and what is served

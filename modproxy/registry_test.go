@@ -62,6 +62,17 @@ func newTestRegistryOn(t *testing.T, meta modproxy.Metadata, fake *modproxytest.
 	return r
 }
 
+// node returns another Service on r's database and storage, as another
+// node sharing them runs, with a temporary directory of its own; change,
+// if not nil, changes its Config first.
+func (r *testRegistry) node(t *testing.T, change func(*modproxy.Config)) *modproxy.Service {
+	c := modproxy.Config{Metadata: r.meta, Blobs: r.disk, TempDir: t.TempDir(), Now: r.clock.Now}
+	if change != nil {
+		change(&c)
+	}
+	return modproxy.New(c)
+}
+
 // publish publishes zipData as path@version on behalf of who and fails the
 // test if it is not created.
 func (r *testRegistry) publish(t *testing.T, who auth.Principal, path, version string, zipData []byte) *modproxy.PublishResult {

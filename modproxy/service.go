@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"agora/storage"
+	"agora/upstream"
 )
 
 // Service is the registry. Its methods are safe for concurrent use.
@@ -190,12 +191,20 @@ func (s *Service) resolve(ctx context.Context, path, version string, kind storag
 }
 
 // resolveQuery asks up for the version that query (a branch, a commit)
-// names, and stores that version's .info. Concurrent requests for one
-// query share one upstream request; a caller that gives up does not
-// cancel it for the others.
+// names, and stores that version's .info (see lookUp).
 func (s *Service) resolveQuery(ctx context.Context, up Upstream, path, query string) (*Version, error) {
-	r, err := s.shareFileWork(ctx, "query "+path+"@"+query, storage.Info, func(ctx context.Context) (any, error) {
-		info, src, err := up.Info(ctx, path, query)
+	return s.lookUp(ctx, "query "+path+"@"+query, path, query, func(ctx context.Context) (*upstream.Info, string, error) {
+		return up.Info(ctx, path, query)
+	})
+}
+
+// lookUp asks an upstream, with ask, which version of path a query or
+// @latest names, and stores that version's .info unless it is stored.
+// Concurrent requests with the same key share one upstream request; a
+// caller that gives up does not cancel it for the others.
+func (s *Service) lookUp(ctx context.Context, key, path, query string, ask func(context.Context) (*upstream.Info, string, error)) (*Version, error) {
+	r, err := s.shareFileWork(ctx, key, storage.Info, func(ctx context.Context) (any, error) {
+		info, src, err := ask(ctx)
 		if err != nil {
 			return nil, lookupError(path, query, err)
 		}
@@ -207,7 +216,7 @@ func (s *Service) resolveQuery(ctx context.Context, up Upstream, path, query str
 	if err != nil {
 		return nil, err
 	}
-	v := *r.(*Version)
+	v := *r.(*Version) // shared: each caller gets its own copy
 	return &v, nil
 }
 

@@ -104,7 +104,7 @@ func TestOpenErrors(t *testing.T) {
 func TestOpenAfterDeleteOnAnotherNode(t *testing.T) {
 	ctx := context.Background()
 	r := newTestRegistry(t)
-	other := modproxy.New(modproxy.Config{Metadata: r.meta, Blobs: r.disk, TempDir: t.TempDir(), Now: r.clock.Now})
+	other := r.node(t, nil)
 	r.publish(t, alice, "example.com/m", "v1.0.0", moduleZip(t, "example.com/m", "v1.0.0", "x"))
 	r.read(t, "example.com/m", "v1.0.0", storage.Zip)
 
