@@ -67,9 +67,9 @@ func (s *Service) lockVersion(path, version string) func() {
 type Config struct {
 	Metadata Metadata
 	Blobs    storage.Store
-	// TempDir receives uploads and fetched zips while they are checked. On
-	// the blob store's file system, storing one is a rename; elsewhere, a
-	// copy.
+	// TempDir receives uploads, fetched zips and copies of imported zips
+	// while they are checked. On the blob store's file system, storing one
+	// is a rename; elsewhere, a copy.
 	TempDir string
 	// Upstream returns the upstream proxy that path's public versions are
 	// fetched from, or nil to serve path only from what is stored (a
