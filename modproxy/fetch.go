@@ -509,34 +509,45 @@ func mergeFile(recorded, v *Version, kind storage.Kind) *Version {
 
 // lookupSums starts asking the checksum database for path@version's
 // hashes, and returns what waits for the answer. A fetch calls it before
-// its upstream requests, so that the two round trips overlap. Without a
-// Checker the answer is nil Sums, which accept any hash, and so it is for
-// a path published here: a private module's, which the database cannot
-// know and whose path must not leave (see PublishedHere; /sumdb/ refuses
-// its lookups for the same reason).
+// its upstream requests, so that the two round trips overlap, and calls
+// what it returns only once the upstream has served the file. Without a
+// Checker the answer is nil Sums, which accept any hash.
+//
+// A path published here (see PublishedHere) may be a private module's,
+// which the database cannot know and whose path must not leave (/sumdb/
+// refuses its lookups for the same reason): it is looked up only when the
+// answer is waited for, after the upstream served the file, when the
+// module is public anyway. It is still looked up then, and verified: anyone
+// who may publish can publish under a public module's path, and that must
+// not switch verification off.
 func (s *Service) lookupSums(ctx context.Context, path, version string) func() (*checksum.Sums, error) {
 	if s.checker == nil {
 		return func() (*checksum.Sums, error) { return nil, nil }
 	}
 	type answer struct {
-		sums *checksum.Sums
-		err  error
+		sums  *checksum.Sums
+		err   error
+		later bool // published here: look up once the upstream has served the file
 	}
 	ch := make(chan answer, 1)
 	go func() {
 		private, err := s.PublishedHere(ctx, path)
 		if err != nil {
-			err = fmt.Errorf("finding out whether %s is published here: %w", path, err)
+			ch <- answer{err: fmt.Errorf("finding out whether %s is published here: %w", path, err)}
+			return
 		}
-		if err != nil || private {
-			ch <- answer{nil, err}
+		if private {
+			ch <- answer{later: true}
 			return
 		}
 		sums, err := s.checker.Lookup(ctx, path, version)
-		ch <- answer{sums, err}
+		ch <- answer{sums: sums, err: err}
 	}()
 	return func() (*checksum.Sums, error) {
 		a := <-ch
+		if a.later {
+			return s.checker.Lookup(ctx, path, version)
+		}
 		return a.sums, a.err
 	}
 }

@@ -448,29 +448,51 @@ func TestFetchChecksumMismatchRefused(t *testing.T) {
 	r.read(t, path, version, storage.Mod)
 }
 
-// TestFetchOfPublishedModuleNotLookedUp checks that a version fetched for a
-// path published here, a private module's, is not looked up in the
-// checksum database: the lookup would give the path away to the
-// database's operator, which is why /sumdb/ refuses such lookups too, and
-// the database cannot know a private module anyway.
-func TestFetchOfPublishedModuleNotLookedUp(t *testing.T) {
+// TestFetchOfPublishedModuleVerifiedOnceServed checks that a version of
+// a path published here is looked up in the checksum database only once
+// the upstream has served its file, and then verified as any other. A
+// private module, which no upstream has, is never looked up: the lookup
+// would give its path away to the database's operator (which is why
+// /sumdb/ refuses such lookups too). But anyone who may publish can
+// publish under a public module's path, and that must not switch off the
+// verification of what the upstream serves of it.
+func TestFetchOfPublishedModuleVerifiedOnceServed(t *testing.T) {
 	up := newFakeUpstream()
 	const path = "example.com/corp/secret"
 	fv := up.add(t, path, "v1.0.1", "b")
-	checker := &fakeChecker{known: map[string]string{}}
+	checker := &fakeChecker{known: map[string]string{
+		path + " v1.0.1":        "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", // not the zip's
+		path + " v1.0.1/go.mod": hashGoMod(t, []byte(fv.mod)),
+	}}
 	r := cachingRegistry(t, up, checker)
 	r.publish(t, alice, path, "v1.0.0", moduleZip(t, path, "v1.0.0", "a"))
+	ctx := context.Background()
+	lookups := func() int {
+		checker.mu.Lock()
+		defer checker.mu.Unlock()
+		return checker.calls
+	}
 
+	// Not upstream: a private version, never looked up.
+	for _, kind := range []storage.Kind{storage.Mod, storage.Zip} {
+		if _, _, err := r.Open(ctx, path, "v1.0.2", kind); !errors.Is(err, modproxy.ErrNotFound) {
+			t.Errorf("Open(v1.0.2%s) = %v; want ErrNotFound", kind, err)
+		}
+	}
+	if n := lookups(); n != 0 {
+		t.Fatalf("the checksum database was asked %d times about a version no upstream has; want never", n)
+	}
+
+	// Upstream: public, and verified.
 	if got := r.read(t, path, "v1.0.1", storage.Mod); string(got) != fv.mod {
 		t.Errorf(".mod = %q; want %q", got, fv.mod)
 	}
-	if got := r.read(t, path, "v1.0.1", storage.Zip); !bytes.Equal(got, fv.zip) {
-		t.Error("served zip differs from the upstream's")
+	if n := lookups(); n != 1 {
+		t.Errorf("checksum-database lookups after a .mod the upstream served = %d; want 1", n)
 	}
-	checker.mu.Lock()
-	defer checker.mu.Unlock()
-	if checker.calls != 0 {
-		t.Errorf("the checksum database was asked %d times about a module published here; want never", checker.calls)
+	_, _, err := r.Open(ctx, path, "v1.0.1", storage.Zip)
+	if !errors.Is(err, modproxy.ErrUpstream) || !strings.Contains(err.Error(), "checksum") {
+		t.Errorf("Open(.zip) of a zip the checksum database contradicts = %v; want ErrUpstream about the checksum database", err)
 	}
 }
 
