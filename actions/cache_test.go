@@ -380,6 +380,29 @@ func TestCacheRoutingRules(t *testing.T) {
 	})
 }
 
+// TestCachePublishUnderPublicModuleRefused checks that once a module's
+// versions are fetched from the upstream, nobody can publish under its
+// path: the upload would become the public module's @latest.
+func TestCachePublishUnderPublicModuleRefused(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		text := newModule(t, "golang.org/x/text", "v0.3.0", "text")
+		up := newFakeGOPROXY(t, text)
+		s := newServer(t, conn, withUpstream(up.URL, "", nil))
+		wantStatus(t, s.get(t, protoPath(text.Path, text.Version)+".mod"), http.StatusOK)
+
+		bogus := newModule(t, text.Path, "v0.99.0", "not golang.org/x/text")
+		for _, token := range []string{s.token(t, "bob", auth.RolePublisher), s.root} {
+			e := wantError(t, s.publish(t, token, bogus), http.StatusConflict, "conflict")
+			if !strings.Contains(e.Error, "public module") || !strings.Contains(e.Error, "path of its own") {
+				t.Errorf("error %q; want it to say that the path is a public module's, and that a private module needs a path of its own", e.Error)
+			}
+		}
+		if r := s.get(t, "/"+escapePath(text.Path)+"/@latest"); !strings.Contains(string(r.body), `"v0.3.0"`) {
+			t.Errorf("@latest after a refused publish = %s; want v0.3.0", r)
+		}
+	})
+}
+
 // TestCacheTimelessInfo checks the answers for the .info of a version
 // stored without one while the upstream cannot give it (here it no longer
 // knows the version; modproxy's TestTimelessInfo has it down too): an .info

@@ -54,6 +54,10 @@ type PublishResult struct {
 // must pass every rule of golang.org/x/mod/zip for path@version, and it must
 // hold a go.mod at its root that declares path (ErrInvalid otherwise).
 //
+// A path that versions were fetched of from an upstream is a public
+// module's, and nothing can be published under it (ErrConflict, see
+// checkNotPublic).
+//
 // Publishing content identical to a live version changes nothing
 // (Created is false). Publishing other content for a version ever recorded,
 // even one since deleted, is a *ConflictError. A deleted version may be
@@ -65,6 +69,9 @@ func (s *Service) Publish(ctx context.Context, who auth.Principal, path, version
 		return nil, errorf(ErrForbidden, path, version, "publishing needs a token with publish scope")
 	}
 	if err := checkVersion(path, version); err != nil {
+		return nil, err
+	}
+	if err := s.checkNotPublic(ctx, path, version); err != nil {
 		return nil, err
 	}
 
@@ -124,6 +131,30 @@ func (s *Service) Publish(ctx context.Context, who auth.Principal, path, version
 		s.writeList(ctx, path)
 	}
 	return res, nil
+}
+
+// checkNotPublic refuses, with an error wrapping ErrConflict, a publish of
+// path@version if path is a public module's: a version of it, live or
+// deleted, was fetched from an upstream. What is published under its path
+// would be served as its versions, and the newest as its @latest. The
+// refusal depends on the path alone, not on who publishes: administrators
+// too give a private module a path of its own.
+//
+// A publish under a path that no version was fetched of yet is not
+// refused (asking the upstream would give a private path away); the
+// versions fetched of it later are verified all the same (see lookupSums).
+func (s *Service) checkNotPublic(ctx context.Context, path, version string) error {
+	all, err := s.meta.Versions(ctx, path)
+	if err != nil {
+		return fmt.Errorf("publish %s@%s: %w", path, version, err)
+	}
+	for _, v := range all {
+		if v.Source != SourceUploaded && v.Source != SourceImported {
+			return errorf(ErrConflict, path, version, "%s is a public module, served from the upstream %s (%s was fetched from it): "+
+				"nothing can be published under its path; a private module needs a module path of its own", path, v.Source, v.Version)
+		}
+	}
+	return nil
 }
 
 // commitVersion records v and stores its files in one transaction, or finds

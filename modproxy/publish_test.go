@@ -359,3 +359,41 @@ type staleTx struct{ modproxy.MetadataTx }
 func (tx staleTx) Version(path, version string) (*modproxy.Version, error) {
 	return nil, &modproxy.Error{Kind: modproxy.ErrNotFound, Path: path, Version: version, Err: errors.New("not yet visible")}
 }
+
+// TestPublishUnderPublicModuleRefused checks that no version can be
+// published under the path of a module that versions were fetched of from
+// an upstream, even deleted ones, and by administrators too: it is a
+// public module, and whatever is published under its path would be
+// served as its versions (a new @latest, say).
+func TestPublishUnderPublicModuleRefused(t *testing.T) {
+	up := newFakeUpstream()
+	const path = "example.com/public"
+	up.add(t, path, "v1.0.0", "a")
+	up.add(t, path, "v1.1.0", "b")
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+	r.read(t, path, "v1.0.0", storage.Mod)
+	r.read(t, path, "v1.1.0", storage.Info)
+	if err := r.Delete(ctx, admin, path, "v1.0.0", modproxy.DeleteOptions{Reason: "gone upstream"}); err != nil {
+		t.Fatal(err)
+	}
+	events := len(r.meta.Events())
+
+	for _, who := range []auth.Principal{alice, admin} {
+		res, err := r.Publish(ctx, who, path, "v1.2.0", bytes.NewReader(moduleZip(t, path, "v1.2.0", "mine")))
+		if !errors.Is(err, modproxy.ErrConflict) {
+			t.Fatalf("Publish by %s under a public module's path = %+v, %v; want ErrConflict", who.User, res, err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, "public module") || !strings.Contains(msg, up.url) || !strings.Contains(msg, "path of its own") {
+			t.Errorf("error %q; want it to say that the path is a public module's, served from %s, and that a private module needs a path of its own", msg, up.url)
+		}
+	}
+	r.assertNoRecord(t, path, "v1.2.0")
+	r.assertTempDirEmpty(t)
+	if got := len(r.meta.Events()); got != events {
+		t.Errorf("audit events %d; want %d, none for a refused publish", got, events)
+	}
+
+	// A path of its own, even below the public one, may be published.
+	r.publish(t, alice, path+"/private", "v1.2.0", moduleZip(t, path+"/private", "v1.2.0", "mine"))
+}
