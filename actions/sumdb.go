@@ -58,7 +58,8 @@ func newSumDBHandler(db *checksum.DB, private privatePaths, canRead func(*http.R
 
 // sumdbPrivate says why path is private to this proxy: a rule routes it to
 // no upstream, AGORA_NOSUMDB matches it, or a version of it was published
-// here. It returns "" for a path that is not.
+// here and none was fetched from an upstream (see PublishedOnlyHere). It
+// returns "" for a path that is not.
 func (d *Deps) sumdbPrivate(ctx context.Context, path string) (string, error) {
 	if i := upstream.FirstMatch(d.Config.Rules, path); i >= 0 && d.Config.Rules[i].None {
 		rule := d.Config.Rules[i]
@@ -67,7 +68,7 @@ func (d *Deps) sumdbPrivate(ctx context.Context, path string) (string, error) {
 	if d.SumDB != nil && !d.SumDB.Covers(path) {
 		return "AGORA_NOSUMDB matches it", nil
 	}
-	published, err := d.Registry.PublishedHere(ctx, path)
+	published, err := d.Registry.PublishedOnlyHere(ctx, path)
 	if err != nil || !published {
 		return "", err
 	}

@@ -61,6 +61,16 @@ func TestSumDBKeepsPrivatePathsHere(t *testing.T) {
 			t.Errorf("lookup of a deleted private module: %s; want 404", r)
 		}
 
+		// Published here before the upstream served it, a public module
+		// is private only until the upstream has served it.
+		pub := newModule(t, "example.com/a", "v1.0.0", "a")
+		up.add(pub)
+		s.mustPublish(t, s.root, newModule(t, pub.Path, "v1.9.0", "not example.com/a"))
+		if r := s.get(t, p+"example.com/a@v1.0.0"); r.status != http.StatusNotFound {
+			t.Errorf("lookup of a module published here only: %s; want 404", r)
+		}
+		wantStatus(t, s.get(t, protoPath(pub.Path, pub.Version)+".info"), http.StatusOK)
+
 		// A public module is looked up.
 		if r := s.get(t, p+"example.com/a@v1.0.0"); r.status != http.StatusOK {
 			t.Errorf("lookup of a public module: %s; want 200", r)

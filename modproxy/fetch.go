@@ -513,11 +513,11 @@ func mergeFile(recorded, v *Version, kind storage.Kind) *Version {
 // what it returns only once the upstream has served the file. Without a
 // Checker the answer is nil Sums, which accept any hash.
 //
-// A path published here (see PublishedHere) may be a private module's,
-// which the database cannot know and whose path must not leave (/sumdb/
-// refuses its lookups for the same reason): it is looked up only when the
-// answer is waited for, after the upstream served the file, when the
-// module is public anyway. It is still looked up then, and verified: anyone
+// A path published here and never served by an upstream (see
+// PublishedOnlyHere) may be a private module's, which the database cannot
+// know and whose path must not leave (/sumdb/ refuses its lookups for the
+// same reason): it is looked up only when the answer is waited for, after
+// the upstream served the file, when the module is public anyway. It is still looked up then, and verified: anyone
 // who may publish can publish under a public module's path, and that must
 // not switch verification off.
 func (s *Service) lookupSums(ctx context.Context, path, version string) func() (*checksum.Sums, error) {
@@ -531,7 +531,7 @@ func (s *Service) lookupSums(ctx context.Context, path, version string) func() (
 	}
 	ch := make(chan answer, 1)
 	go func() {
-		private, err := s.PublishedHere(ctx, path)
+		private, err := s.PublishedOnlyHere(ctx, path)
 		if err != nil {
 			ch <- answer{err: fmt.Errorf("finding out whether %s is published here: %w", path, err)}
 			return

@@ -26,21 +26,28 @@ func (s *Service) Module(ctx context.Context, who auth.Principal, path string) (
 	return all, nil
 }
 
-// PublishedHere reports whether a version of path was ever published here
-// (uploaded, not fetched or imported), deleted ones included: a private
-// module, whose path must not leave, as in a lookup in a public checksum
-// database.
-func (s *Service) PublishedHere(ctx context.Context, path string) (bool, error) {
+// PublishedOnlyHere reports whether a version of path was ever published
+// here (uploaded, not fetched or imported), deleted ones included, and none
+// was ever fetched from an upstream: a private module, whose path must not
+// leave, as in a lookup in a public checksum database. A module that an
+// upstream served is public, whatever was published under its path before
+// (see checkNotPublic).
+func (s *Service) PublishedOnlyHere(ctx context.Context, path string) (bool, error) {
 	all, err := s.meta.Versions(ctx, path)
 	if err != nil {
 		return false, err
 	}
+	published := false
 	for _, v := range all {
-		if v.Source == SourceUploaded {
-			return true, nil
+		switch v.Source {
+		case SourceUploaded:
+			published = true
+		case SourceImported:
+		default:
+			return false, nil
 		}
 	}
-	return false, nil
+	return published, nil
 }
 
 // Modules lists modules: GET /api/v1/modules.
