@@ -174,8 +174,23 @@ func CheckPassword(hash, password string) bool {
 // ErrBadUserName is returned by CheckUserName for a name it refuses.
 var ErrBadUserName = errors.New("user names are 1 to 64 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit")
 
-// CheckUserName reports whether name is acceptable as a user name.
+// CommandLineActor is the name the agora command line acts under (agora
+// import, user, token, task): the audit log names it as the actor, and the
+// versions it imports as their publisher. No user may have it: such a
+// user would own what the command line did, and a publisher could delete
+// every imported version.
+const CommandLineActor = "cli"
+
+// ErrReservedUserName is returned by CheckUserName for a name that Agora
+// itself acts under.
+var ErrReservedUserName = errors.New("user name reserved")
+
+// CheckUserName reports whether name is acceptable as a user name: an
+// error wrapping ErrBadUserName or ErrReservedUserName if it is not.
 func CheckUserName(name string) error {
+	if name == CommandLineActor {
+		return fmt.Errorf("%w: %q is the name the agora command line acts under, in the audit log and as the publisher of imported versions; choose another", ErrReservedUserName, name)
+	}
 	if name == "" || len(name) > 64 {
 		return ErrBadUserName
 	}

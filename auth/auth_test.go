@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -112,5 +113,10 @@ func TestCheckUserName(t *testing.T) {
 		if err := CheckUserName(bad); err == nil {
 			t.Errorf("CheckUserName(%q) succeeded", bad)
 		}
+	}
+	// The name the command line acts under: a user of that name would own
+	// what it did, every imported version above all.
+	if err := CheckUserName("cli"); !errors.Is(err, ErrReservedUserName) || !strings.Contains(err.Error(), "command line") {
+		t.Errorf("CheckUserName(%q) = %v; want ErrReservedUserName, naming the command line", "cli", err)
 	}
 }

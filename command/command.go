@@ -13,12 +13,13 @@ import (
 	"github.com/gobuffalo/pop/v6"
 	"github.com/spf13/cobra"
 
+	"agora/auth"
 	"agora/config"
 	"agora/models"
 )
 
 // cliActor names the command line in the audit log.
-const cliActor = "cli"
+const cliActor = auth.CommandLineActor
 
 // Execute runs the command named by args (without the program name) and
 // returns its error; main prints it and sets the exit status.
