@@ -120,6 +120,12 @@ func App(d *Deps) (*buffalo.App, error) {
 		SessionName:  "_agora_session",
 		SessionStore: store,
 		WorkerOff:    true,
+		// No POST is taken for the method a _method field names, as
+		// Buffalo's default would: the API accepts basic auth, which
+		// browsers send again by themselves, so any web site's form could
+		// delete versions (a cross-site request forgery). The site has no
+		// forms that need it.
+		MethodOverride: func(http.ResponseWriter, *http.Request) {},
 		// Requests are logged by Handler; Buffalo logs only its warnings.
 		Logger: logger.New(logger.WarnLevel),
 	})

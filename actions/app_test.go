@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/gobuffalo/pop/v6"
 
+	"agora/auth"
 	"agora/models/modelstest"
 )
 
@@ -59,6 +61,29 @@ func TestAPIErrorsAreJSON(t *testing.T) {
 				})
 			}
 		}
+	})
+}
+
+// TestNoMethodOverride checks that a POST is never taken for another
+// method (Buffalo's MethodOverride reads one from a _method field): a form
+// on any web site could then make a browser that holds an API user's
+// basic-auth credentials delete versions (a cross-site request forgery).
+func TestNoMethodOverride(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		bob := s.token(t, "bob", auth.RolePublisher)
+		m := newModule(t, "example.com/victim", "v1.0.0", "x")
+		s.mustPublish(t, bob, m)
+		target := "/api/v1/modules/example.com/victim/@v/v1.0.0"
+		form := url.Values{"_method": {"DELETE"}, "reason": {"csrf"}}.Encode()
+
+		for _, r := range []*response{
+			s.do(t, http.MethodPost, target, strings.NewReader(form), basicAuth("bob", bob), withHeader("Content-Type", "application/x-www-form-urlencoded")),
+			s.do(t, http.MethodPost, target+"?"+form, nil, basicAuth("bob", bob)),
+		} {
+			wantError(t, r, http.StatusMethodNotAllowed, "method_not_allowed")
+		}
+		wantStatus(t, s.get(t, protoPath(m.Path, m.Version)+".zip"), http.StatusOK)
 	})
 }
 
