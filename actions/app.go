@@ -51,8 +51,12 @@ func Handler(d *Deps) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	proxy := &proxyHandler{deps: d}
-	sumdb := newSumDBHandler(d.SumDB, d.sumdbPrivate, d.canRead, d.Metrics, d.Logger)
+	proxy := newProxyHandler(d)
+	var canRead func(*http.Request) bool // nil: anyone may read
+	if d.Config.ReadAuth == config.ReadToken {
+		canRead = d.canRead
+	}
+	sumdb := newSumDBHandler(d.SumDB, d.sumdbPrivate, canRead, d.Metrics, d.Logger)
 	var metricsHandler http.Handler = http.NotFoundHandler()
 	if d.Metrics != nil {
 		metricsHandler = d.Metrics.Handler()

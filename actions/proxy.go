@@ -29,6 +29,14 @@ import (
 // io.ReaderFrom, would prevent.
 type proxyHandler struct {
 	deps *Deps
+	// immutable is the Cache-Control of a canonical version's files (see
+	// cacheControl).
+	immutable []string
+}
+
+// newProxyHandler returns the handler of the download protocol.
+func newProxyHandler(d *Deps) *proxyHandler {
+	return &proxyHandler{deps: d, immutable: []string{cacheControl(d.Config.ReadAuth == config.ReadToken, immutable)}}
 }
 
 // isProxyPath reports whether path belongs to the download protocol. Module
@@ -38,19 +46,32 @@ func isProxyPath(path string) bool {
 	return strings.Contains(path, "/@v/") || strings.HasSuffix(path, "/@latest")
 }
 
-// immutable is the Cache-Control of a canonical version's files.
-const immutable = "public, max-age=31536000, immutable"
+// immutable is how long caches may keep a canonical version's files,
+// which never change: the Cache-Control directives after the first (see
+// cacheControl).
+const immutable = "max-age=31536000, immutable"
+
+// cacheControl returns the Cache-Control of an answer that caches may keep
+// as directives say: any cache, shared ones too ("public"), unless reading
+// needs a token (private is true with AGORA_READ_AUTH=token), when only
+// the client's own cache may ("private"), since a shared cache in front of
+// Agora would give what a token read to anyone (RFC 9111 section 3.5).
+func cacheControl(private bool, directives string) string {
+	if private {
+		return "private, " + directives
+	}
+	return "public, " + directives
+}
 
 // Header values that every download of their kind shares, so that serving
 // one allocates nothing for them. Sharing is safe: net/http copies a
 // handler's header map and values before it writes them, and Header.Set
 // and Add replace a value slice rather than write into it.
 var (
-	immutableValue = []string{immutable}
-	jsonValue      = []string{"application/json"}
-	textValue      = []string{"text/plain; charset=utf-8"}
-	zipValue       = []string{"application/zip"}
-	bytesValue     = []string{"bytes"}
+	jsonValue  = []string{"application/json"}
+	textValue  = []string{"text/plain; charset=utf-8"}
+	zipValue   = []string{"application/zip"}
+	bytesValue = []string{"bytes"}
 )
 
 // readUnauthorized is the answer to a download without a token that may
@@ -138,7 +159,7 @@ func (h *proxyHandler) serveFile(w http.ResponseWriter, r *http.Request, path, f
 		http.ServeContent(w, r, "", time.Time{}, f)
 		return
 	}
-	hdr["Cache-Control"] = immutableValue
+	hdr["Cache-Control"] = h.immutable
 	var etagPrefix, hash string
 	switch kind {
 	case storage.Info:

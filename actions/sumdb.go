@@ -46,6 +46,10 @@ type sumdbHandler struct {
 	canRead func(*http.Request) bool // nil: anyone may read
 	metrics *metrics.Metrics
 	log     *slog.Logger
+
+	// The Cache-Control of lookups and tiles: private when canRead is set
+	// (see cacheControl).
+	lookupCache, tileCache string
 }
 
 // privatePaths says why path is private to this proxy, or "" if it is not.
@@ -53,7 +57,11 @@ type privatePaths func(ctx context.Context, path string) (reason string, err err
 
 // newSumDBHandler returns the handler of /sumdb/ for db, which may be nil.
 func newSumDBHandler(db *checksum.DB, private privatePaths, canRead func(*http.Request) bool, m *metrics.Metrics, log *slog.Logger) http.Handler {
-	return &sumdbHandler{db: db, private: private, canRead: canRead, metrics: m, log: log}
+	return &sumdbHandler{
+		db: db, private: private, canRead: canRead, metrics: m, log: log,
+		lookupCache: cacheControl(canRead != nil, sumdbLookupCache),
+		tileCache:   cacheControl(canRead != nil, immutable),
+	}
 }
 
 // sumdbPrivate says why path is private to this proxy: a rule routes it to
@@ -75,10 +83,12 @@ func (d *Deps) sumdbPrivate(ctx context.Context, path string) (string, error) {
 	return "it is published here", nil
 }
 
-// Cache-Control of the answers: tiles never change; a lookup's record never
-// does, though the tree head it carries ages; latest changes all the time.
+// Cache-Control of the answers: tiles never change (immutable); a lookup's
+// record never does, though the tree head it carries ages; latest changes
+// all the time. sumdbLookupCache follows "public" or "private" (see
+// cacheControl).
 const (
-	sumdbLookupCache = "public, max-age=86400"
+	sumdbLookupCache = "max-age=86400"
 	sumdbLatestCache = "no-cache"
 )
 
@@ -104,7 +114,7 @@ func (h *sumdbHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	var kind, contentType, cacheControl string
+	var kind, contentType, cache string
 	switch {
 	case rel == "supported":
 		h.metrics.SumDBRequest(metrics.SumDBSupported, true, nil)
@@ -112,9 +122,9 @@ func (h *sumdbHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	case rel == "latest":
-		kind, contentType, cacheControl = metrics.SumDBLatest, "text/plain; charset=utf-8", sumdbLatestCache
+		kind, contentType, cache = metrics.SumDBLatest, "text/plain; charset=utf-8", sumdbLatestCache
 	case strings.HasPrefix(rel, "lookup/"):
-		kind, contentType, cacheControl = metrics.SumDBLookup, "text/plain; charset=utf-8", sumdbLookupCache
+		kind, contentType, cache = metrics.SumDBLookup, "text/plain; charset=utf-8", h.lookupCache
 		if h.keptPrivate(w, r, rel) {
 			return
 		}
@@ -124,7 +134,7 @@ func (h *sumdbHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(rel, "tile/8/data/") {
 			contentType = "text/plain; charset=utf-8"
 		}
-		kind, cacheControl = metrics.SumDBTile, immutable
+		kind, cache = metrics.SumDBTile, h.tileCache
 	default:
 		h.fail(w, http.StatusNotFound, "not found: "+r.URL.Path)
 		return
@@ -143,7 +153,7 @@ func (h *sumdbHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", contentType)
-	w.Header().Set("Cache-Control", cacheControl)
+	w.Header().Set("Cache-Control", cache)
 	// ServeContent handles HEAD and Range.
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
 }

@@ -80,3 +80,54 @@ func TestSumDBKeepsPrivatePathsHere(t *testing.T) {
 		}
 	})
 }
+
+// TestCacheControlUnderReadAuth checks who may keep what never changes (a
+// version's files, a checksum-database lookup or tile): any cache, shared
+// ones too, when anyone may read, but only the client's own when reading
+// needs a token, since a shared cache would give what a token read to
+// anyone (RFC 9111 section 3.5).
+func TestCacheControlUnderReadAuth(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		for _, tt := range []struct {
+			readAuth string
+			opts     []serverOption
+			want     string // how Cache-Control starts
+		}{
+			{"public", nil, "public, "},
+			{"token", []serverOption{readAuthToken}, "private, "},
+		} {
+			t.Run(tt.readAuth, func(t *testing.T) {
+				const name = "sum.example.com"
+				url, vkey, _ := actions.NewCountingSumDB(t, name)
+				db, err := checksum.New(checksum.Options{
+					Name: name, Key: vkey, Proxies: []upstream.Proxy{{URL: url}}, CacheDir: t.TempDir(),
+					Logger: slog.New(slog.DiscardHandler),
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := newServer(t, conn, append(tt.opts, func(s *serverSetup) { s.deps.SumDB = db })...)
+				m := newModule(t, "example.com/cached-"+tt.readAuth, "v1.0.0", "x")
+				s.mustPublish(t, s.root, m)
+
+				for _, p := range []string{
+					protoPath(m.Path, m.Version) + ".info",
+					protoPath(m.Path, m.Version) + ".mod",
+					protoPath(m.Path, m.Version) + ".zip",
+					"/sumdb/" + name + "/lookup/example.com/a@v1.0.0",
+					"/sumdb/" + name + "/tile/8/0/000.p/1",
+				} {
+					r := s.get(t, p, basicAuth("root", s.root))
+					wantStatus(t, r, http.StatusOK)
+					cc := r.header.Get("Cache-Control")
+					if !strings.HasPrefix(cc, tt.want) || !strings.Contains(cc, "max-age=") {
+						t.Errorf("GET %s: Cache-Control %q; want it to start %q, with a max-age", p, cc, tt.want)
+					}
+					if strings.HasSuffix(p, ".zip") && !strings.HasSuffix(cc, ", immutable") {
+						t.Errorf("GET %s: Cache-Control %q; want immutable", p, cc)
+					}
+				}
+			})
+		}
+	})
+}
