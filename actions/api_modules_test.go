@@ -347,3 +347,32 @@ func TestShowModule(t *testing.T) {
 		wantUnauthorized(t, s.get(t, "/api/v1/modules/"+path))
 	})
 }
+
+// TestAPIQueryTextRefused checks that query parameters that no text in the
+// database can hold (invalid UTF-8, a NUL byte), raw or in a decoded
+// cursor, are the client's mistake, 400, and not the database's error,
+// and that nothing is deleted on a reason with one.
+func TestAPIQueryTextRefused(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		m := newModule(t, "example.com/q", "v1.0.0", "x")
+		s.mustPublish(t, s.root, m)
+		for _, tt := range []struct{ method, path string }{
+			{http.MethodGet, "/api/v1/modules?q=%FF"},
+			{http.MethodGet, "/api/v1/modules?q=%00"},
+			{http.MethodGet, "/api/v1/modules?cursor=AA"}, // "\x00"
+			{http.MethodGet, "/api/v1/modules?cursor=_w"}, // "\xff"
+			{http.MethodGet, "/api/v1/audit?actor=%FF"},
+			{http.MethodGet, "/api/v1/audit?module=%00"},
+			{http.MethodGet, "/api/v1/audit?action=%C3"},
+			{http.MethodGet, "/api/v1/modules?%FF=x"},
+			{http.MethodDelete, "/api/v1/modules/example.com/q/@v/v1.0.0?reason=a%00b"},
+			{http.MethodDelete, "/api/v1/modules/example.com/q?reason=%FF"},
+		} {
+			t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+				wantError(t, s.do(t, tt.method, tt.path, nil, bearer(s.root)), http.StatusBadRequest, "invalid")
+			})
+		}
+		wantStatus(t, s.get(t, protoPath(m.Path, m.Version)+".zip"), http.StatusOK)
+	})
+}

@@ -140,7 +140,7 @@ func App(d *Deps) (*buffalo.App, error) {
 	app.GET("/readyz", d.readyz)
 
 	api := app.Group("/api/v1")
-	api.Use(d.requireToken)
+	api.Use(d.requireToken, d.refuseUnstorableQuery)
 	api.GET("/whoami", d.whoami)
 	api.GET("/modules", d.listModules)
 	api.GET("/audit", d.listAudit)

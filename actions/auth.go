@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gobuffalo/buffalo"
 
@@ -60,6 +61,25 @@ func (d *Deps) requireToken(next buffalo.Handler) buffalo.Handler {
 			return d.renderError(c, err)
 		}
 		c.Set(principalKey, p)
+		return next(c)
+	}
+}
+
+// refuseUnstorableQuery is the API's middleware that answers 400 to a
+// request whose query string has a name or value that is not valid UTF-8
+// or holds a NUL byte. The API's parameters (q, actor, reason, ...) are
+// text that is looked up or stored in the database, where no text can hold
+// either: PostgreSQL would fail the query, an internal error, and SQLite
+// would store or look up something else.
+func (d *Deps) refuseUnstorableQuery(next buffalo.Handler) buffalo.Handler {
+	return func(c buffalo.Context) error {
+		for name, values := range c.Request().URL.Query() {
+			for _, s := range append([]string{name}, values...) {
+				if !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
+					return d.renderError(c, fmt.Errorf("%w: query parameter %q: not valid UTF-8, or holds a NUL byte", modproxy.ErrInvalid, name))
+				}
+			}
+		}
 		return next(c)
 	}
 }

@@ -1,6 +1,7 @@
 package models
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gobuffalo/pop/v6"
 
@@ -406,7 +408,9 @@ func encodeCursor(s string) string { return base64.RawURLEncoding.EncodeToString
 
 func decodeCursor(c string) (string, error) {
 	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
+	if err != nil || !utf8.Valid(b) || bytes.IndexByte(b, 0) >= 0 {
+		// Not one encodeCursor made: no path holds such bytes, and
+		// PostgreSQL would fail the query.
 		return "", fmt.Errorf("%w: cursor %q", modproxy.ErrInvalid, c)
 	}
 	return string(b), nil

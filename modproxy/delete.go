@@ -3,6 +3,7 @@ package modproxy
 import (
 	"context"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"agora/auth"
@@ -22,8 +23,8 @@ type DeleteOptions struct {
 // checkDelete validates opts and reports whether who may delete a version
 // published by publisher.
 func checkDelete(who auth.Principal, publisher string, opts DeleteOptions, path, version string) error {
-	if len(opts.Reason) > MaxReasonLen || !utf8.ValidString(opts.Reason) {
-		return errorf(ErrInvalid, path, version, "reason must be valid UTF-8 of at most %d bytes", MaxReasonLen)
+	if len(opts.Reason) > MaxReasonLen || !utf8.ValidString(opts.Reason) || strings.ContainsRune(opts.Reason, 0) {
+		return errorf(ErrInvalid, path, version, "reason must be valid UTF-8 of at most %d bytes, without NUL bytes", MaxReasonLen)
 	}
 	switch {
 	case who.Can(auth.ScopeAdmin):

@@ -32,6 +32,7 @@ func TestDeleteAuthorization(t *testing.T) {
 		{"admin blocks", admin, modproxy.DeleteOptions{Reason: "malware", Block: true}, nil},
 		{"reason too long", alice, modproxy.DeleteOptions{Reason: strings.Repeat("x", modproxy.MaxReasonLen+1)}, modproxy.ErrInvalid},
 		{"reason not UTF-8", admin, modproxy.DeleteOptions{Reason: "\xff"}, modproxy.ErrInvalid},
+		{"reason with a NUL byte", admin, modproxy.DeleteOptions{Reason: "a\x00b"}, modproxy.ErrInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
