@@ -8,6 +8,7 @@ require (
 	github.com/gobuffalo/grift v1.5.2
 	github.com/gobuffalo/logger v1.0.7
 	github.com/gobuffalo/pop/v6 v6.4.1
+	github.com/gorilla/mux v1.8.0
 	github.com/gorilla/sessions v1.2.1
 	github.com/klauspost/compress v1.20.1
 	github.com/lib/pq v1.12.3
@@ -48,7 +49,6 @@ require (
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/gorilla/css v1.0.1 // indirect
 	github.com/gorilla/handlers v1.5.1 // indirect
-	github.com/gorilla/mux v1.8.0 // indirect
 	github.com/gorilla/securecookie v1.1.1 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect

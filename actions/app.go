@@ -15,6 +15,7 @@ import (
 	"github.com/gobuffalo/buffalo"
 	"github.com/gobuffalo/logger"
 	"github.com/gobuffalo/pop/v6"
+	"github.com/gorilla/mux"
 	"github.com/gorilla/sessions"
 
 	"agora/checksum"
@@ -157,10 +158,30 @@ func App(d *Deps) (*buffalo.App, error) {
 			if !strings.HasPrefix(c.Request().URL.Path, "/api/") {
 				return site(status, err, c)
 			}
+			if status == http.StatusMethodNotAllowed {
+				c.Response().Header().Set("Allow", allowedMethods(app.Muxer(), c.Request()))
+			}
 			return d.renderAPIStatus(c, status, err)
 		}
 	}
 	return app, nil
+}
+
+// allowedMethods returns the methods, comma-separated, that r's path takes:
+// those of the routes of router it matches, and PUT for an upload, which
+// Handler serves in front of router (see isPublish). It is the Allow
+// header of a 405.
+func allowedMethods(router *mux.Router, r *http.Request) string {
+	var allow []string
+	for _, method := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = method
+		var match mux.RouteMatch
+		if router.Match(probe, &match) && match.MatchErr == nil || isPublish(probe) {
+			allow = append(allow, method)
+		}
+	}
+	return strings.Join(allow, ", ")
 }
 
 // apiStatusCodes are the error codes of the statuses Buffalo itself answers.

@@ -87,6 +87,26 @@ func TestNoMethodOverride(t *testing.T) {
 	})
 }
 
+// TestAPIMethodNotAllowedSaysAllow checks that a 405 from the API names
+// the methods its path does take in an Allow header (RFC 9110 section
+// 15.5.6), the uploads that Handler serves in front of Buffalo included.
+func TestAPIMethodNotAllowedSaysAllow(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		for _, tt := range []struct{ method, path, allow string }{
+			{http.MethodPost, "/api/v1/whoami", "GET"},
+			{http.MethodDelete, "/api/v1/audit", "GET"},
+			{http.MethodPost, "/api/v1/modules/example.com/x/@v/v1.0.0.zip", "GET, PUT, DELETE"},
+		} {
+			r := s.do(t, tt.method, tt.path, nil, bearer(s.root))
+			wantError(t, r, http.StatusMethodNotAllowed, "method_not_allowed")
+			if got := r.header.Get("Allow"); got != tt.allow {
+				t.Errorf("%s %s: Allow %q; want %q", tt.method, tt.path, got, tt.allow)
+			}
+		}
+	})
+}
+
 // TestRequestLog checks the line logged for each request: method, path,
 // status, size and duration, and nothing of the query string or headers,
 // where tokens travel.
