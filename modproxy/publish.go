@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/mod/module"
 	modzip "golang.org/x/mod/zip"
 
 	"agora/auth"
@@ -53,6 +54,8 @@ type PublishResult struct {
 // the version must be canonical and fit the path's major version, the zip
 // must pass every rule of golang.org/x/mod/zip for path@version, and it must
 // hold a go.mod at its root that declares path (ErrInvalid otherwise).
+// The version's time, its .info's, is that of the upload, or for a
+// pseudo-version the time the pseudo-version names.
 //
 // A path that versions were fetched of from an upstream is a public
 // module's, and nothing can be published under it (ErrConflict, see
@@ -73,6 +76,17 @@ func (s *Service) Publish(ctx context.Context, who auth.Principal, path, version
 	}
 	if err := s.checkNotPublic(ctx, path, version); err != nil {
 		return nil, err
+	}
+	now := s.now().UTC().Truncate(time.Second)
+	versionTime := now
+	if isPseudo(version) {
+		// A pseudo-version names its commit's time, which the go
+		// command, and an import, give as its .info's.
+		t, err := module.PseudoVersionTime(version)
+		if err != nil {
+			return nil, errorf(ErrInvalid, path, version, "%v", err)
+		}
+		versionTime = t.UTC()
 	}
 
 	tmp, err := os.CreateTemp(s.tempDir, "upload-*.zip")
@@ -101,11 +115,10 @@ func (s *Service) Publish(ctx context.Context, who auth.Principal, path, version
 		return nil, err
 	}
 
-	now := s.now().UTC().Truncate(time.Second)
 	v := &Version{
 		Path:        path,
 		Version:     version,
-		Time:        now,
+		Time:        versionTime,
 		Size:        n,
 		ZipHash:     zc.zipHash,
 		ModHash:     zc.modHash,

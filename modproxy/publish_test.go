@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"maps"
@@ -396,4 +397,21 @@ func TestPublishUnderPublicModuleRefused(t *testing.T) {
 
 	// A path of its own, even below the public one, may be published.
 	r.publish(t, alice, path+"/private", "v1.2.0", moduleZip(t, path+"/private", "v1.2.0", "mine"))
+}
+
+// TestPublishPseudoVersionTime checks that a published pseudo-version's
+// .info gives the time the pseudo-version names, as the go command and
+// an import give it, not the time of the upload.
+func TestPublishPseudoVersionTime(t *testing.T) {
+	r := newTestRegistry(t)
+	const path, version = "example.com/m", "v0.0.0-20260102030405-abcdefabcdef"
+	want := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	res := r.publish(t, alice, path, version, moduleZip(t, path, version, "x"))
+	if !res.Time.Equal(want) || !res.PublishedAt.Equal(t0) {
+		t.Errorf("Publish: time %v, published at %v; want %v and %v", res.Time, res.PublishedAt, want, t0)
+	}
+	var info struct{ Time time.Time }
+	if err := json.Unmarshal(r.read(t, path, version, storage.Info), &info); err != nil || !info.Time.Equal(want) {
+		t.Errorf(".info time %v, %v; want %v", info.Time, err, want)
+	}
 }
