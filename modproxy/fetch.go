@@ -517,9 +517,9 @@ func mergeFile(recorded, v *Version, kind storage.Kind) *Version {
 // PublishedOnlyHere) may be a private module's, which the database cannot
 // know and whose path must not leave (/sumdb/ refuses its lookups for the
 // same reason): it is looked up only when the answer is waited for, after
-// the upstream served the file, when the module is public anyway. It is still looked up then, and verified: anyone
-// who may publish can publish under a public module's path, and that must
-// not switch verification off.
+// the upstream served the file, when the module is public anyway. It is
+// still looked up then, and verified: anyone who may publish can publish
+// under a public module's path, and that must not switch verification off.
 func (s *Service) lookupSums(ctx context.Context, path, version string) func() (*checksum.Sums, error) {
 	if s.checker == nil {
 		return func() (*checksum.Sums, error) { return nil, nil }
