@@ -109,7 +109,7 @@ func TestChangesAnnounced(t *testing.T) {
 		t.Fatal(err)
 	}
 	update(t, a, func(tx modproxy.MetadataTx) error {
-		return tx.FillVersion(&modproxy.Version{Path: m, Version: "v1.0.0", ModHash: "h1:other"}, storage.Mod)
+		return tx.FillVersion(&modproxy.Version{Path: m, Version: "v1.0.0", Time: t0.Add(time.Hour)}, storage.Info)
 	})
 	gone := newVersion(m, "v1.1.0")
 	gone.DeletedAt, gone.DeletedBy = t0, "root"

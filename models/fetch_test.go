@@ -99,3 +99,53 @@ func TestRegistryExclusive(t *testing.T) {
 		}
 	})
 }
+
+// TestRegistryFillVersionGuards checks that FillVersion fills only a live
+// record and records a hash once, whatever its caller read before: a fill
+// of a deleted record, or with another hash, changes nothing.
+func TestRegistryFillVersionGuards(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		ctx := context.Background()
+		r := models.NewRegistry(conn)
+		const path = "example.com/fetched"
+		insert(t, r,
+			&modproxy.Version{Path: path, Version: "v1.0.0", ModHash: "h1:mod", Source: "https://proxy.example", PublishedAt: t0},
+			&modproxy.Version{Path: path, Version: "v1.1.0", ModHash: "h1:mod", ZipHash: "h1:zip", Size: 1, Source: "https://proxy.example", PublishedAt: t0},
+			&modproxy.Version{Path: path, Version: "v1.2.0", ModHash: "h1:mod", Source: "https://proxy.example", PublishedAt: t0},
+		)
+		update(t, r, func(tx modproxy.MetadataTx) error {
+			return tx.Tombstone(&modproxy.Version{Path: path, Version: "v1.2.0", DeletedAt: t0, DeletedBy: "admin"})
+		})
+		tests := []struct {
+			name string
+			kind storage.Kind
+			v    modproxy.Version
+			want error
+		}{
+			{"zip of a deleted record", storage.Zip, modproxy.Version{Version: "v1.2.0", ZipHash: "h1:zip", ModHash: "h1:mod"}, modproxy.ErrGone},
+			{"info of a deleted record", storage.Info, modproxy.Version{Version: "v1.2.0", Time: t0}, modproxy.ErrGone},
+			{"another zip hash", storage.Zip, modproxy.Version{Version: "v1.1.0", ZipHash: "h1:other", Size: 2, ModHash: "h1:mod"}, modproxy.ErrConflict},
+			{"a zip with another go.mod", storage.Zip, modproxy.Version{Version: "v1.0.0", ZipHash: "h1:zip", ModHash: "h1:other"}, modproxy.ErrConflict},
+			{"another go.mod hash", storage.Mod, modproxy.Version{Version: "v1.0.0", ModHash: "h1:other"}, modproxy.ErrConflict},
+			{"a missing record", storage.Zip, modproxy.Version{Version: "v9.0.0", ZipHash: "h1:zip", ModHash: "h1:mod"}, modproxy.ErrNotFound},
+			{"the same zip again", storage.Zip, modproxy.Version{Version: "v1.1.0", ZipHash: "h1:zip", Size: 1, ModHash: "h1:mod"}, nil},
+		}
+		for _, tt := range tests {
+			v := tt.v
+			v.Path = path
+			err := r.Update(ctx, func(tx modproxy.MetadataTx) error { return tx.FillVersion(&v, tt.kind) })
+			if tt.want == nil && err != nil || !errors.Is(err, tt.want) {
+				t.Errorf("FillVersion(%s): %v; want %v", tt.name, err, tt.want)
+			}
+		}
+		for version, want := range map[string]string{"v1.0.0": "h1:mod/", "v1.1.0": "h1:mod/h1:zip", "v1.2.0": "h1:mod/"} {
+			got, err := r.Version(ctx, path, version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.ModHash+"/"+got.ZipHash != want || !got.Time.IsZero() {
+				t.Errorf("%s after the refused fills: %+v; want hashes %s and no time", version, got, want)
+			}
+		}
+	})
+}

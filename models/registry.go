@@ -92,10 +92,11 @@ func notFound(path, version string) error {
 	return &modproxy.Error{Kind: modproxy.ErrNotFound, Path: path, Version: version, Err: fmt.Errorf("unknown version")}
 }
 
-// queryVersion is Version on any connection or transaction.
-func queryVersion(c *pop.Connection, path, version string) (*modproxy.Version, error) {
+// queryVersion is Version on any connection or transaction; lock ends the
+// query (see registryTx.lock).
+func queryVersion(c *pop.Connection, path, version, lock string) (*modproxy.Version, error) {
 	var rows []versionRow
-	if err := c.RawQuery(selectVersions+"WHERE m.path = ? AND v.version = ?", path, version).All(&rows); err != nil {
+	if err := c.RawQuery(selectVersions+"WHERE m.path = ? AND v.version = ?"+lock, path, version).All(&rows); err != nil {
 		return nil, fmt.Errorf("models: version %s@%s: %w", path, version, err)
 	}
 	if len(rows) == 0 {
@@ -104,10 +105,13 @@ func queryVersion(c *pop.Connection, path, version string) (*modproxy.Version, e
 	return rows[0].domain(), nil
 }
 
-// queryVersions is Versions on any connection or transaction.
-func queryVersions(c *pop.Connection, path string) ([]*modproxy.Version, error) {
+// queryVersions is Versions on any connection or transaction; lock ends
+// the query (see registryTx.lock). The rows come in the order of their ids,
+// so that transactions that lock several lock them in one order and never
+// deadlock on each other.
+func queryVersions(c *pop.Connection, path, lock string) ([]*modproxy.Version, error) {
 	var rows []versionRow
-	if err := c.RawQuery(selectVersions+"WHERE m.path = ?", path).All(&rows); err != nil {
+	if err := c.RawQuery(selectVersions+"WHERE m.path = ? ORDER BY v.id"+lock, path).All(&rows); err != nil {
 		return nil, fmt.Errorf("models: versions of %s: %w", path, err)
 	}
 	vs := make([]*modproxy.Version, len(rows))
@@ -119,12 +123,12 @@ func queryVersions(c *pop.Connection, path string) ([]*modproxy.Version, error) 
 
 // Version implements modproxy.Metadata.
 func (r *Registry) Version(ctx context.Context, path, version string) (*modproxy.Version, error) {
-	return queryVersion(r.conn.WithContext(ctx), path, version)
+	return queryVersion(r.conn.WithContext(ctx), path, version, "")
 }
 
 // Versions implements modproxy.Metadata.
 func (r *Registry) Versions(ctx context.Context, path string) ([]*modproxy.Version, error) {
-	return queryVersions(r.conn.WithContext(ctx), path)
+	return queryVersions(r.conn.WithContext(ctx), path, "")
 }
 
 // Update implements modproxy.Metadata.
@@ -142,11 +146,28 @@ type registryTx struct {
 }
 
 func (t registryTx) Version(path, version string) (*modproxy.Version, error) {
-	return queryVersion(t.c, path, version)
+	return queryVersion(t.c, path, version, t.lock())
 }
 
 func (t registryTx) Versions(path string) ([]*modproxy.Version, error) {
-	return queryVersions(t.c, path)
+	return queryVersions(t.c, path, t.lock())
+}
+
+// lock returns the clause that makes a transaction's reads of versions lock
+// the rows they read until it ends. The registry reads a record, decides,
+// and writes (records a zip hash only where none is, fills only a live
+// record), which is atomic only if no other transaction can change the
+// record in between. SQLite lets one transaction write at a time, and each
+// begins IMMEDIATE, taking the write lock before its first read; a
+// PostgreSQL transaction (READ COMMITTED) reads without waiting, so two
+// nodes could each see no zip hash and each record their own. With FOR
+// UPDATE, the second waits for the first to end and then reads what it
+// committed.
+func (t registryTx) lock() string {
+	if t.c.Dialect.Name() == "postgres" {
+		return " FOR UPDATE OF v"
+	}
+	return ""
 }
 
 // moduleID returns the id of path's module row, creating the row if needed
@@ -216,26 +237,60 @@ func (t registryTx) FillVersion(v *modproxy.Version, kind storage.Kind) error {
 		set  string
 		args []any
 	)
+	// Only a live record is filled, and a hash is recorded once: the
+	// guards keep both true even for a caller that did not read first.
+	var guard string
 	switch kind {
 	case storage.Info:
 		set, args = "version_time = ?", []any{v.Time}
 	case storage.Mod:
 		set, args = "mod_hash = ?", []any{v.ModHash}
+		guard = " AND mod_hash IN ('', ?)"
 	case storage.Zip:
 		set, args = "zip_hash = ?, size = ?, mod_hash = ?", []any{v.ZipHash, v.Size, v.ModHash}
+		guard = " AND zip_hash IN ('', ?) AND mod_hash IN ('', ?)"
 	default:
 		return fmt.Errorf("models: FillVersion: unknown kind %q", kind)
 	}
 	args = append(args, v.Path, v.Version)
+	switch kind {
+	case storage.Mod:
+		args = append(args, v.ModHash)
+	case storage.Zip:
+		args = append(args, v.ZipHash, v.ModHash)
+	}
 	n, err := t.c.RawQuery(`UPDATE versions SET `+set+`
-		WHERE module_id = (SELECT id FROM modules WHERE path = ?) AND version = ?`, args...).ExecWithCount()
+		WHERE module_id = (SELECT id FROM modules WHERE path = ?) AND version = ?
+		AND deleted_at IS NULL`+guard, args...).ExecWithCount()
 	if err != nil {
 		return fmt.Errorf("models: recording %s of %s@%s: %w", kind, v.Path, v.Version, err)
 	}
 	if n == 0 {
-		return notFound(v.Path, v.Version)
+		return t.notFilled(v, kind)
 	}
 	return t.announce(v.Path, v.Version)
+}
+
+// notFilled returns the error for a FillVersion of v that changed no row:
+// the record is missing, deleted, or has other hashes.
+func (t registryTx) notFilled(v *modproxy.Version, kind storage.Kind) error {
+	recorded, err := t.Version(v.Path, v.Version)
+	switch {
+	case err != nil:
+		return err
+	case !recorded.Live():
+		return &modproxy.Error{Kind: modproxy.ErrGone, Path: v.Path, Version: v.Version, Err: fmt.Errorf("recording its %s: the version is deleted", kind)}
+	}
+	return &modproxy.Error{Kind: modproxy.ErrConflict, Path: v.Path, Version: v.Version, Err: otherHashes(recorded, v, kind)}
+}
+
+// otherHashes describes the hashes of recorded that a fill of kind from v
+// would change.
+func otherHashes(recorded, v *modproxy.Version, kind storage.Kind) error {
+	if kind == storage.Zip && recorded.ZipHash != "" && recorded.ZipHash != v.ZipHash {
+		return fmt.Errorf("zip hash %s is recorded, not %s", recorded.ZipHash, v.ZipHash)
+	}
+	return fmt.Errorf("go.mod hash %s is recorded, not %s", recorded.ModHash, v.ModHash)
 }
 
 // Exclusive implements modproxy.Metadata. On PostgreSQL it holds a

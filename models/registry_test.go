@@ -13,6 +13,7 @@ import (
 	"agora/models"
 	"agora/models/modelstest"
 	"agora/modproxy"
+	"agora/storage"
 )
 
 var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
@@ -507,4 +508,91 @@ func TestSQLiteWriterWaitingGivesUp(t *testing.T) {
 			t.Fatalf("the abandoned write was recorded: %v", err)
 		}
 	})
+}
+
+// TestRegistryTxReadWaitsForWriter checks that a transaction's read of a
+// record waits for another transaction that read it to end, and then sees
+// what that one wrote: two nodes completing one fetched version read its
+// record in turn, so only the first records a zip hash. (On SQLite, one
+// transaction runs at a time in any case.)
+func TestRegistryTxReadWaitsForWriter(t *testing.T) {
+	conn, _ := openPostgres(t)
+	a, b := models.NewRegistry(conn), models.NewRegistry(conn)
+	ctx := context.Background()
+	v := newVersion("example.com/fetched", "v1.0.0")
+	v.ZipHash, v.Size, v.Source = "", 0, "https://proxy.example"
+	insert(t, a, v)
+
+	bRead := make(chan *modproxy.Version, 1)
+	bMayWrite := make(chan struct{})
+	bDone := make(chan error, 1)
+	err := a.Update(ctx, func(tx modproxy.MetadataTx) error {
+		rec, err := tx.Version(v.Path, v.Version)
+		if err != nil {
+			return err
+		}
+		go func() {
+			bDone <- b.Update(ctx, func(tx modproxy.MetadataTx) error {
+				rec, err := tx.Version(v.Path, v.Version)
+				if err != nil {
+					return err
+				}
+				bRead <- rec
+				<-bMayWrite
+				if rec.Has(storage.Zip) {
+					return nil
+				}
+				y := *rec
+				y.ZipHash, y.Size = "h1:B", 2
+				return tx.FillVersion(&y, storage.Zip)
+			})
+		}()
+		waitForLockOrDone(t, conn, bRead)
+		x := *rec
+		x.ZipHash, x.Size = "h1:A", 1
+		return tx.FillVersion(&x, storage.Zip)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := <-bRead
+	close(bMayWrite)
+	if err := <-bDone; err != nil {
+		t.Fatalf("the second transaction: %v", err)
+	}
+	if seen.ZipHash != "h1:A" {
+		t.Errorf("the second transaction read zip hash %q while the first held the record; want %q, which the first committed", seen.ZipHash, "h1:A")
+	}
+	got, err := a.Version(ctx, v.Path, v.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ZipHash != "h1:A" || got.Size != 1 {
+		t.Errorf("recorded zip hash %q, size %d; want the first's, h1:A and 1", got.ZipHash, got.Size)
+	}
+}
+
+// waitForLockOrDone returns once a session of conn's PostgreSQL database
+// waits for a lock, or once done has a value, which it leaves there.
+func waitForLockOrDone[T any](t *testing.T, conn *pop.Connection, done chan T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case x := <-done:
+			done <- x
+			return
+		default:
+		}
+		var waiting int
+		err := conn.RawQuery(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).First(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			return
+		}
+	}
+	t.Fatal("no session waited for a lock, nor did the other transaction go on, within 10 s")
 }

@@ -11,6 +11,7 @@ import (
 
 	"agora/modproxy"
 	"agora/modproxy/modproxytest"
+	"agora/storage"
 )
 
 // record returns a live version record of example.com/m.
@@ -122,6 +123,17 @@ func TestMemStoreErrors(t *testing.T) {
 			return tx.Tombstone(v)
 		}, modproxy.ErrNotFound},
 		{"tombstone without a time", func(tx modproxy.MetadataTx) error { return tx.Tombstone(record("v1.0.0")) }, modproxy.ErrInvalid},
+		{"fill deleted", func(tx modproxy.MetadataTx) error { return tx.FillVersion(record("v1.1.0"), storage.Info) }, modproxy.ErrGone},
+		{"fill another zip hash", func(tx modproxy.MetadataTx) error {
+			v := record("v1.0.0")
+			v.ZipHash = "h1:other"
+			return tx.FillVersion(v, storage.Zip)
+		}, modproxy.ErrConflict},
+		{"fill another go.mod hash", func(tx modproxy.MetadataTx) error {
+			v := record("v1.0.0")
+			v.ModHash = "h1:other"
+			return tx.FillVersion(v, storage.Mod)
+		}, modproxy.ErrConflict},
 		{"version missing", func(tx modproxy.MetadataTx) error {
 			_, err := tx.Version("example.com/m", "v9.0.0")
 			return err

@@ -198,6 +198,9 @@ type Metadata interface {
 }
 
 // MetadataTx is the part of Metadata available inside a transaction.
+// The records a transaction reads stay as it read them until it ends
+// (another transaction's change of them waits, or is waited for), so that
+// it may read a record, decide, and write.
 type MetadataTx interface {
 	// Version is Metadata.Version within the transaction.
 	Version(path, version string) (*Version, error)
@@ -224,7 +227,9 @@ type MetadataTx interface {
 	// v.ModHash, for storage.Zip v.ZipHash, v.Size and v.ModHash. It writes
 	// only those columns, so concurrent fills of different kinds do not
 	// undo each other. It returns an error wrapping ErrNotFound if the
-	// record is gone.
+	// record is gone, ErrGone if it is deleted, and ErrConflict if it has
+	// another zip or go.mod hash (a hash is recorded once) and changes
+	// nothing then.
 	FillVersion(v *Version, kind storage.Kind) error
 
 	// PurgeVersion removes the record of path@version.

@@ -384,8 +384,15 @@ func (tx *memTx) FillVersion(v *modproxy.Version, kind storage.Kind) error {
 		return err
 	}
 	r := tx.lookup(v.Path, v.Version)
-	if r == nil {
+	switch {
+	case r == nil:
 		return notFound(v.Path, v.Version)
+	case !r.Live():
+		return &modproxy.Error{Kind: modproxy.ErrGone, Path: v.Path, Version: v.Version, Err: fmt.Errorf("recording its %s: the version is deleted", kind)}
+	case kind == storage.Zip && r.ZipHash != "" && r.ZipHash != v.ZipHash:
+		return &modproxy.Error{Kind: modproxy.ErrConflict, Path: v.Path, Version: v.Version, Err: fmt.Errorf("zip hash %s is recorded, not %s", r.ZipHash, v.ZipHash)}
+	case (kind == storage.Zip || kind == storage.Mod) && r.ModHash != "" && r.ModHash != v.ModHash:
+		return &modproxy.Error{Kind: modproxy.ErrConflict, Path: v.Path, Version: v.Version, Err: fmt.Errorf("go.mod hash %s is recorded, not %s", r.ModHash, v.ModHash)}
 	}
 	r = copyVersion(r)
 	switch kind {
