@@ -69,6 +69,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer conn.Close()
+	defer func() { // before the close: record the last uses of tokens
+		fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := models.FlushTokenUses(fctx, conn); err != nil {
+			log.Warn("shutting down", "err", err)
+		}
+	}()
 	m := metrics.New()
 	// The upstream proxies and the checksum database (reached through
 	// their /sumdb/) share one keep-alive transport, so that concurrent

@@ -3,6 +3,8 @@ package models
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/gobuffalo/pop/v6"
@@ -162,7 +164,9 @@ const lastUsedGranularity = time.Minute
 
 // Authenticate returns the principal a token acts as. An unknown, malformed
 // or revoked token is an error wrapping modproxy.ErrUnauthorized; all look
-// the same to the caller.
+// the same to the caller. It only reads: the token's last use is recorded
+// afterwards (see FlushTokenUses), so that a download never waits for a
+// write transaction, which on SQLite may hold the database for seconds.
 func Authenticate(ctx context.Context, conn *pop.Connection, token string) (auth.Principal, error) {
 	unauthorized := fmt.Errorf("%w: invalid or revoked token", modproxy.ErrUnauthorized)
 	if !auth.LooksLikeToken(token) {
@@ -193,8 +197,7 @@ func Authenticate(ctx context.Context, conn *pop.Connection, token string) (auth
 	}
 	now := time.Now().UTC()
 	if row.LastUsedAt == nil || now.Sub(*row.LastUsedAt) > lastUsedGranularity {
-		// Best effort: a failure to record use must not fail the request.
-		_ = c.RawQuery("UPDATE tokens SET last_used_at = ? WHERE id = ?", now, row.TokenID).Exec()
+		recordUse(conn, row.TokenID, now)
 	}
 	role := auth.Role(row.Role)
 	return auth.Principal{
@@ -204,4 +207,85 @@ func Authenticate(ctx context.Context, conn *pop.Connection, token string) (auth
 		Scope:   auth.EffectiveScope(scope, role),
 		TokenID: row.TokenID,
 	}, nil
+}
+
+// tokenUses holds, per connection, the writer of the token uses that
+// Authenticate saw and that are not recorded yet. A writer runs while
+// there are uses to record, through the same transactions as every other
+// write (on SQLite, queued behind the writer of the moment), and ends when
+// it has recorded them all.
+var tokenUses = struct {
+	sync.Mutex
+	m map[*pop.Connection]*tokenUse
+}{m: make(map[*pop.Connection]*tokenUse)}
+
+// tokenUse records the uses of tokens on one connection.
+type tokenUse struct {
+	pending map[int64]time.Time // last use by token id; guarded by tokenUses
+	done    chan struct{}       // closed when the writer has ended
+	err     error               // the writer's last failure; read after done
+}
+
+// recordUse has the use of the token id at at recorded soon: uses of one
+// token that arrive while an earlier one waits are recorded in one write.
+func recordUse(conn *pop.Connection, id int64, at time.Time) {
+	tokenUses.Lock()
+	defer tokenUses.Unlock()
+	u := tokenUses.m[conn]
+	if u == nil {
+		u = &tokenUse{pending: make(map[int64]time.Time), done: make(chan struct{})}
+		tokenUses.m[conn] = u
+		go u.write(conn)
+	}
+	u.pending[id] = at
+}
+
+// write records the pending uses until there are none left.
+func (u *tokenUse) write(conn *pop.Connection) {
+	for {
+		tokenUses.Lock()
+		uses := u.pending
+		if len(uses) == 0 {
+			delete(tokenUses.m, conn)
+			tokenUses.Unlock()
+			close(u.done)
+			return
+		}
+		u.pending = make(map[int64]time.Time)
+		tokenUses.Unlock()
+		err := transaction(context.Background(), conn, func(tx *pop.Connection) error {
+			for id, at := range uses {
+				err := tx.RawQuery(`UPDATE tokens SET last_used_at = ?
+					WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`, at, id, at).Exec()
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			// The uses are lost, which costs a token's last use
+			// being shown older; the requests were served.
+			u.err = fmt.Errorf("recording when %d tokens were last used: %w", len(uses), err)
+			slog.Warn(u.err.Error())
+		}
+	}
+}
+
+// FlushTokenUses waits until the uses of tokens that Authenticate has seen
+// on conn are recorded, or until ctx is done, and returns the last failure
+// to record some, if any. Call it before closing conn.
+func FlushTokenUses(ctx context.Context, conn *pop.Connection) error {
+	tokenUses.Lock()
+	u := tokenUses.m[conn]
+	tokenUses.Unlock()
+	if u == nil {
+		return nil
+	}
+	select {
+	case <-u.done:
+		return u.err
+	case <-ctx.Done():
+		return fmt.Errorf("recording when tokens were last used: %w", ctx.Err())
+	}
 }

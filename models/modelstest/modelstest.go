@@ -11,6 +11,7 @@
 package modelstest
 
 import (
+	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
@@ -50,7 +51,10 @@ func Open(t testing.TB, dialect string) *pop.Connection {
 	if err != nil {
 		t.Fatalf("connecting to %s: %v", dialect, err)
 	}
-	t.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() {
+		models.FlushTokenUses(context.Background(), conn)
+		conn.Close()
+	})
 	if err := models.Migrate(conn); err != nil {
 		t.Fatalf("migrating %s: %v", dialect, err)
 	}

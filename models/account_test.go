@@ -1,0 +1,121 @@
+package models_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/gobuffalo/pop/v6"
+
+	"agora/auth"
+	"agora/models"
+	"agora/models/modelstest"
+	"agora/modproxy"
+)
+
+// newToken creates a user called name with a token of scope, and returns
+// the token.
+func newToken(t *testing.T, conn *pop.Connection, name string, scope auth.Scope) string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := models.CreateUser(ctx, conn, "cli", name, auth.RoleViewer, ""); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := models.CreateToken(ctx, conn, "cli", name, "test", scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestAuthenticateBesideAWriter checks that a download's authentication
+// does not wait for a write transaction (on SQLite, the one writer), and
+// that the token's last use is recorded all the same, once it can be.
+func TestAuthenticateBesideAWriter(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		ctx := context.Background()
+		tok := newToken(t, conn, "ci", auth.ScopeRead)
+		r := models.NewRegistry(conn)
+		inside, release := make(chan struct{}), make(chan struct{})
+		written := make(chan error, 1)
+		go func() {
+			written <- r.Update(ctx, func(tx modproxy.MetadataTx) error {
+				if err := tx.InsertVersion(newVersion("example.com/w", "v1.0.0")); err != nil {
+					return err
+				}
+				close(inside)
+				<-release
+				return nil
+			})
+		}()
+		<-inside
+
+		before := time.Now().UTC()
+		authenticated := make(chan error, 1)
+		go func() {
+			p, err := models.Authenticate(ctx, conn, tok)
+			if err == nil && p.User != "ci" {
+				t.Errorf("Authenticate: %+v; want user ci", p)
+			}
+			authenticated <- err
+		}()
+		select {
+		case err := <-authenticated:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(4 * time.Second): // below SQLite's busy timeout of 5 s
+			close(release)
+			t.Fatal("Authenticate still waits for an unrelated write transaction after 4 s")
+		}
+		close(release)
+		if err := <-written; err != nil {
+			t.Fatal(err)
+		}
+
+		if err := models.FlushTokenUses(ctx, conn); err != nil {
+			t.Fatalf("FlushTokenUses: %v", err)
+		}
+		toks, err := models.Tokens(ctx, conn, "ci")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(toks) != 1 || toks[0].LastUsedAt == nil || toks[0].LastUsedAt.Before(before.Truncate(time.Second)) {
+			t.Errorf("tokens after a use: %+v; want last_used_at recorded, at or after %v", toks, before)
+		}
+	})
+}
+
+// TestAuthenticateRecordsUseOncePerMinute checks that uses of a token
+// within a minute of its recorded last use do not write it again.
+func TestAuthenticateRecordsUseOncePerMinute(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		ctx := context.Background()
+		tok := newToken(t, conn, "ci", auth.ScopeRead)
+		stamp := func() time.Time {
+			t.Helper()
+			if _, err := models.Authenticate(ctx, conn, tok); err != nil {
+				t.Fatal(err)
+			}
+			if err := models.FlushTokenUses(ctx, conn); err != nil {
+				t.Fatal(err)
+			}
+			toks, err := models.Tokens(ctx, conn, "ci")
+			if err != nil || len(toks) != 1 || toks[0].LastUsedAt == nil {
+				t.Fatalf("tokens after a use: %+v, %v; want one, with last_used_at", toks, err)
+			}
+			return *toks[0].LastUsedAt
+		}
+		first := stamp()
+		if again := stamp(); !again.Equal(first) {
+			t.Errorf("a use within a minute moved last_used_at from %v to %v", first, again)
+		}
+		old := first.Add(-2 * time.Minute)
+		if err := conn.RawQuery("UPDATE tokens SET last_used_at = ?", old).Exec(); err != nil {
+			t.Fatal(err)
+		}
+		if later := stamp(); !later.After(old) {
+			t.Errorf("a use two minutes after the last left last_used_at at %v", later)
+		}
+	})
+}
