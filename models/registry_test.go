@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -595,4 +596,24 @@ func waitForLockOrDone[T any](t *testing.T, conn *pop.Connection, done chan T) {
 		}
 	}
 	t.Fatal("no session waited for a lock, nor did the other transaction go on, within 10 s")
+}
+
+// TestRegistryLongestPathAndVersion checks that the longest module path and
+// version the registry accepts (512 and 256 bytes) fit the columns.
+func TestRegistryLongestPathAndVersion(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		r := models.NewRegistry(conn)
+		v := newVersion("example.com"+strings.Repeat("/abcdefghi", 50)+"j", "v1.0.0-"+strings.Repeat("a", 249))
+		if len(v.Path) != 512 || len(v.Version) != 256 {
+			t.Fatalf("a path of %d bytes and a version of %d", len(v.Path), len(v.Version))
+		}
+		v.ZipHash, v.ModHash = "h1:zip", "h1:mod"
+		insert(t, r, v)
+		update(t, r, func(tx modproxy.MetadataTx) error {
+			return tx.AppendAudit(&modproxy.AuditEvent{Action: modproxy.ActionPublish, Path: v.Path, Version: v.Version})
+		})
+		if _, err := r.Version(context.Background(), v.Path, v.Version); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -15,10 +15,22 @@ import (
 	modzip "golang.org/x/mod/zip"
 )
 
-// checkPath reports whether path is a valid module path.
+// The longest module path and version Agora records, in bytes: the sizes
+// of the metadata database's columns (modules.path, versions.version).
+// Longer ones are valid, but PostgreSQL would refuse to store them.
+const (
+	maxPathLen    = 512
+	maxVersionLen = 256
+)
+
+// checkPath reports whether path is a valid module path, and one short
+// enough to record.
 func checkPath(path string) error {
 	if err := module.CheckPath(path); err != nil {
 		return errorf(ErrInvalid, "", "", "%v", err)
+	}
+	if len(path) > maxPathLen {
+		return errorf(ErrInvalid, "", "", "module path %.40q... is %d bytes long; Agora keeps paths of at most %d", path, len(path), maxPathLen)
 	}
 	return nil
 }
@@ -28,6 +40,9 @@ func checkPath(path string) error {
 func checkVersion(path, version string) error {
 	if err := checkPath(path); err != nil {
 		return err
+	}
+	if len(version) > maxVersionLen {
+		return errorf(ErrInvalid, path, "", "version %.40q... is %d bytes long; Agora keeps versions of at most %d", version, len(version), maxVersionLen)
 	}
 	if !semver.IsValid(version) {
 		return errorf(ErrInvalid, path, version, "version %q is not a semantic version", version)

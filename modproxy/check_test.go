@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -215,4 +216,42 @@ func hashGoMod(t *testing.T, data []byte) string {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// TestLongPathsAndVersions checks that a module path or version longer
+// than the metadata database keeps is refused as invalid, not left to fail
+// in the database (PostgreSQL refuses to store it). A download of such a
+// version is a 404, as that of any version not stored.
+func TestLongPathsAndVersions(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRegistry(t)
+	// 11 + 50×10 + 1 bytes: the longest path kept, of elements a disk can hold.
+	longest := "example.com" + strings.Repeat("/abcdefghi", 50) + "j"
+	tooLong := longest + "k"
+	tooLongVersion := "v1.0.0-" + strings.Repeat("a", 250)
+
+	r.publish(t, alice, longest, "v1.0.0", moduleZip(t, longest, "v1.0.0", "longest"))
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"publish a long path", func() error {
+			_, err := r.Publish(ctx, alice, tooLong, "v1.0.0", bytes.NewReader(moduleZip(t, tooLong, "v1.0.0", "long")))
+			return err
+		}},
+		{"publish a long version", func() error {
+			_, err := r.Publish(ctx, alice, "example.com/m", tooLongVersion, bytes.NewReader(moduleZip(t, "example.com/m", tooLongVersion, "long")))
+			return err
+		}},
+		{"list a long path", func() error {
+			_, err := r.List(ctx, tooLong)
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		err := tt.call()
+		if !errors.Is(err, modproxy.ErrInvalid) || !strings.Contains(fmt.Sprint(err), "bytes long") {
+			t.Errorf("%s: %v; want ErrInvalid saying how long it is", tt.name, err)
+		}
+	}
 }
