@@ -34,25 +34,28 @@ import (
 func Connect(url string) (*pop.Connection, error) {
 	registerSQLite()
 	quietPop()
-	dialect, _, _ := strings.Cut(url, "://")
+	dialect, rest, _ := strings.Cut(url, "://")
 	cd := &pop.ConnectionDetails{URL: url}
 	switch dialect {
 	case "postgres", "postgresql":
 		cd.Pool = postgresPool
 		cd.IdlePool = 10
 	case "sqlite3", "sqlite":
+		// Pop would take the file name to end at its first "?", which
+		// may be in a directory's name.
+		file, opts, err := sqliteFile(rest)
+		if err != nil {
+			return nil, fmt.Errorf("database: %w", err)
+		}
+		cd = &pop.ConnectionDetails{Dialect: "sqlite3", Database: file, Options: opts}
 		// Pop insists on seeing the option it uses for foreign keys,
 		// which sqliteDSN turns on in any case. lock=false turns off
 		// Pop's process-wide SQLite mutex, which serialises every
 		// statement, reads included: WAL lets readers run beside the one
 		// writer, and writers queue in transaction.
-		for _, opt := range []string{"_fk=true", "lock=false"} {
-			if !strings.Contains(cd.URL, opt) {
-				sep := "?"
-				if strings.Contains(cd.URL, "?") {
-					sep = "&"
-				}
-				cd.URL += sep + opt
+		for k, v := range map[string]string{"_fk": "true", "lock": "false"} {
+			if _, ok := opts[k]; !ok {
+				opts[k] = v
 			}
 		}
 		cd.Pool = 8
@@ -153,12 +156,35 @@ func (sqliteDriver) Open(dsn string) (driver.Conn, error) {
 	return (&sqlite.Driver{}).Open(sqliteDSN(dsn))
 }
 
+// sqliteFile splits what follows sqlite3:// into the database's file name
+// and the options after it. Options follow the last "?", if no "/" does:
+// "/srv/a?b/agora.db" is a file name.
+func sqliteFile(s string) (file string, opts map[string]string, err error) {
+	opts = make(map[string]string)
+	i := strings.LastIndex(s, "?")
+	if i < 0 || i < strings.LastIndex(s, "/") {
+		return s, opts, nil
+	}
+	q, err := url.ParseQuery(s[i+1:])
+	if err != nil {
+		return "", nil, fmt.Errorf("options of %s: %w", s[:i], err)
+	}
+	for k := range q {
+		opts[k] = q.Get(k)
+	}
+	return s[:i], opts, nil
+}
+
 // sqliteDSN turns Pop's DSN into modernc's. Write transactions begin
 // IMMEDIATE, so that concurrent writers queue on the busy timeout instead of
 // failing when a read lock cannot be upgraded; WAL lets readers run beside
-// the one writer.
+// the one writer. The file name goes into a file: URI, which SQLite
+// decodes, so the characters special there are escaped.
 func sqliteDSN(dsn string) string {
-	file, rawQuery, _ := strings.Cut(dsn, "?")
+	file, rawQuery := dsn, ""
+	if i := strings.LastIndex(dsn, "?"); i >= 0 { // Pop appends its options
+		file, rawQuery = dsn[:i], dsn[i+1:]
+	}
 	q, _ := url.ParseQuery(rawQuery)
 	busy := q.Get("_busy_timeout")
 	if busy == "" {
@@ -170,5 +196,9 @@ func sqliteDSN(dsn string) string {
 	out.Add("_pragma", "foreign_keys(1)")
 	out.Set("_txlock", "immediate")
 	out.Set("_time_format", "sqlite")
-	return "file:" + file + "?" + out.Encode()
+	return "file:" + uriEscaper.Replace(file) + "?" + out.Encode()
 }
+
+// uriEscaper escapes the characters of a file name that a file: URI would
+// take for the start of an escape, of the query or of the fragment.
+var uriEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
