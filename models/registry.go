@@ -360,6 +360,11 @@ func appendAudit(c *pop.Connection, e *modproxy.AuditEvent) error {
 // previous page.
 func (r *Registry) Modules(ctx context.Context, q modproxy.ModuleQuery) (modproxy.Page[modproxy.ModuleSummary], error) {
 	var page modproxy.Page[modproxy.ModuleSummary]
+	limit, err := pageLimit(q.Limit)
+	if err != nil {
+		return page, err
+	}
+	q.Limit = limit
 	after, err := decodeCursor(q.Cursor)
 	if err != nil {
 		return page, err
@@ -415,6 +420,11 @@ func (r *Registry) Modules(ctx context.Context, q modproxy.ModuleQuery) (modprox
 // event of the previous page.
 func (r *Registry) Audit(ctx context.Context, q modproxy.AuditQuery) (modproxy.Page[modproxy.AuditEvent], error) {
 	var page modproxy.Page[modproxy.AuditEvent]
+	limit, err := pageLimit(q.Limit)
+	if err != nil {
+		return page, err
+	}
+	q.Limit = limit
 	where := []string{"1 = 1"}
 	var args []any
 	if q.Cursor != "" {
@@ -440,7 +450,7 @@ func (r *Registry) Audit(ctx context.Context, q modproxy.AuditQuery) (modproxy.P
 		where, args = append(where, "at < ?"), append(args, q.Until.UTC())
 	}
 	var rows []auditRow
-	err := r.conn.WithContext(ctx).RawQuery("SELECT id, at, actor, action, module, version, detail FROM audit_events WHERE "+
+	err = r.conn.WithContext(ctx).RawQuery("SELECT id, at, actor, action, module, version, detail FROM audit_events WHERE "+
 		strings.Join(where, " AND ")+" ORDER BY id DESC LIMIT ?", append(args, q.Limit+1)...).All(&rows)
 	if err != nil {
 		return page, fmt.Errorf("models: reading the audit log: %w", err)
@@ -456,6 +466,17 @@ func (r *Registry) Audit(ctx context.Context, q modproxy.AuditQuery) (modproxy.P
 		})
 	}
 	return page, nil
+}
+
+// pageLimit validates a page size; 0 means the default.
+func pageLimit(n int) (int, error) {
+	switch {
+	case n == 0:
+		return modproxy.DefaultPageSize, nil
+	case n < 0 || n > modproxy.MaxPageSize:
+		return 0, fmt.Errorf("models: limit %d not between 1 and %d: %w", n, modproxy.MaxPageSize, modproxy.ErrInvalid)
+	}
+	return n, nil
 }
 
 // encodeCursor and decodeCursor keep cursors opaque to clients.

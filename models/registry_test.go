@@ -14,6 +14,7 @@ import (
 	"agora/models"
 	"agora/models/modelstest"
 	"agora/modproxy"
+	"agora/modproxy/modproxytest"
 	"agora/storage"
 )
 
@@ -615,5 +616,55 @@ func TestRegistryLongestPathAndVersion(t *testing.T) {
 		if _, err := r.Version(context.Background(), v.Path, v.Version); err != nil {
 			t.Fatal(err)
 		}
+	})
+}
+
+// TestRegistryPageSizes checks that the Registry takes page sizes as the
+// in-memory store does: 0 is the default size, on an empty page too, and
+// one below 1 or over the maximum is invalid.
+func TestRegistryPageSizes(t *testing.T) {
+	check := func(t *testing.T, m modproxy.Metadata) {
+		ctx := context.Background()
+		for _, limit := range []int{0, -1, modproxy.MaxPageSize + 1} {
+			mods, err := m.Modules(ctx, modproxy.ModuleQuery{Limit: limit})
+			if limit == 0 && (err != nil || len(mods.Items) != 0) || limit != 0 && !errors.Is(err, modproxy.ErrInvalid) {
+				t.Errorf("Modules(Limit %d) of none: %+v, %v", limit, mods, err)
+			}
+			events, err := m.Audit(ctx, modproxy.AuditQuery{Limit: limit})
+			if limit == 0 && (err != nil || len(events.Items) != 0) || limit != 0 && !errors.Is(err, modproxy.ErrInvalid) {
+				t.Errorf("Audit(Limit %d) of none: %+v, %v", limit, events, err)
+			}
+		}
+		err := m.Update(ctx, func(tx modproxy.MetadataTx) error {
+			for i := range modproxy.DefaultPageSize + 1 {
+				if err := tx.InsertVersion(newVersion(fmt.Sprintf("example.com/m%03d", i), "v1.0.0")); err != nil {
+					return err
+				}
+				if err := tx.AppendAudit(&modproxy.AuditEvent{Actor: "alice", Action: modproxy.ActionPublish}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mods, err := m.Modules(ctx, modproxy.ModuleQuery{})
+		if err != nil || len(mods.Items) != modproxy.DefaultPageSize || mods.Next == "" {
+			t.Errorf("Modules(Limit 0): %d modules, next %q, %v; want %d and a next page", len(mods.Items), mods.Next, err, modproxy.DefaultPageSize)
+		}
+		events, err := m.Audit(ctx, modproxy.AuditQuery{})
+		if err != nil || len(events.Items) != modproxy.DefaultPageSize || events.Next == "" {
+			t.Errorf("Audit(Limit 0): %d events, next %q, %v; want %d and a next page", len(events.Items), events.Next, err, modproxy.DefaultPageSize)
+		}
+	}
+	t.Run("memstore", func(t *testing.T) { check(t, modproxytest.NewMemStore()) })
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		defer func() {
+			if p := recover(); p != nil {
+				t.Fatalf("panic: %v", p)
+			}
+		}()
+		check(t, models.NewRegistry(conn))
 	})
 }

@@ -185,6 +185,8 @@ type Metadata interface {
 	Update(ctx context.Context, fn func(tx MetadataTx) error) error
 
 	// Modules lists modules with at least one version record, by path.
+	// A Limit of 0 means DefaultPageSize; one below 0 or over
+	// MaxPageSize is an error wrapping ErrInvalid, as for Audit.
 	Modules(ctx context.Context, q ModuleQuery) (Page[ModuleSummary], error)
 
 	// Audit lists audit events, newest first.
