@@ -60,10 +60,14 @@ func CreateUser(ctx context.Context, conn *pop.Connection, actor, name string, r
 		if err != nil {
 			return err
 		}
+		conflict := fmt.Errorf("%w: user %q already exists", modproxy.ErrConflict, name)
 		if exists {
-			return fmt.Errorf("%w: user %q already exists", modproxy.ErrConflict, name)
+			return conflict
 		}
-		if err := tx.Create(u); err != nil {
+		// Another transaction may create the name after the check.
+		if err := tx.Create(u); isUniqueViolation(err) {
+			return conflict
+		} else if err != nil {
 			return err
 		}
 		return appendAudit(tx, &modproxy.AuditEvent{Actor: actor, Action: modproxy.ActionUserCreate, Detail: fmt.Sprintf("user %s, role %s", name, role)})

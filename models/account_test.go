@@ -2,6 +2,7 @@ package models_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -118,4 +119,34 @@ func TestAuthenticateRecordsUseOncePerMinute(t *testing.T) {
 			t.Errorf("a use two minutes after the last left last_used_at at %v", later)
 		}
 	})
+}
+
+// TestCreateUserRace checks that a user created while another transaction
+// creates one of the same name is a conflict, not an internal error: on
+// PostgreSQL both find no such user, and the second's insert then waits
+// for the first to commit and fails on the unique index.
+func TestCreateUserRace(t *testing.T) {
+	conn, _ := openPostgres(t)
+	ctx := context.Background()
+	first, err := conn.NewTransaction()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = first.RawQuery(`INSERT INTO users (name, role, password_hash, created_at, updated_at)
+		VALUES ('bob', 'viewer', '', now(), now())`).Exec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := make(chan error, 1)
+	go func() {
+		_, err := models.CreateUser(ctx, conn, "cli", "bob", auth.RoleViewer, "")
+		created <- err
+	}()
+	waitForLockOrDone(t, conn, created)
+	if err := first.TX.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-created; !errors.Is(err, modproxy.ErrConflict) {
+		t.Errorf("CreateUser of a name created meanwhile: %v; want ErrConflict", err)
+	}
 }

@@ -22,8 +22,9 @@ import (
 
 	"github.com/gobuffalo/pop/v6"
 	"github.com/gobuffalo/pop/v6/logging"
-	_ "github.com/lib/pq" // the "postgres" driver, which Connect forces on Pop
+	"github.com/lib/pq" // the "postgres" driver, which Connect forces on Pop
 	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"agora/migrations"
 )
@@ -133,6 +134,19 @@ var ErrNotFound = errors.New("not found")
 
 // isNoRows reports whether err means a query matched no row.
 func isNoRows(err error) bool { return errors.Is(err, sql.ErrNoRows) }
+
+// isUniqueViolation reports whether err is a database's refusal of a row
+// that a unique index already holds: PostgreSQL's unique_violation, or
+// SQLite's UNIQUE constraint.
+func isUniqueViolation(err error) bool {
+	if pe := (*pq.Error)(nil); errors.As(err, &pe) {
+		return pe.Code == "23505"
+	}
+	if se := (*sqlite.Error)(nil); errors.As(err, &se) {
+		return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+	}
+	return false
+}
 
 var registerOnce sync.Once
 
