@@ -149,7 +149,7 @@ func RevokeToken(ctx context.Context, conn *pop.Connection, actor string, id int
 		if tok.RevokedAt != nil {
 			return nil
 		}
-		now := time.Now().UTC()
+		now := dbTime(time.Now())
 		if err := tx.RawQuery("UPDATE tokens SET revoked_at = ?, updated_at = ? WHERE id = ?", now, now, id).Exec(); err != nil {
 			return err
 		}
@@ -199,7 +199,7 @@ func Authenticate(ctx context.Context, conn *pop.Connection, token string) (auth
 	if err != nil {
 		return auth.Principal{}, unauthorized
 	}
-	now := time.Now().UTC()
+	now := dbTime(time.Now())
 	if row.LastUsedAt == nil || now.Sub(*row.LastUsedAt) > lastUsedGranularity {
 		recordUse(conn, row.TokenID, now)
 	}

@@ -87,6 +87,14 @@ func (r *versionRow) domain() *modproxy.Version {
 	return v
 }
 
+// dbTime returns t as the database keeps it: in UTC, to the microsecond.
+// PostgreSQL keeps microseconds and rounds the rest, SQLite keeps
+// nanoseconds; cutting them off before either sees a time makes both keep
+// the same one, and never a later one (05.999999999 would round to 06, a
+// second after the .info that gave it). A query's bounds are cut off
+// alike, so that the time a record is shown with finds it.
+func dbTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
 // notFound returns the modproxy error for a missing version record.
 func notFound(path, version string) error {
 	return &modproxy.Error{Kind: modproxy.ErrNotFound, Path: path, Version: version, Err: fmt.Errorf("unknown version")}
@@ -174,6 +182,7 @@ func (t registryTx) lock() string {
 // and marking the module updated.
 func (t registryTx) moduleID(path string, now time.Time) (int64, error) {
 	var id int64
+	now = dbTime(now)
 	err := t.c.RawQuery(`INSERT INTO modules (path, created_at, updated_at) VALUES (?, ?, ?)
 		ON CONFLICT (path) DO UPDATE SET updated_at = excluded.updated_at RETURNING id`, path, now, now).First(&id)
 	if err != nil {
@@ -191,7 +200,7 @@ func (t registryTx) InsertVersion(v *modproxy.Version) error {
 		source, published_by, published_at, deleted_by, delete_reason, blocked)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', '', ?)
 		ON CONFLICT (module_id, version) DO NOTHING`,
-		id, v.Version, v.Time, v.Size, v.ZipHash, v.ModHash, v.Source, v.PublishedBy, v.PublishedAt, false).ExecWithCount()
+		id, v.Version, dbTime(v.Time), v.Size, v.ZipHash, v.ModHash, v.Source, v.PublishedBy, dbTime(v.PublishedAt), false).ExecWithCount()
 	if err != nil {
 		return fmt.Errorf("models: inserting %s@%s: %w", v.Path, v.Version, err)
 	}
@@ -204,7 +213,7 @@ func (t registryTx) InsertVersion(v *modproxy.Version) error {
 func (t registryTx) Tombstone(v *modproxy.Version) error {
 	n, err := t.c.RawQuery(`UPDATE versions SET deleted_at = ?, deleted_by = ?, delete_reason = ?, blocked = ?
 		WHERE module_id = (SELECT id FROM modules WHERE path = ?) AND version = ?`,
-		v.DeletedAt, v.DeletedBy, v.DeleteReason, v.Blocked, v.Path, v.Version).ExecWithCount()
+		dbTime(v.DeletedAt), v.DeletedBy, v.DeleteReason, v.Blocked, v.Path, v.Version).ExecWithCount()
 	if err != nil {
 		return fmt.Errorf("models: deleting %s@%s: %w", v.Path, v.Version, err)
 	}
@@ -222,7 +231,7 @@ func (t registryTx) Restore(v *modproxy.Version) error {
 		published_by = ?, published_at = ?
 		WHERE module_id = (SELECT id FROM modules WHERE path = ?) AND version = ?
 		AND deleted_at IS NOT NULL AND NOT blocked`,
-		v.PublishedBy, v.PublishedAt, v.Path, v.Version).ExecWithCount()
+		v.PublishedBy, dbTime(v.PublishedAt), v.Path, v.Version).ExecWithCount()
 	if err != nil {
 		return fmt.Errorf("models: restoring %s@%s: %w", v.Path, v.Version, err)
 	}
@@ -242,7 +251,7 @@ func (t registryTx) FillVersion(v *modproxy.Version, kind storage.Kind) error {
 	var guard string
 	switch kind {
 	case storage.Info:
-		set, args = "version_time = ?", []any{v.Time}
+		set, args = "version_time = ?", []any{dbTime(v.Time)}
 	case storage.Mod:
 		set, args = "mod_hash = ?", []any{v.ModHash}
 		guard = " AND mod_hash IN ('', ?)"
@@ -348,7 +357,8 @@ func appendAudit(c *pop.Connection, e *modproxy.AuditEvent) error {
 	if e.At.IsZero() {
 		e.At = time.Now()
 	}
-	row := &auditRow{At: e.At.UTC(), Actor: e.Actor, Action: e.Action, Module: e.Path, Version: e.Version, Detail: e.Detail}
+	e.At = dbTime(e.At)
+	row := &auditRow{At: e.At, Actor: e.Actor, Action: e.Action, Module: e.Path, Version: e.Version, Detail: e.Detail}
 	if err := c.Create(row); err != nil {
 		return fmt.Errorf("models: audit %s: %w", e.Action, err)
 	}
@@ -444,10 +454,10 @@ func (r *Registry) Audit(ctx context.Context, q modproxy.AuditQuery) (modproxy.P
 		}
 	}
 	if !q.Since.IsZero() {
-		where, args = append(where, "at >= ?"), append(args, q.Since.UTC())
+		where, args = append(where, "at >= ?"), append(args, dbTime(q.Since))
 	}
 	if !q.Until.IsZero() {
-		where, args = append(where, "at < ?"), append(args, q.Until.UTC())
+		where, args = append(where, "at < ?"), append(args, dbTime(q.Until))
 	}
 	var rows []auditRow
 	err = r.conn.WithContext(ctx).RawQuery("SELECT id, at, actor, action, module, version, detail FROM audit_events WHERE "+

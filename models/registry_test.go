@@ -668,3 +668,77 @@ func TestRegistryPageSizes(t *testing.T) {
 		check(t, models.NewRegistry(conn))
 	})
 }
+
+// TestRegistryTimesToTheMicrosecond checks that every store keeps times to
+// the microsecond, cutting off the rest as the in-memory store does:
+// PostgreSQL keeps microseconds and rounds, so 05.999999999 would read
+// back as 06, a second later than the .info that gave it.
+func TestRegistryTimesToTheMicrosecond(t *testing.T) {
+	at := time.Date(2023, 1, 2, 3, 4, 5, 999999999, time.UTC)
+	kept := at.Truncate(time.Microsecond)
+	check := func(t *testing.T, m modproxy.Metadata) {
+		ctx := context.Background()
+		v := newVersion("example.com/t", "v1.0.0")
+		v.Time, v.PublishedAt = at, at
+		fetched := newVersion("example.com/t", "v1.1.0")
+		fetched.Time = time.Time{}
+		deleted := *v
+		deleted.DeletedAt, deleted.DeletedBy = at, "admin"
+		e := &modproxy.AuditEvent{At: at, Actor: "alice", Action: modproxy.ActionPublish}
+		err := m.Update(ctx, func(tx modproxy.MetadataTx) error {
+			if err := tx.InsertVersion(v); err != nil {
+				return err
+			}
+			if err := tx.InsertVersion(fetched); err != nil {
+				return err
+			}
+			filled := *fetched
+			filled.Time = at
+			if err := tx.FillVersion(&filled, storage.Info); err != nil {
+				return err
+			}
+			if err := tx.Tombstone(&deleted); err != nil {
+				return err
+			}
+			return tx.AppendAudit(e)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := m.Version(ctx, v.Path, v.Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.Time.Equal(kept) || !got.PublishedAt.Equal(kept) || !got.DeletedAt.Equal(kept) {
+			t.Errorf("times of %s read back as %v, %v, %v; want %v", v.Version, got.Time, got.PublishedAt, got.DeletedAt, kept)
+		}
+		if got, err := m.Version(ctx, fetched.Path, fetched.Version); err != nil || !got.Time.Equal(kept) {
+			t.Errorf("time of %s read back as %v, %v; want %v", fetched.Version, got.Time, err, kept)
+		}
+		err = m.Update(ctx, func(tx modproxy.MetadataTx) error {
+			restored := *v
+			restored.PublishedAt = at.Add(time.Hour)
+			return tx.Restore(&restored)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := m.Version(ctx, v.Path, v.Version); !got.PublishedAt.Equal(kept.Add(time.Hour)) {
+			t.Errorf("published at %v after a restore; want %v", got.PublishedAt, kept.Add(time.Hour))
+		}
+		// An event is found from the time it is shown with, and before it
+		// only, whether that time or the one given is asked for.
+		for _, bound := range []time.Time{at, kept} {
+			since, err := m.Audit(ctx, modproxy.AuditQuery{Since: bound})
+			if err != nil || len(since.Items) != 1 || !since.Items[0].At.Equal(kept) {
+				t.Errorf("events since %v: %+v, %v; want the one at %v", bound, since.Items, err, kept)
+			}
+			until, err := m.Audit(ctx, modproxy.AuditQuery{Until: bound})
+			if err != nil || len(until.Items) != 0 {
+				t.Errorf("events until %v: %+v, %v; want none", bound, until.Items, err)
+			}
+		}
+	}
+	t.Run("memstore", func(t *testing.T) { check(t, modproxytest.NewMemStore()) })
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) { check(t, models.NewRegistry(conn)) })
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"agora/auth"
 	"agora/modproxy"
@@ -39,7 +40,7 @@ func TestDeleteAuthorization(t *testing.T) {
 			ctx := context.Background()
 			r := newTestRegistry(t)
 			r.publish(t, alice, "example.com/m", "v1.0.0", moduleZip(t, "example.com/m", "v1.0.0", "x"))
-			r.clock.Advance(1)
+			r.clock.Advance(time.Microsecond) // the stores keep microseconds
 
 			err := r.Delete(ctx, tt.who, "example.com/m", "v1.0.0", tt.opts)
 			if !errors.Is(err, tt.want) {
@@ -59,8 +60,8 @@ func TestDeleteAuthorization(t *testing.T) {
 				}
 				return
 			}
-			if v.Live() || v.DeletedBy != tt.who.User || !v.DeletedAt.Equal(t0.Add(1)) || v.DeleteReason != tt.opts.Reason || v.Blocked != tt.opts.Block {
-				t.Errorf("tombstone = %+v; want deleted at %v by %s, reason %q, blocked %v", v, t0.Add(1), tt.who.User, tt.opts.Reason, tt.opts.Block)
+			if v.Live() || v.DeletedBy != tt.who.User || !v.DeletedAt.Equal(t0.Add(time.Microsecond)) || v.DeleteReason != tt.opts.Reason || v.Blocked != tt.opts.Block {
+				t.Errorf("tombstone = %+v; want deleted at %v by %s, reason %q, blocked %v", v, t0.Add(time.Microsecond), tt.who.User, tt.opts.Reason, tt.opts.Block)
 			}
 			if _, _, err := r.Open(ctx, "example.com/m", "v1.0.0", storage.Mod); !errors.Is(err, modproxy.ErrGone) {
 				t.Errorf("Open after delete = %v; want ErrGone", err)
@@ -88,7 +89,7 @@ func TestDeleteTwice(t *testing.T) {
 	if err := r.Delete(ctx, alice, "example.com/m", "v1.0.0", modproxy.DeleteOptions{}); !errors.Is(err, modproxy.ErrGone) {
 		t.Errorf("second Delete = %v; want ErrGone", err)
 	}
-	r.clock.Advance(1)
+	r.clock.Advance(time.Microsecond) // the stores keep microseconds
 	// An administrator may still block a version that was only deleted; the
 	// deletion keeps its time and author.
 	if err := r.Delete(ctx, admin, "example.com/m", "v1.0.0", modproxy.DeleteOptions{Reason: "malware", Block: true}); err != nil {

@@ -170,7 +170,9 @@ const (
 )
 
 // Metadata is the metadata store: versions, modules and the audit log.
-// Package models implements it on Pop for PostgreSQL and SQLite.
+// Package models implements it on Pop for PostgreSQL and SQLite. Stores
+// keep times to the microsecond, cutting off the rest (PostgreSQL keeps no
+// more), and take the times of a query alike.
 type Metadata interface {
 	// Version returns the record of path@version, live or tombstoned, or an
 	// error wrapping ErrNotFound.

@@ -62,6 +62,10 @@ func notFound(path, version string) error {
 	return &modproxy.Error{Kind: modproxy.ErrNotFound, Path: path, Version: version, Err: errors.New("no such version record")}
 }
 
+// storedTime returns t as MemStore keeps it: to the microsecond, the rest
+// cut off, as SQL databases keep times (see models.Registry).
+func storedTime(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
+
 // copyVersion returns a copy of v that shares nothing with it.
 func copyVersion(v *modproxy.Version) *modproxy.Version {
 	c := *v
@@ -189,6 +193,7 @@ func (m *MemStore) Audit(ctx context.Context, q modproxy.AuditQuery) (modproxy.P
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	since, until := storedTime(q.Since), storedTime(q.Until)
 	before := int64(len(m.events)) + 1
 	if q.Cursor != "" {
 		if !m.auditCursors[q.Cursor] {
@@ -203,8 +208,8 @@ func (m *MemStore) Audit(ctx context.Context, q modproxy.AuditQuery) (modproxy.P
 		case q.Actor != "" && e.Actor != q.Actor,
 			q.Action != "" && e.Action != q.Action,
 			q.Path != "" && e.Path != q.Path,
-			!q.Since.IsZero() && e.At.Before(q.Since),
-			!q.Until.IsZero() && !e.At.Before(q.Until):
+			!since.IsZero() && e.At.Before(since),
+			!until.IsZero() && !e.At.Before(until):
 			continue
 		}
 		if len(page.Items) == limit {
@@ -322,8 +327,10 @@ func (tx *memTx) InsertVersion(v *modproxy.Version) error {
 	if tx.lookup(v.Path, v.Version) != nil {
 		return &modproxy.Error{Kind: modproxy.ErrExists, Path: v.Path, Version: v.Version, Err: errors.New("version already recorded")}
 	}
-	tx.staged[versionKey{v.Path, v.Version}] = copyVersion(v)
-	tx.updated[v.Path] = v.PublishedAt
+	r := copyVersion(v)
+	r.Time, r.PublishedAt, r.DeletedAt = storedTime(r.Time), storedTime(r.PublishedAt), storedTime(r.DeletedAt)
+	tx.staged[versionKey{v.Path, v.Version}] = r
+	tx.updated[v.Path] = r.PublishedAt
 	return nil
 }
 
@@ -342,7 +349,7 @@ func (tx *memTx) Tombstone(v *modproxy.Version) error {
 		return notFound(v.Path, v.Version)
 	}
 	r = copyVersion(r)
-	r.DeletedAt = v.DeletedAt
+	r.DeletedAt = storedTime(v.DeletedAt)
 	r.DeletedBy = v.DeletedBy
 	r.DeleteReason = v.DeleteReason
 	r.Blocked = v.Blocked
@@ -372,9 +379,9 @@ func (tx *memTx) Restore(v *modproxy.Version) error {
 	r.DeletedBy = ""
 	r.DeleteReason = ""
 	r.PublishedBy = v.PublishedBy
-	r.PublishedAt = v.PublishedAt
+	r.PublishedAt = storedTime(v.PublishedAt)
 	tx.staged[versionKey{v.Path, v.Version}] = r
-	tx.updated[v.Path] = v.PublishedAt
+	tx.updated[v.Path] = r.PublishedAt
 	return nil
 }
 
@@ -397,7 +404,7 @@ func (tx *memTx) FillVersion(v *modproxy.Version, kind storage.Kind) error {
 	r = copyVersion(r)
 	switch kind {
 	case storage.Info:
-		r.Time = v.Time
+		r.Time = storedTime(v.Time)
 	case storage.Mod:
 		r.ModHash = v.ModHash
 	case storage.Zip:
@@ -426,6 +433,7 @@ func (tx *memTx) AppendAudit(e *modproxy.AuditEvent) error {
 		return err
 	}
 	e.ID = int64(len(tx.m.events)+len(tx.events)) + 1
+	e.At = storedTime(e.At)
 	tx.events = append(tx.events, *e)
 	return nil
 }
