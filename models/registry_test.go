@@ -742,3 +742,41 @@ func TestRegistryTimesToTheMicrosecond(t *testing.T) {
 	t.Run("memstore", func(t *testing.T) { check(t, modproxytest.NewMemStore()) })
 	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) { check(t, models.NewRegistry(conn)) })
 }
+
+// TestRegistryRestoreRefusals checks that the Registry and the in-memory
+// store refuse alike to restore a record that is live, blocked or missing:
+// with ErrExists, changing nothing.
+func TestRegistryRestoreRefusals(t *testing.T) {
+	check := func(t *testing.T, m modproxy.Metadata) {
+		ctx := context.Background()
+		blocked := newVersion("example.com/r", "v1.1.0")
+		err := m.Update(ctx, func(tx modproxy.MetadataTx) error {
+			if err := tx.InsertVersion(newVersion("example.com/r", "v1.0.0")); err != nil {
+				return err
+			}
+			if err := tx.InsertVersion(blocked); err != nil {
+				return err
+			}
+			b := *blocked
+			b.DeletedAt, b.DeletedBy, b.Blocked = t0, "admin", true
+			return tx.Tombstone(&b)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, version := range []string{"v1.0.0", "v1.1.0", "v9.0.0"} {
+			again := newVersion("example.com/r", version)
+			again.PublishedBy = "mallory"
+			err := m.Update(ctx, func(tx modproxy.MetadataTx) error { return tx.Restore(again) })
+			if !errors.Is(err, modproxy.ErrExists) {
+				t.Errorf("Restore of %s: %v; want ErrExists", version, err)
+			}
+		}
+		got, err := m.Version(ctx, blocked.Path, blocked.Version)
+		if err != nil || got.Live() || !got.Blocked || got.PublishedBy != "alice" {
+			t.Errorf("the blocked version after a refused restore: %+v, %v", got, err)
+		}
+	}
+	t.Run("memstore", func(t *testing.T) { check(t, modproxytest.NewMemStore()) })
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) { check(t, models.NewRegistry(conn)) })
+}

@@ -115,8 +115,8 @@ func TestMemStoreErrors(t *testing.T) {
 	}{
 		{"insert existing", func(tx modproxy.MetadataTx) error { return tx.InsertVersion(record("v1.0.0")) }, modproxy.ErrExists},
 		{"restore live", func(tx modproxy.MetadataTx) error { return tx.Restore(record("v1.0.0")) }, modproxy.ErrExists},
-		{"restore missing", func(tx modproxy.MetadataTx) error { return tx.Restore(record("v9.0.0")) }, modproxy.ErrNotFound},
-		{"restore blocked", func(tx modproxy.MetadataTx) error { return tx.Restore(record("v1.1.0")) }, modproxy.ErrGone},
+		{"restore missing", func(tx modproxy.MetadataTx) error { return tx.Restore(record("v9.0.0")) }, modproxy.ErrExists},
+		{"restore blocked", func(tx modproxy.MetadataTx) error { return tx.Restore(record("v1.1.0")) }, modproxy.ErrExists},
 		{"tombstone missing", func(tx modproxy.MetadataTx) error {
 			v := record("v9.0.0")
 			v.DeletedAt = t0

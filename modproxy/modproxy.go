@@ -223,7 +223,9 @@ type MetadataTx interface {
 	Tombstone(v *Version) error
 
 	// Restore makes a deleted, unblocked version live again. It returns an
-	// error wrapping ErrExists if a concurrent transaction restored it first.
+	// error wrapping ErrExists, and changes nothing, if the record is not
+	// one to restore: live (a concurrent transaction restored it first),
+	// blocked, or missing.
 	Restore(v *Version) error
 
 	// FillVersion adds the file of kind to the live record of a version

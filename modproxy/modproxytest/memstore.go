@@ -359,8 +359,9 @@ func (tx *memTx) Tombstone(v *modproxy.Version) error {
 
 // Restore implements modproxy.MetadataTx. It clears the deletion and records
 // v's PublishedBy and PublishedAt; the version's time and hashes stay as
-// first recorded. A live record is an error wrapping modproxy.ErrExists, a
-// missing one modproxy.ErrNotFound, a blocked one modproxy.ErrGone.
+// first recorded. A record that is live, blocked or missing is an error
+// wrapping modproxy.ErrExists, as in a SQL store, which cannot tell them
+// apart.
 func (tx *memTx) Restore(v *modproxy.Version) error {
 	if err := tx.check("Restore"); err != nil {
 		return err
@@ -368,11 +369,11 @@ func (tx *memTx) Restore(v *modproxy.Version) error {
 	r := tx.lookup(v.Path, v.Version)
 	switch {
 	case r == nil:
-		return notFound(v.Path, v.Version)
+		return &modproxy.Error{Kind: modproxy.ErrExists, Path: v.Path, Version: v.Version, Err: errors.New("no such version record to restore")}
 	case r.Live():
 		return &modproxy.Error{Kind: modproxy.ErrExists, Path: v.Path, Version: v.Version, Err: errors.New("version already live")}
 	case r.Blocked:
-		return &modproxy.Error{Kind: modproxy.ErrGone, Path: v.Path, Version: v.Version, Err: errors.New("version blocked")}
+		return &modproxy.Error{Kind: modproxy.ErrExists, Path: v.Path, Version: v.Version, Err: errors.New("version blocked")}
 	}
 	r = copyVersion(r)
 	r.DeletedAt = time.Time{}
