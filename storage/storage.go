@@ -183,13 +183,17 @@ func (d *Disk) put(ctx context.Context, path, version string, kind Kind, write f
 	return nil
 }
 
-// Delete implements Store.
+// Delete implements Store. It removes the files in the reverse of the
+// order they are best written (see Kinds): the .info and .mod, which
+// announce the version to GOPROXY=file:// readers, first, so that a delete
+// stopped part way (a crash, an I/O error) never leaves a version visible
+// without its zip.
 func (d *Disk) Delete(ctx context.Context, path, version string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	var dir string
-	for _, kind := range Kinds {
+	for _, kind := range []Kind{Info, Mod, Zip} {
 		name, err := d.name(path, version, kind)
 		if err != nil {
 			return err
@@ -216,7 +220,14 @@ func (d *Disk) PutList(ctx context.Context, path string, versions []string) erro
 	}
 	name := filepath.Join(dir, "list")
 	if len(versions) == 0 {
-		if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		err := os.Remove(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err == nil {
+			err = syncDir(dir) // as durable as a rewrite of the list
+		}
+		if err != nil {
 			return fmt.Errorf("storage: list %s: %w", path, err)
 		}
 		return nil

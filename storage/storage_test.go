@@ -106,3 +106,35 @@ func TestDiskPutFileMoves(t *testing.T) {
 		t.Errorf("stored file mode %v, want 0644", fi.Mode().Perm())
 	}
 }
+
+// TestDiskDeleteAnnouncingFilesFirst checks that a delete that stops part
+// way leaves no version that GOPROXY=file:// readers see without its zip:
+// it removes the .info and .mod, which announce a version, before the zip.
+// A .mod that cannot be removed (here a directory that is not empty, in
+// life a crash) stops it.
+func TestDiskDeleteAnnouncingFilesFirst(t *testing.T) {
+	d := newDisk(t)
+	ctx := context.Background()
+	const path, version = "example.com/m", "v1.0.0"
+	for _, kind := range []storage.Kind{storage.Info, storage.Zip} {
+		if err := d.Put(ctx, path, version, kind, strings.NewReader("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stuck := filepath.Join(d.Root(), "example.com/m/@v/v1.0.0.mod")
+	if err := os.MkdirAll(filepath.Join(stuck, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Delete(ctx, path, version); err == nil {
+		t.Fatal("Delete removed a .mod that cannot be removed")
+	}
+	for kind, want := range map[storage.Kind]bool{storage.Info: false, storage.Zip: true} {
+		f, err := d.Open(ctx, path, version, kind)
+		if err == nil {
+			f.Close()
+		}
+		if got := err == nil; got != want {
+			t.Errorf("after a delete stopped at the .mod, the %s is there: %v; want %v", kind, got, want)
+		}
+	}
+}
