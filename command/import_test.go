@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/dirhash"
@@ -124,5 +125,44 @@ func TestImportInterrupted(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), "import interrupted: run it again") {
 			t.Errorf("agora %s, interrupted: %v; want it to say to run it again", strings.Join(args, " "), err)
 		}
+	}
+}
+
+// TestImportStagesApartFromTheServer checks that an import stages its
+// copies outside tmp/, which a server starting on the same data directory
+// clears (an import may run beside a server), and that it removes only the
+// copies that killed imports left long ago, not another import's.
+func TestImportStagesApartFromTheServer(t *testing.T) {
+	data := offlineEnv(t)
+	cache := t.TempDir()
+	writeCachedVersion(t, filepath.Join(cache, "cache", "download"), "example.com/a", "v1.0.0")
+	// No tmp/ directory can be made: an import that stages there fails.
+	if err := os.WriteFile(filepath.Join(data, "tmp"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	staging := filepath.Join(data, "tmp-import")
+	if err := os.MkdirAll(staging, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	killed, running := filepath.Join(staging, "import-1.zip"), filepath.Join(staging, "import-2.zip")
+	for _, name := range []string{killed, running} {
+		if err := os.WriteFile(name, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := time.Now().Add(-2 * staleTemp)
+	if err := os.Chtimes(killed, long, long); err != nil {
+		t.Fatal(err)
+	}
+
+	var out bytes.Buffer
+	if err := Execute(context.Background(), []string{"import", cache}, strings.NewReader(""), &out, &out); err != nil {
+		t.Fatalf("import: %v\n%s", err, out.String())
+	}
+	if _, err := os.Stat(killed); err == nil {
+		t.Errorf("%s, left long ago, was kept", killed)
+	}
+	if _, err := os.Stat(running); err != nil {
+		t.Errorf("another import's copy: %v", err)
 	}
 }

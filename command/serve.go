@@ -54,7 +54,25 @@ func runServe(cmd *cobra.Command, _ []string) error {
 // in-flight requests get cfg.ShutdownTimeout to finish, and an upload cut
 // off after that is rolled back by the registry (nothing half-written).
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	if err := os.RemoveAll(cfg.TempDir()); err != nil { // uploads a crash left behind
+	// Nothing is removed before this server knows that no other serves
+	// from its data directory and that its port is free: a second server
+	// started by mistake must not clear the first one's tmp/.
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("AGORA_DATA_DIR: %w", err)
+	}
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("ADDR: %w", err)
+	}
+	defer ln.Close()
+	// Only this server uses tmp/ (imports stage elsewhere): what is in it
+	// is what a crash left behind.
+	if err := os.RemoveAll(cfg.TempDir()); err != nil {
 		return fmt.Errorf("clearing %s: %w", cfg.TempDir(), err)
 	}
 	if err := os.MkdirAll(cfg.TempDir(), 0o700); err != nil {
@@ -119,10 +137,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// its memory back now rather than whenever the scavenger gets to it.
 	debug.FreeOSMemory()
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("ADDR: %w", err)
-	}
 	var inflight sync.WaitGroup
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -192,12 +206,13 @@ func openStorage(cfg *config.Config, log *slog.Logger) (*storage.Disk, error) {
 	return disk, nil
 }
 
-// newRegistry wires the registry to the database and the blob store.
+// newRegistry wires the registry of a command (import, tasks) to the
+// database and the blob store, staging zips apart from a server's.
 func newRegistry(cfg *config.Config, conn *pop.Connection, disk *storage.Disk, log *slog.Logger) *modproxy.Service {
 	return modproxy.New(modproxy.Config{
 		Metadata: models.NewRegistry(conn),
 		Blobs:    disk,
-		TempDir:  cfg.TempDir(),
+		TempDir:  cfg.ImportTempDir(),
 		Logger:   log,
 	})
 }

@@ -2,9 +2,13 @@ package command
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/gobuffalo/grift/grift"
 	"github.com/spf13/cobra"
@@ -35,16 +39,24 @@ func newTask() *cobra.Command {
 // the operator, with every right. The audit log records it as cliActor.
 var cliAdmin = auth.Principal{User: cliActor, Role: auth.RoleAdmin, Scope: auth.ScopeAdmin}
 
-// openTaskEnv opens the database and storage for a task, as serve does.
+// openTaskEnv opens the database and storage for a task, as serve does,
+// with the registry staging in cfg.ImportTempDir.
 func openTaskEnv(ctx context.Context) (*grifts.Env, error) {
 	cfg, conn, err := openDB(ctx)
 	if err != nil {
 		return nil, err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := os.MkdirAll(cfg.TempDir(), 0o700); err != nil {
+	if err := os.MkdirAll(cfg.ImportTempDir(), 0o700); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("AGORA_DATA_DIR: %w", err)
+	}
+	// Another command may be staging its copies here now; what a killed
+	// one left has long stopped changing.
+	if n, err := removeStale(cfg.ImportTempDir(), staleTemp); err != nil {
+		log.Warn("removing what killed imports left", "dir", cfg.ImportTempDir(), "err", err)
+	} else if n > 0 {
+		log.Warn("removed copies that killed imports left", "dir", cfg.ImportTempDir(), "count", n)
 	}
 	disk, err := openStorage(cfg, log)
 	if err != nil {
@@ -52,4 +64,31 @@ func openTaskEnv(ctx context.Context) (*grifts.Env, error) {
 		return nil, err
 	}
 	return &grifts.Env{Registry: newRegistry(cfg, conn, disk, log), Operator: cliAdmin, Close: func() { conn.Close() }}, nil
+}
+
+// removeStale removes the files in dir that have not been modified for age,
+// and returns how many it removed.
+func removeStale(dir string, age time.Duration) (int, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		info, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // its command finished with it
+		}
+		if err != nil {
+			return n, err
+		}
+		if !info.Mode().IsRegular() || time.Since(info.ModTime()) < age {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }

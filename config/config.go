@@ -75,7 +75,15 @@ const (
 
 // TempDir is where uploads wait while they are checked: in the data
 // directory, so on the same file system as storage by default.
+// Only the server that holds the data directory's lock uses it, and it
+// clears it when it starts.
 func (c *Config) TempDir() string { return filepath.Join(c.DataDir, "tmp") }
+
+// ImportTempDir is where `agora import` and the tasks stage copies of
+// zips: beside TempDir, not in it, so that a server starting meanwhile
+// does not clear them, and on the same file system. Commands may run
+// while a server runs, and several at once.
+func (c *Config) ImportTempDir() string { return filepath.Join(c.DataDir, "tmp-import") }
 
 // Production reports whether Agora runs with GO_ENV=production.
 func (c *Config) Production() bool { return c.Env == "production" }
