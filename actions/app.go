@@ -96,7 +96,7 @@ func (d *Deps) loopDetected(w http.ResponseWriter, r *http.Request) {
 //
 //	GET    /                                      home page
 //	GET    /healthz                               process is up
-//	GET    /readyz                                database and storage usable
+//	GET    /readyz                                database, storage and tmp usable
 //	GET    /api/v1/whoami                         the caller's identity
 //	GET    /api/v1/modules?q=&limit=&cursor=      modules, by path
 //	GET    /api/v1/modules/{module}               a module's versions

@@ -16,21 +16,44 @@ func healthz(c buffalo.Context) error {
 	return c.Render(http.StatusOK, r.String("ok"))
 }
 
-// readyz answers GET /readyz: 200 when the database answers and storage
-// accepts writes, 503 with the reason otherwise.
+// readyz answers GET /readyz: 200 when the database answers and both
+// storage and the temporary directory that uploads and fetches are staged
+// in accept writes, 503 with the reason otherwise. A write of a few KiB,
+// synced, fails on a full disk, where creating an empty file does not.
 func (d *Deps) readyz(c buffalo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
 	defer cancel()
-	checks := map[string]string{"database": "ok", "storage": "ok"}
+	checks := map[string]string{"database": "ok", "storage": "ok", "tmp": "ok"}
 	status := http.StatusOK
 	if err := models.Ping(ctx, d.DB); err != nil {
 		checks["database"], status = err.Error(), http.StatusServiceUnavailable
 	}
-	if f, err := os.CreateTemp(d.Config.StorageDir, ".readyz-*"); err != nil {
+	if err := writeProbe(d.Config.StorageDir); err != nil {
 		checks["storage"], status = err.Error(), http.StatusServiceUnavailable
-	} else {
-		f.Close()
-		os.Remove(f.Name())
+	}
+	if err := d.Registry.CheckTempDir(); err != nil {
+		checks["tmp"], status = err.Error(), http.StatusServiceUnavailable
 	}
 	return c.Render(status, r.JSON(checks))
+}
+
+// probeSize is how much writeProbe writes.
+const probeSize = 4 << 10
+
+// writeProbe writes probeSize bytes to a new file in dir, syncs them and
+// removes the file.
+func writeProbe(dir string) error {
+	f, err := os.CreateTemp(dir, ".readyz-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(make([]byte, probeSize))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

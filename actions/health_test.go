@@ -2,12 +2,14 @@ package actions_test
 
 import (
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/gobuffalo/pop/v6"
 
+	"agora/auth"
 	"agora/models/modelstest"
 )
 
@@ -26,12 +28,13 @@ func TestHealth(t *testing.T) {
 		wantStatus(t, r, http.StatusOK)
 		var checks map[string]string
 		decodeJSON(t, r, &checks)
-		if len(checks) != 2 || checks["database"] != "ok" || checks["storage"] != "ok" {
+		if len(checks) != 3 || checks["database"] != "ok" || checks["storage"] != "ok" || checks["tmp"] != "ok" {
 			t.Errorf("/readyz = %v", checks)
 		}
 		if leftovers := s.storageTree(t); len(leftovers) > 0 {
 			t.Errorf("/readyz left files in storage: %v", leftovers)
 		}
+		s.wantNoUploadsLeft(t)
 	})
 }
 
@@ -45,6 +48,52 @@ func TestReadyzStorageUnusable(t *testing.T) {
 		decodeJSON(t, r, &checks)
 		if checks["database"] != "ok" || checks["storage"] == "ok" || checks["storage"] == "" {
 			t.Errorf("/readyz = %v, want the database ok and storage failing", checks)
+		}
+	})
+}
+
+// TestReadyzTempDirGone checks that a temporary directory removed under a
+// running server (a cleanup script, an operator) is made again: every
+// upload and fetch used to fail until a restart while /readyz said ready.
+func TestReadyzTempDirGone(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		token := s.token(t, "alice", auth.RolePublisher)
+		if err := os.RemoveAll(s.tempDir); err != nil {
+			t.Fatal(err)
+		}
+		r := s.get(t, "/readyz")
+		wantStatus(t, r, http.StatusOK)
+		var checks map[string]string
+		decodeJSON(t, r, &checks)
+		if checks["tmp"] != "ok" {
+			t.Errorf("/readyz = %v; want tmp ok", checks)
+		}
+		if err := os.RemoveAll(s.tempDir); err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, s.publish(t, token, newModule(t, "example.com/m", "v1.0.0", "")), http.StatusCreated)
+		s.wantNoUploadsLeft(t)
+	})
+}
+
+// TestReadyzTempDirUnusable checks that /readyz fails when uploads and
+// fetches cannot be staged, as it does when storage cannot be written.
+func TestReadyzTempDirUnusable(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		if err := os.RemoveAll(s.tempDir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(s.tempDir, nil, 0o600); err != nil { // no directory can be made
+			t.Fatal(err)
+		}
+		r := s.get(t, "/readyz")
+		wantStatus(t, r, http.StatusServiceUnavailable)
+		var checks map[string]string
+		decodeJSON(t, r, &checks)
+		if checks["database"] != "ok" || checks["storage"] != "ok" || checks["tmp"] == "ok" || checks["tmp"] == "" {
+			t.Errorf("/readyz = %v, want the database and storage ok and tmp failing", checks)
 		}
 	})
 }

@@ -269,7 +269,7 @@ type stagedUpstreamZip struct {
 // It closes body once read, which ends the upstream request (and is when
 // the upstream client counts it), and removes the file when it fails.
 func (s *Service) stageZip(path, version, src string, body io.ReadCloser) (_ *stagedUpstreamZip, err error) {
-	tmp, err := os.CreateTemp(s.tempDir, "fetch-*.zip")
+	tmp, err := s.createTemp("fetch-*.zip")
 	if err != nil {
 		body.Close()
 		return nil, fmt.Errorf("fetch %s@%s: %w", path, version, err)

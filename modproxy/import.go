@@ -178,7 +178,7 @@ func (s *Service) copyImportedZip(path, version string, zip *os.File) (_ *os.Fil
 	if fi.Size() > modzip.MaxZipFile {
 		return nil, 0, errorf(ErrTooLarge, path, version, "module zip larger than %d bytes", int64(modzip.MaxZipFile))
 	}
-	tmp, err := os.CreateTemp(s.tempDir, "import-*.zip")
+	tmp, err := s.createTemp("import-*.zip")
 	if err != nil {
 		return nil, 0, fmt.Errorf("import %s@%s: %w", path, version, err)
 	}

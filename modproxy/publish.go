@@ -89,7 +89,7 @@ func (s *Service) Publish(ctx context.Context, who auth.Principal, path, version
 		versionTime = t.UTC()
 	}
 
-	tmp, err := os.CreateTemp(s.tempDir, "upload-*.zip")
+	tmp, err := s.createTemp("upload-*.zip")
 	if err != nil {
 		return nil, fmt.Errorf("publish %s@%s: %w", path, version, err)
 	}

@@ -125,6 +125,44 @@ func New(cfg Config) *Service {
 	return s
 }
 
+// createTemp creates a new file in the temporary directory, as
+// os.CreateTemp does, making the directory again if it was removed while
+// the server runs: it is made only at start, and uploads and fetches would
+// otherwise fail until a restart.
+func (s *Service) createTemp(pattern string) (*os.File, error) {
+	f, err := os.CreateTemp(s.tempDir, pattern)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(s.tempDir, 0o700); err != nil {
+			return nil, err
+		}
+		f, err = os.CreateTemp(s.tempDir, pattern)
+	}
+	return f, err
+}
+
+// tempProbeSize is how much CheckTempDir writes: enough to need a block
+// of the file system, which a full one does not have.
+const tempProbeSize = 4 << 10
+
+// CheckTempDir returns an error when uploads and fetches cannot be staged
+// in the temporary directory: it writes and syncs tempProbeSize bytes
+// there, and removes them. It serves /readyz.
+func (s *Service) CheckTempDir() error {
+	f, err := s.createTemp(".readyz-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(make([]byte, tempProbeSize))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // observe reports a hit or a miss of kind to the observer.
 func (s *Service) observe(kind string, hit bool) {
 	if s.observer != nil {
