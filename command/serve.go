@@ -155,6 +155,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if len(cfg.Rules) > 0 {
 		attrs = append(attrs, "routing_rules", len(cfg.Rules)) // AGORA_RULES
 	}
+	if cfg.UpstreamOff != "" {
+		log.Warn("no upstream: public modules are not fetched, only what is stored is served; "+
+			"set AGORA_UPSTREAM to a GOPROXY-style list of proxies (or to off, to say so)", "reason", cfg.UpstreamOff)
+	}
 	log.Info("agora listening", attrs...)
 
 	served := make(chan error, 1)

@@ -1,6 +1,7 @@
 package command
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -188,5 +189,49 @@ func TestSumDBReachedThroughTheUpstreams(t *testing.T) {
 				t.Errorf("Lookup = %v, reaching %q; want ErrNotFound from %s", err, reached, tt.want)
 			}
 		})
+	}
+}
+
+// serveEnv points the configuration at a fresh data directory and a free
+// port, and returns it loaded.
+func serveEnv(t *testing.T) *config.Config {
+	t.Helper()
+	t.Setenv("AGORA_DATA_DIR", t.TempDir())
+	t.Setenv("ADDR", "127.0.0.1:0")
+	t.Setenv("AGORA_UPSTREAM", "off")
+	t.Setenv("AGORA_SUMDB", "off")
+	for _, k := range []string{"DATABASE_URL", "AGORA_STORAGE_DIR", "AGORA_RULES", "PORT", "GO_ENV"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestServeWarnsUpstreamOff checks that a server whose environment gives
+// it no upstream (a static binary on a host without GOPROXY or a go
+// command) says so at start, with what to set: it used to say only
+// upstream=off, and then serve 404s for every public module.
+func TestServeWarnsUpstreamOff(t *testing.T) {
+	serveEnv(t)
+	t.Setenv("AGORA_UPSTREAM", "")
+	os.Unsetenv("AGORA_UPSTREAM")
+	t.Setenv("GOPROXY", "")
+	t.Setenv("PATH", t.TempDir())
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := serve(ctx, cfg, slog.New(slog.NewTextHandler(&log, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "level=WARN") || !strings.Contains(log.String(), "no go command") || !strings.Contains(log.String(), "AGORA_UPSTREAM") {
+		t.Errorf("log lacks a warning that the upstream is off, and why:\n%s", log.String())
 	}
 }

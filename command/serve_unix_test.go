@@ -11,28 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"agora/config"
 )
-
-// serveEnv points the configuration at a fresh data directory and a free
-// port, and returns it loaded.
-func serveEnv(t *testing.T) *config.Config {
-	t.Helper()
-	t.Setenv("AGORA_DATA_DIR", t.TempDir())
-	t.Setenv("ADDR", "127.0.0.1:0")
-	t.Setenv("AGORA_UPSTREAM", "off")
-	t.Setenv("AGORA_SUMDB", "off")
-	for _, k := range []string{"DATABASE_URL", "AGORA_STORAGE_DIR", "AGORA_RULES", "PORT", "GO_ENV"} {
-		t.Setenv(k, "")
-		os.Unsetenv(k)
-	}
-	cfg, err := config.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
 
 // TestServeRefusesADataDirInUse checks that a second server on the data
 // directory of a running one stops before it touches anything: it used to

@@ -50,6 +50,11 @@ type Config struct {
 	// off; by default the GOPROXY of Agora's environment, $GOPROXY or `go env
 	// GOPROXY`, without its direct and off entries).
 	Upstream []upstream.Proxy
+	// UpstreamOff says why Upstream is empty when AGORA_UPSTREAM is unset
+	// (no GOPROXY in the environment and no go command to ask, or one that
+	// names no proxy), for a warning at start; "" when AGORA_UPSTREAM is
+	// set or the environment gave a proxy.
+	UpstreamOff string
 	// Rules route module paths to other upstreams or to none, first match
 	// first (the file named by AGORA_RULES; none when unset).
 	Rules []upstream.Rule
@@ -144,12 +149,34 @@ func Load() (*Config, error) {
 // loadUpstream reads the settings of the pull-through cache.
 func (c *Config) loadUpstream() error {
 	list, err := envy.MustGet("AGORA_UPSTREAM")
-	if err != nil { // unset: the GOPROXY of the environment
-		list = upstream.DefaultList(func(k string) string { return envy.Get(k, "") }, upstream.GoEnvGOPROXY)
+	defaulted := err != nil
+	var goEnv struct { // what `go env GOPROXY` said, if it was asked
+		asked bool
+		out   string
+		err   error
+	}
+	if defaulted { // unset: the GOPROXY of the environment
+		list = upstream.DefaultList(func(k string) string { return envy.Get(k, "") }, func() (string, error) {
+			goEnv.asked = true
+			goEnv.out, goEnv.err = upstream.GoEnvGOPROXY()
+			return goEnv.out, goEnv.err
+		})
 	}
 	if strings.TrimSpace(list) != "" {
 		if c.Upstream, err = upstream.ParseList(list); err != nil {
 			return fmt.Errorf("config: AGORA_UPSTREAM=%q: %v", upstream.RedactList(list), err)
+		}
+	}
+	if defaulted && len(c.Upstream) == 0 {
+		switch {
+		case !goEnv.asked:
+			c.UpstreamOff = fmt.Sprintf("GOPROXY=%q names no proxy", upstream.RedactList(list))
+		case goEnv.err != nil:
+			c.UpstreamOff = fmt.Sprintf("GOPROXY is unset and %v", goEnv.err)
+		case goEnv.out == "":
+			c.UpstreamOff = "GOPROXY is unset and there is no go command in PATH to ask"
+		default:
+			c.UpstreamOff = fmt.Sprintf("GOPROXY is unset and `go env GOPROXY` (%q) names no proxy", upstream.RedactList(goEnv.out))
 		}
 	}
 	if name := envy.Get("AGORA_RULES", ""); name != "" {

@@ -135,3 +135,33 @@ func TestLoadUpstream(t *testing.T) {
 		t.Errorf("AGORA_UPSTREAM unset, GOPROXY set: %v, %+v", err, c.Upstream)
 	}
 }
+
+// TestLoadUpstreamOff checks that an upstream the environment leaves off,
+// as it does for a static binary on a server without GOPROXY or a go
+// command, is said to be off and why; an upstream set off is not.
+func TestLoadUpstreamOff(t *testing.T) {
+	t.Chdir(t.TempDir())
+	t.Setenv("PATH", t.TempDir()) // no go command
+	t.Setenv("AGORA_UPSTREAM", "")
+	os.Unsetenv("AGORA_UPSTREAM")
+	for _, tt := range []struct{ goproxy, want string }{
+		{"", "GOPROXY is unset and there is no go command in PATH"},
+		{"direct", `GOPROXY="direct" names no proxy`},
+		{"https://corp-proxy.example", ""},
+	} {
+		t.Setenv("GOPROXY", tt.goproxy)
+		c, err := Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tt.want == "" && c.UpstreamOff != "" || !strings.Contains(c.UpstreamOff, tt.want) {
+			t.Errorf("GOPROXY=%q: UpstreamOff = %q; want %q", tt.goproxy, c.UpstreamOff, tt.want)
+		}
+	}
+	t.Setenv("AGORA_UPSTREAM", "off")
+	if c, err := Load(); err != nil {
+		t.Fatal(err)
+	} else if c.UpstreamOff != "" {
+		t.Errorf("AGORA_UPSTREAM=off: UpstreamOff = %q; want none", c.UpstreamOff)
+	}
+}
