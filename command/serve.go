@@ -51,8 +51,10 @@ func runServe(cmd *cobra.Command, _ []string) error {
 }
 
 // serve runs the server until ctx is done, then shuts down gracefully:
-// in-flight requests get cfg.ShutdownTimeout to finish, and an upload cut
-// off after that is rolled back by the registry (nothing half-written).
+// in-flight requests, then the fetches they started, get cfg.ShutdownTimeout
+// to finish; an upload cut off after that is rolled back by the registry
+// (nothing half-written), and a fetch abandoned leaves at most a file in
+// tmp/, which the next start clears.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// Nothing is removed before this server knows that no other serves
 	// from its data directory and that its port is free: a second server
@@ -182,10 +184,21 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		case <-done:
 		case <-time.After(10 * time.Second):
 		}
+		expired, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := registry.Wait(expired); err != nil {
+			log.Warn("shutdown: abandoned fetches", "timeout", cfg.ShutdownTimeout, "err", err)
+		}
 		return fmt.Errorf("shutdown: requests still running after %v were cut off", cfg.ShutdownTimeout)
 	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return err
+	}
+	// Fetches and lists outlive the requests that started them; they
+	// need the database, closed when serve returns.
+	if err := registry.Wait(sctx); err != nil {
+		log.Warn("shutdown: abandoned fetches", "timeout", cfg.ShutdownTimeout, "err", err)
+		return fmt.Errorf("shutdown: fetches still running after %v were abandoned", cfg.ShutdownTimeout)
 	}
 	log.Info("stopped")
 	return nil

@@ -97,6 +97,7 @@ func (s *Service) fetch(ctx context.Context, up Upstream, path, version string, 
 // cancelled when a caller gives up: the caller gets its context's error,
 // and others still wait.
 func (s *Service) shareFileWork(ctx context.Context, key string, kind storage.Kind, work func(context.Context) (any, error)) (any, error) {
+	s.detached.start(key)
 	ch := s.fetches.DoChan(key, func() (any, error) {
 		timeout := fetchSmallTimeout
 		if kind == storage.Zip {
@@ -108,8 +109,10 @@ func (s *Service) shareFileWork(ctx context.Context, key string, kind storage.Ki
 	})
 	select {
 	case r := <-ch:
+		s.detached.done(key)
 		return r.Val, r.Err
 	case <-ctx.Done():
+		go func() { <-ch; s.detached.done(key) }() // for Wait
 		return nil, ctx.Err()
 	}
 }

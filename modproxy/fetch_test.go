@@ -1348,3 +1348,53 @@ func TestFetchZipOfVersionBlockedMeanwhile(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitForDetachedFetches checks that Wait waits for a fetch that its
+// client gave up on, which goes on without it (a server shutting down
+// waits for it before it closes the database), and names what it gave up
+// waiting for.
+func TestWaitForDetachedFetches(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.2.0"
+	up.add(t, path, version, "a")
+	arrived, release := make(chan struct{}), make(chan struct{})
+	up.gate = func(kind string) error {
+		if kind == "zip" {
+			close(arrived)
+			<-release
+		}
+		return nil
+	}
+	r := cachingRegistry(t, up, nil)
+	if err := r.Wait(context.Background()); err != nil {
+		t.Fatalf("Wait with nothing running = %v", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		_, _, err := r.Open(ctx, path, version, storage.Zip)
+		done <- err
+	}()
+	<-arrived
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Open after the client went away = %v; want context.Canceled", err)
+	}
+
+	expired, cancel := context.WithTimeout(context.Background(), 0)
+	defer cancel()
+	err := r.Wait(expired)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), path+"@"+version+".zip") {
+		t.Errorf("Wait with the fetch held = %v; want DeadlineExceeded naming %s@%s.zip", err, path, version)
+	}
+
+	close(release)
+	if err := r.Wait(context.Background()); err != nil {
+		t.Fatalf("Wait = %v", err)
+	}
+	// Waited for to its end: stored, without another request.
+	if files := r.storedNames(t); !slices.Contains(files, path+"/@v/"+version+".zip") {
+		t.Errorf("stored after Wait: %q; want the zip", files)
+	}
+}

@@ -116,6 +116,8 @@ func (s *Service) moduleList(ctx context.Context, path string) (*moduleList, err
 	if err := checkPath(path); err != nil {
 		return nil, err
 	}
+	what := path + "/@v/list"
+	s.detached.start(what)
 	ch := s.listFetches.DoChan(path, func() (any, error) {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), listTimeout)
 		defer cancel()
@@ -123,11 +125,13 @@ func (s *Service) moduleList(ctx context.Context, path string) (*moduleList, err
 	})
 	select {
 	case r := <-ch:
+		s.detached.done(what)
 		if r.Err != nil {
 			return nil, r.Err
 		}
 		return r.Val.(*moduleList), nil
 	case <-ctx.Done():
+		go func() { <-ch; s.detached.done(what) }() // for Wait
 		return nil, ctx.Err()
 	}
 }

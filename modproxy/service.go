@@ -9,9 +9,11 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +45,71 @@ type Service struct {
 	listFetches  singleflight.Group // path: one upstream list per module
 	listLocks    [64]sync.Mutex     // serialise rewriting one module's @v/list file
 	versionLocks [256]sync.Mutex    // serialise writing and removing one version's files
+	detached     detachedWork       // shared fetches and lists, which outlive their callers
+}
+
+// detachedWork counts the work that runs apart from the requests that
+// started it, by what it is, so that Wait can wait for it. Unlike a
+// sync.WaitGroup, it may be added to while it is waited for.
+type detachedWork struct {
+	mu      sync.Mutex
+	running map[string]int // what → callers whose answer is still to come
+	n       int
+	idle    chan struct{} // closed when n falls to 0
+}
+
+// start counts one caller of the work what.
+func (d *detachedWork) start(what string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.n == 0 {
+		d.idle = make(chan struct{})
+		d.running = make(map[string]int)
+	}
+	d.n++
+	d.running[what]++
+}
+
+// done uncounts one caller of the work what, once the work has ended.
+func (d *detachedWork) done(what string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.n--
+	if d.running[what]--; d.running[what] == 0 {
+		delete(d.running, what)
+	}
+	if d.n == 0 {
+		close(d.idle)
+	}
+}
+
+// Wait waits until no fetch or list that a request started is running,
+// or until ctx is done: then it returns ctx's error, naming what still
+// runs. Such work goes on after its requests have been answered or have
+// given up (other requests may share it, and what it fetched is kept), so
+// a server that shuts down waits for it before it closes the database.
+func (s *Service) Wait(ctx context.Context) error {
+	d := &s.detached
+	for {
+		d.mu.Lock()
+		if d.n == 0 {
+			d.mu.Unlock()
+			return nil
+		}
+		idle := d.idle
+		d.mu.Unlock()
+		select {
+		case <-idle: // and perhaps more started meanwhile
+		case <-ctx.Done():
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			if d.n == 0 {
+				return nil
+			}
+			running := slices.Sorted(maps.Keys(d.running))
+			return fmt.Errorf("still running: %s: %w", strings.Join(running, ", "), ctx.Err())
+		}
+	}
 }
 
 // stripe returns the mutex of key among locks.
