@@ -36,6 +36,11 @@ act only through tokens (robots, CI).`,
 					return errors.New("--password-stdin: no password on standard input")
 				}
 				password = strings.TrimRight(line, "\r\n")
+				if password == "" {
+					// An empty variable in a script, not a user meant to
+					// have no password: that is the default without the flag.
+					return errors.New("--password-stdin: the password on standard input is empty")
+				}
 			}
 			_, conn, err := openDB(cmd.Context())
 			if err != nil {

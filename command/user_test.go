@@ -24,3 +24,29 @@ func TestUserCreateReservedName(t *testing.T) {
 		t.Errorf("user create alice: %q, %v", out, err)
 	}
 }
+
+// run runs the agora command with args and stdin, and returns its output
+// and error.
+func run(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := Execute(context.Background(), args, strings.NewReader(stdin), &out, &out)
+	return out.String(), err
+}
+
+// TestUserCreateRefusesAnEmptyPassword checks that --password-stdin with
+// an empty line creates no user: it used to create one without a
+// password, exiting 0, when a script's variable was empty.
+func TestUserCreateRefusesAnEmptyPassword(t *testing.T) {
+	offlineEnv(t)
+	for _, stdin := range []string{"\n", "\r\n", ""} {
+		out, err := run(t, stdin, "user", "create", "bob", "--role", "viewer", "--password-stdin")
+		if err == nil || !strings.Contains(err.Error(), "--password-stdin") {
+			t.Errorf("password %q: %v, %q; want an error naming --password-stdin", stdin, err, out)
+		}
+	}
+	// No user was made: the name is free.
+	if out, err := run(t, "s3cret-passphrase\n", "user", "create", "bob", "--role", "viewer", "--password-stdin"); err != nil {
+		t.Errorf("user create with a password: %v\n%s", err, out)
+	}
+}
