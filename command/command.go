@@ -6,9 +6,11 @@ package command
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/gobuffalo/pop/v6"
 	"github.com/spf13/cobra"
@@ -50,6 +52,39 @@ AGORA_UPSTREAM, AGORA_RULES, AGORA_SUMDB, AGORA_NOSUMDB, AGORA_LIST_TTL
 	}
 	root.AddCommand(newServe(), newMigrate(), newUser(), newToken(), newTask(), newImport())
 	return root
+}
+
+// withSubcommands makes parent a command that only groups others: run
+// with no command or an unknown one, it fails (naming the one meant, if a
+// known one is close), where cobra would print the help and exit 0, and a
+// script's mistyped `agora token revok 3` would seem to have worked.
+func withSubcommands(parent *cobra.Command, subs ...*cobra.Command) *cobra.Command {
+	parent.AddCommand(subs...)
+	parent.SuggestionsMinimumDistance = 2 // as cobra's root has
+	parent.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		err := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			err += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+		}
+		return errors.New(err)
+	}
+	parent.RunE = func(cmd *cobra.Command, _ []string) error {
+		var names []string
+		for _, c := range cmd.Commands() {
+			if c.IsAvailableCommand() {
+				names = append(names, c.Name())
+			}
+		}
+		list := strings.Join(names, ", ")
+		if n := len(names); n > 1 {
+			list = strings.Join(names[:n-1], ", ") + " or " + names[n-1]
+		}
+		return fmt.Errorf("name a command after %q: %s", cmd.CommandPath(), list)
+	}
+	return parent
 }
 
 // openDB loads the configuration and opens the migrated database.

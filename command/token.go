@@ -90,8 +90,7 @@ further capped by the user's role when it is used.`,
 			return nil
 		},
 	}
-	token.AddCommand(create, list, revoke)
-	return token
+	return withSubcommands(token, create, list, revoke)
 }
 
 // orNever formats an optional time.

@@ -58,6 +58,5 @@ act only through tokens (robots, CI).`,
 	create.Flags().StringVar(&role, "role", "", "admin, publisher or viewer (required)")
 	create.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from the first line of standard input")
 	create.MarkFlagRequired("role")
-	user.AddCommand(create)
-	return user
+	return withSubcommands(user, create)
 }

@@ -50,3 +50,28 @@ func TestUserCreateRefusesAnEmptyPassword(t *testing.T) {
 		t.Errorf("user create with a password: %v\n%s", err, out)
 	}
 }
+
+// TestUnknownSubcommands checks that a mistyped subcommand is an error: it
+// used to print the help and exit 0, so that a script's `agora token revok
+// 3` seemed to revoke the token.
+func TestUnknownSubcommands(t *testing.T) {
+	offlineEnv(t)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"token", "revok", "3"}, `unknown command "revok" for "agora token" (did you mean revoke?)`},
+		{[]string{"user", "crate", "bob"}, `unknown command "crate" for "agora user" (did you mean create?)`},
+		{[]string{"token"}, `name a command after "agora token": create, list or revoke`},
+		{[]string{"user"}, `name a command after "agora user": create`},
+	} {
+		out, err := run(t, "", tt.args...)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("agora %s: %v; want %q\n%s", strings.Join(tt.args, " "), err, tt.want, out)
+		}
+	}
+	// Help is still help.
+	if out, err := run(t, "", "token", "--help"); err != nil || !strings.Contains(out, "revoke") {
+		t.Errorf("agora token --help: %v\n%s", err, out)
+	}
+}
