@@ -47,6 +47,13 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// The first signal starts a graceful shutdown; with the default
+		// handling back, a second one ends the process at once, as Go's
+		// does, instead of waiting out AGORA_SHUTDOWN_TIMEOUT.
+		<-ctx.Done()
+		stop()
+	}()
 	return serve(ctx, cfg, log)
 }
 
