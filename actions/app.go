@@ -95,8 +95,8 @@ func (d *Deps) loopDetected(w http.ResponseWriter, r *http.Request) {
 // site. Its route table:
 //
 //	GET    /                                      home page
-//	GET    /healthz                               process is up
-//	GET    /readyz                                database, storage and tmp usable
+//	GET    /healthz                               process is up (HEAD too)
+//	GET    /readyz                                database, storage and tmp usable (HEAD too)
 //	GET    /api/v1/whoami                         the caller's identity
 //	GET    /api/v1/modules?q=&limit=&cursor=      modules, by path
 //	GET    /api/v1/modules/{module}               a module's versions
@@ -139,6 +139,8 @@ func App(d *Deps) (*buffalo.App, error) {
 	app.GET("/", home)
 	app.GET("/healthz", healthz)
 	app.GET("/readyz", d.readyz)
+	app.HEAD("/healthz", healthz) // monitors often ask with HEAD
+	app.HEAD("/readyz", d.readyz)
 
 	api := app.Group("/api/v1")
 	api.Use(d.requireToken, d.refuseUnstorableQuery)

@@ -97,3 +97,18 @@ func TestReadyzTempDirUnusable(t *testing.T) {
 		}
 	})
 }
+
+// TestHealthHEAD checks that monitors that ask with HEAD get the status
+// that GET gives, not 405.
+func TestHealthHEAD(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		for _, path := range []string{"/healthz", "/readyz"} {
+			r := s.do(t, http.MethodHead, path, nil)
+			wantStatus(t, r, http.StatusOK)
+			if len(r.body) != 0 {
+				t.Errorf("HEAD %s body %q; want none", path, r.body)
+			}
+		}
+	})
+}
