@@ -96,13 +96,14 @@ func openDB(ctx context.Context) (*config.Config, *pop.Connection, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("AGORA_DATA_DIR: %w", err)
 	}
+	// A database that cannot be opened says little of which it is.
 	conn, err := models.Connect(cfg.DatabaseURL)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("DATABASE_URL=%s: %w", redactURL(cfg.DatabaseURL), err)
 	}
 	if err := models.Migrate(conn); err != nil {
 		conn.Close()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("DATABASE_URL=%s: %w", redactURL(cfg.DatabaseURL), err)
 	}
 	return cfg, conn, nil
 }

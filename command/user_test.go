@@ -75,3 +75,20 @@ func TestUnknownSubcommands(t *testing.T) {
 		t.Errorf("agora token --help: %v\n%s", err, out)
 	}
 }
+
+// TestDatabaseErrorsNameTheVariable checks that a database that cannot be
+// opened is reported with DATABASE_URL and its URL, without the password:
+// "database: unable to open database file (14)" named neither.
+func TestDatabaseErrorsNameTheVariable(t *testing.T) {
+	data := offlineEnv(t)
+	for _, tt := range []struct{ url, want string }{
+		{"sqlite3://" + data + "/missing/agora.db", "DATABASE_URL=sqlite3://" + data + "/missing/agora.db: "},
+		{"postgres://agora:secret@127.0.0.1:1/agora?sslmode=disable", "DATABASE_URL=postgres://agora:xxxxx@127.0.0.1:1/agora?sslmode=disable: "},
+	} {
+		t.Setenv("DATABASE_URL", tt.url)
+		_, err := run(t, "", "migrate")
+		if err == nil || !strings.HasPrefix(err.Error(), tt.want) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("DATABASE_URL=%s: %v; want an error starting %q", tt.url, err, tt.want)
+		}
+	}
+}
