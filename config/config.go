@@ -140,8 +140,11 @@ func Load() (*Config, error) {
 		return nil, err
 	}
 	c.sessionSecret = envy.Get("SESSION_SECRET", "")
-	if c.Production() && len(c.sessionSecret) < 32 {
-		return nil, errors.New("config: SESSION_SECRET must be set to at least 32 random characters when GO_ENV=production")
+	if strings.TrimSpace(c.sessionSecret) == "" {
+		c.sessionSecret = "" // blank is unset: generated, outside production
+	}
+	if c.Production() && len(strings.TrimSpace(c.sessionSecret)) < 32 {
+		return nil, errors.New("config: SESSION_SECRET must be set to at least 32 random characters, not counting spaces, when GO_ENV=production")
 	}
 	return c, nil
 }

@@ -61,6 +61,12 @@ func TestLoadDefaults(t *testing.T) {
 	if s2, _ := c2.SessionSecret(); s2 != s1 {
 		t.Errorf("session secret not persisted: %q then %q", s1, s2)
 	}
+	// Blank is unset.
+	t.Setenv("SESSION_SECRET", "   ")
+	c3, _ := Load()
+	if s3, _ := c3.SessionSecret(); s3 != s1 {
+		t.Errorf("SESSION_SECRET blank: session secret %q; want the generated %q", s3, s1)
+	}
 }
 
 func TestLoadErrorsNameTheVariable(t *testing.T) {
@@ -85,9 +91,11 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 	}
 	t.Run("production needs SESSION_SECRET", func(t *testing.T) {
 		t.Setenv("GO_ENV", "production")
-		t.Setenv("SESSION_SECRET", "")
-		if _, err := Load(); err == nil || !strings.Contains(err.Error(), "SESSION_SECRET") {
-			t.Errorf("Load() = %v; want an error naming SESSION_SECRET", err)
+		for _, secret := range []string{"", strings.Repeat(" ", 40), strings.Repeat(" ", 20) + "0123456789abcdef"} {
+			t.Setenv("SESSION_SECRET", secret)
+			if _, err := Load(); err == nil || !strings.Contains(err.Error(), "SESSION_SECRET") {
+				t.Errorf("SESSION_SECRET=%q: Load() = %v; want an error naming SESSION_SECRET", secret, err)
+			}
 		}
 	})
 }
