@@ -223,8 +223,9 @@ func listenAddr(addr, port string) (string, error) {
 			return "", fmt.Errorf("config: ADDR=%q: want host:port or a host", addr)
 		}
 	}
+	// Digits only: strconv.Atoi takes "+80" and "-0" too.
 	n, err := strconv.Atoi(p)
-	if err != nil || n < 0 || n > 65535 {
+	if err != nil || strings.Trim(p, "0123456789") != "" || n > 65535 {
 		return "", fmt.Errorf("config: port %q (ADDR or PORT): want a number from 0 to 65535", p)
 	}
 	return net.JoinHostPort(host, p), nil

@@ -20,6 +20,10 @@ var listenAddrTests = []struct {
 	{"localhost:0", "", "localhost:0", ""},
 	{"127.0.0.1:http", "", "", "want a number"},
 	{"", "70000", "", "want a number"},
+	{"127.0.0.1:+80", "", "", "want a number"},
+	{"127.0.0.1", "+80", "", "want a number"},
+	{"127.0.0.1:-0", "", "", "want a number"},
+	{"127.0.0.1:", "", "", "want a number"},
 }
 
 func TestListenAddr(t *testing.T) {
