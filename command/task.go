@@ -25,6 +25,7 @@ func newTask() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			grifts.Register(openTaskEnv)
 			if len(args) == 0 {
+				grift.CommandName = cmd.CommandPath() // how the list says to run each
 				grift.PrintGrifts(cmd.OutOrStdout())
 				return nil
 			}

@@ -92,3 +92,13 @@ func TestDatabaseErrorsNameTheVariable(t *testing.T) {
 		}
 	}
 }
+
+// TestTaskList checks that `agora task` lists the tasks as they are run,
+// not as `grift NAME`, a command that does not exist here.
+func TestTaskList(t *testing.T) {
+	offlineEnv(t)
+	out, err := run(t, "", "task")
+	if err != nil || !strings.Contains(out, "agora task db:migrate ") || strings.Contains(out, "grift ") {
+		t.Errorf("agora task: %v\n%s\nwant agora task db:migrate, and no grift NAME", err, out)
+	}
+}
