@@ -13,6 +13,8 @@ import (
 	"golang.org/x/mod/semver"
 	"golang.org/x/mod/sumdb/dirhash"
 	modzip "golang.org/x/mod/zip"
+
+	"agora/storage"
 )
 
 // The longest module path and version Agora records, in bytes: the sizes
@@ -32,6 +34,9 @@ func checkPath(path string) error {
 	if len(path) > maxPathLen {
 		return errorf(ErrInvalid, "", "", "module path %.40q... is %d bytes long; Agora keeps paths of at most %d", path, len(path), maxPathLen)
 	}
+	if err := storage.CheckNames(path, ""); err != nil {
+		return errorf(ErrInvalid, path, "", "%v", err)
+	}
 	return nil
 }
 
@@ -43,6 +48,9 @@ func checkVersion(path, version string) error {
 	}
 	if len(version) > maxVersionLen {
 		return errorf(ErrInvalid, path, "", "version %.40q... is %d bytes long; Agora keeps versions of at most %d", version, len(version), maxVersionLen)
+	}
+	if err := storage.CheckNames(path, version); err != nil {
+		return errorf(ErrInvalid, path, "", "version %.40q...: %v", version, err)
 	}
 	if !semver.IsValid(version) {
 		return errorf(ErrInvalid, path, version, "version %q is not a semantic version", version)

@@ -219,8 +219,9 @@ func hashGoMod(t *testing.T, data []byte) string {
 }
 
 // TestLongPathsAndVersions checks that a module path or version longer
-// than the metadata database keeps is refused as invalid, not left to fail
-// in the database (PostgreSQL refuses to store it). A download of such a
+// than the metadata database keeps, or than a file name on disk holds, is
+// refused as invalid, not left to fail in the database (PostgreSQL refuses
+// to store it) or on the disk (ENAMETOOLONG). A download of such a
 // version is a 404, as that of any version not stored.
 func TestLongPathsAndVersions(t *testing.T) {
 	ctx := context.Background()
@@ -241,6 +242,16 @@ func TestLongPathsAndVersions(t *testing.T) {
 		}},
 		{"publish a long version", func() error {
 			_, err := r.Publish(ctx, alice, "example.com/m", tooLongVersion, bytes.NewReader(moduleZip(t, "example.com/m", tooLongVersion, "long")))
+			return err
+		}},
+		{"publish a version too long for a file name", func() error {
+			v := "v1.0.0-" + strings.Repeat("a", 230)
+			_, err := r.Publish(ctx, alice, "example.com/m", v, bytes.NewReader(moduleZip(t, "example.com/m", v, "long")))
+			return err
+		}},
+		{"publish a path element too long for a file name", func() error {
+			p := "example.com/" + strings.Repeat("A", 130) // escaped, 260 bytes
+			_, err := r.Publish(ctx, alice, p, "v1.0.0", bytes.NewReader(moduleZip(t, p, "v1.0.0", "long")))
 			return err
 		}},
 		{"list a long path", func() error {

@@ -93,6 +93,44 @@ type Store interface {
 // recognise leftovers and never touch anything else.
 const tempSuffix = ".agora-tmp"
 
+// MaxNameLen is the longest file name the file systems Agora stores on
+// hold (NAME_MAX on Linux, macOS and the BSDs), in bytes.
+const MaxNameLen = 255
+
+// tempNameExtra is what the name of a temporary file adds to that of the
+// file it becomes: "." before it, then "." and up to 10 digits of
+// os.CreateTemp, then tempSuffix.
+const tempNameExtra = 1 + 1 + 10 + len(tempSuffix)
+
+// CheckNames reports whether the files of path@version (of path alone,
+// if version is empty) have names short enough for the disk: every
+// element of the escaped path, and the escaped version with the longest
+// kind's extension while it is written, at most MaxNameLen bytes. A module
+// path element may be up to 255 characters of the path itself, and a
+// version has no limit, so valid modules can fail it.
+func CheckNames(path, version string) error {
+	escaped, err := module.EscapePath(path)
+	if err != nil {
+		return err
+	}
+	for elem := range strings.SplitSeq(escaped, "/") {
+		if len(elem) > MaxNameLen {
+			return fmt.Errorf("path element %.20q... is %d bytes long as stored; file names hold at most %d", elem, len(elem), MaxNameLen)
+		}
+	}
+	if version == "" {
+		return nil
+	}
+	ev, err := module.EscapeVersion(version)
+	if err != nil {
+		return err
+	}
+	if max := MaxNameLen - len(Info) - tempNameExtra; len(ev) > max {
+		return fmt.Errorf("version is %d bytes long as stored; file names hold versions of at most %d", len(ev), max)
+	}
+	return nil
+}
+
 // Disk is a Store on a local file system.
 type Disk struct {
 	root string

@@ -138,3 +138,47 @@ func TestDiskDeleteAnnouncingFilesFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckNames checks the longest names CheckNames lets through against
+// a real disk: each is stored, with every kind, and one byte more is
+// refused. Upper-case letters count twice, as they are stored escaped.
+func TestCheckNames(t *testing.T) {
+	ctx := context.Background()
+	d, err := storage.NewDisk(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	longestElem := strings.Repeat("a", storage.MaxNameLen)
+	const versionMax = storage.MaxNameLen - len(".info") - len("..4294967295.agora-tmp")
+	longestVersion := "v1.0.0-" + strings.Repeat("a", versionMax-len("v1.0.0-"))
+	tests := []struct {
+		path, version string
+		ok            bool
+	}{
+		{"example.com/" + longestElem, "", true},
+		{"example.com/" + longestElem + "a", "", false},
+		{"example.com/" + strings.Repeat("A", storage.MaxNameLen/2), "", true}, // "!a" each
+		{"example.com/" + strings.Repeat("A", storage.MaxNameLen/2+1), "", false},
+		{"example.com/m", longestVersion, true},
+		{"example.com/m", longestVersion + "a", false},
+		{"example.com/m", "v1.0.0-" + strings.Repeat("A", (versionMax-len("v1.0.0-"))/2+1), false},
+	}
+	for _, tt := range tests {
+		err := storage.CheckNames(tt.path, tt.version)
+		if (err == nil) != tt.ok {
+			t.Errorf("CheckNames(%.30s…, %.30s…) = %v; want ok: %v", tt.path, tt.version, err, tt.ok)
+		}
+		if err != nil || tt.version == "" {
+			continue
+		}
+		for _, kind := range storage.Kinds {
+			if err := d.Put(ctx, tt.path, tt.version, kind, strings.NewReader("x")); err != nil {
+				t.Errorf("storing a %s of a version CheckNames accepts: %v", kind, err)
+			}
+		}
+	}
+	// The longest path element, stored.
+	if err := d.Put(ctx, "example.com/"+longestElem, "v1.0.0", storage.Mod, strings.NewReader("x")); err != nil {
+		t.Errorf("storing under the longest path element CheckNames accepts: %v", err)
+	}
+}
