@@ -1244,7 +1244,16 @@ func zipWithGoMod(t *testing.T, path, version, gomod string) []byte {
 // first stored: another node's change at the worst moment of a fetch.
 type hookedStore struct {
 	storage.Store
-	beforeZip func()
+	beforeZip  func()
+	beforeList func() // before the first PutList, which then writes what it was given
+}
+
+func (s *hookedStore) PutList(ctx context.Context, path string, versions []string) error {
+	if hook := s.beforeList; hook != nil {
+		s.beforeList = nil
+		hook()
+	}
+	return s.Store.PutList(ctx, path, versions)
 }
 
 func (s *hookedStore) PutFile(ctx context.Context, path, version string, kind storage.Kind, src string) error {

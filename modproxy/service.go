@@ -482,14 +482,40 @@ func (s *Service) writeList(ctx context.Context, path string) {
 	defer mu.Unlock()
 
 	s.forgetList(path)
-	all, err := s.meta.Versions(ctx, path)
-	if err == nil {
-		withMod := slices.DeleteFunc(all, func(v *Version) bool { return !v.Has(storage.Mod) })
-		err = s.blobs.PutList(ctx, path, listed(withMod))
+	// The lock above serialises this process only. Another node may
+	// record a version and write its list between this one's reading the
+	// database and writing the file, which the write would then undo; so
+	// the database is read again after the write, and the file rewritten
+	// until the two agree. A version recorded after that read is written
+	// by its own node, after its record.
+	written, err := s.listFile(ctx, path)
+	for try := 0; err == nil; try++ {
+		if err = s.blobs.PutList(ctx, path, written); err != nil {
+			break
+		}
+		var now []string
+		if now, err = s.listFile(ctx, path); err != nil || slices.Equal(now, written) {
+			break
+		}
+		if try == 4 {
+			err = errors.New("the versions kept changing while the file was written")
+			break
+		}
+		written = now
 	}
 	if err != nil {
 		s.log.Error("rewriting @v/list in storage", "module", path, "err", err)
 	}
+}
+
+// listFile returns what path's @v/list file names: the versions whose .mod
+// is stored (see writeList), from the database.
+func (s *Service) listFile(ctx context.Context, path string) ([]string, error) {
+	all, err := s.meta.Versions(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return listed(slices.DeleteFunc(all, func(v *Version) bool { return !v.Has(storage.Mod) })), nil
 }
 
 // forget drops what memory holds of path@version. What a request read

@@ -334,3 +334,24 @@ func TestSmallFilesServedFromMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestListFileOfTwoNodes checks the storage tree's @v/list file when two
+// nodes change one module at once: node A reads the versions, node B
+// publishes another and writes its list, then A writes what it read. The
+// file must name both versions in the end, as the database does.
+func TestListFileOfTwoNodes(t *testing.T) {
+	const path = "example.com/m"
+	r := newTestRegistry(t)
+	a := r.node(t, func(c *modproxy.Config) {
+		c.Blobs = &hookedStore{Store: r.disk, beforeList: func() {
+			r.publish(t, alice, path, "v1.1.0", moduleZip(t, path, "v1.1.0", "b"))
+		}}
+	})
+	if _, err := a.Publish(context.Background(), alice, path, "v1.0.0", bytes.NewReader(moduleZip(t, path, "v1.0.0", "a"))); err != nil {
+		t.Fatal(err)
+	}
+	got := r.storedFiles(t)[path+"/@v/list"]
+	if want := "v1.0.0\nv1.1.0\n"; got != want {
+		t.Errorf("@v/list file = %q; want %q", got, want)
+	}
+}
