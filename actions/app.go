@@ -153,20 +153,40 @@ func App(d *Deps) (*buffalo.App, error) {
 	app.ServeFiles("/assets", assetsFS())
 
 	// Under /api/, unmatched routes and failures answer like every other
-	// API error; elsewhere Buffalo's pages do.
+	// API error; elsewhere in plain text.
 	for _, status := range []int{http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusInternalServerError} {
-		site := app.ErrorHandlers.Get(status)
 		app.ErrorHandlers[status] = func(status int, err error, c buffalo.Context) error {
-			if !strings.HasPrefix(c.Request().URL.Path, "/api/") {
-				return site(status, err, c)
-			}
 			if status == http.StatusMethodNotAllowed {
 				c.Response().Header().Set("Allow", allowedMethods(app.Muxer(), c.Request()))
+			}
+			if !strings.HasPrefix(c.Request().URL.Path, "/api/") {
+				return d.renderSiteStatus(c, status, err)
 			}
 			return d.renderAPIStatus(c, status, err)
 		}
 	}
 	return app, nil
+}
+
+// renderSiteStatus answers a request outside the API that Buffalo failed
+// (no route, no such method, a handler's unexpected error) in plain text,
+// whatever GO_ENV says: Buffalo's development pages, and Agora runs in
+// development unless told otherwise, list every route and show a
+// failure's stack trace to whoever asks.
+func (d *Deps) renderSiteStatus(c buffalo.Context, status int, err error) error {
+	req := c.Request()
+	path := req.URL.Path // with a slash that Buffalo added
+	if len(path) > 1 {
+		path = strings.TrimSuffix(path, "/")
+	}
+	msg := fmt.Sprintf("%s: %s %s", strings.ToLower(http.StatusText(status)), req.Method, path)
+	if status == http.StatusInternalServerError {
+		msg = errorMessage(d.Logger, req, status, err)
+	}
+	c.Response().Header().Set("Content-Type", "text/plain; charset=utf-8")
+	c.Response().WriteHeader(status)
+	_, werr := io.WriteString(c.Response(), msg+"\n")
+	return werr
 }
 
 // allowedMethods returns the methods, comma-separated, that r's path takes:

@@ -64,6 +64,35 @@ func TestAPIErrorsAreJSON(t *testing.T) {
 	})
 }
 
+// TestSiteErrorsArePlain checks that outside the API, a path with no route
+// or a method a route does not take is answered in plain text, in
+// development too (Agora's default GO_ENV), where Buffalo's own pages list
+// every route of the server.
+func TestSiteErrorsArePlain(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn, func(s *serverSetup) { s.cfg.Env = "development" })
+		for _, tc := range []struct {
+			method, path string
+			status       int
+			body         string
+		}{
+			{http.MethodGet, "/nope", http.StatusNotFound, "not found: GET /nope\n"},
+			{http.MethodPost, "/healthz", http.StatusMethodNotAllowed, "method not allowed: POST /healthz\n"},
+		} {
+			r := s.do(t, tc.method, tc.path, nil)
+			if r.status != tc.status || string(r.body) != tc.body {
+				t.Errorf("%s %s: %d %.200q; want %d %q", tc.method, tc.path, r.status, r.body, tc.status, tc.body)
+			}
+			if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+				t.Errorf("%s %s: Content-Type %q; want text/plain", tc.method, tc.path, ct)
+			}
+			if tc.status == http.StatusMethodNotAllowed && !strings.Contains(r.header.Get("Allow"), http.MethodGet) {
+				t.Errorf("%s %s: Allow %q; want GET in it", tc.method, tc.path, r.header.Get("Allow"))
+			}
+		}
+	})
+}
+
 // TestNoMethodOverride checks that a POST is never taken for another
 // method (Buffalo's MethodOverride reads one from a _method field): a form
 // on any web site could then make a browser that holds an API user's
