@@ -2,6 +2,7 @@ package actions
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"io/fs"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"agora/auth"
 	"agora/config"
 	"agora/cork"
+	"agora/modproxy"
 	"agora/storage"
 )
 
@@ -272,9 +274,15 @@ func (h *proxyHandler) serveLatest(w http.ResponseWriter, r *http.Request, path 
 	}{v.Version, v.Time})
 }
 
-// failErr answers with the status the error table gives err.
+// failErr answers with the status the error table gives err, except that
+// an invalid path or version is not found, as one this handler cannot
+// parse is: the go command looks up every prefix of a package's path, and
+// stops at any answer but 404 and 410.
 func (h *proxyHandler) failErr(w http.ResponseWriter, r *http.Request, err error) {
 	status, _ := statusOf(err)
+	if errors.Is(err, modproxy.ErrInvalid) {
+		status = http.StatusNotFound
+	}
 	h.fail(w, r, status, strings.ToLower(statusText(status))+": "+errorMessage(h.deps.Logger, r, status, err))
 }
 

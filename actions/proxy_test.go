@@ -205,6 +205,13 @@ func TestDownloadNotFound(t *testing.T) {
 			"/@latest",
 			"/example.com/x/../x/@v/list",
 			"/notamodule/@v/list",
+			// Valid, but longer than Agora keeps (see checkPath): as
+			// unknown as any path here, for the go command's prefix search.
+			"/example.com/" + strings.Repeat("a", 300) + "/@v/list",
+			"/example.com/" + strings.Repeat("a", 300) + "/@latest",
+			"/example.com/x" + strings.Repeat("/abcdefghi", 52) + "/@v/list",
+			"/example.com/x/@v/v1.0.0-" + strings.Repeat("a", 240) + ".info",
+			"/example.com/x/@v/v2.0.0.mod", // no /v2 in the path
 		} {
 			t.Run(path, func(t *testing.T) {
 				wantProtocolError(t, s.get(t, path), http.StatusNotFound)
