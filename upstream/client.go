@@ -118,7 +118,14 @@ type Options struct {
 	Health *Health
 
 	now func() time.Time // the clock of a new Health; tests set it
+	// startHeaderTimer starts the timer of a header timeout, or of an
+	// error answer's body, named what (see attempt): time.AfterFunc of
+	// HeaderTimeout, unless a test fires them itself.
+	startHeaderTimer func(what string, f func()) stopper
 }
+
+// stopper is a timer that a Client stops, such as a *time.Timer.
+type stopper interface{ Stop() bool }
 
 // Defaults of Options.
 const (
@@ -161,6 +168,10 @@ func (o Options) withDefaults() Options {
 	}
 	if o.now == nil {
 		o.now = time.Now
+	}
+	if o.startHeaderTimer == nil {
+		d := o.HeaderTimeout
+		o.startHeaderTimer = func(_ string, f func()) stopper { return time.AfterFunc(d, f) }
 	}
 	if o.Health == nil {
 		observer, _ := o.Observer.(HealthObserver)

@@ -121,6 +121,9 @@ func TestProxyPath(t *testing.T) {
 }
 
 func TestFallThrough(t *testing.T) {
+	// The first proxy's header timeout is fired when it has the request;
+	// the second, healthy one has a minute to answer.
+	timeouts := newFiredTimeouts(whatNoHeaders)
 	failures := []struct {
 		name     string
 		notFound bool // falls through after ','
@@ -131,7 +134,7 @@ func TestFallThrough(t *testing.T) {
 		{"403", true, func(t *testing.T) string { return newFakeProxy(t, serveStatus(403)).URL }},
 		{"500", false, func(t *testing.T) string { return newFakeProxy(t, serveStatus(500)).URL }},
 		{"400", false, func(t *testing.T) string { return newFakeProxy(t, serveStatus(400)).URL }},
-		{"timeout", false, func(t *testing.T) string { return newFakeProxy(t, hang(t)).URL }},
+		{"timeout", false, func(t *testing.T) string { return newFakeProxy(t, hangAfterTimeout(t, timeouts)).URL }},
 		{"refused", false, refusedURL},
 		{"invalid info", false, func(t *testing.T) string {
 			files := maps.Clone(modFiles)
@@ -143,7 +146,7 @@ func TestFallThrough(t *testing.T) {
 		for _, sep := range []string{",", "|"} {
 			t.Run(f.name+sep, func(t *testing.T) {
 				good := newFakeProxy(t, serveFiles(modFiles))
-				c := newTestClient(t, f.start(t)+sep+good.URL, func(o *Options) { o.HeaderTimeout = 50 * time.Millisecond })
+				c := newTestClient(t, f.start(t)+sep+good.URL, timeouts.set)
 				info, src, err := c.Info(context.Background(), modPath, "v1.0.0")
 				if f.notFound || sep == "|" {
 					if err != nil || src != good.URL || info.Version != "v1.0.0" {
@@ -422,9 +425,12 @@ func TestStalledErrorBody(t *testing.T) {
 			// The caller's deadline, far beyond the header timeout.
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			p := newFakeProxy(t, stallError(t, tt.status))
+			// The stalled body's timeout is fired once it stalls; the
+			// next proxy has a minute to answer.
+			timeouts := newFiredTimeouts(whatNoErrorBody)
+			p := newFakeProxy(t, stallError(t, tt.status, timeouts))
 			good := newFakeProxy(t, serveFiles(modFiles))
-			c := newTestClient(t, p.URL+","+good.URL, func(o *Options) { o.HeaderTimeout = 50 * time.Millisecond })
+			c := newTestClient(t, p.URL+","+good.URL, timeouts.set)
 			for range downAfter {
 				mod, _, err := c.Mod(ctx, modPath, "v1.0.0")
 				if ctx.Err() != nil {

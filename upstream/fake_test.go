@@ -142,9 +142,9 @@ func hang(t *testing.T) http.HandlerFunc {
 }
 
 // stallError answers with status and the start of a plain-text reason,
-// then hangs.
-func stallError(t *testing.T, status int) http.HandlerFunc {
-	h := hang(t)
+// then fires the error body's timeout of ft and hangs.
+func stallError(t *testing.T, status int, ft *firedTimeouts) http.HandlerFunc {
+	h := hangAfterTimeout(t, ft)
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(status)
@@ -257,4 +257,89 @@ func fetchAll(ctx context.Context, c *Client) error {
 	defer zip.Close()
 	_, err = io.ReadAll(zip)
 	return err
+}
+
+// firedTimeouts makes a Client's header timeouts of one kind (whatNoHeaders
+// or whatNoErrorBody) fire when a fake proxy says so, not after a
+// duration, so that a test under load neither waits for them nor races
+// them; the Client's other timeouts are a minute long.
+type firedTimeouts struct {
+	what string
+	fire chan struct{}
+}
+
+func newFiredTimeouts(what string) *firedTimeouts {
+	return &firedTimeouts{what: what, fire: make(chan struct{})}
+}
+
+// set is an edit of Options for newTestClient.
+func (ft *firedTimeouts) set(o *Options) {
+	o.HeaderTimeout = time.Minute
+	o.startHeaderTimer = func(what string, f func()) stopper {
+		if what != ft.what {
+			return time.AfterFunc(time.Minute, f)
+		}
+		t := &firedTimer{stop: make(chan struct{})}
+		go func() {
+			select {
+			case <-ft.fire:
+				if t.end(timerFired) {
+					f()
+				}
+			case <-t.stop:
+			}
+		}()
+		return t
+	}
+}
+
+// expire fires one timeout that is running, for the request r of a fake
+// proxy: it returns once it did, or once r is given up.
+func (ft *firedTimeouts) expire(r *http.Request) {
+	select {
+	case ft.fire <- struct{}{}:
+	case <-r.Context().Done():
+	}
+}
+
+// firedTimer is a timer of firedTimeouts.
+type firedTimer struct {
+	mu    sync.Mutex
+	state int // timerRunning, timerFired or timerStopped
+	stop  chan struct{}
+}
+
+const (
+	timerRunning = iota
+	timerFired
+	timerStopped
+)
+
+// end moves a running timer to state and reports whether it was running.
+func (t *firedTimer) end(state int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.state != timerRunning {
+		return false
+	}
+	t.state = state
+	return true
+}
+
+// Stop stops the timer, as time.Timer's: false if it had fired or stopped.
+func (t *firedTimer) Stop() bool {
+	if !t.end(timerStopped) {
+		return false
+	}
+	close(t.stop)
+	return true
+}
+
+// hangAfterTimeout is hang, after firing a header timeout of ft.
+func hangAfterTimeout(t *testing.T, ft *firedTimeouts) http.HandlerFunc {
+	h := hang(t)
+	return func(w http.ResponseWriter, r *http.Request) {
+		ft.expire(r)
+		h(w, r)
+	}
 }

@@ -276,9 +276,7 @@ func (c *Client) attempt(ctx context.Context, p *proxy, kind, escPath, rel strin
 
 	start := time.Now()
 	actx, cancel := context.WithCancelCause(ctx)
-	headerTimer := time.AfterFunc(c.opts.HeaderTimeout, func() {
-		cancel(&timeoutError{"no response headers", c.opts.HeaderTimeout})
-	})
+	headerTimer := c.headerTimer(whatNoHeaders, cancel)
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		headerTimer.Stop()
@@ -325,9 +323,7 @@ func (c *Client) attempt(ctx context.Context, p *proxy, kind, escPath, rel strin
 	if resp.StatusCode != http.StatusOK {
 		// The body of an error answer is small: it gets the time its
 		// headers may take.
-		timer := time.AfterFunc(c.opts.HeaderTimeout, func() {
-			cancel(&timeoutError{"error response body not received in full", c.opts.HeaderTimeout})
-		})
+		timer := c.headerTimer(whatNoErrorBody, cancel)
 		herr, n, readErr := newHTTPError(name, resp)
 		timer.Stop()
 		var err error = herr
@@ -374,6 +370,20 @@ func (c *Client) attempt(ctx context.Context, p *proxy, kind, escPath, rel strin
 		cancel(&timeoutError{"body not received in full", timeout})
 	})
 	return b, nil
+}
+
+// The timeouts that HeaderTimeout bounds, as their errors name them.
+const (
+	whatNoHeaders   = "no response headers"
+	whatNoErrorBody = "error response body not received in full"
+)
+
+// headerTimer cancels an attempt with the timeout what unless stopped
+// within HeaderTimeout.
+func (c *Client) headerTimer(what string, cancel context.CancelCauseFunc) stopper {
+	return c.opts.startHeaderTimer(what, func() {
+		cancel(&timeoutError{what, c.opts.HeaderTimeout})
+	})
 }
 
 // isCertError reports whether err is a TLS certificate that did not
