@@ -133,14 +133,26 @@ func TestProxyAnswersKeepItUp(t *testing.T) {
 		}
 	}
 
-	p := newFakeProxy(t, hang(t))
+	// The proxy hangs, and each request is given up by its caller once
+	// it reached the proxy.
+	cancels := make(chan context.CancelFunc, 1)
+	h := hang(t)
+	p := newFakeProxy(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case cancel := <-cancels:
+			cancel()
+		case <-r.Context().Done():
+		}
+		h(w, r)
+	})
 	c := newTestClient(t, p.URL, nil)
 	for range 2 * downAfter {
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		ctx, cancel := context.WithCancel(ctx)
+		cancels <- cancel
 		_, _, err := c.Mod(ctx, modPath, "v1.0.0")
 		cancel()
-		if errors.Is(err, ErrDown) {
-			t.Fatalf("%v; requests their callers gave up do not take a proxy down", err)
+		if errors.Is(err, ErrDown) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("%v; want context.Canceled: requests their callers gave up do not take a proxy down", err)
 		}
 	}
 	if n := p.count(); n != 2*downAfter {
