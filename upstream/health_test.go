@@ -165,9 +165,23 @@ func TestProxyAnswersKeepItUp(t *testing.T) {
 // once, and that a proxy that never answers (connections accepted, no
 // headers) goes down like one that refuses them.
 func TestProxyDownOneProbe(t *testing.T) {
-	p := newFakeProxy(t, hang(t))
+	// The first downAfter requests hang, their header timeouts fired by
+	// the proxy; the probe after them waits for release, then gets a 502.
+	timeouts := newFiredTimeouts(whatNoHeaders)
+	hanging := hangAfterTimeout(t, timeouts)
+	var requests atomic.Int32
+	probing, release := make(chan struct{}), make(chan struct{})
+	p := newFakeProxy(t, func(w http.ResponseWriter, r *http.Request) {
+		if requests.Add(1) <= downAfter {
+			hanging(w, r)
+			return
+		}
+		close(probing)
+		<-release
+		http.Error(w, "fake: bad gateway", http.StatusBadGateway)
+	})
 	clock := testutil.NewClock(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
-	c := newTestClient(t, p.URL, func(o *Options) { o.now = clock.Now; o.HeaderTimeout = 50 * time.Millisecond })
+	c := newTestClient(t, p.URL, func(o *Options) { timeouts.set(o); o.now = clock.Now; o.Retries = -1 })
 	ctx := context.Background()
 	for range downAfter {
 		if _, _, err := c.Info(ctx, modPath, "v1.0.0"); !isTimeout(err) {
@@ -180,17 +194,23 @@ func TestProxyDownOneProbe(t *testing.T) {
 		_, _, err := c.Info(ctx, modPath, "v1.0.0")
 		probe <- err
 	}()
-	for p.count() < downAfter+1 {
-		time.Sleep(time.Millisecond) // until the probe hangs at the proxy
+	select {
+	case <-probing:
+	case err := <-probe:
+		t.Fatalf("the probe: %v; want it to reach the proxy", err)
 	}
 	if _, _, err := c.Info(ctx, modPath, "v1.0.0"); !errors.Is(err, ErrDown) || !strings.Contains(err.Error(), "under way") {
 		t.Errorf("Info during the probe: %v; want ErrDown, saying that a request is under way", err)
 	}
-	if err := <-probe; !isTimeout(err) {
-		t.Errorf("the probe: %v; want a header timeout", err)
+	close(release)
+	if err := <-probe; err == nil || errors.Is(err, ErrDown) || !strings.Contains(err.Error(), "502") {
+		t.Errorf("the probe: %v; want the 502", err)
 	}
 	if n := p.count(); n != downAfter+1 {
 		t.Errorf("%d requests reached the proxy; want %d", n, downAfter+1)
+	}
+	if _, _, err := c.Info(ctx, modPath, "v1.0.0"); !errors.Is(err, ErrDown) || !strings.Contains(err.Error(), "asked again in 10s") {
+		t.Errorf("Info after the failed probe: %v; want ErrDown for a doubled cool-off", err)
 	}
 }
 
