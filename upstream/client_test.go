@@ -897,3 +897,37 @@ func TestLatestFromList(t *testing.T) {
 		}
 	})
 }
+
+var backoffTests = []struct {
+	backoff time.Duration
+	n       int
+	want    time.Duration // before jitter of ±50%
+}{
+	{200 * time.Millisecond, 0, 200 * time.Millisecond},
+	{200 * time.Millisecond, 1, 400 * time.Millisecond},
+	{200 * time.Millisecond, 3, 1600 * time.Millisecond},
+	{200 * time.Millisecond, 8, 51200 * time.Millisecond},
+	{200 * time.Millisecond, 9, maxBackoff}, // 102.4s, capped
+	{200 * time.Millisecond, 100, maxBackoff},
+	{time.Millisecond, 5, 32 * time.Millisecond},
+	{time.Duration(1) << 62, 1, maxBackoff}, // overflows
+	{2 * time.Minute, 0, maxBackoff},
+}
+
+func TestBackoff(t *testing.T) {
+	for _, tt := range backoffTests {
+		c := New(nil, Options{Backoff: tt.backoff})
+		lo, hi := tt.want/2, tt.want/2+tt.want // [d/2, 3d/2)
+		least, most := hi, time.Duration(0)
+		for range 200 {
+			d := c.backoff(tt.n)
+			if d < lo || d >= hi {
+				t.Fatalf("Backoff %v, backoff(%d) = %v; want within [%v, %v)", tt.backoff, tt.n, d, lo, hi)
+			}
+			least, most = min(least, d), max(most, d)
+		}
+		if least == most {
+			t.Errorf("Backoff %v, backoff(%d) is always %v; want random jitter", tt.backoff, tt.n, least)
+		}
+	}
+}
