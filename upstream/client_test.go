@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"golang.org/x/mod/module"
+	modzip "golang.org/x/mod/zip"
 )
 
 func TestClientProtocol(t *testing.T) {
@@ -929,5 +930,17 @@ func TestBackoff(t *testing.T) {
 		if least == most {
 			t.Errorf("Backoff %v, backoff(%d) is always %v; want random jitter", tt.backoff, tt.n, least)
 		}
+	}
+}
+
+// TestDefaultSizeLimits checks that a new Client has the go command's
+// limits (golang.org/x/mod/zip): TestSizeLimits lowers them.
+func TestDefaultSizeLimits(t *testing.T) {
+	want := map[string]int64{
+		"info": modzip.MaxGoMod, "latest": modzip.MaxGoMod, "list": modzip.MaxGoMod, "mod": modzip.MaxGoMod,
+		"zip": modzip.MaxZipFile,
+	}
+	if c := New(nil, Options{}); !maps.Equal(c.limits, want) {
+		t.Errorf("limits %v; want %v", c.limits, want)
 	}
 }
