@@ -448,6 +448,40 @@ func TestFetchChecksumMismatchRefused(t *testing.T) {
 	r.read(t, path, version, storage.Mod)
 }
 
+// TestFetchModChecksumMismatchRefused checks that a .mod fetched on its
+// own, without its zip (so with no zip hash to check), is still verified
+// against the checksum database's go.mod hash: a mismatch is refused,
+// nothing of it is stored, and the refusal is audited.
+func TestFetchModChecksumMismatchRefused(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.2.0"
+	fv := up.add(t, path, version, "a")
+	checker := &fakeChecker{known: map[string]string{
+		path + " " + version:             hashZipBytes(t, fv.zip),
+		path + " " + version + "/go.mod": "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", // not the go.mod's
+	}}
+	r := cachingRegistry(t, up, checker)
+	ctx := context.Background()
+
+	_, _, err := r.Open(ctx, path, version, storage.Mod)
+	if !errors.Is(err, modproxy.ErrUpstream) || !strings.Contains(err.Error(), "checksum") {
+		t.Fatalf("Open(.mod) of a tampered go.mod = %v; want ErrUpstream about the checksum database", err)
+	}
+	if n := up.count("mod"); n != 1 {
+		t.Errorf("upstream .mod requests = %d; want 1", n)
+	}
+	if files := r.storedNames(t); len(files) != 0 {
+		t.Errorf("stored %q after a refused fetch; want nothing", files)
+	}
+	if _, err := r.meta.Version(ctx, path, version); !errors.Is(err, modproxy.ErrNotFound) {
+		t.Errorf("record after a refused fetch: %v; want none", err)
+	}
+	events := r.meta.Events()
+	if len(events) != 1 || events[0].Action != modproxy.ActionFetchRejected || events[0].Path != path || events[0].Version != version {
+		t.Errorf("audit events = %+v; want one %s of %s@%s", events, modproxy.ActionFetchRejected, path, version)
+	}
+}
+
 // TestFetchOfPublishedModuleVerifiedOnceServed checks that a version of
 // a path published here is looked up in the checksum database only once
 // the upstream has served its file, and then verified as any other. A
