@@ -816,6 +816,45 @@ func TestFetchErrors(t *testing.T) {
 	}
 }
 
+// TestFetchRefusesZipBreakingModuleRules checks that a zip an upstream
+// serves is held to the rules of module zips (x/mod/zip's CheckZip), not
+// only opened, read for its go.mod and hashed: each zip here is a readable
+// archive with the right go.mod, and breaks one rule.
+func TestFetchRefusesZipBreakingModuleRules(t *testing.T) {
+	const path, version = "example.com/dep", "v1.0.0"
+	const prefix = path + "@" + version + "/"
+	for _, tt := range []struct {
+		name  string
+		extra zipFile
+		rule  string // in the error
+	}{
+		{"a file outside path@version/", zipFile{"example.com/other@v1.0.0/x.go", "package x\n"}, "does not have prefix"},
+		{"two names differing only in case", zipFile{prefix + "M.go", "package m\n"}, "case-insensitive file name collision"},
+		{"a ../ entry", zipFile{prefix + "../escape.go", "package escape\n"}, "invalid path element"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newFakeUpstream()
+			fv := up.add(t, path, version, "a")
+			fv.zip = buildZip(t, []zipFile{{prefix + "go.mod", fv.mod}, {prefix + "m.go", "package m\n"}, tt.extra})
+			up.versions[path+"@"+version] = fv
+			r := cachingRegistry(t, up, nil)
+			ctx := context.Background()
+
+			if _, _, err := r.Open(ctx, path, version, storage.Zip); !errors.Is(err, modproxy.ErrUpstream) {
+				t.Fatalf("Open(.zip) of a zip with %s = %v; want ErrUpstream", tt.name, err)
+			} else if !strings.Contains(err.Error(), tt.rule) {
+				t.Errorf("Open(.zip) of a zip with %s = %v; want it refused for %q", tt.name, err, tt.rule)
+			}
+			if _, err := r.meta.Version(ctx, path, version); !errors.Is(err, modproxy.ErrNotFound) {
+				t.Errorf("record of a refused zip: %v; want none", err)
+			}
+			if files := r.storedNames(t); len(files) != 0 {
+				t.Errorf("stored %q after a refused zip; want nothing", files)
+			}
+		})
+	}
+}
+
 func TestFetchedVersionDeletedStaysGone(t *testing.T) {
 	up := newFakeUpstream()
 	const path, version = "example.com/dep", "v1.0.0"
