@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"agora/checksum"
+	"agora/metrics"
 	"agora/upstream"
 )
 
@@ -136,5 +137,55 @@ func TestSumDBHandler(t *testing.T) {
 		if tt.status >= 400 && !strings.HasPrefix(res.Header.Get("Content-Type"), "text/plain") {
 			t.Errorf("%s %s: error Content-Type %q; want text/plain", tt.method, tt.path, res.Header.Get("Content-Type"))
 		}
+	}
+}
+
+// TestSumDBHandlerMetrics checks that the checksum-database proxy counts
+// a request answered from its cache as a hit and one it fetched as a miss.
+func TestSumDBHandlerMetrics(t *testing.T) {
+	const name = "sum.example.com"
+	fakeProxy, vkey, upstreamRequests := newCountingSumDB(t, name)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := checksum.New(checksum.Options{Name: name, Key: vkey, Proxies: []upstream.Proxy{{URL: fakeProxy}}, CacheDir: t.TempDir(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New()
+	h := newSumDBHandler(db, nil, nil, m, log)
+
+	// The fake database has a tile once a lookup has made its record.
+	p := "/sumdb/" + name + "/"
+	tile := p + "tile/8/data/000.p/1" // a lookup fetches hash tiles, not this
+	get := func(path string) {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("GET %s: status %d (%s); want 200", path, rec.Code, rec.Body)
+		}
+	}
+	// wantTileCounts checks the tile's hits and misses after the request
+	// named by after: counted after each request, as one hit and one miss
+	// in total would also be the count of hits and misses swapped.
+	wantTileCounts := func(after string, miss, hit int) {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		for _, want := range []string{
+			fmt.Sprintf(`agora_sumdb_requests_total{kind="tile",result="miss"} %d`, miss),
+			fmt.Sprintf(`agora_sumdb_requests_total{kind="tile",result="hit"} %d`, hit),
+		} {
+			if !strings.Contains(rec.Body.String(), want+"\n") {
+				t.Errorf("/metrics after %s lacks %s", after, want)
+			}
+		}
+	}
+	get(p + "lookup/example.com/a@v1.0.0")
+	get(tile)
+	wantTileCounts("the first request for a tile (fetched)", 1, 0)
+	get(tile)
+	wantTileCounts("the second request for it (cached)", 1, 1)
+	if n := strings.Count(strings.Join(upstreamRequests(), "\n"), "/tile/8/data/000.p/1"); n != 1 {
+		t.Errorf("upstream requests for the tile = %d; want 1", n)
 	}
 }
