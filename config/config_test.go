@@ -132,6 +132,8 @@ func TestLoadUpstream(t *testing.T) {
 		t.Errorf("upstream settings: %+v", c)
 	}
 
+	// Off is off whatever the environment's GOPROXY names.
+	t.Setenv("GOPROXY", "https://x.example")
 	for _, off := range []string{"off", ""} {
 		t.Setenv("AGORA_UPSTREAM", off)
 		if c, err := Load(); err != nil || len(c.Upstream) != 0 {
