@@ -597,20 +597,26 @@ func TestFetchConcurrentMissesFetchOnce(t *testing.T) {
 	up := newFakeUpstream()
 	const path, version = "example.com/dep", "v1.2.0"
 	fv := up.add(t, path, version, "a")
-	up.hold = make(chan struct{})
-	r := cachingRegistry(t, up, nil)
-
+	// The upstream's zip is held until every request joined the fetch
+	// under way (or, were they not shared, each reached the upstream).
 	const n = 50
-	var (
-		wg     sync.WaitGroup
-		failed atomic.Int32
-	)
+	a := newArrivals(n)
+	up.gate = func(kind string) error {
+		if kind == "zip" {
+			a.arrive(&a.upstream)
+			<-a.all
+		}
+		return nil
+	}
+	r := cachingRegistry(t, up, nil)
+	ctx := waitingContext{context.Background(), a}
+
+	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			f, _, err := r.Open(context.Background(), path, version, storage.Zip)
+			f, _, err := r.Open(ctx, path, version, storage.Zip)
 			if err != nil {
 				t.Error(err)
-				failed.Add(1)
 				return
 			}
 			defer f.Close()
@@ -619,12 +625,6 @@ func TestFetchConcurrentMissesFetchOnce(t *testing.T) {
 			}
 		})
 	}
-	// Let every request reach the registry before the fetch completes.
-	for up.count("zip") == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond)
-	close(up.hold)
 	wg.Wait()
 	if got := up.count("zip"); got != 1 {
 		t.Errorf("upstream .zip requests for %d concurrent misses = %d; want 1", n, got)
