@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -266,7 +267,10 @@ func TestCacheConcurrentMissesOneFetch(t *testing.T) {
 		m := newModule(t, "example.com/big", "v1.0.0", "big")
 		up := newFakeGOPROXY(t, m)
 		up.gate = make(chan struct{})
-		s := newServer(t, conn, withUpstream(up.URL, "", nil))
+		release := sync.OnceFunc(func() { close(up.gate) })
+		defer release() // a test that fails early must not leave the upstream waiting
+		reg := metrics.New()
+		s := newServer(t, conn, withUpstream(up.URL, "", reg))
 		zipPath := protoPath(m.Path, m.Version) + ".zip"
 
 		const n = 50
@@ -283,16 +287,42 @@ func TestCacheConcurrentMissesOneFetch(t *testing.T) {
 				}
 			})
 		}
-		for up.count(zipPath) == 0 {
+		// The upstream holds the zip until every request is being served
+		// (agora_http_requests_in_flight), not for a while that a loaded
+		// machine may not make enough.
+		deadline := time.Now().Add(10 * time.Second)
+		for up.count(zipPath) == 0 || requestsInFlight(t, reg) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("after 10s, %d upstream zip requests and %d requests in flight; want 1 and %d", up.count(zipPath), requestsInFlight(t, reg), n)
+			}
 			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond) // let every request arrive
-		close(up.gate)
+		release()
 		wg.Wait()
 		if got := up.count(zipPath); got != 1 {
 			t.Errorf("%d concurrent misses made %d upstream zip requests; want 1", n, got)
 		}
 	})
+}
+
+// requestsInFlight returns the requests that m counts as being served:
+// agora_http_requests_in_flight, read from m's handler, not through the
+// server, where reading it would be one more.
+func requestsInFlight(t *testing.T, m *metrics.Metrics) int {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for line := range strings.Lines(rec.Body.String()) {
+		if v, ok := strings.CutPrefix(line, "agora_http_requests_in_flight "); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatalf("agora_http_requests_in_flight %q: %v", v, err)
+			}
+			return n
+		}
+	}
+	t.Fatal("/metrics lacks agora_http_requests_in_flight")
+	return 0
 }
 
 // TestCacheClientGone checks that a client that goes away during a fetch is
