@@ -51,6 +51,17 @@ func newFakeGOPROXY(t *testing.T, mods ...*testModule) *fakeGOPROXY {
 	return f
 }
 
+// newGatedGOPROXY returns a fake upstream whose zip requests wait until
+// release is called; it is called when the test ends too, so that a test
+// that fails early does not leave the upstream waiting.
+func newGatedGOPROXY(t *testing.T, mods ...*testModule) (*fakeGOPROXY, func()) {
+	f := newFakeGOPROXY(t, mods...)
+	f.gate = make(chan struct{})
+	release := sync.OnceFunc(func() { close(f.gate) })
+	t.Cleanup(release)
+	return f, release
+}
+
 func (f *fakeGOPROXY) add(m *testModule) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -265,10 +276,7 @@ func TestCacheFallThrough(t *testing.T) {
 func TestCacheConcurrentMissesOneFetch(t *testing.T) {
 	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
 		m := newModule(t, "example.com/big", "v1.0.0", "big")
-		up := newFakeGOPROXY(t, m)
-		up.gate = make(chan struct{})
-		release := sync.OnceFunc(func() { close(up.gate) })
-		defer release() // a test that fails early must not leave the upstream waiting
+		up, release := newGatedGOPROXY(t, m)
 		reg := metrics.New()
 		s := newServer(t, conn, withUpstream(up.URL, "", reg))
 		zipPath := protoPath(m.Path, m.Version) + ".zip"
@@ -331,10 +339,7 @@ func requestsInFlight(t *testing.T, m *metrics.Metrics) int {
 func TestCacheClientGone(t *testing.T) {
 	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
 		m := newModule(t, "example.com/big", "v1.0.0", "big")
-		up := newFakeGOPROXY(t, m)
-		up.gate = make(chan struct{})
-		release := sync.OnceFunc(func() { close(up.gate) })
-		defer release() // a test that fails early must not leave the upstream waiting
+		up, release := newGatedGOPROXY(t, m)
 		var log lockedBuffer
 		s := newServer(t, conn, withUpstream(up.URL, "", nil), logTo(&log))
 		zipPath := protoPath(m.Path, m.Version) + ".zip"

@@ -9,6 +9,7 @@ import (
 	"github.com/gobuffalo/buffalo"
 
 	"agora/models"
+	"agora/storage"
 )
 
 // healthz answers GET /healthz: 200 while the process serves requests.
@@ -37,23 +38,11 @@ func (d *Deps) readyz(c buffalo.Context) error {
 	return c.Render(status, r.JSON(checks))
 }
 
-// probeSize is how much writeProbe writes.
-const probeSize = 4 << 10
-
-// writeProbe writes probeSize bytes to a new file in dir, syncs them and
-// removes the file.
+// writeProbe checks that dir takes data (see storage.Probe).
 func writeProbe(dir string) error {
 	f, err := os.CreateTemp(dir, ".readyz-*")
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(make([]byte, probeSize))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return storage.Probe(f)
 }

@@ -207,27 +207,14 @@ func (s *Service) createTemp(pattern string) (*os.File, error) {
 	return f, err
 }
 
-// tempProbeSize is how much CheckTempDir writes: enough to need a block
-// of the file system, which a full one does not have.
-const tempProbeSize = 4 << 10
-
 // CheckTempDir returns an error when uploads and fetches cannot be staged
-// in the temporary directory: it writes and syncs tempProbeSize bytes
-// there, and removes them. It serves /readyz.
+// in the temporary directory (see storage.Probe). It serves /readyz.
 func (s *Service) CheckTempDir() error {
 	f, err := s.createTemp(".readyz-*")
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(make([]byte, tempProbeSize))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return storage.Probe(f)
 }
 
 // observe reports a hit or a miss of kind to the observer.

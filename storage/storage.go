@@ -131,6 +131,25 @@ func CheckNames(path, version string) error {
 	return nil
 }
 
+// ProbeSize is how much Probe writes: enough to need a block of the file
+// system, which a full one does not have.
+const ProbeSize = 4 << 10
+
+// Probe writes ProbeSize bytes to f, a new file, syncs and closes it, and
+// removes it. It fails where the file system under f takes no data, as on
+// a full disk, which creating an empty file does not show.
+func Probe(f *os.File) error {
+	defer os.Remove(f.Name())
+	_, err := f.Write(make([]byte, ProbeSize))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // Disk is a Store on a local file system.
 type Disk struct {
 	root string
