@@ -195,6 +195,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		cancel()
 		if err := registry.Wait(expired); err != nil {
 			log.Warn("shutdown: abandoned fetches", "timeout", cfg.ShutdownTimeout, "err", err)
+			abandon(registry)
 		}
 		return fmt.Errorf("shutdown: requests still running after %v were cut off", cfg.ShutdownTimeout)
 	}
@@ -205,11 +206,25 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// need the database, closed when serve returns.
 	if err := registry.Wait(sctx); err != nil {
 		log.Warn("shutdown: abandoned fetches", "timeout", cfg.ShutdownTimeout, "err", err)
+		abandon(registry)
 		return fmt.Errorf("shutdown: fetches still running after %v were abandoned", cfg.ShutdownTimeout)
 	}
 	log.Info("stopped")
 	return nil
 }
+
+// abandon cancels the fetches that outlived the shutdown's time, and gives
+// them abandonWait to end (and remove their temporary files) while the
+// database is still open.
+func abandon(registry *modproxy.Service) {
+	registry.Abandon()
+	ctx, cancel := context.WithTimeout(context.Background(), abandonWait)
+	defer cancel()
+	registry.Wait(ctx)
+}
+
+// abandonWait is how long abandoned fetches get to end.
+const abandonWait = 5 * time.Second
 
 // staleTemp is how long a temporary file in storage must have gone
 // unmodified before start-up removes it as the leftover of an interrupted

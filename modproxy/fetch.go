@@ -103,7 +103,7 @@ func (s *Service) shareFileWork(ctx context.Context, key string, kind storage.Ki
 		if kind == storage.Zip {
 			timeout = fetchZipTimeout
 		}
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		wctx, cancel := s.detached.detach(ctx, timeout)
 		defer cancel()
 		return work(wctx)
 	})

@@ -1480,3 +1480,62 @@ func TestWaitForDetachedFetches(t *testing.T) {
 		t.Errorf("stored after Wait: %q; want the zip", files)
 	}
 }
+
+// heldZipUpstream is an upstream whose zips never come: a zip request
+// waits until its context ends.
+type heldZipUpstream struct {
+	*fakeUpstream
+	arrived chan struct{}
+}
+
+func (u heldZipUpstream) Zip(ctx context.Context, path, version string) (io.ReadCloser, string, error) {
+	close(u.arrived)
+	<-ctx.Done()
+	return nil, "", ctx.Err()
+}
+
+// TestAbandonDetachedFetches checks that a fetch that outlived its client
+// and the shutdown's wait ends when it is abandoned, leaving nothing in
+// the temporary directory or in storage, while the database is still
+// there to say so; Wait then returns.
+func TestAbandonDetachedFetches(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.2.0"
+	up.add(t, path, version, "a")
+	r := cachingRegistry(t, up, nil)
+	held := heldZipUpstream{up, make(chan struct{})}
+	tempDir := t.TempDir()
+	s := r.node(t, func(c *modproxy.Config) {
+		c.TempDir, c.Upstream = tempDir, func(string) modproxy.Upstream { return held }
+	})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		_, _, err := s.Open(ctx, path, version, storage.Zip)
+		done <- err
+	}()
+	<-held.arrived
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Open after the client went away = %v; want context.Canceled", err)
+	}
+	expired, stop := context.WithTimeout(context.Background(), 0)
+	defer stop()
+	if err := s.Wait(expired); err == nil {
+		t.Fatal("Wait returned with the fetch held")
+	}
+
+	s.Abandon()
+	wctx, stop := context.WithTimeout(context.Background(), 10*time.Second) // else 15 minutes
+	defer stop()
+	if err := s.Wait(wctx); err != nil {
+		t.Fatalf("Wait after Abandon = %v", err)
+	}
+	if entries, err := os.ReadDir(tempDir); err != nil || len(entries) != 0 {
+		t.Errorf("temporary directory after the abandoned fetch: %v, %v; want it empty", entries, err)
+	}
+	if files := r.storedNames(t); slices.Contains(files, path+"/@v/"+version+".zip") {
+		t.Errorf("stored after the abandoned fetch: %q", files)
+	}
+}

@@ -119,7 +119,7 @@ func (s *Service) moduleList(ctx context.Context, path string) (*moduleList, err
 	what := path + "/@v/list"
 	s.detached.start(what)
 	ch := s.listFetches.DoChan(path, func() (any, error) {
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), listTimeout)
+		lctx, cancel := s.detached.detach(ctx, listTimeout)
 		defer cancel()
 		return s.computeList(lctx, path, s.lists.get(path))
 	})

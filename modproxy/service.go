@@ -56,6 +56,24 @@ type detachedWork struct {
 	running map[string]int // what → callers whose answer is still to come
 	n       int
 	idle    chan struct{} // closed when n falls to 0
+
+	abandoned context.Context // done once Abandon is called
+	abandon   context.CancelFunc
+}
+
+// detach returns the context of work that outlives the caller of ctx: with
+// ctx's values and none of its cancellation, ending after timeout or when
+// the work is abandoned (see Service.Abandon).
+func (d *detachedWork) detach(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	d.mu.Lock()
+	if d.abandoned == nil {
+		d.abandoned, d.abandon = context.WithCancel(context.Background())
+	}
+	abandoned := d.abandoned
+	d.mu.Unlock()
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	stop := context.AfterFunc(abandoned, cancel)
+	return wctx, func() { stop(); cancel() }
 }
 
 // start counts one caller of the work what.
@@ -110,6 +128,21 @@ func (s *Service) Wait(ctx context.Context) error {
 			return fmt.Errorf("still running: %s: %w", strings.Join(running, ", "), ctx.Err())
 		}
 	}
+}
+
+// Abandon cancels the fetches and lists still running apart from their
+// requests (see Wait), and those started after: they end with their
+// context's error, removing what they wrote to the temporary directory.
+// A server that shuts down calls it when Wait gives up, then waits
+// briefly again, so that the work ends before the database is closed.
+func (s *Service) Abandon() {
+	d := &s.detached
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.abandoned == nil {
+		d.abandoned, d.abandon = context.WithCancel(context.Background())
+	}
+	d.abandon()
 }
 
 // stripe returns the mutex of key among locks.
