@@ -370,7 +370,7 @@ func appendAudit(c *pop.Connection, e *modproxy.AuditEvent) error {
 // previous page.
 func (r *Registry) Modules(ctx context.Context, q modproxy.ModuleQuery) (modproxy.Page[modproxy.ModuleSummary], error) {
 	var page modproxy.Page[modproxy.ModuleSummary]
-	limit, err := pageLimit(q.Limit)
+	limit, err := modproxy.PageSize(q.Limit)
 	if err != nil {
 		return page, err
 	}
@@ -430,7 +430,7 @@ func (r *Registry) Modules(ctx context.Context, q modproxy.ModuleQuery) (modprox
 // event of the previous page.
 func (r *Registry) Audit(ctx context.Context, q modproxy.AuditQuery) (modproxy.Page[modproxy.AuditEvent], error) {
 	var page modproxy.Page[modproxy.AuditEvent]
-	limit, err := pageLimit(q.Limit)
+	limit, err := modproxy.PageSize(q.Limit)
 	if err != nil {
 		return page, err
 	}
@@ -476,17 +476,6 @@ func (r *Registry) Audit(ctx context.Context, q modproxy.AuditQuery) (modproxy.P
 		})
 	}
 	return page, nil
-}
-
-// pageLimit validates a page size; 0 means the default.
-func pageLimit(n int) (int, error) {
-	switch {
-	case n == 0:
-		return modproxy.DefaultPageSize, nil
-	case n < 0 || n > modproxy.MaxPageSize:
-		return 0, fmt.Errorf("models: limit %d not between 1 and %d: %w", n, modproxy.MaxPageSize, modproxy.ErrInvalid)
-	}
-	return n, nil
 }
 
 // encodeCursor and decodeCursor keep cursors opaque to clients.

@@ -55,7 +55,7 @@ func (s *Service) Modules(ctx context.Context, who auth.Principal, q ModuleQuery
 	if !who.Can(auth.ScopeRead) {
 		return Page[ModuleSummary]{}, errorf(ErrForbidden, "", "", "reading needs a token with read scope")
 	}
-	limit, err := pageSize(q.Limit)
+	limit, err := PageSize(q.Limit)
 	if err != nil {
 		return Page[ModuleSummary]{}, err
 	}
@@ -69,7 +69,7 @@ func (s *Service) Audit(ctx context.Context, who auth.Principal, q AuditQuery) (
 	if !who.Can(auth.ScopeAdmin) {
 		return Page[AuditEvent]{}, errorf(ErrForbidden, "", "", "only administrators may read the audit log")
 	}
-	limit, err := pageSize(q.Limit)
+	limit, err := PageSize(q.Limit)
 	if err != nil {
 		return Page[AuditEvent]{}, err
 	}
@@ -80,8 +80,10 @@ func (s *Service) Audit(ctx context.Context, who auth.Principal, q AuditQuery) (
 	return s.meta.Audit(ctx, q)
 }
 
-// pageSize validates a requested page size; 0 means the default.
-func pageSize(n int) (int, error) {
+// PageSize returns the page size a request's limit n asks for: n, or
+// DefaultPageSize for 0; a limit below 0 or over MaxPageSize is an error
+// wrapping ErrInvalid. The Service and every Metadata apply it alike.
+func PageSize(n int) (int, error) {
 	switch {
 	case n == 0:
 		return DefaultPageSize, nil

@@ -134,7 +134,7 @@ func (m *MemStore) Modules(ctx context.Context, q modproxy.ModuleQuery) (modprox
 	if err := ctx.Err(); err != nil {
 		return page, fmt.Errorf("modproxytest: modules: %w", err)
 	}
-	limit, err := pageLimit(q.Limit)
+	limit, err := modproxy.PageSize(q.Limit)
 	if err != nil {
 		return page, err
 	}
@@ -187,7 +187,7 @@ func (m *MemStore) Audit(ctx context.Context, q modproxy.AuditQuery) (modproxy.P
 	if err := ctx.Err(); err != nil {
 		return page, fmt.Errorf("modproxytest: audit: %w", err)
 	}
-	limit, err := pageLimit(q.Limit)
+	limit, err := modproxy.PageSize(q.Limit)
 	if err != nil {
 		return page, err
 	}
@@ -235,17 +235,6 @@ func (m *MemStore) Events() []modproxy.AuditEvent {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]modproxy.AuditEvent(nil), m.events...)
-}
-
-// pageLimit validates a page size; 0 means the default.
-func pageLimit(n int) (int, error) {
-	switch {
-	case n == 0:
-		return modproxy.DefaultPageSize, nil
-	case n < 0 || n > modproxy.MaxPageSize:
-		return 0, fmt.Errorf("modproxytest: limit %d not between 1 and %d: %w", n, modproxy.MaxPageSize, modproxy.ErrInvalid)
-	}
-	return n, nil
 }
 
 // versionKey names one version record.
