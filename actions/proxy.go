@@ -158,7 +158,7 @@ func (h *proxyHandler) serveFile(w http.ResponseWriter, r *http.Request, path, f
 		// neither immutable nor tagged.
 		hdr.Set("Content-Type", "application/json")
 		hdr.Set("Cache-Control", "no-cache")
-		http.ServeContent(w, r, "", time.Time{}, f)
+		serveContent(w, r, time.Time{}, f)
 		return
 	}
 	hdr["Cache-Control"] = h.immutable
@@ -179,7 +179,7 @@ func (h *proxyHandler) serveFile(w http.ResponseWriter, r *http.Request, path, f
 		// file with io.Copy, which reaches the connection's ReadFrom:
 		// sendfile.
 		hdr.Set("ETag", `"`+etagPrefix+hash+`"`)
-		http.ServeContent(w, r, "", fi.ModTime(), f)
+		serveContent(w, r, fi.ModTime(), f)
 		return
 	}
 	// Everything else gets the whole file, with the headers ServeContent
@@ -198,6 +198,16 @@ func (h *proxyHandler) serveFile(w http.ResponseWriter, r *http.Request, path, f
 		return
 	}
 	cork.Send(w, r, f, fi.Size())
+}
+
+// serveContent is http.ServeContent with a write deadline for each piece
+// of the body (cork.Guard), as cork.Send has, so that a client that asks
+// for a range of a zip and stops reading does not hold its handler and
+// the file open forever.
+func serveContent(w http.ResponseWriter, r *http.Request, modtime time.Time, f io.ReadSeeker) {
+	gw, done := cork.Guard(w)
+	defer done()
+	http.ServeContent(gw, r, "", modtime, f)
 }
 
 // setFileHeader sets the ETag ("etagPrefix+hash"), Last-Modified,

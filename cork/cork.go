@@ -13,6 +13,7 @@ package cork
 import (
 	"context"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"time"
@@ -52,29 +53,97 @@ const sendChunk = 256 << 10
 // of a known size, with no last call to find its end, and none of the 512
 // bytes net/http otherwise reads first to sniff a Content-Type.
 //
-// The body goes in chunks of sendChunk bytes, each with a write deadline
-// writeStall away, so that a client that stops reading releases its
-// handler and connection instead of holding them forever; a server-wide
-// WriteTimeout would cut off large downloads on slow links. The deadline
-// is cleared at the end, for the connection's next response.
+// The body goes through Guard: in chunks of sendChunk bytes, each with a
+// write deadline writeStall away, so that a client that stops reading
+// releases its handler and connection instead of holding them forever.
 // Send returns the first error writing, such as the client's going away
 // or stalling.
 func Send(w http.ResponseWriter, r *http.Request, f io.Reader, size int64) error {
-	rc := http.NewResponseController(w)
-	extend := func() { rc.SetWriteDeadline(time.Now().Add(writeStall)) }
-	defer rc.SetWriteDeadline(time.Time{})
+	g := guard(w)
+	defer g.done()
 	uncork := Response(r)
-	extend()
+	g.extend()
 	w.WriteHeader(http.StatusOK)
-	err := rc.Flush()
+	err := g.rc.Flush()
 	head := min(size, Head)
 	if err == nil {
 		_, err = io.Copy(w, io.LimitReader(f, head))
 	}
 	uncork()
-	for rest := size - head; err == nil && rest > 0; rest -= sendChunk {
-		extend()
-		_, err = io.Copy(w, io.LimitReader(f, min(rest, sendChunk)))
+	if err == nil && size > head {
+		_, err = g.ReadFrom(io.LimitReader(f, size-head))
 	}
 	return err
 }
+
+// Guard returns w wrapped so that whatever is written through it, in
+// pieces of at most sendChunk bytes, has a write deadline writeStall away,
+// and done, which clears the deadline for the connection's next response.
+// It is for a response of any size whose body another function writes,
+// such as http.ServeContent's: a server-wide WriteTimeout would cut off
+// large downloads on slow links, and without any deadline a client that
+// stops reading holds its handler and connection forever. The wrapper
+// passes a file on to w's ReadFrom a chunk at a time, so it still goes out
+// with sendfile.
+func Guard(w http.ResponseWriter) (gw http.ResponseWriter, done func()) {
+	g := guard(w)
+	return g, g.done
+}
+
+// guarded is the ResponseWriter Guard returns.
+type guarded struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func guard(w http.ResponseWriter) *guarded {
+	return &guarded{ResponseWriter: w, rc: http.NewResponseController(w)}
+}
+
+func (g *guarded) extend() { g.rc.SetWriteDeadline(time.Now().Add(writeStall)) }
+
+func (g *guarded) done() { g.rc.SetWriteDeadline(time.Time{}) }
+
+// WriteHeader sets the deadline first: with no body, or one written
+// later, the header may be the response's only write.
+func (g *guarded) WriteHeader(status int) {
+	g.extend()
+	g.ResponseWriter.WriteHeader(status)
+}
+
+func (g *guarded) Write(p []byte) (n int, err error) {
+	for len(p) > 0 && err == nil {
+		g.extend()
+		var m int
+		m, err = g.ResponseWriter.Write(p[:min(len(p), sendChunk)])
+		n += m
+		p = p[m:]
+	}
+	return n, err
+}
+
+// ReadFrom implements io.ReaderFrom. It copies src to w in chunks, each
+// a LimitedReader directly on src's reader (unwrapping one LimitedReader,
+// as io.CopyN and http.ServeContent make), since the network's sendfile
+// looks through one LimitedReader only.
+func (g *guarded) ReadFrom(src io.Reader) (n int64, err error) {
+	lr, ok := src.(*io.LimitedReader)
+	if !ok {
+		lr = &io.LimitedReader{R: src, N: math.MaxInt64}
+	}
+	for lr.N > 0 {
+		g.extend()
+		want := min(lr.N, sendChunk)
+		var m int64
+		m, err = io.Copy(g.ResponseWriter, &io.LimitedReader{R: lr.R, N: want})
+		n += m
+		lr.N -= m
+		if err != nil || m < want { // an error, or the end of src
+			break
+		}
+	}
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (g *guarded) Unwrap() http.ResponseWriter { return g.ResponseWriter }
