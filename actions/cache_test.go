@@ -70,6 +70,14 @@ func (f *fakeGOPROXY) add(m *testModule) {
 	f.lists[p] = append(f.lists[p], m.Version)
 }
 
+// alias makes query (a branch, a commit) name m's version, as the .info
+// of query; it may be called again to move the query to another version.
+func (f *fakeGOPROXY) alias(query string, m *testModule) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.modules[escapePath(m.Path)+"/@v/"+escapeVersion(query)] = m
+}
+
 func (f *fakeGOPROXY) count(path string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -481,6 +489,48 @@ func TestCacheTimelessInfo(t *testing.T) {
 		}
 		if cc := r.header.Get("Cache-Control"); !strings.Contains(cc, "immutable") {
 			t.Errorf(".info with the upstream back: Cache-Control = %q; want immutable", cc)
+		}
+	})
+}
+
+// TestCacheQueryInfo checks the .info of a query (a branch name), which the
+// upstream resolves to a version: the go command asks for it by the query's
+// name, and the query moves, so no cache may keep the answer as it would a
+// canonical version's, nor match it later by a validator, even while the
+// versions it named were fetched without their zips.
+func TestCacheQueryInfo(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		v1 := newModule(t, "example.com/dep", "v1.0.0", "one")
+		v2 := newModule(t, "example.com/dep", "v1.1.0", "two")
+		up := newFakeGOPROXY(t, v1, v2)
+		s := newServer(t, conn, withUpstream(up.URL, "", nil))
+		const query = "/example.com/dep/@v/master.info"
+
+		up.alias("master", v1)
+		first := s.get(t, query)
+		wantStatus(t, first, http.StatusOK)
+		if got := decodeInfo(t, first); got.Version != v1.Version {
+			t.Fatalf("master.info = %+v; want %s", got, v1.Version)
+		}
+		if cc := first.header.Get("Cache-Control"); cc != "no-cache" {
+			t.Errorf("master.info: Cache-Control = %q; want no-cache", cc)
+		}
+
+		up.alias("master", v2)
+		for _, validator := range []requestOption{
+			withHeader("If-None-Match", first.header.Get("ETag")),
+			withHeader("If-Modified-Since", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)),
+		} {
+			r := s.get(t, query, validator)
+			wantStatus(t, r, http.StatusOK)
+			if got := decodeInfo(t, r); got.Version != v2.Version {
+				t.Errorf("master.info, moved = %+v; want %s", got, v2.Version)
+			}
+		}
+		// The canonical version's own .info is immutable.
+		r := s.get(t, protoPath(v2.Path, v2.Version)+".info")
+		if cc := r.header.Get("Cache-Control"); !strings.Contains(cc, "immutable") || r.header.Get("ETag") == "" {
+			t.Errorf("%s.info: Cache-Control = %q, ETag %q; want immutable, with an ETag", v2.Version, cc, r.header.Get("ETag"))
 		}
 	})
 }

@@ -152,10 +152,13 @@ func (h *proxyHandler) serveFile(w http.ResponseWriter, r *http.Request, path, f
 		return
 	}
 	hdr := w.Header()
-	if kind == storage.Info && v.Time.IsZero() {
+	if kind == storage.Info && (v.Time.IsZero() || v.Version != version) {
 		// Made up for a version stored without an .info (see
-		// modproxy.Service.Open): the stored one may come later, so it is
-		// neither immutable nor tagged.
+		// modproxy.Service.Open), whose stored one may come later, or
+		// the answer to a query (a branch, a commit), which names
+		// another version once the query moves: neither immutable nor
+		// tagged, since a validator of the version's .info would match
+		// the answer to the query after it moved.
 		hdr.Set("Content-Type", "application/json")
 		hdr.Set("Cache-Control", "no-cache")
 		serveContent(w, r, time.Time{}, f)
