@@ -206,12 +206,46 @@ func (h *proxyHandler) serveFile(w http.ResponseWriter, r *http.Request, path, f
 // serveContent is http.ServeContent with a write deadline for each piece
 // of the body (cork.Guard), as cork.Send has, so that a client that asks
 // for a range of a zip and stops reading does not hold its handler and
-// the file open forever.
+// the file open forever, and without the file's headers on a failed
+// precondition (see failureHeaders).
 func serveContent(w http.ResponseWriter, r *http.Request, modtime time.Time, f io.ReadSeeker) {
 	gw, done := cork.Guard(w)
 	defer done()
-	http.ServeContent(gw, r, "", modtime, f)
+	http.ServeContent(failureHeaders{gw}, r, "", modtime, f)
 }
+
+// failureHeaders is a ResponseWriter that takes the headers set for the
+// file being served off a failure. http.ServeContent answers a failed
+// If-Match or If-Unmodified-Since with 412 and those headers, so that the
+// file's Cache-Control would let a shared cache keep the failure, and give
+// it for the file, for as long as it may keep the file (RFC 9111 section
+// 3): a year for an immutable one. Its other failure, 416, it strips
+// itself.
+type failureHeaders struct {
+	http.ResponseWriter
+}
+
+func (w failureHeaders) WriteHeader(status int) {
+	if status >= http.StatusBadRequest {
+		h := w.Header()
+		h.Set("Cache-Control", "no-cache")
+		h.Del("Etag")
+		h.Del("Last-Modified")
+		if status == http.StatusPreconditionFailed {
+			h.Del("Content-Type") // answered without a body
+		}
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// ReadFrom implements io.ReaderFrom, so that a file still goes out with
+// sendfile.
+func (w failureHeaders) ReadFrom(src io.Reader) (int64, error) {
+	return io.Copy(w.ResponseWriter, src)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w failureHeaders) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // setFileHeader sets the ETag ("etagPrefix+hash"), Last-Modified,
 // Content-Length and Accept-Ranges of a download of the whole file fi, as

@@ -139,6 +139,18 @@ func TestDownloadProtocol(t *testing.T) {
 				if !bytes.Equal(part.body, plain.body[1:]) {
 					t.Errorf("bytes=1-: %q, want %q", part.body, plain.body[1:])
 				}
+
+				// A failed precondition is an answer about the request,
+				// not the file: no cache may keep it as the file's.
+				for _, failed := range []requestOption{
+					withHeader("If-Match", `"something-else"`),
+					withHeader("If-Unmodified-Since", "Mon, 01 Jan 2001 00:00:00 GMT"),
+				} {
+					r := s.get(t, url, failed)
+					wantStatus(t, r, http.StatusPreconditionFailed)
+					wantUncachedFailure(t, r)
+				}
+				wantUncachedFailure(t, s.get(t, url, withHeader("Range", "bytes=100000-")))
 			})
 		}
 
@@ -161,6 +173,23 @@ func TestDownloadProtocol(t *testing.T) {
 			}
 		})
 	})
+}
+
+// wantUncachedFailure fails the test if the failure r carries headers of
+// the file it failed to serve that would let caches keep it, or match it.
+func wantUncachedFailure(t *testing.T, r *response) {
+	t.Helper()
+	if r.status < 400 {
+		t.Errorf("status %v; want a failure", r)
+	}
+	for _, h := range []string{"Cache-Control", "ETag", "Last-Modified"} {
+		if v := r.header.Get(h); v != "" && !(h == "Cache-Control" && v == "no-cache") {
+			t.Errorf("%d with %s: %s", r.status, h, v)
+		}
+	}
+	if ct := r.header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "text/plain") {
+		t.Errorf("%d with Content-Type %q; want text/plain, or none", r.status, ct)
+	}
 }
 
 // wantMutable fails the test if r may be cached as immutable.

@@ -155,7 +155,7 @@ func (h *sumdbHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Cache-Control", cache)
 	// ServeContent handles HEAD and Range.
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+	serveContent(w, r, time.Time{}, bytes.NewReader(data))
 }
 
 // keptPrivate answers the lookup rel with 404, and reports true, if its

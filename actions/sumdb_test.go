@@ -138,6 +138,21 @@ func TestSumDBHandler(t *testing.T) {
 			t.Errorf("%s %s: error Content-Type %q; want text/plain", tt.method, tt.path, res.Header.Get("Content-Type"))
 		}
 	}
+
+	// A failed precondition is an answer about the request, not the tile
+	// or record: no cache may keep it as theirs.
+	for _, path := range []string{p + "tile/8/0/000.p/1", p + "lookup/example.com/a@v1.0.0"} {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Header.Set("If-Match", `"something"`)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusPreconditionFailed {
+			t.Errorf("GET %s with If-Match: status %d; want 412", path, rec.Code)
+		}
+		if cc := rec.Header().Get("Cache-Control"); cc != "no-cache" {
+			t.Errorf("GET %s with If-Match: %d with Cache-Control %q; want no-cache", path, rec.Code, cc)
+		}
+	}
 }
 
 // TestSumDBHandlerMetrics checks that the checksum-database proxy counts
