@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/gobuffalo/envy"
 
@@ -143,7 +144,7 @@ func Load() (*Config, error) {
 	if strings.TrimSpace(c.sessionSecret) == "" {
 		c.sessionSecret = "" // blank is unset: generated, outside production
 	}
-	if c.Production() && len(strings.TrimSpace(c.sessionSecret)) < 32 {
+	if c.Production() && nonSpace(c.sessionSecret) < 32 {
 		return nil, errors.New("config: SESSION_SECRET must be set to at least 32 random characters, not counting spaces, when GO_ENV=production")
 	}
 	return c, nil
@@ -204,6 +205,18 @@ func (c *Config) loadUpstream() error {
 		return fmt.Errorf("config: AGORA_LIST_TTL=%q: want a positive duration such as 60s", ttl)
 	}
 	return nil
+}
+
+// nonSpace returns how many characters of s are not spaces: padding a
+// short secret with spaces, inside it or around it, adds no randomness.
+func nonSpace(s string) int {
+	n := 0
+	for _, r := range s {
+		if !unicode.IsSpace(r) {
+			n++
+		}
+	}
+	return n
 }
 
 // listenAddr combines ADDR and PORT: ADDR may be host:port, or a host that

@@ -95,11 +95,17 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 	}
 	t.Run("production needs SESSION_SECRET", func(t *testing.T) {
 		t.Setenv("GO_ENV", "production")
-		for _, secret := range []string{"", strings.Repeat(" ", 40), strings.Repeat(" ", 20) + "0123456789abcdef"} {
+		for _, secret := range []string{"", strings.Repeat(" ", 40), strings.Repeat(" ", 20) + "0123456789abcdef",
+			"0123456789abcdef" + strings.Repeat(" ", 20) + "0123456789"} { // spaces inside do not count either
 			t.Setenv("SESSION_SECRET", secret)
 			if _, err := Load(); err == nil || !strings.Contains(err.Error(), "SESSION_SECRET") {
 				t.Errorf("SESSION_SECRET=%q: Load() = %v; want an error naming SESSION_SECRET", secret, err)
 			}
+		}
+		secret := " 0123456789abcdef 0123456789abcdef "
+		t.Setenv("SESSION_SECRET", secret)
+		if _, err := Load(); err != nil {
+			t.Errorf("SESSION_SECRET=%q (32 characters besides spaces): Load() = %v; want no error", secret, err)
 		}
 	})
 }
