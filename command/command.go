@@ -44,7 +44,8 @@ With no command, agora serves. It is configured by environment variables:
 ADDR, PORT, AGORA_DATA_DIR, AGORA_STORAGE_DIR, DATABASE_URL, AGORA_READ_AUTH,
 SESSION_SECRET, GO_ENV, AGORA_SHUTDOWN_TIMEOUT, and for the pull-through cache
 AGORA_UPSTREAM, AGORA_RULES, AGORA_SUMDB, AGORA_NOSUMDB, AGORA_LIST_TTL
-(see README.md).`,
+(see README.md). A .env file in the working directory, if there is one,
+overrides them.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,

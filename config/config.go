@@ -94,8 +94,9 @@ func (c *Config) ImportTempDir() string { return filepath.Join(c.DataDir, "tmp-i
 // Production reports whether Agora runs with GO_ENV=production.
 func (c *Config) Production() bool { return c.Env == "production" }
 
-// Load reads the configuration from the environment (and a .env file in the
-// working directory, as envy does).
+// Load reads the configuration from the environment and a .env file in the
+// working directory, whose settings override the environment's: envy loads
+// it when the program starts.
 func Load() (*Config, error) {
 	envy.Reload() // envy copies the environment once at start-up; read it now
 	c := &Config{
