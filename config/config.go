@@ -31,8 +31,9 @@ type Config struct {
 	Addr string
 	// Env is development, test or production (GO_ENV).
 	Env string
-	// DataDir holds the SQLite database, the session secret, temporary
-	// uploads and, by default, storage (AGORA_DATA_DIR).
+	// DataDir holds the SQLite database, the session secret, the checksum
+	// database's cache, temporary uploads and, by default, storage
+	// (AGORA_DATA_DIR).
 	DataDir string
 	// StorageDir holds module sources in the GOPROXY layout
 	// (AGORA_STORAGE_DIR).
