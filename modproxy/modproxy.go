@@ -1,11 +1,15 @@
 // Package modproxy is Agora's module registry: the use cases behind the
-// GOPROXY download protocol (Open, List, Latest) and behind publishing
-// (Publish, Delete, DeleteModule, Purge), composed from a metadata store, a
-// blob store and, later, an upstream proxy.
+// GOPROXY download protocol (Open, List, Latest), behind publishing
+// (Publish, Delete, DeleteModule, Purge) and behind importing (Import,
+// ImportDir), composed from a metadata store, a blob store and, for a
+// pull-through cache, the upstream proxy each path is routed to and a
+// checksum database that what it serves is verified against.
 //
 // The package knows nothing of HTTP or SQL. Its callers (package actions for
 // HTTP, package command for the CLI) pass in a Metadata implementation
-// (package models, on Pop) and a storage.Store (package storage, on disk).
+// (package models, on Pop), a storage.Store (package storage, on disk) and,
+// optionally, an Upstream per path (package upstream) and a Checker
+// (package checksum).
 //
 // # Invariants
 //
