@@ -19,9 +19,10 @@ and each is named in a warning.
 Every zip is checked against the rules of module zips and hashed (and must
 match the .ziphash the go command recorded next to it); the .mod must be the
 zip's go.mod, and without a .mod the zip's go.mod is imported (or, for a
-module from before modules, "module PATH", as the go command makes). A version with a .mod and no zip, as a module cache holds of most
-of a build's dependencies, is imported as its go.mod (and .info, if there is
-one): the go command reads them to work out the module graph ('go mod tidy',
+module from before modules, "module PATH", as the go command makes). A
+version with a .mod and no zip, as a module cache holds of most of a build's
+dependencies, is imported as its go.mod (and .info, if there is one): the go
+command reads them to work out the module graph ('go mod tidy',
 'go list -m all'); the zip can be imported or fetched later. A zip without its
 .info (which 'go mod tidy' leaves for the modules of dependencies' tests) is
 imported without a time, unless it is a pseudo-version, which names its own;
