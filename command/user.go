@@ -21,8 +21,10 @@ func newUser() *cobra.Command {
 	create := &cobra.Command{
 		Use:   "create NAME --role admin|publisher|viewer [--password-stdin]",
 		Short: "Create a user",
-		Long: `Create a user. Without --password-stdin the user has no password and can
-act only through tokens (robots, CI).`,
+		Long: `Create a user. NAME is 1 to 64 characters of a-z, 0-9, '.', '_' and '-',
+starting with a letter or digit; "` + cliActor + `" is reserved for the command line itself.
+Without --password-stdin the user has no password and can act only through
+tokens (robots, CI).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := auth.ParseRole(role)
