@@ -21,5 +21,6 @@
 // They need the go command on PATH and nothing from the network: the go
 // command talks only to the server under test, and PostgreSQL is found as
 // package agora/models/modelstest describes (the PostgreSQL run is skipped
-// when no server answers, unless $CI is set).
+// when no server answers, unless $CI is set or $AGORA_TEST_POSTGRES is
+// "require", when it fails).
 package e2e
