@@ -46,7 +46,7 @@ type Deps struct {
 // Handler returns Agora's whole HTTP surface: the download protocol, served
 // by a plain handler on the hot path, and everything else by the Buffalo app.
 // Every request is logged, without headers or query strings, so tokens never
-// reach the log.
+// reach the log. A request's body has a read deadline (see bodyStall).
 func Handler(d *Deps) (http.Handler, error) {
 	app, err := App(d)
 	if err != nil {
@@ -63,6 +63,7 @@ func Handler(d *Deps) (http.Handler, error) {
 		metricsHandler = d.Metrics.Handler()
 	}
 	return logRequests(d.Logger, d.Metrics, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = guardBody(w, r)
 		switch {
 		case d.Via != "" && upstream.CameBack(r.Header, d.Via):
 			d.loopDetected(w, r)

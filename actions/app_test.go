@@ -11,9 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gobuffalo/pop/v6"
 
+	"agora/actions"
 	"agora/auth"
 	"agora/models/modelstest"
 )
@@ -172,4 +174,27 @@ func TestRequestLog(t *testing.T) {
 			t.Errorf("GET %s logged a secret: %q", tc.path, line)
 		}
 	}
+}
+
+// TestStalledBody checks that a request to any route whose body stops
+// coming is answered once bodyStall passes without a byte, and its
+// connection closed, instead of being held for as long as the client keeps
+// the connection open: net/http reads a small body that a handler left
+// unread before it answers, and Buffalo parses a form body before any
+// handler runs, neither with a deadline of its own. No token is needed.
+func TestStalledBody(t *testing.T) {
+	actions.SetBodyStall(t, 200*time.Millisecond)
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		for _, tc := range []struct {
+			name, request string
+		}{
+			{"unread", "GET /healthz HTTP/1.1\r\nHost: agora.test\r\nContent-Length: 10\r\n\r\nab"},
+			{"form", "POST / HTTP/1.1\r\nHost: agora.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10\r\n\r\na=b"},
+			{"chunked", "DELETE /api/v1/modules/example.com/x HTTP/1.1\r\nHost: agora.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"},
+			{"download", "GET /example.com/x/@v/list HTTP/1.1\r\nHost: agora.test\r\nContent-Length: 10\r\n\r\n"},
+		} {
+			t.Run(tc.name, func(t *testing.T) { s.stalled(t, tc.request) })
+		}
+	})
 }

@@ -48,6 +48,10 @@ func statusText(status int) string {
 
 // statusOf returns the HTTP status and error code for err.
 func statusOf(err error) (int, string) {
+	if errors.Is(err, errBodyTimeout) {
+		// Checked first: the request's context is cancelled too.
+		return http.StatusRequestTimeout, "request_timeout"
+	}
 	if errors.Is(err, context.Canceled) {
 		// Requests are cancelled only when their client goes away (a
 		// fetch others wait for runs on, detached).

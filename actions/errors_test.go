@@ -28,6 +28,7 @@ func TestStatusOf(t *testing.T) {
 		{fmt.Errorf("m@v1.0.0: %w", modproxy.ErrUpstream), http.StatusBadGateway, "bad_gateway", "m@v1.0.0: upstream failed"},
 		{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable", "context deadline exceeded"},
 		{fmt.Errorf("waiting for m@v1.0.0: %w", context.Canceled), 499, "client_closed_request", "waiting for m@v1.0.0: context canceled"},
+		{fmt.Errorf("m@v1.0.0: %w: %w (%w)", modproxy.ErrInvalid, errBodyTimeout, context.Canceled), http.StatusRequestTimeout, "request_timeout", "m@v1.0.0: invalid: request body timeout (context canceled)"},
 		{fmt.Errorf("fetch m@v1.0.0: storing the zip: %w", diskFull), http.StatusInsufficientStorage, "insufficient_storage", "the server's disk is full"},
 		{fmt.Errorf("reading the database: %w", os.ErrPermission), http.StatusInternalServerError, "internal", "internal error"},
 	}

@@ -278,6 +278,40 @@ func (s *server) raw(t *testing.T, request string) *response {
 	return &response{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
+// stalled sends request, an HTTP/1.1 request's header and the start of
+// its body, on a connection of its own, and then sends nothing more, as a
+// client that stalls does, without closing its sending half. It returns
+// the response, and fails the test if none comes within 10 seconds or if
+// the server does not close the connection after it: what the client
+// sends next must not be read as a request.
+func (s *server) stalled(t *testing.T, request string) *response {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, request); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no response to a request whose body stalled: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the response: %v", err)
+	}
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("after the response to a request whose body stalled: %v, want the connection closed (EOF)", err)
+	}
+	return &response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
 // get sends a GET.
 func (s *server) get(t *testing.T, path string, opts ...requestOption) *response {
 	t.Helper()

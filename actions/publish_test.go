@@ -16,6 +16,7 @@ import (
 	"github.com/gobuffalo/pop/v6"
 	modzip "golang.org/x/mod/zip"
 
+	"agora/actions"
 	"agora/auth"
 	"agora/models"
 	"agora/models/modelstest"
@@ -307,6 +308,25 @@ func TestPublishBrokenBody(t *testing.T) {
 				s.wantNothingStored(t, before, m.Path, m.Version)
 			})
 		}
+	})
+}
+
+// TestPublishStalledBody checks that an upload whose body stops coming is
+// answered 408 once bodyStall passes without a byte, instead of holding its
+// handler, its connection and its temporary file for as long as the client
+// keeps the connection open.
+func TestPublishStalledBody(t *testing.T) {
+	actions.SetBodyStall(t, 200*time.Millisecond)
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		alice := s.token(t, "alice", auth.RolePublisher)
+		m := newModule(t, "example.com/stalled", "v1.0.0", "stalled")
+		before := s.state(t, m.Path, m.Version)
+		r := s.stalled(t, "PUT "+uploadPath(m.Path, m.Version)+" HTTP/1.1\r\nHost: agora.test\r\nAuthorization: Bearer "+alice+"\r\n"+
+			fmt.Sprintf("Content-Length: %d\r\n\r\n", len(m.Zip))+string(m.Zip[:len(m.Zip)/2]))
+		wantError(t, r, http.StatusRequestTimeout, "request_timeout")
+		s.wantNothingStored(t, before, m.Path, m.Version)
+		s.wantNoUploadsLeft(t)
 	})
 }
 
