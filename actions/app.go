@@ -76,7 +76,7 @@ func Handler(d *Deps) (http.Handler, error) {
 		case isProxyPath(r.URL.Path) && !strings.HasPrefix(r.URL.Path, "/api/"):
 			proxy.ServeHTTP(w, r)
 		default:
-			app.ServeHTTP(w, r)
+			app.ServeHTTP(w, limitBody(w, r, maxSiteBody))
 		}
 	})), nil
 }

@@ -198,3 +198,25 @@ func TestStalledBody(t *testing.T) {
 		}
 	})
 }
+
+// TestLargeFormBody checks that a form body sent to the site or the API,
+// none of whose routes reads a body, is not read in full: Buffalo parses
+// a body that claims to be a form, up to 10 MiB in memory, before any
+// route runs, and a client without a token could make the server hold
+// 10 MiB per connection. The request must be answered, and its
+// connection closed, once the first 64 KiB are in, without waiting for
+// the rest of the body (bodyStall is left at its minute).
+func TestLargeFormBody(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		for _, path := range []string{"/", "/api/v1/whoami"} {
+			t.Run(path, func(t *testing.T) {
+				r := s.stalled(t, "POST "+path+" HTTP/1.1\r\nHost: agora.test\r\nContent-Type: application/x-www-form-urlencoded\r\n"+
+					"Content-Length: 10000000\r\n\r\na="+strings.Repeat("b", 128<<10))
+				if r.status < 400 || r.status >= 500 {
+					t.Errorf("status %d, want a 4xx", r.status)
+				}
+			})
+		}
+	})
+}

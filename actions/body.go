@@ -70,3 +70,21 @@ func (g *guardedBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// maxSiteBody bounds the body of a request to the Buffalo app (the site
+// and the API but uploads), in bytes. None of its routes reads a body,
+// but Buffalo parses one that claims to be a form before any route runs,
+// holding up to 10 MiB of it in memory for each request.
+const maxSiteBody = 64 << 10
+
+// limitBody returns r with its body, if it has one, cut off after max
+// bytes (http.MaxBytesReader), in a copy of r, as guardBody does.
+func limitBody(w http.ResponseWriter, r *http.Request, max int64) *http.Request {
+	if r.ContentLength == 0 {
+		return r
+	}
+	body := http.MaxBytesReader(w, r.Body, max)
+	r = r.WithContext(r.Context())
+	r.Body = body
+	return r
+}
