@@ -990,3 +990,62 @@ func (r *fetchRecorder) calls() []string {
 	defer r.mu.Unlock()
 	return slices.Clone(r.got)
 }
+
+// TestPartialTilesOfFullTilesAreNotCached checks that a partial tile
+// whose full tile the tree already has is served cut from the full tile,
+// which alone is fetched and cached: anyone may ask /sumdb/ for the 255
+// partial tiles of every full tile, and each would otherwise be fetched
+// and kept on disk, a file of its own, about 128 times the disk and 255
+// times the files of the full tiles.
+func TestPartialTilesOfFullTilesAreNotCached(t *testing.T) {
+	f := newFakeProxy(t)
+	ctx := context.Background()
+	for i := range 300 {
+		path := fmt.Sprintf("example.com/m%d", i)
+		f.add(path, "v1.0.0", "h1:zip=", "h1:mod=")
+		if _, err := f.ts.Lookup(ctx, module.Version{Path: path, Version: "v1.0.0"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	db := newDB(t, f.options(dir))
+	for _, level := range []string{"0", "data"} {
+		var partial [][]byte
+		for _, w := range []int{1, 2, 100, 255} {
+			rel := fmt.Sprintf("tile/8/%s/000.p/%d", level, w)
+			data, _, err := db.Load(ctx, rel)
+			if err != nil {
+				t.Fatalf("Load(%s): %v", rel, err)
+			}
+			partial = append(partial, data)
+		}
+		full, _, err := db.Load(ctx, "tile/8/"+level+"/000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, w := range []int{1, 2, 100, 255} {
+			rel, data := fmt.Sprintf("tile/8/%s/000.p/%d", level, w), partial[i]
+			want := full[:w*32]
+			if level == "data" {
+				want = full[:len(strings.Join(strings.SplitAfterN(string(full), "\n\n", w+1)[:w], ""))]
+			}
+			if string(data) != string(want) {
+				t.Errorf("Load(%s) = %d bytes, want the first %d bytes of the full tile", rel, len(data), len(want))
+			}
+		}
+	}
+	var cached []string
+	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		// Tile 001 and level 1's tile 000 are partial in the tree.
+		if err == nil && (strings.Contains(path, "/0/000.p/") || strings.Contains(path, "/data/000.p/")) {
+			cached = append(cached, path)
+		}
+		return nil
+	})
+	if len(cached) > 0 {
+		t.Errorf("partial tiles of full tiles cached: %v", cached)
+	}
+	if n := f.count("tile/8/0/000.p/") + f.count("tile/8/data/000.p/"); n > 0 {
+		t.Errorf("%d partial tiles of full tiles fetched, want none", n)
+	}
+}

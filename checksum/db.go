@@ -266,6 +266,13 @@ func (db *DB) Load(ctx context.Context, rel string) (data []byte, cached bool, e
 	if db.offline {
 		return nil, false, fmt.Errorf("%w: %s/%s is not in the cache, and fetching is off", ErrUnavailable, db.name, rel)
 	}
+	if full, ok := db.fullTile(ctx, req); ok {
+		data, cached, err := db.Load(ctx, full.rel)
+		if err != nil {
+			return nil, false, err
+		}
+		return cutTile(req.tile, data), cached, nil
+	}
 	r, err := db.shared(ctx, rel, func(ctx context.Context) (result, error) {
 		if data, ok := db.readCache(req); ok { // filled while this caller waited
 			return result{data, true}, nil
@@ -709,18 +716,60 @@ func (db *DB) latestPath() string { return filepath.Join(db.dir, "latest") }
 func (db *DB) verifiedPath() string { return filepath.Join(db.dir, "verified-latest") }
 
 // readCache returns req's cached answer, if it is there and well-formed.
-// A partial hash tile is also cut from the full tile.
+// A partial tile is also cut from the full tile.
 func (db *DB) readCache(req request) ([]byte, bool) {
 	data, ok := db.readCacheFile(req)
-	if ok || req.kind != kindTile || req.tile.L < 0 || req.tile.W == 1<<tileHeight {
+	if ok || req.kind != kindTile || req.tile.W == 1<<tileHeight {
 		return data, ok
 	}
 	full := req.tile
 	full.W = 1 << tileHeight
 	if data, ok := db.readCacheFile(request{rel: full.Path(), kind: kindTile, tile: full}); ok {
-		return data[:req.tile.W*tlog.HashSize], true
+		return cutTile(req.tile, data), true
 	}
 	return nil, false
+}
+
+// fullTile returns the request of the full tile of req, a partial tile,
+// if the database's tree holds the full one: the newest tree adopted, or
+// else the latest. Such a partial tile is served cut from the full tile,
+// which alone is fetched and cached. Fetched and cached itself, each of
+// the 255 partial tiles of every full tile that anyone asks /sumdb/ for
+// would be a file of its own, about 128 times the disk of the full tiles.
+// The partial tiles at the tree's edge have no full tile yet.
+func (db *DB) fullTile(ctx context.Context, req request) (request, bool) {
+	t := req.tile
+	if req.kind != kindTile || t.W == 1<<tileHeight {
+		return request{}, false
+	}
+	t.W = 1 << tileHeight
+	n := (t.N + 1) << (t.H * (max(t.L, 0) + 1)) // records the full tile covers; bounded by parseRel
+	db.latestMu.Lock()
+	tree := db.newest
+	db.latestMu.Unlock()
+	if tree.N < n {
+		data, _, err := db.loadLatest(ctx)
+		if err == nil {
+			tree, err = db.openTree(data)
+		}
+		if err != nil || tree.N < n {
+			return request{}, false
+		}
+	}
+	return request{rel: t.Path(), kind: kindTile, tile: t}, true
+}
+
+// cutTile returns the partial tile t cut from full, the data of its full
+// tile, well-formed (see checkTile).
+func cutTile(t tlog.Tile, full []byte) []byte {
+	if t.L >= 0 {
+		return full[:t.W*tlog.HashSize]
+	}
+	end := 0
+	for range t.W {
+		end += bytes.Index(full[end:], []byte("\n\n")) + 2
+	}
+	return full[:end]
 }
 
 // readCacheFile returns the cache file of req, if it is there and
