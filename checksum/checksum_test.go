@@ -1049,3 +1049,41 @@ func TestPartialTilesOfFullTilesAreNotCached(t *testing.T) {
 		t.Errorf("%d partial tiles of full tiles fetched, want none", n)
 	}
 }
+
+// TestNoRedirectToPlainHTTP checks that a database reached over https is
+// not followed to plain http, as the go command's checksum database client
+// does not follow it: what it looks up (the module paths a build needs)
+// would cross the network in the clear. A redirect to https is followed.
+func TestNoRedirectToPlainHTTP(t *testing.T) {
+	f := newFakeProxy(t)
+	f.add("example.com/a", "v1.0.0", "h1:zipA=", "h1:modA=")
+	secure := httptest.NewTLSServer(f.srv.Config.Handler)
+	defer secure.Close()
+	var to atomic.Pointer[string]
+	p := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/supported") {
+			return
+		}
+		http.Redirect(w, r, *to.Load()+r.URL.Path, http.StatusFound)
+	}))
+	defer p.Close()
+	opts := f.options(t.TempDir())
+	opts.Proxies = []upstream.Proxy{{URL: p.URL}}
+	opts.Transport = p.Client().Transport
+	opts.Retries = -1
+	db := newDB(t, opts)
+
+	to.Store(&secure.URL)
+	if _, err := db.Get(context.Background(), "lookup/example.com/a@v1.0.0"); err != nil {
+		t.Fatalf("lookup through a redirect to https: %v", err)
+	}
+	before := f.count("lookup/")
+	to.Store(&f.srv.URL)
+	_, err := db.Get(context.Background(), "lookup/example.com/a@v1.0.1")
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "redirected from secure URL") {
+		t.Errorf("lookup redirected to http = %v; want ErrUnavailable, the redirect refused", err)
+	}
+	if n := f.count("lookup/") - before; n != 0 {
+		t.Errorf("the lookup redirected to http reached it: %d requests", n)
+	}
+}

@@ -220,14 +220,36 @@ func New(opts Options) (*DB, error) {
 	if db.log == nil {
 		db.log = slog.Default()
 	}
-	db.http.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if len(via) >= 5 {
-			return errors.New("stopped after 5 redirects")
-		}
-		return nil
-	}
+	db.http.CheckRedirect = checkRedirect
 	return db, nil
 }
+
+// maxRedirects is how many redirects a request follows.
+const maxRedirects = 5
+
+// checkRedirect lets a request follow only redirects to http and https
+// URLs, and one to https only redirects to https, as the go command's
+// checksum database client: the module paths looked up must not cross the
+// network in the clear because a server said so. It refuses with a
+// *redirectError.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		return &redirectError{fmt.Sprintf("redirect to %s refused: only http:// and https:// are followed", req.URL.Redacted())}
+	}
+	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return &redirectError{fmt.Sprintf("redirected from secure URL %s to insecure URL %s", via[len(via)-1].URL.Redacted(), req.URL.Redacted())}
+	}
+	if len(via) >= maxRedirects {
+		return &redirectError{fmt.Sprintf("stopped after %d redirects", maxRedirects)}
+	}
+	return nil
+}
+
+// redirectError is a redirect that checkRedirect refused: an answer of
+// the server, which no retry mends.
+type redirectError struct{ msg string }
+
+func (e *redirectError) Error() string { return e.msg }
 
 // Name returns the database's name, such as sum.golang.org.
 func (db *DB) Name() string { return db.name }
@@ -583,7 +605,8 @@ func (db *DB) httpGetOnce(ctx context.Context, server, u string, limit int64) (d
 	}
 	resp, err := db.http.Do(req)
 	if err != nil {
-		return nil, true, fmt.Errorf("%w: %v", ErrUnavailable, redactErr(err))
+		var re *redirectError
+		return nil, !errors.As(err, &re), fmt.Errorf("%w: %v", ErrUnavailable, redactErr(err))
 	}
 	defer resp.Body.Close()
 	status = resp.StatusCode
