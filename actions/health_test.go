@@ -49,6 +49,11 @@ func TestReadyzStorageUnusable(t *testing.T) {
 		if checks["database"] != "ok" || checks["storage"] == "ok" || checks["storage"] == "" {
 			t.Errorf("/readyz = %v, want the database ok and storage failing", checks)
 		}
+		// /readyz is open to anyone: it tells what fails, not where the
+		// server keeps its files.
+		if strings.Contains(string(r.body), missing) {
+			t.Errorf("/readyz = %s; it names the storage directory", r.body)
+		}
 	})
 }
 
@@ -94,6 +99,9 @@ func TestReadyzTempDirUnusable(t *testing.T) {
 		decodeJSON(t, r, &checks)
 		if checks["database"] != "ok" || checks["storage"] != "ok" || checks["tmp"] == "ok" || checks["tmp"] == "" {
 			t.Errorf("/readyz = %v, want the database and storage ok and tmp failing", checks)
+		}
+		if strings.Contains(string(r.body), s.tempDir) {
+			t.Errorf("/readyz = %s; it names the temporary directory", r.body)
 		}
 	})
 }
