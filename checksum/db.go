@@ -234,10 +234,10 @@ const maxRedirects = 5
 // *redirectError.
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-		return &redirectError{fmt.Sprintf("redirect to %s refused: only http:// and https:// are followed", req.URL.Redacted())}
+		return &redirectError{fmt.Sprintf("redirect to %s refused: only http:// and https:// are followed", upstream.RedactURL(req.URL))}
 	}
 	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
-		return &redirectError{fmt.Sprintf("redirected from secure URL %s to insecure URL %s", via[len(via)-1].URL.Redacted(), req.URL.Redacted())}
+		return &redirectError{fmt.Sprintf("redirected from secure URL %s to insecure URL %s", upstream.RedactURL(via[len(via)-1].URL), upstream.RedactURL(req.URL))}
 	}
 	if len(via) >= maxRedirects {
 		return &redirectError{fmt.Sprintf("stopped after %d redirects", maxRedirects)}
@@ -630,13 +630,14 @@ func (db *DB) httpGetOnce(ctx context.Context, server, u string, limit int64) (d
 	return data, false, nil
 }
 
-// redact returns u without its password, for messages.
+// redact returns u without its secret (see upstream.RedactURL), for
+// messages.
 func redact(u string) string {
 	p, err := url.Parse(u)
 	if err != nil {
 		return "(invalid URL)"
 	}
-	return p.Redacted()
+	return upstream.RedactURL(p)
 }
 
 // redactErr returns err without the password of the URL a *url.Error

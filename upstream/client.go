@@ -214,7 +214,7 @@ type Client struct {
 // proxy is a parsed entry of a Client's list.
 type proxy struct {
 	base        *url.URL // nil if err is set
-	name        string   // the URL with its password redacted
+	name        string   // the URL with its secret redacted (RedactURL)
 	fallThrough bool
 	err         error   // the entry is not a valid proxy URL
 	health      *health // whether it answers, from Options.Health
@@ -239,7 +239,7 @@ func New(proxies []Proxy, opts Options) *Client {
 		u, err := parseProxyURL(p.URL)
 		pp := &proxy{base: u, name: redact(p.URL), fallThrough: p.FallThrough, err: err}
 		if u != nil {
-			pp.name = u.Redacted()
+			pp.name = RedactURL(u)
 		}
 		pp.health = opts.Health.get(pp.name)
 		c.proxies = append(c.proxies, pp)
@@ -256,10 +256,10 @@ const maxRedirects = 10
 // with a *redirectError.
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-		return &redirectError{fmt.Sprintf("redirect to %s refused: an upstream may only redirect to http:// or https://", req.URL.Redacted())}
+		return &redirectError{fmt.Sprintf("redirect to %s refused: an upstream may only redirect to http:// or https://", RedactURL(req.URL))}
 	}
 	if len(via) > 0 && via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
-		return &redirectError{fmt.Sprintf("redirected from secure URL %s to insecure URL %s", via[len(via)-1].URL.Redacted(), req.URL.Redacted())}
+		return &redirectError{fmt.Sprintf("redirected from secure URL %s to insecure URL %s", RedactURL(via[len(via)-1].URL), RedactURL(req.URL))}
 	}
 	if len(via) >= maxRedirects {
 		return &redirectError{fmt.Sprintf("stopped after %d redirects", maxRedirects)}

@@ -87,37 +87,47 @@ func TestClientProtocol(t *testing.T) {
 	}
 }
 
-// TestProxyPath checks that a proxy URL with a path, and a password, is
+// TestProxyPath checks that a proxy URL with a path, and credentials, is
 // requested below that path, with basic authentication, and that the
-// password is in no answer.
+// secret is in no answer: a password, or a user name that comes alone,
+// which is how a token is given in a URL. Answers reach clients in error
+// bodies, metric labels and versions' sources.
 func TestProxyPath(t *testing.T) {
-	serve := serveFiles(modFiles)
-	p := newFakeProxy(t, func(w http.ResponseWriter, r *http.Request) {
-		if user, pass, _ := r.BasicAuth(); user != "u" || pass != "secret" {
-			http.Error(w, "who are you?", http.StatusUnauthorized)
-			return
-		}
-		http.StripPrefix("/go/proxy", serve).ServeHTTP(w, r)
-	})
-	u, _ := url.Parse(p.URL)
-	u.User = url.UserPassword("u", "secret")
-	rec := &recorder{}
-	c := newTestClient(t, u.String()+"/go/proxy/", func(o *Options) { o.Observer = rec })
-	_, src, err := c.Mod(context.Background(), modPath, "v1.0.0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := p.uris(), []string{"/go/proxy/example.com/!upper/@v/v1.0.0.mod"}; !slices.Equal(got, want) {
-		t.Errorf("requests %q; want %q", got, want)
-	}
-	_, _, err = c.Mod(context.Background(), modPath, "v9.0.0")
-	if !errors.Is(err, ErrNotFound) {
-		t.Errorf("Mod of an unknown version: %v; want ErrNotFound", err)
-	}
-	for _, s := range []string{src, err.Error(), fmt.Sprint(rec.all())} {
-		if strings.Contains(s, "secret") {
-			t.Errorf("%q shows the password", s)
-		}
+	for _, user := range []*url.Userinfo{url.UserPassword("u", "secret"), url.User("secret")} {
+		t.Run(user.String(), func(t *testing.T) {
+			serve := serveFiles(modFiles)
+			wantUser, wantPass := user.Username(), ""
+			if pass, ok := user.Password(); ok {
+				wantPass = pass
+			}
+			p := newFakeProxy(t, func(w http.ResponseWriter, r *http.Request) {
+				if user, pass, _ := r.BasicAuth(); user != wantUser || pass != wantPass {
+					http.Error(w, "who are you?", http.StatusUnauthorized)
+					return
+				}
+				http.StripPrefix("/go/proxy", serve).ServeHTTP(w, r)
+			})
+			u, _ := url.Parse(p.URL)
+			u.User = user
+			rec := &recorder{}
+			c := newTestClient(t, u.String()+"/go/proxy/", func(o *Options) { o.Observer = rec })
+			_, src, err := c.Mod(context.Background(), modPath, "v1.0.0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := p.uris(), []string{"/go/proxy/example.com/!upper/@v/v1.0.0.mod"}; !slices.Equal(got, want) {
+				t.Errorf("requests %q; want %q", got, want)
+			}
+			_, _, err = c.Mod(context.Background(), modPath, "v9.0.0")
+			if !errors.Is(err, ErrNotFound) {
+				t.Errorf("Mod of an unknown version: %v; want ErrNotFound", err)
+			}
+			for _, s := range []string{src, err.Error(), fmt.Sprint(rec.all())} {
+				if strings.Contains(s, "secret") {
+					t.Errorf("%q shows the secret", s)
+				}
+			}
+		})
 	}
 }
 

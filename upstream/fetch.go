@@ -271,7 +271,7 @@ func (c *Client) attempt(ctx context.Context, p *proxy, kind, escPath, rel strin
 	u := *p.base
 	u.Path += "/" + escPath + "/" + rel
 	u.RawPath = p.base.EscapedPath() + "/" + pathEscape(escPath+"/"+rel)
-	name := u.Redacted()
+	name := RedactURL(&u)
 	limit := c.limits[kind]
 
 	start := time.Now()

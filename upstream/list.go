@@ -107,7 +107,7 @@ func parseProxyURL(entry string) (*url.URL, error) {
 		}
 		return nil, fmt.Errorf("proxy %q: %v", redactRaw(entry), err)
 	}
-	name := u.Redacted()
+	name := RedactURL(u)
 	switch u.Scheme {
 	case "http", "https":
 		if u.Host == "" {
@@ -133,7 +133,7 @@ func parseProxyURL(entry string) (*url.URL, error) {
 	return u, nil
 }
 
-// String formats a list as GOPROXY does, with passwords redacted: for
+// String formats a list as GOPROXY does, with secrets redacted: for
 // logs, not to be parsed again.
 func String(list []Proxy) string {
 	var b strings.Builder
@@ -150,13 +150,31 @@ func String(list []Proxy) string {
 	return b.String()
 }
 
-// redact returns the URL s with its password, if any, replaced.
+// redact returns the URL s with its secret, if any, replaced (see
+// RedactURL).
 func redact(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		return s
 	}
-	return u.Redacted()
+	return RedactURL(u)
+}
+
+// RedactURL returns u as a string for messages, logs, metric labels and
+// versions' sources, which may reach any client: with its password
+// replaced, as url.URL.Redacted does, and with a user name that comes
+// without a password replaced too, since that is how a token is given in
+// a URL (https://TOKEN@proxy.example).
+func RedactURL(u *url.URL) string {
+	if u.User == nil {
+		return u.String()
+	}
+	if _, ok := u.User.Password(); ok {
+		return u.Redacted()
+	}
+	c := *u
+	c.User = url.User("xxxxx")
+	return c.String()
 }
 
 // RedactList returns a proxy list as written, such as an AGORA_UPSTREAM
@@ -177,8 +195,8 @@ func RedactList(s string) string {
 }
 
 // redactRaw returns the URL s, which may not parse and may have no scheme
-// (as a list entry such as "u:pass@proxy.example"), with the password of
-// its userinfo, if any, replaced.
+// (as a list entry such as "u:pass@proxy.example"), with its secret, if
+// any, replaced as RedactURL does.
 func redactRaw(s string) string {
 	scheme, rest, ok := strings.Cut(s, "://")
 	if ok {
@@ -196,7 +214,7 @@ func redactRaw(s string) string {
 	}
 	user, _, hasPassword := strings.Cut(authority[:at], ":")
 	if !hasPassword {
-		return s
+		return scheme + "xxxxx" + rest[at:] // a user name alone: a token
 	}
 	return scheme + user + ":xxxxx" + rest[at:]
 }

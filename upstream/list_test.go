@@ -64,12 +64,12 @@ func TestParseList(t *testing.T) {
 }
 
 func TestString(t *testing.T) {
-	const in = "https://a.example|https://u:secret@b.example,http://c.example"
+	const in = "https://a.example|https://u:secret@b.example,http://tok3n@c.example"
 	list, err := ParseList(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := String(list), "https://a.example|https://u:xxxxx@b.example,http://c.example"; got != want {
+	if got, want := String(list), "https://a.example|https://u:xxxxx@b.example,http://xxxxx@c.example"; got != want {
 		t.Errorf("String = %q; want %q", got, want)
 	}
 }
@@ -79,7 +79,7 @@ var redactListTests = []struct{ in, want string }{
 	{"off", "off"},
 	{"https://a.example,direct", "https://a.example,direct"},
 	{"https://u:secret@a.example/go | http://b.example", "https://u:xxxxx@a.example/go | http://b.example"},
-	{"https://u@a.example,u:secret@b.example", "https://u@a.example,u:xxxxx@b.example"},
+	{"https://tok3n@a.example,u:secret@b.example,tok3n@c.example/go", "https://xxxxx@a.example,u:xxxxx@b.example,xxxxx@c.example/go"},
 	{"https://u:secret@a.example/%zz,ftp://u:secret@b", "https://u:xxxxx@a.example/%zz,ftp://u:xxxxx@b"},
 	{"/srv/goproxy|file:///srv/a@b", "/srv/goproxy|file:///srv/a@b"},
 }
