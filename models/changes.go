@@ -46,14 +46,16 @@ type ChangeListener struct {
 	origin string // of the Registry whose own changes are skipped
 }
 
-// Listener reconnection and liveness: how soon a lost connection is made
-// again (doubling up to the maximum while it fails), and how often an idle
-// one is checked, so that a connection that died silently is noticed.
+// Listener reconnection: how soon a lost connection is made again
+// (doubling up to the maximum while it fails).
 const (
 	listenMinReconnect = 100 * time.Millisecond
 	listenMaxReconnect = 10 * time.Second
-	listenPing         = 30 * time.Second
 )
+
+// listenPing is how often the listener's connection is checked, so that a
+// connection that died silently is noticed. Tests shorten it.
+var listenPing = 30 * time.Second
 
 // ListenChanges connects to the PostgreSQL database at url (the URL of r's
 // pool) and listens for changes of version records made by others than r.
@@ -96,9 +98,13 @@ func (c *ChangeListener) event(ev pq.ListenerEventType, err error) {
 // unheard: after the connection was lost and made again. It returns when
 // ctx is done, and closes the listener.
 func (c *ChangeListener) Run(ctx context.Context, changed func(path, version string), lost func()) {
-	defer c.l.Close()
-	ping := time.NewTicker(listenPing)
-	defer ping.Stop()
+	pinged := make(chan struct{})
+	defer func() { <-pinged }()
+	defer c.l.Close() // which ends a ping waiting for its reply
+	go func() {
+		defer close(pinged)
+		c.ping(ctx)
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -116,10 +122,25 @@ func (c *ChangeListener) Run(ctx context.Context, changed func(path, version str
 			case from != c.origin:
 				changed(path, version)
 			}
-		case <-ping.C:
-			// A failed ping makes the listener reconnect, which is
-			// followed by a nil notification.
-			if err := c.l.Ping(); err != nil {
+		}
+	}
+}
+
+// ping checks the listener's connection every listenPing until ctx is
+// done. A failed ping makes the listener reconnect, which is followed by a
+// nil notification. It runs apart from Run: the reply to a ping comes
+// after the notifications sent before it, which only Run reads, and a
+// burst of them larger than the listener's buffers would otherwise keep
+// both waiting for ever.
+func (c *ChangeListener) ping(ctx context.Context) {
+	tick := time.NewTicker(listenPing)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := c.l.Ping(); err != nil && ctx.Err() == nil {
 				c.log.Warn("the database connection that announces changes does not answer", "err", err)
 			}
 		}

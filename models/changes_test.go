@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"testing"
@@ -57,7 +58,14 @@ func listen(t *testing.T, r *models.Registry, url string) *heard {
 		l.Run(ctx, func(path, version string) { h.changed <- path + "@" + version },
 			func() { h.lost <- struct{}{} })
 	}()
-	t.Cleanup(func() { cancel(); <-done }) // before the database is dropped
+	t.Cleanup(func() { // before the database is dropped
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return 10 s after its context was done")
+		}
+	})
 	return h
 }
 
@@ -151,6 +159,28 @@ func TestChangesAfterLostConnection(t *testing.T) {
 	insert(t, a, newVersion("example.com/m", "v1.0.0"))
 	if got := h.until(t, "example.com/m@v1.0.0"); len(got) != 0 {
 		t.Errorf("heard %q before the change", got)
+	}
+}
+
+// A burst of changes larger than the listener's buffers (a module's
+// versions deleted at once, an import) is heard to its end even when the
+// connection is checked meanwhile: the check's reply comes after the
+// burst, and must not wait for Run, which alone reads the burst.
+func TestChangesBurstWhileChecking(t *testing.T) {
+	models.SetListenPing(t, time.Millisecond)
+	conn, url := openPostgres(t)
+	a, b := models.NewRegistry(conn), models.NewRegistry(conn)
+	h := listen(t, b, url)
+
+	const n = 1000
+	burst := make([]*modproxy.Version, n)
+	for i := range burst {
+		burst[i] = newVersion("example.com/m", fmt.Sprintf("v1.0.%d", i))
+	}
+	insert(t, a, burst...)
+	insert(t, a, newVersion("example.com/marker", "v0.0.1"))
+	if got := h.until(t, "example.com/marker@v0.0.1"); len(got) != n {
+		t.Errorf("heard %d changes before the marker, want %d", len(got), n)
 	}
 }
 
