@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lib/pq"
@@ -42,8 +44,51 @@ func (t registryTx) announce(path, version string) error {
 // processes sharing a PostgreSQL database commit.
 type ChangeListener struct {
 	l      *pq.Listener
+	dialer *listenDialer
 	log    *slog.Logger
 	origin string // of the Registry whose own changes are skipped
+}
+
+// listenDialer makes the listener's connections, and remembers the last
+// one, which is the one in use: the listener makes one at a time. pq
+// offers no way to drop a connection that has stopped answering and make
+// another, short of closing it under the listener, which then reconnects.
+type listenDialer struct {
+	net.Dialer
+	mu   sync.Mutex
+	conn net.Conn
+}
+
+// Dial implements pq.Dialer.
+func (d *listenDialer) Dial(network, address string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, address)
+}
+
+// DialTimeout implements pq.Dialer.
+func (d *listenDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return d.DialContext(ctx, network, address)
+}
+
+// DialContext implements pq.DialerContext.
+func (d *listenDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := d.Dialer.DialContext(ctx, network, address)
+	if err == nil {
+		d.mu.Lock()
+		d.conn = c
+		d.mu.Unlock()
+	}
+	return c, err
+}
+
+// drop closes the connection in use, if any.
+func (d *listenDialer) drop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conn != nil {
+		d.conn.Close()
+	}
 }
 
 // Listener reconnection: how soon a lost connection is made again
@@ -53,9 +98,14 @@ const (
 	listenMaxReconnect = 10 * time.Second
 )
 
-// listenPing is how often the listener's connection is checked, so that a
-// connection that died silently is noticed. Tests shorten it.
-var listenPing = 30 * time.Second
+// The listener's connection is checked every listenPing, so that one that
+// died silently or stopped answering is noticed: one that has not answered
+// a check within listenPingTimeout is dropped and made again. Tests
+// shorten them.
+var (
+	listenPing        = 30 * time.Second
+	listenPingTimeout = 10 * time.Second
+)
 
 // ListenChanges connects to the PostgreSQL database at url (the URL of r's
 // pool) and listens for changes of version records made by others than r.
@@ -63,8 +113,8 @@ var listenPing = 30 * time.Second
 // committed after it returns goes unheard, or an error if that does not
 // happen before ctx is done.
 func (r *Registry) ListenChanges(ctx context.Context, url string, log *slog.Logger) (*ChangeListener, error) {
-	c := &ChangeListener{log: log, origin: r.origin}
-	c.l = pq.NewListener(url, listenMinReconnect, listenMaxReconnect, c.event)
+	c := &ChangeListener{dialer: &listenDialer{}, log: log, origin: r.origin}
+	c.l = pq.NewDialListener(c.dialer, url, listenMinReconnect, listenMaxReconnect, c.event)
 	listening := make(chan error, 1)
 	go func() { listening <- c.l.Listen(versionsChannel) }()
 	select {
@@ -99,11 +149,21 @@ func (c *ChangeListener) event(ev pq.ListenerEventType, err error) {
 // ctx is done, and closes the listener.
 func (c *ChangeListener) Run(ctx context.Context, changed func(path, version string), lost func()) {
 	pinged := make(chan struct{})
-	defer func() { <-pinged }()
-	defer c.l.Close() // which ends a ping waiting for its reply
 	go func() {
 		defer close(pinged)
 		c.ping(ctx)
+	}()
+	defer c.l.Close()
+	defer func() {
+		// A ping holds the listener, which Close waits for, and its
+		// reply may come after notifications that must be read first.
+		for {
+			select {
+			case <-pinged:
+				return
+			case <-c.l.Notify:
+			}
+		}
 	}()
 	for {
 		select {
@@ -128,10 +188,14 @@ func (c *ChangeListener) Run(ctx context.Context, changed func(path, version str
 
 // ping checks the listener's connection every listenPing until ctx is
 // done. A failed ping makes the listener reconnect, which is followed by a
-// nil notification. It runs apart from Run: the reply to a ping comes
-// after the notifications sent before it, which only Run reads, and a
-// burst of them larger than the listener's buffers would otherwise keep
-// both waiting for ever.
+// nil notification; so does one not answered within listenPingTimeout, whose
+// connection is dropped: without it, a connection left hanging (a database
+// that failed over to another host, a network path or proxy that stopped
+// passing anything) would hold the ping, and keep the node deaf to changes,
+// for as long as the kernel keeps the connection, or for ever. It runs
+// apart from Run: the reply to a ping comes after the notifications sent
+// before it, which only Run reads, and a burst of them larger than the
+// listener's buffers would otherwise keep both waiting for ever.
 func (c *ChangeListener) ping(ctx context.Context) {
 	tick := time.NewTicker(listenPing)
 	defer tick.Stop()
@@ -140,10 +204,25 @@ func (c *ChangeListener) ping(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if err := c.l.Ping(); err != nil && ctx.Err() == nil {
+		}
+		answered := make(chan error, 1)
+		go func() { answered <- c.l.Ping() }()
+		timeout := time.NewTimer(listenPingTimeout)
+		select {
+		case err := <-answered:
+			if err != nil && ctx.Err() == nil {
 				c.log.Warn("the database connection that announces changes does not answer", "err", err)
 			}
+		case <-timeout.C:
+			c.log.Warn("the database connection that announces changes has not answered for " + listenPingTimeout.String() + "; dropping it")
+			c.dialer.drop()
+			<-answered
+		case <-ctx.Done():
+			c.dialer.drop()
+			<-answered
+			return
 		}
+		timeout.Stop()
 	}
 }
 

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	neturl "net/url"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -167,7 +170,7 @@ func TestChangesAfterLostConnection(t *testing.T) {
 // connection is checked meanwhile: the check's reply comes after the
 // burst, and must not wait for Run, which alone reads the burst.
 func TestChangesBurstWhileChecking(t *testing.T) {
-	models.SetListenPing(t, time.Millisecond)
+	models.SetListenPing(t, time.Millisecond, time.Minute)
 	conn, url := openPostgres(t)
 	a, b := models.NewRegistry(conn), models.NewRegistry(conn)
 	h := listen(t, b, url)
@@ -182,6 +185,115 @@ func TestChangesBurstWhileChecking(t *testing.T) {
 	if got := h.until(t, "example.com/marker@v0.0.1"); len(got) != n {
 		t.Errorf("heard %d changes before the marker, want %d", len(got), n)
 	}
+}
+
+// When the listener's connection stops answering without being closed (a
+// database that failed over to another host, a proxy or network path that
+// hangs), the check of the connection notices it: the connection is made
+// again, lost is reported, and changes are heard again.
+func TestChangesAfterHungConnection(t *testing.T) {
+	models.SetListenPing(t, 100*time.Millisecond, 500*time.Millisecond)
+	conn, url := openPostgres(t)
+	a, b := models.NewRegistry(conn), models.NewRegistry(conn)
+	p := newHangingProxy(t, url)
+	h := listen(t, b, p.url)
+
+	p.hang()
+	select {
+	case <-h.lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("lost was not reported 10 s after the connection stopped answering")
+	}
+	insert(t, a, newVersion("example.com/m", "v1.0.0"))
+	if got := h.until(t, "example.com/m@v1.0.0"); len(got) != 0 {
+		t.Errorf("heard %q before the change", got)
+	}
+}
+
+// hangingProxy forwards TCP connections to a PostgreSQL server, and can
+// make those it forwards hang: they stay open, and nothing passes any
+// more. Connections made after are forwarded again.
+type hangingProxy struct {
+	url    string // the database's URL through the proxy
+	mu     sync.Mutex
+	hung   chan struct{} // closed by hang, for the connections made before
+	closed chan struct{} // closed when the test ends
+}
+
+// newHangingProxy starts a hangingProxy to the server of the database URL
+// u until the test ends.
+func newHangingProxy(t *testing.T, u string) *hangingProxy {
+	t.Helper()
+	parsed, err := neturl.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := parsed.Host
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed.Host = ln.Addr().String()
+	p := &hangingProxy{url: parsed.String(), hung: make(chan struct{}), closed: make(chan struct{})}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); close(p.closed); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			hung := p.hung
+			p.mu.Unlock()
+			for _, dir := range [][2]net.Conn{{c, s}, {s, c}} {
+				wg.Go(func() { p.forward(dir[0], dir[1], hung) })
+			}
+			wg.Go(func() {
+				<-p.closed
+				c.Close()
+				s.Close()
+			})
+		}
+	})
+	return p
+}
+
+// forward copies from src to dst until either is closed or hung is
+// closed; then it keeps both open until the test ends.
+func (p *hangingProxy) forward(src, dst net.Conn, hung chan struct{}) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		select {
+		case <-hung:
+			<-p.closed
+			return
+		default:
+		}
+		if n > 0 {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			dst.Close()
+			return
+		}
+	}
+}
+
+// hang makes every connection forwarded so far hang.
+func (p *hangingProxy) hang() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	close(p.hung)
+	p.hung = make(chan struct{})
 }
 
 // Two nodes on one database and one volume: a version one deletes stops

@@ -5,10 +5,11 @@ import (
 	"time"
 )
 
-// SetListenPing makes listenPing d until t ends. Call it before the test
-// starts listening, so that the listener is stopped before it is restored.
-func SetListenPing(t *testing.T, d time.Duration) {
-	old := listenPing
-	listenPing = d
-	t.Cleanup(func() { listenPing = old })
+// SetListenPing makes listenPing every and listenPingTimeout timeout until
+// t ends. Call it before the test starts listening, so that the listener
+// is stopped before they are restored.
+func SetListenPing(t *testing.T, every, timeout time.Duration) {
+	oldEvery, oldTimeout := listenPing, listenPingTimeout
+	listenPing, listenPingTimeout = every, timeout
+	t.Cleanup(func() { listenPing, listenPingTimeout = oldEvery, oldTimeout })
 }
