@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -300,19 +300,24 @@ func startAgora(t *testing.T, bin, dialect string, extraEnv ...string) *server {
 
 // start starts the server process on a free port with s's data directory
 // and database, and waits until it is healthy and ready. It is called again
-// after terminate to restart the server on the same data.
+// after terminate to restart the server on the same data, at a new URL.
+//
+// The server picks its port itself (ADDR=127.0.0.1:0) and the test reads
+// it from the server's log: a port found free and closed by the test
+// could be taken by another process before the server binds it.
 func (s *server) start(t *testing.T, dialect string) {
 	t.Helper()
-	addr := freeAddr(t)
-	s.URL = "http://" + addr
+	s.URL = ""
 	s.log = new(testutil.Buffer)
 	s.done = make(chan struct{})
 	s.terminated = false
 
 	cmd := exec.Command(s.bin)
 	cmd.Dir = s.workDir
-	cmd.Env = append(slices.Clone(s.env), "ADDR="+addr)
-	cmd.Stdout, cmd.Stderr = s.log, s.log
+	cmd.Env = append(slices.Clone(s.env), "ADDR=127.0.0.1:0")
+	listening := &listenWatcher{url: make(chan string, 1)}
+	out := io.MultiWriter(s.log, listening)
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = stopTimeout
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting agora: %v", err)
@@ -335,6 +340,13 @@ func (s *server) start(t *testing.T, dialect string) {
 		}
 	})
 
+	select {
+	case s.URL = <-listening.url:
+	case <-done:
+		t.Fatalf("agora exited before listening: %v", s.exited(t))
+	case <-time.After(startTimeout):
+		t.Fatalf("agora did not say where it listens within %v", startTimeout)
+	}
 	s.waitHealthy(t)
 	if status, body := s.do(t, http.MethodGet, "/readyz", "", nil, nil); status != http.StatusOK {
 		t.Fatalf("GET /readyz: status %d, want %d: %s", status, http.StatusOK, body)
@@ -665,16 +677,34 @@ func runCommand(dir string, env []string, name string, args ...string) (stdout, 
 	return out.String(), all.String(), err
 }
 
-// freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// listenWatcher is written a server's output, and sends on url the URL
+// of the first "agora listening" line.
+type listenWatcher struct {
+	url  chan string // buffered: the one URL
+	line []byte      // the line written so far
+	sent bool
+}
+
+// listeningLine matches the log line in which agora says where it listens.
+var listeningLine = regexp.MustCompile(`msg="agora listening" url=(http://\S+)`)
+
+func (w *listenWatcher) Write(p []byte) (int, error) {
+	if w.sent {
+		return len(p), nil
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	w.line = append(w.line, p...)
+	for {
+		i := bytes.IndexByte(w.line, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		if m := listeningLine.FindSubmatch(w.line[:i]); m != nil {
+			w.url <- string(m[1])
+			w.sent, w.line = true, nil
+			return len(p), nil
+		}
+		w.line = w.line[i+1:]
+	}
 }
 
 // fileProxyURL returns the GOPROXY URL of a proxy tree on disk.
