@@ -136,6 +136,9 @@ func newServer(t *testing.T, conn *pop.Connection, opts ...serverOption) *server
 	ts.Config.ConnContext = cork.ConnContext
 	ts.Config.ConnState = setup.connState
 	ts.Start()
+	// Run after ts.Close (cleanups run last first), and before the
+	// database and directories the fetches use are removed.
+	t.Cleanup(func() { waitDetached(t, setup.deps.Registry) })
 	t.Cleanup(ts.Close)
 	s := &server{URL: ts.URL, conn: conn, client: ts.Client(), disk: disk, tempDir: tempDir}
 	// Several servers may share conn: the first one creates root.
@@ -144,6 +147,31 @@ func newServer(t *testing.T, conn *pop.Connection, opts ...serverOption) *server
 	}
 	s.root, _ = s.tokenFor(t, "root", auth.RoleAdmin.MaxScope())
 	return s
+}
+
+// waitDetached waits for the fetches and lists that outlived the requests
+// of a server whose test ended, as serve does at shutdown: such work
+// records, and then writes a module's @v/list file, after its answer was
+// served, and must not use the test's database or directories once they
+// are gone. It fails the test if any is still running after a while, and
+// cancels it then, or at once if the test failed already.
+func waitDetached(t *testing.T, r *modproxy.Service) {
+	t.Helper()
+	if !t.Failed() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := r.Wait(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		t.Errorf("fetches outlived the test: %v", err)
+	}
+	r.Abandon()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Wait(ctx); err != nil {
+		t.Errorf("abandoned fetches still running: %v", err)
+	}
 }
 
 // testLogWriter writes a server's log lines to the test's log.
