@@ -154,15 +154,7 @@ func TestChangesAfterLostConnection(t *testing.T) {
 	if err != nil || killed != 1 {
 		t.Fatalf("terminating the listener's connection: %d terminated, %v", killed, err)
 	}
-	select {
-	case <-h.lost:
-	case <-time.After(10 * time.Second):
-		t.Fatal("lost was not reported after the connection was terminated")
-	}
-	insert(t, a, newVersion("example.com/m", "v1.0.0"))
-	if got := h.until(t, "example.com/m@v1.0.0"); len(got) != 0 {
-		t.Errorf("heard %q before the change", got)
-	}
+	h.lostThenHears(t, a, "the connection was terminated")
 }
 
 // A burst of changes larger than the listener's buffers (a module's
@@ -199,10 +191,17 @@ func TestChangesAfterHungConnection(t *testing.T) {
 	h := listen(t, b, p.url)
 
 	p.hang()
+	h.lostThenHears(t, a, "the connection stopped answering")
+}
+
+// lostThenHears checks that lost is reported within 10 s, after what
+// happened, and that a change a makes afterwards is heard.
+func (h *heard) lostThenHears(t *testing.T, a *models.Registry, after string) {
+	t.Helper()
 	select {
 	case <-h.lost:
 	case <-time.After(10 * time.Second):
-		t.Fatal("lost was not reported 10 s after the connection stopped answering")
+		t.Fatalf("lost was not reported 10 s after %s", after)
 	}
 	insert(t, a, newVersion("example.com/m", "v1.0.0"))
 	if got := h.until(t, "example.com/m@v1.0.0"); len(got) != 0 {
