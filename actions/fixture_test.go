@@ -280,17 +280,8 @@ func (s *server) send(method, path string, body io.Reader, opts ...requestOption
 // It sends what http.Client will not: truncated or malformed bodies.
 func (s *server) raw(t *testing.T, request string) *response {
 	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := s.dialWrite(t, request, 30*time.Second)
 	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.WriteString(c, request); err != nil {
-		t.Fatal(err)
-	}
 	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
@@ -306,6 +297,25 @@ func (s *server) raw(t *testing.T, request string) *response {
 	return &response{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
+// dialWrite writes request on a connection of its own to s, which it returns
+// with a deadline timeout away for everything after.
+func (s *server) dialWrite(t *testing.T, request string, timeout time.Duration) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, request); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	return c
+}
+
 // stalled sends request, an HTTP/1.1 request's header and the start of
 // its body, on a connection of its own, and then sends nothing more, as a
 // client that stalls does, without closing its sending half. It returns
@@ -314,17 +324,8 @@ func (s *server) raw(t *testing.T, request string) *response {
 // sends next must not be read as a request.
 func (s *server) stalled(t *testing.T, request string) *response {
 	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := s.dialWrite(t, request, 10*time.Second)
 	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.WriteString(c, request); err != nil {
-		t.Fatal(err)
-	}
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatalf("no response to a request whose body stalled: %v", err)
