@@ -433,19 +433,26 @@ func TestFetchChecksumMismatchRefused(t *testing.T) {
 	if !errors.Is(err, modproxy.ErrUpstream) || !strings.Contains(err.Error(), "checksum") {
 		t.Fatalf("Open(.zip) of a tampered zip = %v; want ErrUpstream about the checksum database", err)
 	}
-	if files := r.storedNames(t); len(files) != 0 {
-		t.Errorf("stored %q after a refused fetch; want nothing", files)
-	}
-	if _, err := r.meta.Version(ctx, path, version); !errors.Is(err, modproxy.ErrNotFound) {
-		t.Errorf("record after a refused fetch: %v; want none", err)
-	}
-	events := r.meta.Events()
-	if len(events) != 1 || events[0].Action != modproxy.ActionFetchRejected || events[0].Path != path {
-		t.Errorf("audit events = %+v; want one %s", events, modproxy.ActionFetchRejected)
-	}
+	r.wantRefused(t, path, version)
 
 	// The go.mod matches the database: a .mod request is served.
 	r.read(t, path, version, storage.Mod)
+}
+
+// wantRefused checks that a fetch of path@version was refused whole:
+// nothing stored, no record, and the refusal audited once.
+func (r *testRegistry) wantRefused(t *testing.T, path, version string) {
+	t.Helper()
+	if files := r.storedNames(t); len(files) != 0 {
+		t.Errorf("stored %q after a refused fetch; want nothing", files)
+	}
+	if _, err := r.meta.Version(context.Background(), path, version); !errors.Is(err, modproxy.ErrNotFound) {
+		t.Errorf("record after a refused fetch: %v; want none", err)
+	}
+	events := r.meta.Events()
+	if len(events) != 1 || events[0].Action != modproxy.ActionFetchRejected || events[0].Path != path || events[0].Version != version {
+		t.Errorf("audit events = %+v; want one %s of %s@%s", events, modproxy.ActionFetchRejected, path, version)
+	}
 }
 
 // TestFetchModChecksumMismatchRefused checks that a .mod fetched on its
@@ -470,16 +477,7 @@ func TestFetchModChecksumMismatchRefused(t *testing.T) {
 	if n := up.count("mod"); n != 1 {
 		t.Errorf("upstream .mod requests = %d; want 1", n)
 	}
-	if files := r.storedNames(t); len(files) != 0 {
-		t.Errorf("stored %q after a refused fetch; want nothing", files)
-	}
-	if _, err := r.meta.Version(ctx, path, version); !errors.Is(err, modproxy.ErrNotFound) {
-		t.Errorf("record after a refused fetch: %v; want none", err)
-	}
-	events := r.meta.Events()
-	if len(events) != 1 || events[0].Action != modproxy.ActionFetchRejected || events[0].Path != path || events[0].Version != version {
-		t.Errorf("audit events = %+v; want one %s of %s@%s", events, modproxy.ActionFetchRejected, path, version)
-	}
+	r.wantRefused(t, path, version)
 }
 
 // TestFetchOfPublishedModuleVerifiedOnceServed checks that a version of
