@@ -124,7 +124,7 @@ func App(d *Deps) (*buffalo.App, error) {
 		Env:          d.Config.Env,
 		Addr:         d.Config.Addr,
 		SessionName:  "_agora_session",
-		SessionStore: store,
+		SessionStore: lazySessions{store},
 		WorkerOff:    true,
 		// No POST is taken for the method a _method field names, as
 		// Buffalo's default would: the API accepts basic auth, which

@@ -220,3 +220,32 @@ func TestLargeFormBody(t *testing.T) {
 		}
 	})
 }
+
+// TestNoSessionCookieUntilUsed checks that the Buffalo app sets no session
+// cookie on a response whose request stored nothing in the session.
+// Buffalo saves the session after every request, and a cookie store
+// writes a Set-Cookie each time, even for an empty new session: every
+// health check, home page and API error then carried a cookie, which
+// makes shared caches refuse the response and leaves a session cookie in
+// the jar of every API client that follows cookies.
+func TestNoSessionCookieUntilUsed(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		s := newServer(t, conn)
+		for _, tc := range []struct {
+			path string
+			opts []requestOption
+		}{
+			{"/", nil},
+			{"/healthz", nil},
+			{"/readyz", nil},
+			{"/nope", nil},
+			{"/api/v1/whoami", []requestOption{bearer(s.root)}},
+			{"/api/v1/whoami", nil},
+		} {
+			r := s.do(t, http.MethodGet, tc.path, nil, tc.opts...)
+			if c := r.header.Values("Set-Cookie"); len(c) > 0 {
+				t.Errorf("GET %s (%d): Set-Cookie %q, want none", tc.path, r.status, c)
+			}
+		}
+	})
+}
