@@ -101,25 +101,25 @@ func (c *Config) Production() bool { return c.Env == "production" }
 func Load() (*Config, error) {
 	envy.Reload() // envy copies the environment once at start-up; read it now
 	c := &Config{
-		Env:         envy.Get("GO_ENV", "development"),
-		ReadAuth:    envy.Get("AGORA_READ_AUTH", ReadPublic),
-		DatabaseURL: envy.Get("DATABASE_URL", ""),
+		Env:         setting("GO_ENV", "development"),
+		ReadAuth:    setting("AGORA_READ_AUTH", ReadPublic),
+		DatabaseURL: setting("DATABASE_URL", ""),
 	}
 	switch c.Env {
 	case "development", "test", "production":
 	default:
 		return nil, fmt.Errorf("config: GO_ENV=%q: want development, test or production", c.Env)
 	}
-	addr, err := listenAddr(envy.Get("ADDR", ""), envy.Get("PORT", ""))
+	addr, err := listenAddr(setting("ADDR", ""), setting("PORT", ""))
 	if err != nil {
 		return nil, err
 	}
 	c.Addr = addr
 
-	if c.DataDir, err = absDir("AGORA_DATA_DIR", envy.Get("AGORA_DATA_DIR", "data")); err != nil {
+	if c.DataDir, err = absDir("AGORA_DATA_DIR", setting("AGORA_DATA_DIR", "data")); err != nil {
 		return nil, err
 	}
-	if c.StorageDir, err = absDir("AGORA_STORAGE_DIR", envy.Get("AGORA_STORAGE_DIR", filepath.Join(c.DataDir, "storage"))); err != nil {
+	if c.StorageDir, err = absDir("AGORA_STORAGE_DIR", setting("AGORA_STORAGE_DIR", filepath.Join(c.DataDir, "storage"))); err != nil {
 		return nil, err
 	}
 	if c.DatabaseURL == "" {
@@ -136,13 +136,13 @@ func Load() (*Config, error) {
 	default:
 		return nil, fmt.Errorf("config: AGORA_READ_AUTH=%q: want public or token", c.ReadAuth)
 	}
-	if c.ShutdownTimeout, err = time.ParseDuration(envy.Get("AGORA_SHUTDOWN_TIMEOUT", "30s")); err != nil || c.ShutdownTimeout <= 0 {
-		return nil, fmt.Errorf("config: AGORA_SHUTDOWN_TIMEOUT=%q: want a positive duration such as 30s", envy.Get("AGORA_SHUTDOWN_TIMEOUT", ""))
+	if c.ShutdownTimeout, err = time.ParseDuration(setting("AGORA_SHUTDOWN_TIMEOUT", "30s")); err != nil || c.ShutdownTimeout <= 0 {
+		return nil, fmt.Errorf("config: AGORA_SHUTDOWN_TIMEOUT=%q: want a positive duration such as 30s", setting("AGORA_SHUTDOWN_TIMEOUT", ""))
 	}
 	if err := c.loadUpstream(); err != nil {
 		return nil, err
 	}
-	c.sessionSecret = envy.Get("SESSION_SECRET", "")
+	c.sessionSecret = envy.Get("SESSION_SECRET", "") // as given: spaces are part of the key
 	if strings.TrimSpace(c.sessionSecret) == "" {
 		c.sessionSecret = "" // blank is unset: generated, outside production
 	}
@@ -185,7 +185,7 @@ func (c *Config) loadUpstream() error {
 			c.UpstreamOff = fmt.Sprintf("GOPROXY is unset and `go env GOPROXY` (%q) names no proxy", upstream.RedactList(goEnv.out))
 		}
 	}
-	if name := envy.Get("AGORA_RULES", ""); name != "" {
+	if name := setting("AGORA_RULES", ""); name != "" {
 		f, err := os.Open(name)
 		if err != nil {
 			return fmt.Errorf("config: AGORA_RULES: %v", err)
@@ -195,18 +195,28 @@ func (c *Config) loadUpstream() error {
 			return fmt.Errorf("config: AGORA_RULES: %v", err)
 		}
 	}
-	c.SumDB = envy.Get("AGORA_SUMDB", "sum.golang.org")
-	c.NoSumDB = envy.Get("AGORA_NOSUMDB", "")
+	c.SumDB = setting("AGORA_SUMDB", "sum.golang.org")
+	c.NoSumDB = setting("AGORA_NOSUMDB", "")
 	if c.NoSumDB != "" {
 		if err := upstream.CheckPattern(c.NoSumDB); err != nil {
 			return fmt.Errorf("config: AGORA_NOSUMDB=%q: %v", c.NoSumDB, err)
 		}
 	}
-	ttl := envy.Get("AGORA_LIST_TTL", "60s")
+	ttl := setting("AGORA_LIST_TTL", "60s")
 	if c.ListTTL, err = time.ParseDuration(ttl); err != nil || c.ListTTL <= 0 {
 		return fmt.Errorf("config: AGORA_LIST_TTL=%q: want a positive duration such as 60s", ttl)
 	}
 	return nil
+}
+
+// setting returns the environment variable key, or def when it is unset or
+// blank: a deployment template that passes a variable nobody filled in
+// gets the default, as the go command does with a blank GOPROXY.
+func setting(key, def string) string {
+	if v := strings.TrimSpace(envy.Get(key, "")); v != "" {
+		return v
+	}
+	return def
 }
 
 // nonSpace returns how many characters of s are not spaces: padding a
@@ -248,9 +258,6 @@ func listenAddr(addr, port string) (string, error) {
 
 // absDir returns dir as an absolute path, naming the variable on error.
 func absDir(name, dir string) (string, error) {
-	if dir == "" {
-		return "", fmt.Errorf("config: %s is empty", name)
-	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return "", fmt.Errorf("config: %s=%q: %v", name, dir, err)

@@ -73,6 +73,42 @@ func TestLoadDefaults(t *testing.T) {
 	}
 }
 
+// TestLoadBlankIsUnset checks that a setting left blank, as a deployment
+// template leaves a variable it passes on but nobody filled in, takes its
+// default, as the go command takes a blank GOPROXY or GOSUMDB, instead of
+// failing for some settings and not others. AGORA_UPSTREAM is the
+// exception: blank is documented as off.
+func TestLoadBlankIsUnset(t *testing.T) {
+	t.Chdir(t.TempDir())
+	keys := []string{"ADDR", "PORT", "GO_ENV", "AGORA_DATA_DIR", "AGORA_STORAGE_DIR", "DATABASE_URL", "SESSION_SECRET",
+		"AGORA_READ_AUTH", "AGORA_SHUTDOWN_TIMEOUT", "AGORA_RULES", "AGORA_SUMDB", "AGORA_NOSUMDB", "AGORA_LIST_TTL"}
+	for _, k := range keys {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	want, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, blank := range []string{"", " "} {
+		for _, k := range keys {
+			t.Setenv(k, blank)
+		}
+		got, err := Load()
+		if err != nil {
+			t.Errorf("every setting %q: Load() error = %v; want the defaults", blank, err)
+			continue
+		}
+		// Under go test, envy takes an unset GO_ENV for test; the default
+		// a server gets is development.
+		if got.Addr != want.Addr || got.Env != "development" || got.DataDir != want.DataDir || got.StorageDir != want.StorageDir ||
+			got.DatabaseURL != want.DatabaseURL || got.ReadAuth != want.ReadAuth || got.ShutdownTimeout != want.ShutdownTimeout ||
+			got.SumDB != want.SumDB || got.NoSumDB != want.NoSumDB || got.ListTTL != want.ListTTL || len(got.Rules) != 0 {
+			t.Errorf("every setting %q: %+v; want the defaults %+v", blank, got, want)
+		}
+	}
+}
+
 func TestLoadErrorsNameTheVariable(t *testing.T) {
 	for _, tt := range []struct{ key, val, want string }{
 		{"GO_ENV", "staging", "GO_ENV"},
