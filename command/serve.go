@@ -45,6 +45,9 @@ func runServe(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+	// What logs without a logger of its own (the writer of tokens' last
+	// uses, package log) goes to the same place, in the same format.
+	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
