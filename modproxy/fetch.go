@@ -99,12 +99,17 @@ func (s *Service) fetch(ctx context.Context, up Upstream, path, version string, 
 func (s *Service) shareFileWork(ctx context.Context, key string, kind storage.Kind, work func(context.Context) (any, error)) (any, error) {
 	s.detached.start(key)
 	ch := s.fetches.DoChan(key, func() (any, error) {
-		timeout := fetchSmallTimeout
+		timeout, slots := fetchSmallTimeout, s.smallWork
 		if kind == storage.Zip {
-			timeout = fetchZipTimeout
+			timeout, slots = fetchZipTimeout, s.zipWork
 		}
 		wctx, cancel := s.detached.detach(ctx, timeout)
 		defer cancel()
+		release, err := slots.acquire(wctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 		return work(wctx)
 	})
 	select {

@@ -147,7 +147,13 @@ func (s *Service) computeList(ctx context.Context, path string, stale *moduleLis
 	l := &moduleList{at: s.now()}
 	var upErr error
 	if up := s.upstreamFor(path); up != nil {
-		l.upstream, _, upErr = up.List(ctx, path)
+		// Too busy to ask is an upstream failure: stale or stored versions
+		// are still served.
+		var release func()
+		if release, upErr = s.smallWork.acquire(ctx); upErr == nil {
+			l.upstream, _, upErr = up.List(ctx, path)
+			release()
+		}
 		switch {
 		case upErr == nil:
 			l.upstreamOK = true

@@ -46,6 +46,8 @@ type Service struct {
 	listLocks    [64]sync.Mutex     // serialise rewriting one module's @v/list file
 	versionLocks [256]sync.Mutex    // serialise writing and removing one version's files
 	detached     detachedWork       // shared fetches and lists, which outlive their callers
+	zipWork      *workSlots         // zip fetches and restores under way
+	smallWork    *workSlots         // the rest: .info, .mod, queries, @latest, lists
 }
 
 // detachedWork counts the work that runs apart from the requests that
@@ -206,6 +208,8 @@ func New(cfg Config) *Service {
 		checker:   cfg.Checker,
 		observer:  cfg.Observer,
 		listTTL:   cfg.ListTTL,
+		zipWork:   newWorkSlots("zip fetches", maxZipWork, maxWaiting),
+		smallWork: newWorkSlots("fetches", maxSmallWork, maxWaiting),
 	}
 	if s.now == nil {
 		s.now = time.Now
