@@ -366,6 +366,58 @@ func TestFetchQueryStoresCanonicalVersion(t *testing.T) {
 	}
 }
 
+// TestIncompatibleVersionQuery checks the answer to v2.0.0's .info of a
+// path without a major-version suffix, which 'go get m@v2.0.0' asks for:
+// the go command takes the v2.0.0+incompatible that proxy.golang.org
+// answers (cmd/go's proxyRepo.Stat checks the version answered only when
+// the one asked for is valid for the path), and v2.0.0 can name nothing
+// else. It is answered from what is stored, the upstream down or none,
+// and only the .info resolves it.
+func TestIncompatibleVersionQuery(t *testing.T) {
+	up := newFakeUpstream()
+	const path, private = "example.com/dep", "private.example/dep"
+	up.add(t, path, "v2.0.0+incompatible", "a")
+	up.add(t, path, "v2.1.0-rc.1+incompatible", "b")
+	r := cachingRegistry(t, up, nil)
+	r.publish(t, admin, private, "v3.0.0+incompatible", moduleZip(t, private, "v3.0.0+incompatible", "c"))
+	ctx := context.Background()
+
+	for _, tt := range []struct{ path, query, want string }{
+		{path, "v2.0.0", "v2.0.0+incompatible"},
+		{path, "v2.1.0-rc.1", "v2.1.0-rc.1+incompatible"},
+		{private, "v3.0.0", "v3.0.0+incompatible"},
+	} {
+		for _, down := range []bool{false, true} {
+			if down {
+				up.setDown(errors.New("connection refused"))
+			}
+			_, v, err := r.Open(ctx, tt.path, tt.query, storage.Info)
+			if err != nil || v.Version != tt.want {
+				t.Errorf("Open(%s@%s.info) with the upstream down %v = %+v, %v; want %s", tt.path, tt.query, down, v, err, tt.want)
+			}
+			up.setDown(nil)
+		}
+		if _, _, err := r.Open(ctx, tt.path, tt.query, storage.Mod); !errors.Is(err, modproxy.ErrNotFound) {
+			t.Errorf("Open(%s@%s.mod) = %v; want ErrNotFound (only .info resolves queries)", tt.path, tt.query, err)
+		}
+	}
+	for _, tt := range []struct{ path, query string }{
+		{path, "v3.0.0"},                 // not upstream
+		{path, "v1.0.0+incompatible"},    // +incompatible is for v2 and up
+		{"example.com/dep/v2", "v3.0.0"}, // the path names its major version
+		{"gopkg.in/dep.v2", "v3.0.0"},
+	} {
+		if _, v, err := r.Open(ctx, tt.path, tt.query, storage.Info); !errors.Is(err, modproxy.ErrNotFound) {
+			t.Errorf("Open(%s@%s.info) = %+v, %v; want ErrNotFound", tt.path, tt.query, v, err)
+		}
+	}
+	for _, f := range r.storedNames(t) {
+		if strings.Contains(f, "v2.0.0.") || strings.Contains(f, "v3.0.0.") {
+			t.Errorf("stored %s under the query's name", f)
+		}
+	}
+}
+
 // TestFetchQueryResolvedToInvalidVersion checks that a query the upstream
 // answers with a version that cannot be the path's is refused as the
 // upstream's fault, and stores nothing.

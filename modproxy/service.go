@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
 	"golang.org/x/sync/singleflight"
 
@@ -264,8 +265,9 @@ func (s *Service) observe(kind string, hit bool) {
 // resolve returns the record of path@version once its file of kind is
 // stored: from the database, or fetched from path's upstream. A query
 // instead of a canonical version (a branch, a commit) is resolved by the
-// upstream, for .info only, and the canonical version's record returned.
-// A stored version without an .info whose upstream cannot give one (there
+// upstream, for .info only, and the canonical version's record returned;
+// so is a version that path cannot carry and its +incompatible one can,
+// which names that one (see incompatibleVersion). A stored version without an .info whose upstream cannot give one (there
 // is none, it failed, or it does not know the version) has its record
 // returned for .info all the same, with a zero Time: see Open.
 // fetched reports whether the upstream was asked. The record is kept in
@@ -281,6 +283,12 @@ func (s *Service) resolve(ctx context.Context, path, version string, kind storag
 		}
 		v, err := s.resolveQuery(ctx, up, path, version)
 		return v, true, err
+	}
+	if incompatible, ok := incompatibleVersion(path, version); ok {
+		if kind != storage.Info {
+			return nil, false, errorf(ErrNotFound, path, version, "unknown revision %s", version)
+		}
+		return s.resolve(ctx, path, incompatible, kind, st)
 	}
 	v, err = s.meta.Version(ctx, path, version)
 	switch {
@@ -317,6 +325,22 @@ func (s *Service) resolve(ctx context.Context, path, version string, kind storag
 		s.live.put(v, st)
 	}
 	return v, true, nil
+}
+
+// incompatibleVersion returns version+"+incompatible" when version is a
+// canonical version that path cannot carry but that one can: v2.0.0 of a
+// path without a major-version suffix. The go command asks for the .info
+// of such a version ('go get m@v2.0.0') and takes the +incompatible one
+// that a proxy answers with (cmd/go's proxyRepo.Stat holds a proxy to the
+// version asked for only when that one is valid for the path), as the go
+// command itself resolves it from version control; it can name nothing
+// else.
+func incompatibleVersion(path, version string) (string, bool) {
+	if semver.Build(version) != "" || module.Check(path, version) == nil {
+		return "", false
+	}
+	incompatible := version + "+incompatible"
+	return incompatible, module.Check(path, incompatible) == nil
 }
 
 // resolveQuery asks up for the version that query (a branch, a commit)
