@@ -46,6 +46,12 @@ func ParseRules(r io.Reader, name string) ([]Rule, error) {
 	sc := bufio.NewScanner(r)
 	for line := 1; sc.Scan(); line++ {
 		text := sc.Text()
+		if line == 1 {
+			// A byte-order mark, which some editors write, is the
+			// file's; left in, it would make the first pattern one
+			// that matches nothing.
+			text = strings.TrimPrefix(text, "\ufeff")
+		}
 		if i := strings.IndexByte(text, '#'); i >= 0 {
 			text = text[:i]
 		}
@@ -85,7 +91,9 @@ func ParseRules(r io.Reader, name string) ([]Rule, error) {
 
 // CheckPattern checks a comma-separated list of GONOSUMDB-style globs, a
 // rule's pattern or AGORA_NOSUMDB: each must be a valid path.Match
-// pattern, and there must be one.
+// pattern of printable ASCII without spaces, as module paths are (a glob
+// with anything else would silently match nothing, and the paths it was
+// written for would be treated as any other), and there must be one.
 func CheckPattern(pattern string) error {
 	globs := 0
 	for glob := range strings.SplitSeq(pattern, ",") {
@@ -95,6 +103,11 @@ func CheckPattern(pattern string) error {
 		}
 		if _, err := pathpkg.Match(glob, ""); err != nil {
 			return fmt.Errorf("pattern %q: %v", glob, err)
+		}
+		for _, r := range glob {
+			if r <= ' ' || r > '~' {
+				return fmt.Errorf("pattern %q: %U is in no module path, so the pattern would match nothing", glob, r)
+			}
 		}
 		globs++
 	}

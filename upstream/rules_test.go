@@ -43,6 +43,26 @@ var parseRulesErrorTests = []struct{ in, want string }{
 	{"a.example direct,https://u:secret@proxy.example\n", "rules:1: the list \"direct,https://u:xxxxx@proxy.example\" has no proxy URL"},
 	{"a.example https://proxy.example https://other.example\n", "rules:1: proxy \"https://proxy.example https://other.example\""},
 	{"a.example " + strings.Repeat("x", 70000) + "\n", "rules: bufio.Scanner: token too long"},
+	// Characters no module path has make a rule that never matches:
+	// the paths it was written for would go to the default upstream.
+	{"a.example none\ncorp.example.com\u200b none\n", `rules:2: pattern "corp.example.com\u200b": U+200B`},
+	{"\ufeff\ufeffcorp.example.com none\n", `rules:1: pattern "\ufeffcorp.example.com": U+FEFF`},
+	{"corp.example.com,\u00e9.example none\n", `rules:1: pattern "é.example": U+00E9`},
+}
+
+// TestParseRulesByteOrderMark checks that a rules file saved with a
+// byte-order mark, as some editors do, keeps its first rule: the mark is
+// the file's, not the pattern's, which would match no path.
+func TestParseRulesByteOrderMark(t *testing.T) {
+	rules, err := ParseRules(strings.NewReader("\ufeffcorp.example.com none\r\n"), "rules")
+	want := []Rule{{Pattern: "corp.example.com", None: true, Line: 1}}
+	if err != nil || !reflect.DeepEqual(rules, want) {
+		t.Fatalf("ParseRules = %+v, %v; want %+v", rules, err, want)
+	}
+	r := NewRouter([]Proxy{{URL: "https://proxy.example"}}, rules, Options{})
+	if c := r.For("corp.example.com/x"); c != nil {
+		t.Errorf("For(corp.example.com/x) = %v; want nil (never fetched)", String(c.Proxies()))
+	}
 }
 
 func TestParseRulesErrors(t *testing.T) {
