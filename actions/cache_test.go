@@ -643,3 +643,55 @@ func TestCacheMetrics(t *testing.T) {
 		}
 	})
 }
+
+// TestCacheMetricsLatest checks that @latest is counted as kind latest, once
+// per request, and not as a list: a miss while the upstream is asked, a hit
+// once the answer is kept with the module's list.
+func TestCacheMetricsLatest(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		dep := newModule(t, "example.com/dep", "v1.0.0", "dep")
+		up := newFakeGOPROXY(t, dep)
+		m := metrics.New()
+		s := newServer(t, conn, withUpstream(up.URL, "", m))
+		// The first asks the upstream, and so may the next, whose list
+		// was dropped when the first stored the version; the last is
+		// answered from memory.
+		hits, misses := 0, 0
+		for range 3 {
+			before := up.total.Load()
+			wantStatus(t, s.get(t, "/example.com/dep/@latest"), http.StatusOK)
+			if up.total.Load() == before {
+				hits++
+			} else {
+				misses++
+			}
+		}
+		if hits == 0 {
+			t.Fatal("every @latest asked the upstream")
+		}
+		body := string(s.get(t, "/metrics").body)
+		for _, want := range []string{
+			fmt.Sprintf(`agora_cache_requests_total{kind="latest",result="hit"} %d`, hits),
+			fmt.Sprintf(`agora_cache_requests_total{kind="latest",result="miss"} %d`, misses),
+			`agora_cache_requests_total{kind="list",result="hit"} 0`,
+			`agora_cache_requests_total{kind="list",result="miss"} 0`,
+			`agora_cache_requests_total{kind="info",result="hit"} 0`,
+			`agora_cache_requests_total{kind="info",result="miss"} 0`,
+		} {
+			if !strings.Contains(body, want+"\n") {
+				t.Errorf("/metrics lacks %s; it has:\n%s", want, grepLines(body, "agora_cache_requests_total{"))
+			}
+		}
+	})
+}
+
+// grepLines returns the lines of s that contain substr.
+func grepLines(s, substr string) string {
+	var b strings.Builder
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, substr) {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}

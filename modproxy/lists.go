@@ -95,26 +95,25 @@ func (c *listCache) clear() {
 // fetch of the path drops it); one whose versions were all deleted has an
 // empty list.
 func (s *Service) List(ctx context.Context, path string) ([]string, error) {
-	l, err := s.moduleList(ctx, path)
+	l, cached, err := s.moduleList(ctx, path)
+	s.observe("list", cached)
 	if err != nil {
 		return nil, err
 	}
 	return l.versions, nil
 }
 
-// moduleList returns path's list from memory while it is fresh, else
-// computes it once for all concurrent callers.
-func (s *Service) moduleList(ctx context.Context, path string) (*moduleList, error) {
+// moduleList returns path's list from memory while it is fresh, and
+// reports true then, else computes it once for all concurrent callers.
+func (s *Service) moduleList(ctx context.Context, path string) (*moduleList, bool, error) {
 	if l := s.lists.get(path); l != nil && s.now().Sub(l.at) < s.listTTL {
-		s.observe("list", true)
 		if l.notFound != nil {
-			return nil, l.notFound
+			return nil, true, l.notFound
 		}
-		return l, nil
+		return l, true, nil
 	}
-	s.observe("list", false)
 	if err := checkPath(path); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	what := path + "/@v/list"
 	s.detached.start(what)
@@ -127,12 +126,12 @@ func (s *Service) moduleList(ctx context.Context, path string) (*moduleList, err
 	case r := <-ch:
 		s.detached.done(what)
 		if r.Err != nil {
-			return nil, r.Err
+			return nil, false, r.Err
 		}
-		return r.Val.(*moduleList), nil
+		return r.Val.(*moduleList), false, nil
 	case <-ctx.Done():
 		go func() { <-ch; s.detached.done(what) }() // for Wait
-		return nil, ctx.Err()
+		return nil, false, ctx.Err()
 	}
 }
 
@@ -214,39 +213,51 @@ func mergeLists(records []*Version, upstreamList []string) []string {
 // the latest stored pseudo-version the answer, as it is offline. The answer
 // is reused with the list.
 func (s *Service) Latest(ctx context.Context, path string) (*Version, error) {
-	l, err := s.moduleList(ctx, path)
+	v, hit, err := s.latest(ctx, path)
+	s.observe("latest", hit)
+	return v, err
+}
+
+// latest is Latest, and reports whether the answer came from what is
+// stored and kept in memory (hit), nothing recomputed or fetched: a
+// request for @latest counts as such, not as a list (see Observer).
+func (s *Service) latest(ctx context.Context, path string) (v *Version, hit bool, err error) {
+	l, hit, err := s.moduleList(ctx, path)
 	if err != nil && !(errors.Is(err, ErrNotFound) && s.upstreamFor(path) != nil) {
-		return nil, err
+		return nil, hit, err
 	}
 	if l != nil && l.latest != nil {
 		v := *l.latest
-		return &v, nil
+		return &v, hit, nil
 	}
 	stored := ""
 	if l != nil {
 		stored = LatestVersion(l.versions)
 	}
-	var v *Version
+	fetched := false
 	switch {
 	case stored != "" && !isPseudo(stored):
-		v, _, err = s.resolve(ctx, path, stored, storage.Info, s.stamps.take())
+		v, fetched, err = s.resolve(ctx, path, stored, storage.Info, s.stamps.take())
 	case stored == "":
 		v, err = s.upstreamLatest(ctx, path)
+		fetched = s.upstreamFor(path) != nil
 	case s.upstreamFor(path) != nil && l.upstreamOK:
+		fetched = true
 		if v, err = s.upstreamLatest(ctx, path); err != nil {
 			s.logFallback("the upstream failed to give a module's latest version: serving the latest stored pseudo-version", err, "module", path, "version", stored)
 			v, _, err = s.resolve(ctx, path, stored, storage.Info, s.stamps.take())
 		}
 	default: // no upstream, or it failed to list the module just now
-		v, _, err = s.resolve(ctx, path, stored, storage.Info, s.stamps.take())
+		v, fetched, err = s.resolve(ctx, path, stored, storage.Info, s.stamps.take())
 	}
+	hit = hit && !fetched
 	if err != nil {
-		return nil, err
+		return nil, hit, err
 	}
 	if l != nil {
 		s.lists.setLatest(path, l, v)
 	}
-	return v, nil
+	return v, hit, nil
 }
 
 // upstreamLatest asks path's upstream for its @latest and stores that
