@@ -248,31 +248,46 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // logRequests logs one line per request: method, path, status, bytes and
-// duration, and counts it in m.
+// duration, and counts it in m. A request whose handler panics is a 500,
+// whatever it sent before: net/http logs the panic and cuts the response
+// off (Buffalo's routes answer 500 themselves).
 func logRequests(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start, path := time.Now(), r.URL.Path // Buffalo rewrites r.URL.Path
 		defer m.InFlight()()
 		lw := &loggingWriter{ResponseWriter: w}
+		returned := false
+		defer func() {
+			if !returned { // panicking: not recovered, so net/http still sees it
+				logRequest(log, m, r, path, start, http.StatusInternalServerError, lw.bytes)
+			}
+		}()
 		next.ServeHTTP(lw, r)
+		returned = true
 		if lw.status == 0 {
 			lw.status = http.StatusOK
 		}
-		end := time.Now()
-		d := end.Sub(start)
-		m.ObserveRequest(metrics.Route(path), r.Method, lw.status, d, lw.bytes)
-		if h := log.Handler(); h.Enabled(r.Context(), slog.LevelInfo) {
-			// The record is made here rather than by log.LogAttrs, which
-			// would take the time again and walk the stack for a source
-			// position that the log does not show: a tenth of the cost
-			// of a cached download.
-			rec := slog.NewRecord(end, slog.LevelInfo, "request", 0)
-			rec.AddAttrs(slog.String("method", r.Method), slog.String("path", path),
-				slog.Int("status", lw.status), slog.Int64("bytes", lw.bytes),
-				slog.Duration("duration", d.Round(time.Microsecond)))
-			h.Handle(r.Context(), rec)
-		}
+		logRequest(log, m, r, path, start, lw.status, lw.bytes)
 	})
+}
+
+// logRequest logs and counts a request for path, started at start, that
+// ended with status after bytes of body.
+func logRequest(log *slog.Logger, m *metrics.Metrics, r *http.Request, path string, start time.Time, status int, bytes int64) {
+	end := time.Now()
+	d := end.Sub(start)
+	m.ObserveRequest(metrics.Route(path), r.Method, status, d, bytes)
+	if h := log.Handler(); h.Enabled(r.Context(), slog.LevelInfo) {
+		// The record is made here rather than by log.LogAttrs, which
+		// would take the time again and walk the stack for a source
+		// position that the log does not show: a tenth of the cost of a
+		// cached download.
+		rec := slog.NewRecord(end, slog.LevelInfo, "request", 0)
+		rec.AddAttrs(slog.String("method", r.Method), slog.String("path", path),
+			slog.Int("status", status), slog.Int64("bytes", bytes),
+			slog.Duration("duration", d.Round(time.Microsecond)))
+		h.Handle(r.Context(), rec)
+	}
 }
 
 // loggingWriter records a response's status and size. It implements

@@ -2,6 +2,7 @@ package actions_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -17,7 +18,11 @@ import (
 
 	"agora/actions"
 	"agora/auth"
+	"agora/config"
+	"agora/metrics"
 	"agora/models/modelstest"
+	"agora/modproxy"
+	"agora/storage"
 )
 
 // TestAPIErrorsAreJSON checks that requests under /api/v1 that match no
@@ -248,4 +253,56 @@ func TestNoSessionCookieUntilUsed(t *testing.T) {
 			}
 		}
 	})
+}
+
+// panickingMetadata is a registry's database that panics when a version
+// is looked up, as a bug would.
+type panickingMetadata struct{ modproxy.Metadata }
+
+func (panickingMetadata) Version(context.Context, string, string) (*modproxy.Version, error) {
+	panic("a bug in the registry")
+}
+
+// TestRequestLogPanic checks that a request whose handler panics outside
+// Buffalo (a download here), which net/http cuts off, is logged and
+// counted as the server's failure, 500, and not left out of both, which
+// would hide it from every alert on errors.
+func TestRequestLogPanic(t *testing.T) {
+	var buf lockedBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	conn := modelstest.Open(t, "sqlite3")
+	disk, err := storage.NewDisk(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := modproxy.New(modproxy.Config{Metadata: panickingMetadata{}, Blobs: disk, TempDir: t.TempDir(), Logger: log})
+	cfg := &config.Config{Env: "test", ReadAuth: config.ReadPublic, DataDir: t.TempDir(), StorageDir: disk.Root()}
+	m := metrics.New()
+	h, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: reg, Logger: log, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const path = "/example.com/m/@v/v1.0.0.info"
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the panic did not reach net/http, which logs it with its stack")
+			}
+		}()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, path, nil))
+	}()
+	if want := "msg=request method=GET path=" + path + " status=500 "; !strings.Contains(buf.String(), want) {
+		t.Errorf("log %q; want a line with %q", buf.String(), want)
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{
+		`agora_http_requests_total{code="500",method="GET",route="info"} 1`,
+		`agora_http_request_duration_seconds_count{route="info"} 1`,
+		`agora_http_requests_in_flight 0`,
+	} {
+		if !strings.Contains(rec.Body.String(), want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
