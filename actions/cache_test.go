@@ -695,3 +695,40 @@ func grepLines(s, substr string) string {
 	}
 	return b.String()
 }
+
+// TestCacheMetricsNotStored checks that a file that is not stored, and
+// that no upstream is asked for (there is none, AGORA_RULES routes its path
+// to none, or the path is invalid), counts as a miss: the go command asks
+// for the .info of every prefix of a package's path, and these 404s made
+// an offline Agora's hit ratio look perfect.
+func TestCacheMetricsNotStored(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		m := metrics.New()
+		s := newServer(t, conn, func(s *serverSetup) { s.registry.Observer, s.deps.Metrics = m, m })
+		pub := newModule(t, "example.com/m", "v1.0.0", "m")
+		s.mustPublish(t, s.root, pub)
+		wantStatus(t, s.get(t, protoPath(pub.Path, pub.Version)+".info"), http.StatusOK)
+		wantStatus(t, s.get(t, protoPath(pub.Path, pub.Version)+".mod"), http.StatusOK)
+		wantProtocolError(t, s.get(t, "/example.com/other/@v/v1.0.0.info"), http.StatusNotFound)
+		wantProtocolError(t, s.get(t, "/example.com/m/@v/v1.1.0.mod"), http.StatusNotFound)
+		wantProtocolError(t, s.get(t, "/example.com/m/@v/master.info"), http.StatusNotFound)
+		wantProtocolError(t, s.get(t, "/example.com/m/@v/v2.0.0.zip"), http.StatusNotFound)
+		wantStatus(t, s.delete(t, s.root, "/api/v1/modules/example.com/m/@v/v1.0.0?reason=test"), http.StatusNoContent)
+		wantProtocolError(t, s.get(t, protoPath(pub.Path, pub.Version)+".zip"), http.StatusGone)
+
+		body := string(s.get(t, "/metrics").body)
+		for _, want := range []string{
+			`agora_cache_requests_total{kind="info",result="hit"} 1`,
+			`agora_cache_requests_total{kind="info",result="miss"} 2`,
+			`agora_cache_requests_total{kind="mod",result="hit"} 1`,
+			`agora_cache_requests_total{kind="mod",result="miss"} 1`,
+			// A deleted version's tombstone is stored: it answers.
+			`agora_cache_requests_total{kind="zip",result="hit"} 1`,
+			`agora_cache_requests_total{kind="zip",result="miss"} 1`,
+		} {
+			if !strings.Contains(body, want+"\n") {
+				t.Errorf("/metrics lacks %s; it has:\n%s", want, grepLines(body, "agora_cache_requests_total{"))
+			}
+		}
+	})
+}

@@ -137,7 +137,7 @@ func New() *Metrics {
 
 	cache := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "agora_cache_requests_total",
-		Help: "Download-protocol requests by kind (info, mod, zip, list, latest), answered from what is stored (result=hit) or needing an upstream (result=miss).",
+		Help: "Download-protocol requests by kind (info, mod, zip, list, latest), answered from what is stored (result=hit) or not (result=miss: needing an upstream, or neither stored nor fetched).",
 	}, []string{"kind", "result"})
 	factory(cache)
 	for k, kind := range protoKinds {
@@ -255,8 +255,8 @@ func (m *Metrics) Handler() http.Handler {
 
 // CacheRequest counts a download-protocol request of kind (info, mod, zip,
 // list, latest; anything else counts as other) that was answered from what
-// is stored (hit) or needed the upstream (miss). It implements
-// modproxy.Observer.
+// is stored (hit) or not (miss: it needed the upstream, or what it asked
+// for is neither stored nor fetched). It implements modproxy.Observer.
 func (m *Metrics) CacheRequest(kind string, hit bool) {
 	if m == nil {
 		return

@@ -405,7 +405,10 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 			err     error
 		)
 		v, fetched, err = s.resolve(ctx, path, version, kind, st)
-		s.observe(string(kind[1:]), !fetched)
+		// A hit is what was found stored: the file, or the version's
+		// tombstone. A file neither stored nor fetched (there is no
+		// upstream, or the path or version is invalid) is a miss.
+		s.observe(string(kind[1:]), !fetched && (err == nil || errors.Is(err, ErrGone)))
 		if err != nil {
 			return nil, nil, err
 		}
