@@ -347,6 +347,25 @@ func TestObserveRequestAllocs(t *testing.T) {
 	}
 }
 
+// TestObserveRequestAllocsByStatus checks that no status Agora answers
+// allocates once seen: 499 above all, which every go command that gives up
+// during a fetch is counted with, and the statuses of conditional requests.
+func TestObserveRequestAllocsByStatus(t *testing.T) {
+	for _, status := range []int{
+		200, 201, 204, 206, 304, 400, 401, 403, 404, 405, 408, 409, 410, 412,
+		413, 416, 499, 500, 502, 503, 507, 508,
+	} {
+		m := New()
+		m.ObserveRequest(RouteZip, http.MethodGet, status, time.Millisecond, 100) // creates the series
+		allocs := testing.AllocsPerRun(100, func() {
+			m.ObserveRequest(RouteZip, http.MethodGet, status, time.Millisecond, 100)
+		})
+		if allocs != 0 {
+			t.Errorf("ObserveRequest with status %d: %v allocations per call, want 0", status, allocs)
+		}
+	}
+}
+
 func BenchmarkObserveRequest(b *testing.B) {
 	m := New()
 	path := "/golang.org/x/mod/@v/v0.42.0.info"
