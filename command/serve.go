@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -356,11 +357,23 @@ func upstreamDesc(cfg *config.Config) string {
 	return upstream.String(cfg.Upstream)
 }
 
-// redactURL hides a database URL's password.
+// redactURL hides a database URL's passwords: the user's, and those of
+// the query (password, sslpassword), where PostgreSQL's drivers take any
+// connection parameter from.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "(unparsable URL)"
+	}
+	if u.RawQuery != "" {
+		params := strings.Split(u.RawQuery, "&")
+		for i, p := range params {
+			k, _, _ := strings.Cut(p, "=")
+			if key, err := url.QueryUnescape(k); err == nil && (key == "password" || key == "sslpassword") {
+				params[i] = k + "=xxxxx"
+			}
+		}
+		u.RawQuery = strings.Join(params, "&")
 	}
 	return u.Redacted()
 }

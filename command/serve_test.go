@@ -235,3 +235,25 @@ func TestServeWarnsUpstreamOff(t *testing.T) {
 		t.Errorf("log lacks a warning that the upstream is off, and why:\n%s", log.String())
 	}
 }
+
+// TestRedactURL checks that what Agora prints of DATABASE_URL, at start and
+// in errors, has none of its passwords: PostgreSQL's drivers take one from
+// the query (?password=) as well as from the user information.
+func TestRedactURL(t *testing.T) {
+	for _, tt := range []struct{ url, want string }{
+		{"postgres://agora:s3cret@db.example:5432/agora?sslmode=require", "postgres://agora:xxxxx@db.example:5432/agora?sslmode=require"},
+		{"postgres://agora@db.example/agora?sslmode=require&password=s3cret", "postgres://agora@db.example/agora?sslmode=require&password=xxxxx"},
+		{"postgres://db.example/agora?password=s3cret&user=agora", "postgres://db.example/agora?password=xxxxx&user=agora"},
+		{"postgres://agora@db.example/agora?sslkey=%2Fetc%2Fk&sslpassword=s3cret", "postgres://agora@db.example/agora?sslkey=%2Fetc%2Fk&sslpassword=xxxxx"},
+		{"postgres://agora@db.example/agora?pass%77ord=s3cret", "postgres://agora@db.example/agora?pass%77ord=xxxxx"},
+		{"sqlite3:///var/lib/agora/agora.db?_busy_timeout=5000", "sqlite3:///var/lib/agora/agora.db?_busy_timeout=5000"},
+	} {
+		got := redactURL(tt.url)
+		if got != tt.want {
+			t.Errorf("redactURL(%q) = %q, want %q", tt.url, got, tt.want)
+		}
+		if strings.Contains(got, "s3cret") {
+			t.Errorf("redactURL(%q) = %q shows the password", tt.url, got)
+		}
+	}
+}
