@@ -1,6 +1,7 @@
 package checksum
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -962,8 +963,8 @@ func TestObserver(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		f.srv.URL + " sumdb 200 0 <nil>", // supported
-		f.srv.URL + " sumdb 404 0 not found",
+		f.srv.URL + " sumdb 200 0 <nil>",      // supported
+		f.srv.URL + " sumdb 404 20 not found", // its body's bytes too
 		f.srv.URL + " sumdb 200 " + fmt.Sprint(len(f.signTree(0))) + " <nil>",
 	}
 	if got := rec.calls(); !slices.Equal(got, want) {
@@ -1091,5 +1092,45 @@ func TestNoRedirectToPlainHTTP(t *testing.T) {
 	}
 	if n := f.count("lookup/") - before; n != 0 {
 		t.Errorf("the lookup redirected to http reached it: %d requests", n)
+	}
+}
+
+// TestObserverCountsBytesOfFailures checks that the bytes of an answer that
+// fails are counted as received, as the module fetches' observer counts
+// them: an answer over its limit, the body of an error.
+func TestObserverCountsBytesOfFailures(t *testing.T) {
+	f := newFakeProxy(t)
+	opts := f.options(t.TempDir())
+	var rec fetchRecorder
+	opts.Observer = &rec
+	opts.Retries = -1
+	db := newDB(t, opts)
+	ctx := context.Background()
+
+	huge := func(path string, body []byte) []byte {
+		if path == "/latest" {
+			return bytes.Repeat([]byte("x"), maxLatest+100)
+		}
+		return body
+	}
+	f.rewrite.Store(&huge)
+	if _, err := db.Get(ctx, "latest"); err == nil {
+		t.Fatal("a latest over its limit was taken")
+	}
+	f.rewrite.Store(nil)
+	f.failing.Store(true)
+	if _, err := db.Get(ctx, "lookup/example.com/m@v1.0.0"); err == nil {
+		t.Fatal("a lookup was answered while the proxy answers 500")
+	}
+	calls := rec.calls()
+	if len(calls) != 3 {
+		t.Fatalf("observed %q; want supported, latest, and the request answered 500", calls)
+	}
+	// The reading stops one byte past the limit.
+	if want := f.srv.URL + " sumdb 200 " + fmt.Sprint(maxLatest+1) + " error"; calls[1] != want {
+		t.Errorf("latest over its limit observed as %q; want %q", calls[1], want)
+	}
+	if !strings.HasPrefix(calls[2], f.srv.URL+" sumdb 500 ") || strings.HasPrefix(calls[2], f.srv.URL+" sumdb 500 0 ") {
+		t.Errorf("a request answered 500 observed as %q; want the bytes of its body", calls[2])
 	}
 }

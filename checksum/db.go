@@ -597,10 +597,10 @@ func (db *DB) httpGetOnce(ctx context.Context, server, u string, limit int64) (d
 	if db.userAgent != "" {
 		req.Header.Set("User-Agent", db.userAgent)
 	}
-	start, status := time.Now(), 0
+	start, status, n := time.Now(), 0, 0 // n: body bytes read, those of a failure too
 	if db.observer != nil {
 		defer func() {
-			db.observer.Fetch(server, fetchKind, status, int64(len(data)), time.Since(start), err)
+			db.observer.Fetch(server, fetchKind, status, int64(n), time.Since(start), err)
 		}()
 	}
 	resp, err := db.http.Do(req)
@@ -612,6 +612,7 @@ func (db *DB) httpGetOnce(ctx context.Context, server, u string, limit int64) (d
 	status = resp.StatusCode
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+		n = len(msg)
 		line, _, _ := strings.Cut(strings.TrimSpace(string(msg)), "\n")
 		kind := ErrUnavailable
 		if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone {
@@ -621,6 +622,7 @@ func (db *DB) httpGetOnce(ctx context.Context, server, u string, limit int64) (d
 		return nil, retry, fmt.Errorf("%w: GET %s: %s: %s", kind, redact(u), resp.Status, line)
 	}
 	data, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	n = len(data)
 	if err != nil {
 		return nil, true, fmt.Errorf("%w: GET %s: %v", ErrUnavailable, redact(u), redactErr(err))
 	}
