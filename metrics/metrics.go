@@ -237,8 +237,9 @@ func (m *Metrics) Registry() *prometheus.Registry {
 }
 
 // Handler returns the handler of GET /metrics: every metric in the
-// Prometheus text (or, if asked for, OpenMetrics) format. Other methods
-// than GET and HEAD are answered 405. For a nil *Metrics it answers 404.
+// Prometheus text format (version 0.0.4), whatever the Accept header asks
+// for; OpenMetrics is not served. Other methods than GET and HEAD are
+// answered 405. For a nil *Metrics it answers 404.
 func (m *Metrics) Handler() http.Handler {
 	if m == nil {
 		return http.NotFoundHandler()

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 )
 
 var routeTests = []struct {
@@ -298,6 +300,35 @@ func TestHandler(t *testing.T) {
 	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/metrics", nil))
 	if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, HEAD" {
 		t.Errorf("POST /metrics: %d, Allow %q; want 405, Allow \"GET, HEAD\"", rec.Code, rec.Header().Get("Allow"))
+	}
+}
+
+// TestHandlerFormat checks that /metrics answers a Prometheus server, which
+// asks for OpenMetrics first, in the text format, and that what it serves
+// passes the checks of promtool check metrics (HELP and TYPE lines, units
+// and _total in names), with every series of every metric shown.
+func TestHandlerFormat(t *testing.T) {
+	m := New()
+	m.CacheRequest(KindInfo, true)
+	m.Fetch("https://proxy.example.com", KindZip, 200, 10, time.Second, nil)
+	m.ProxyDown("https://proxy.example.com", true)
+	m.SumDBRequest(SumDBTile, false, nil)
+	m.StorageRestore(KindZip, true)
+	m.ObserveRequest(RouteZip, http.MethodGet, 200, time.Millisecond, 10)
+	m.ObserveRequest(RouteOther, "FOO", 499, time.Millisecond, 0)
+	rec := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	r.Header.Set("Accept", "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+	m.Handler().ServeHTTP(rec, r)
+	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Errorf("Content-Type %q; want the text format, version 0.0.4", ct)
+	}
+	problems, err := promlint.New(bytes.NewReader(rec.Body.Bytes())).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
 	}
 }
 
