@@ -418,6 +418,81 @@ func TestIncompatibleVersionQuery(t *testing.T) {
 	}
 }
 
+// TestCommitQueryFromStoredPseudoVersion checks the answer to the .info of
+// a commit hash ('go get m@0123456789ab') when no upstream resolves it: a
+// module published here, which has no upstream, or a fetched one while
+// the upstream is down or does not know the commit (a GOPROXY file tree
+// knows none). The stored pseudo-version that names the commit is the
+// answer, the highest of several, as the go command resolves a commit
+// from its module cache when it may ask no proxy; an upstream that
+// resolves the commit is asked first.
+func TestCommitQueryFromStoredPseudoVersion(t *testing.T) {
+	up := newFakeUpstream()
+	const (
+		path, private = "example.com/dep", "private.example/dep"
+		rev           = "0123456789ab"
+		full          = rev + "cdef0123456789abcdef01234567"
+		pseudo        = "v0.0.0-20261120101010-" + rev
+		later         = "v1.2.4-0.20261120101010-" + rev // the same commit, after v1.2.3 was tagged
+		other         = "v0.0.0-20261121101010-ba9876543210"
+	)
+	up.add(t, path, pseudo, "a")
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+	if _, _, err := r.Open(ctx, path, pseudo, storage.Zip); err != nil {
+		t.Fatal(err)
+	}
+	r.publish(t, alice, private, pseudo, moduleZip(t, private, pseudo, "a"))
+	r.publish(t, alice, private, later, moduleZip(t, private, later, "a"))
+	r.publish(t, alice, private, other, moduleZip(t, private, other, "b"))
+
+	check := func(what, path, query, want string) {
+		t.Helper()
+		f, v, err := r.Open(ctx, path, query, storage.Info)
+		if err != nil {
+			t.Errorf("%s: Open(%s@%s.info) = %v; want %s", what, path, query, err, want)
+			return
+		}
+		defer f.Close()
+		var info struct{ Version string }
+		if err := json.NewDecoder(f).Decode(&info); err != nil || v.Version != want || info.Version != want {
+			t.Errorf("%s: Open(%s@%s.info) = %s, %q (%v); want %s", what, path, query, v.Version, info.Version, err, want)
+		}
+	}
+	unknown := func(what, path, query string, kind storage.Kind) {
+		t.Helper()
+		if _, v, err := r.Open(ctx, path, query, kind); !errors.Is(err, modproxy.ErrNotFound) {
+			t.Errorf("%s: Open(%s@%s%s) = %+v, %v; want ErrNotFound", what, path, query, kind, v, err)
+		}
+	}
+
+	check("published", private, rev, later)
+	check("published, the full hash", private, full, later)
+	check("published, another commit", private, "ba9876543210", other)
+	unknown("published, too short a hash to tell", private, rev[:11], storage.Info)
+	unknown("published, upper case", private, strings.ToUpper(rev), storage.Info)
+	unknown("published, a branch", private, "main", storage.Info)
+	unknown("published, a commit not stored", private, "fedcba987654", storage.Info)
+	unknown("published, the .mod of a commit", private, rev, storage.Mod)
+
+	check("fetched, the upstream not knowing the commit", path, rev, pseudo)
+	up.setDown(errors.New("connection refused"))
+	check("fetched, the upstream down", path, full, pseudo)
+	unknown("fetched, the upstream down, a branch", path, "main", storage.Info)
+	up.setDown(nil)
+
+	// A commit the upstream resolves is its answer: a tag may name it now.
+	up.add(t, path, "v1.0.0", "a")
+	up.queries[path+"@"+rev] = "v1.0.0"
+	check("fetched, the upstream resolving the commit", path, rev, "v1.0.0")
+
+	// A deleted pseudo-version names its commit no more.
+	if err := r.Delete(ctx, alice, private, later, modproxy.DeleteOptions{Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	check("published, the highest deleted", private, rev, pseudo)
+}
+
 // TestFetchQueryResolvedToInvalidVersion checks that a query the upstream
 // answers with a version that cannot be the path's is refused as the
 // upstream's fault, and stores nothing.

@@ -266,8 +266,10 @@ func (s *Service) observe(kind string, hit bool) {
 // stored: from the database, or fetched from path's upstream. A query
 // instead of a canonical version (a branch, a commit) is resolved by the
 // upstream, for .info only, and the canonical version's record returned;
-// so is a version that path cannot carry and its +incompatible one can,
-// which names that one (see incompatibleVersion). A stored version without an .info whose upstream cannot give one (there
+// a commit that no upstream resolves, by the stored pseudo-version that
+// names it (see storedCommit); and a version that path cannot carry and
+// its +incompatible one can, by that one (see incompatibleVersion). A
+// stored version without an .info whose upstream cannot give one (there
 // is none, it failed, or it does not know the version) has its record
 // returned for .info all the same, with a zero Time: see Open.
 // fetched reports whether the upstream was asked. The record is kept in
@@ -278,10 +280,27 @@ func (s *Service) resolve(ctx context.Context, path, version string, kind storag
 	}
 	up := s.upstreamFor(path)
 	if isQuery(version) {
-		if up == nil || kind != storage.Info {
+		if kind != storage.Info {
 			return nil, false, errorf(ErrNotFound, path, version, "unknown revision %s", version)
 		}
+		if up == nil {
+			v, err := s.storedCommit(ctx, path, version)
+			if v != nil {
+				s.live.put(v, st)
+			}
+			return v, false, err
+		}
 		v, err := s.resolveQuery(ctx, up, path, version)
+		if errors.Is(err, ErrNotFound) && ctx.Err() == nil {
+			// The upstream cannot resolve it (it is down, or does not
+			// know the commit, as a GOPROXY file tree knows none): a
+			// commit that a stored pseudo-version names is that one.
+			if stored, serr := s.storedCommit(ctx, path, version); serr == nil {
+				s.log.Debug("serving the stored pseudo-version of a commit the upstream did not resolve", "module", path, "query", version, "version", stored.Version, "err", err)
+				s.live.put(stored, st)
+				return stored, true, nil
+			}
+		}
 		return v, true, err
 	}
 	if incompatible, ok := incompatibleVersion(path, version); ok {
@@ -341,6 +360,56 @@ func incompatibleVersion(path, version string) (string, bool) {
 	}
 	incompatible := version + "+incompatible"
 	return incompatible, module.Check(path, incompatible) == nil
+}
+
+// storedCommit returns the record of the live pseudo-version of path that
+// names the commit query, a hexadecimal commit hash of at least 12 digits
+// (a pseudo-version names the first 12), or an ErrNotFound error. Of
+// several (a commit's pseudo-version depends on the tags before it), the
+// highest is the answer. This is how the go command resolves a commit from
+// its module cache when it may ask no proxy (cmd/go's readDiskStatByHash),
+// and how a commit resolves here when no upstream can: for a module
+// published here (which has none), offline, or with the upstream down.
+// Branches and other queries name no commit of their own, and stay unknown.
+func (s *Service) storedCommit(ctx context.Context, path, query string) (*Version, error) {
+	if !isCommitHash(query) {
+		return nil, errorf(ErrNotFound, path, query, "unknown revision %s", query)
+	}
+	records, err := s.meta.Versions(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	var best *Version
+	for _, v := range records {
+		if !v.Live() || !isPseudo(v.Version) {
+			continue
+		}
+		if rev, err := module.PseudoVersionRev(v.Version); err != nil || rev != query[:12] {
+			continue
+		}
+		if best == nil || semver.Compare(v.Version, best.Version) > 0 {
+			best = v
+		}
+	}
+	if best == nil {
+		return nil, errorf(ErrNotFound, path, query, "unknown revision %s", query)
+	}
+	return best, nil
+}
+
+// isCommitHash reports whether query may be a commit hash that a
+// pseudo-version names: at least 12 lower-case hexadecimal digits, as the
+// go command requires to look one up in its module cache.
+func isCommitHash(query string) bool {
+	if len(query) < 12 {
+		return false
+	}
+	for i := 0; i < len(query); i++ {
+		if c := query[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // resolveQuery asks up for the version that query (a branch, a commit)
