@@ -27,10 +27,18 @@ var ErrDown = errors.New("upstream proxy is down")
 // versions only when it fails: without this, each such request would wait
 // out the header timeout (30s) of an upstream that accepts connections and
 // never answers.
+//
+// Requests that come while the one let through is under way wait for it,
+// up to probeWait, and are sent if it got an answer: the go command asks
+// for many files at once, and one build would otherwise fail for every
+// request that came during the round trip that found the proxy back. A
+// proxy that is still down, and does not answer the probe within
+// probeWait, delays them no longer than that.
 const (
 	downAfter    = 3
 	firstCooloff = 5 * time.Second
 	maxCooloff   = time.Minute
+	probeWait    = 2 * time.Second
 )
 
 // health tracks whether one proxy answers. Its zero value is a proxy that
@@ -43,7 +51,8 @@ type health struct {
 	since    time.Time // when it went down
 	until    time.Time
 	cooloff  time.Duration
-	probing  bool // the request let through after the cool-off is under way
+	probing  bool          // the request let through after the cool-off is under way
+	probed   chan struct{} // closed when that request has ended
 }
 
 // Health tracks whether upstream proxies answer, each by its URL. The
@@ -52,9 +61,10 @@ type health struct {
 // endpoints: a proxy that stopped answering one stops being asked by all.
 // It is safe for concurrent use.
 type Health struct {
-	log      *slog.Logger
-	observer HealthObserver // nil: none
-	now      func() time.Time
+	log       *slog.Logger
+	observer  HealthObserver // nil: none
+	now       func() time.Time
+	probeWait time.Duration
 
 	mu sync.Mutex
 	m  map[string]*health
@@ -71,7 +81,7 @@ func newHealth(log *slog.Logger, observer HealthObserver, now func() time.Time) 
 	if log == nil {
 		log = discardLogger
 	}
-	return &Health{log: log, observer: observer, now: now, m: make(map[string]*health)}
+	return &Health{log: log, observer: observer, now: now, probeWait: probeWait, m: make(map[string]*health)}
 }
 
 // get returns the health of the proxy name, a redacted URL.
@@ -109,19 +119,33 @@ func (hs *Health) Do(ctx context.Context, proxyURL string, send func() error) er
 }
 
 // run is Do for the proxy name, whose health is h. After its cool-off one
-// request is let through to find out whether it is back; the others fail
-// at once until it is done.
+// request is let through to find out whether it is back; the others wait
+// for it, up to probeWait, and are sent if it got an answer, else fail.
 func (hs *Health) run(ctx context.Context, h *health, name string, send func() error) error {
 	now := hs.now()
 	h.mu.Lock()
 	probe := false
+	if h.down && h.probing {
+		probed := h.probed
+		h.mu.Unlock()
+		timer := time.NewTimer(hs.probeWait)
+		select {
+		case <-probed:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+		now = hs.now()
+		h.mu.Lock()
+	}
 	if h.down {
-		if now.Before(h.until) || h.probing {
+		if now.Before(h.until) || h.probing || ctx.Err() != nil {
 			err := h.downError(name, now)
 			h.mu.Unlock()
 			return err
 		}
 		h.probing, probe = true, true
+		h.probed = make(chan struct{})
 	}
 	h.mu.Unlock()
 
@@ -133,6 +157,7 @@ func (hs *Health) run(ctx context.Context, h *health, name string, send func() e
 	defer h.mu.Unlock()
 	if probe {
 		h.probing = false
+		defer close(h.probed) // once the outcome is recorded
 	}
 	now = hs.now()
 	switch {

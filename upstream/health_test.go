@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -161,9 +162,9 @@ func TestProxyAnswersKeepItUp(t *testing.T) {
 }
 
 // TestProxyDownOneProbe checks that, once the cool-off is over, one
-// request finds out whether the proxy is back while the others fail at
-// once, and that a proxy that never answers (connections accepted, no
-// headers) goes down like one that refuses them.
+// request finds out whether the proxy is back while the others wait for
+// it, briefly, and fail with it, and that a proxy that never answers
+// (connections accepted, no headers) goes down like one that refuses them.
 func TestProxyDownOneProbe(t *testing.T) {
 	// The first downAfter requests hang, their header timeouts fired by
 	// the proxy; the probe after them waits for release, then gets a 502.
@@ -182,6 +183,7 @@ func TestProxyDownOneProbe(t *testing.T) {
 	})
 	clock := testutil.NewClock(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
 	c := newTestClient(t, p.URL, func(o *Options) { timeouts.set(o); o.now = clock.Now; o.Retries = -1 })
+	c.opts.Health.probeWait = 50 * time.Millisecond
 	ctx := context.Background()
 	for range downAfter {
 		if _, _, err := c.Info(ctx, modPath, "v1.0.0"); !isTimeout(err) {
@@ -199,12 +201,23 @@ func TestProxyDownOneProbe(t *testing.T) {
 	case err := <-probe:
 		t.Fatalf("the probe: %v; want it to reach the proxy", err)
 	}
+	// A request during a probe that outlasts probeWait gives up then.
 	if _, _, err := c.Info(ctx, modPath, "v1.0.0"); !errors.Is(err, ErrDown) || !strings.Contains(err.Error(), "under way") {
 		t.Errorf("Info during the probe: %v; want ErrDown, saying that a request is under way", err)
 	}
+	// One that waits while the probe fails fails with it.
+	c.opts.Health.probeWait = time.Hour
+	waiter := make(chan error)
+	go func() {
+		_, _, err := c.Info(ctx, modPath, "v1.0.0")
+		waiter <- err
+	}()
 	close(release)
 	if err := <-probe; err == nil || errors.Is(err, ErrDown) || !strings.Contains(err.Error(), "502") {
 		t.Errorf("the probe: %v; want the 502", err)
+	}
+	if err := <-waiter; !errors.Is(err, ErrDown) {
+		t.Errorf("Info waiting for the probe, which failed: %v; want ErrDown", err)
 	}
 	if n := p.count(); n != downAfter+1 {
 		t.Errorf("%d requests reached the proxy; want %d", n, downAfter+1)
@@ -212,6 +225,81 @@ func TestProxyDownOneProbe(t *testing.T) {
 	if _, _, err := c.Info(ctx, modPath, "v1.0.0"); !errors.Is(err, ErrDown) || !strings.Contains(err.Error(), "asked again in 10s") {
 		t.Errorf("Info after the failed probe: %v; want ErrDown for a doubled cool-off", err)
 	}
+}
+
+// TestProxyBackServesWhoWaited checks that the requests that come while
+// the probe after a cool-off is under way are sent once it finds the proxy
+// back, instead of failing: the go command asks for many files at once,
+// and a build would fail for each that came during the round trip that
+// found the proxy back.
+func TestProxyBackServesWhoWaited(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	probing, release := make(chan struct{}), make(chan struct{})
+	var probes atomic.Int32
+	files := switchable(&down)
+	p := newFakeProxy(t, func(w http.ResponseWriter, r *http.Request) {
+		if !down.Load() && probes.Add(1) == 1 {
+			close(probing)
+			<-release
+		}
+		files(w, r)
+	})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // a failed test leaves no handler waiting
+	clock := testutil.NewClock(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
+	c := newTestClient(t, p.URL, func(o *Options) { o.now = clock.Now; o.Retries = -1 })
+	c.opts.Health.probeWait = time.Hour
+	ctx := context.Background()
+	for range downAfter {
+		if _, _, err := c.Mod(ctx, modPath, "v1.0.0"); err == nil || errors.Is(err, ErrDown) {
+			t.Fatalf("Mod: %v; want the 503", err)
+		}
+	}
+	down.Store(false)
+	clock.Advance(firstCooloff)
+
+	const waiters = 5
+	errs := make(chan error, waiters+1)
+	go func() {
+		_, _, err := c.Mod(ctx, modPath, "v1.0.0")
+		errs <- err
+	}()
+	<-probing
+	for range waiters {
+		wctx := &waitSignal{Context: ctx, waiting: make(chan struct{})}
+		go func() {
+			_, _, err := c.Mod(wctx, modPath, "v1.0.0")
+			errs <- err
+		}()
+		select {
+		case <-wctx.waiting:
+		case err := <-errs:
+			t.Fatalf("Mod during the probe: %v before the probe ended; want it to wait", err)
+		}
+	}
+	releaseOnce()
+	for range waiters + 1 {
+		if err := <-errs; err != nil {
+			t.Errorf("Mod during the probe that found the proxy back: %v; want it sent and answered", err)
+		}
+	}
+	if n := p.count(); n != downAfter+1+waiters {
+		t.Errorf("%d requests reached the proxy; want %d", n, downAfter+1+waiters)
+	}
+}
+
+// waitSignal is a request's context that closes waiting when the request
+// first selects on its Done channel: when it starts to wait.
+type waitSignal struct {
+	context.Context
+	once    sync.Once
+	waiting chan struct{}
+}
+
+func (c *waitSignal) Done() <-chan struct{} {
+	c.once.Do(func() { close(c.waiting) })
+	return c.Context.Done()
 }
 
 // TestProxyDownFallsThrough checks that, after '|', a proxy that is down
