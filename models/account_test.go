@@ -150,3 +150,36 @@ func TestCreateUserRace(t *testing.T) {
 		t.Errorf("CreateUser of a name created meanwhile: %v; want ErrConflict", err)
 	}
 }
+
+// TestAccountTimesInUTC checks that a user's and a token's times read back
+// as the instants they were made at when the host's time zone is not UTC.
+// PostgreSQL's timestamp columns keep no zone, and drop the offset of the
+// local times Pop stamped created_at and updated_at with: in New York, a
+// token made at 15:00 UTC was listed as made at 10:00.
+func TestAccountTimesInUTC(t *testing.T) {
+	local := time.Local
+	time.Local = time.FixedZone("UTC-5", -5*60*60)
+	t.Cleanup(func() { time.Local = local })
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		ctx := context.Background()
+		before := time.Now().Truncate(time.Second)
+		newToken(t, conn, "ci", auth.ScopeRead)
+		after := time.Now()
+		u, err := models.UserByName(ctx, conn, "ci")
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks, err := models.Tokens(ctx, conn, "ci")
+		if err != nil || len(toks) != 1 {
+			t.Fatalf("tokens: %+v, %v; want one", toks, err)
+		}
+		for name, at := range map[string]time.Time{
+			"user created_at": u.CreatedAt, "user updated_at": u.UpdatedAt,
+			"token created_at": toks[0].CreatedAt, "token updated_at": toks[0].UpdatedAt,
+		} {
+			if at.Before(before) || at.After(after) {
+				t.Errorf("%s = %v; want between %v and %v", name, at.UTC(), before.UTC(), after.UTC())
+			}
+		}
+	})
+}

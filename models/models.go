@@ -35,6 +35,7 @@ import (
 func Connect(url string) (*pop.Connection, error) {
 	registerSQLite()
 	quietPop()
+	utcTimestamps()
 	dialect, rest, _ := strings.Cut(url, "://")
 	cd := &pop.ConnectionDetails{URL: url}
 	switch dialect {
@@ -126,6 +127,17 @@ func quietPop() {
 		pop.SetTxLogger(logf)
 		pop.SetLogger(func(lvl logging.Level, s string, args ...any) { logf(lvl, nil, s, args...) })
 	})
+}
+
+var utcOnce sync.Once
+
+// utcTimestamps has Pop stamp the created_at and updated_at of the rows it
+// writes (users, tokens) in UTC, as dbTime does every other time. Its
+// default is the local time, whose offset PostgreSQL's timestamp columns,
+// which keep no zone, drop: on a host east or west of UTC, the time read
+// back was off by the offset.
+func utcTimestamps() {
+	utcOnce.Do(func() { pop.SetNowFunc(func() time.Time { return dbTime(time.Now()) }) })
 }
 
 // ErrNotFound is wrapped by account functions when the user or token named
