@@ -96,15 +96,43 @@ func Migrate(conn *pop.Connection) error {
 }
 
 // migrate applies every pending migration on conn.
+//
+// Pop finds a migration pending before the transaction that applies it,
+// so processes that migrate one SQLite database at once (a server and an
+// agora import or agora user create started beside it, on a new data
+// directory or after an upgrade) each set out to apply it, and all but the
+// first failed ("table users already exists"). Each such transaction
+// rolls back whole, DDL included, and records the migration's version
+// under a unique index, so a migration is applied once whoever loses; a
+// failed attempt after which more migrations are applied than before it
+// lost such a race, and is made again, skipping what the other applied.
+// One after which none are is a real failure. (PostgreSQL's processes
+// take turns in Migrate.)
 func migrate(conn *pop.Connection) error {
 	box, err := pop.NewMigrationBox(migrations.FS, conn)
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
-	if err := box.Up(); err != nil {
-		return fmt.Errorf("migrations: %w", err)
+	for {
+		before := appliedMigrations(conn)
+		err := box.Up()
+		if err == nil {
+			return nil
+		}
+		if conn.Dialect.Name() == "postgres" || appliedMigrations(conn) <= before {
+			return fmt.Errorf("migrations: %w", err)
+		}
 	}
-	return nil
+}
+
+// appliedMigrations returns how many migrations conn's database records as
+// applied: -1 before it has a table to record them in.
+func appliedMigrations(conn *pop.Connection) int {
+	var n int
+	if err := conn.RawQuery("SELECT COUNT(*) FROM " + conn.MigrationTableName()).First(&n); err != nil {
+		return -1
+	}
+	return n
 }
 
 // Ping reports whether the database answers: the /readyz check.
