@@ -69,6 +69,10 @@ func statusOf(err error) (int, string) {
 			return e.status, e.code
 		}
 	}
+	if models.Unavailable(err) {
+		// Checked last: an upstream that cannot be reached is a 502.
+		return http.StatusServiceUnavailable, "unavailable"
+	}
 	return http.StatusInternalServerError, "internal"
 }
 
@@ -83,6 +87,12 @@ func errorMessage(log *slog.Logger, r *http.Request, status int, err error) stri
 	case http.StatusInsufficientStorage:
 		log.Error("the disk is full", "method", r.Method, "path", r.URL.Path, "err", err)
 		return "the server's disk is full"
+	case http.StatusServiceUnavailable:
+		if models.Unavailable(err) {
+			// The error names the database's address.
+			log.Error("the database is unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+			return "the database is unavailable"
+		}
 	}
 	return err.Error()
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/gobuffalo/pop/v6"
 
 	"agora/auth"
+	"agora/models"
 	"agora/models/modelstest"
 )
 
@@ -118,5 +119,64 @@ func TestHealthHEAD(t *testing.T) {
 				t.Errorf("HEAD %s body %q; want none", path, r.body)
 			}
 		}
+	})
+}
+
+// TestDatabaseUnavailable checks that a request that needs a database out
+// of reach is a 503, which passes, and not a 500, the server's own fault;
+// and that it does not tell the client where the database is.
+func TestDatabaseUnavailable(t *testing.T) {
+	t.Run("postgres stopped", func(t *testing.T) {
+		url, stop := modelstest.StoppableURL(t)
+		conn, err := models.Connect(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if err := models.Migrate(conn); err != nil {
+			t.Fatal(err)
+		}
+		s := newServer(t, conn)
+		tok := s.token(t, "alice", auth.RolePublisher)
+		s.mustPublish(t, tok, newModule(t, "example.com/a", "v1.0.0", ""))
+		stop()
+		address := strings.TrimPrefix(strings.Split(url, "/")[2], "postgres@")
+		r := s.get(t, "/example.com/a/@v/list")
+		wantProtocolError(t, r, http.StatusServiceUnavailable)
+		if strings.Contains(string(r.body), address) {
+			t.Errorf("list: %v names the database's address %s", r, address)
+		}
+		r = s.get(t, "/api/v1/modules", bearer(tok))
+		if e := wantError(t, r, http.StatusServiceUnavailable, "unavailable"); strings.Contains(e.Error, address) {
+			t.Errorf("modules: %v names the database's address %s", r, address)
+		}
+	})
+	t.Run("sqlite locked", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "agora.db")
+		conn, err := models.Connect("sqlite3://" + file + "?_busy_timeout=50")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if err := models.Migrate(conn); err != nil {
+			t.Fatal(err)
+		}
+		s := newServer(t, conn)
+		tok := s.token(t, "alice", auth.RolePublisher)
+		// Another process (agora import) writes, past the busy timeout.
+		other, err := models.Connect("sqlite3://" + file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		tx, err := other.NewTransaction()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.TX.Rollback()
+		m := newModule(t, "example.com/a", "v1.0.0", "")
+		wantError(t, s.publish(t, tok, m), http.StatusServiceUnavailable, "unavailable")
+		tx.TX.Rollback()
+		s.mustPublish(t, tok, m)
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -186,6 +187,26 @@ func isUniqueViolation(err error) bool {
 		return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
 	}
 	return false
+}
+
+// Unavailable reports whether err is the database being out of reach,
+// which passes, rather than a fault of the request or of the server: a
+// connection that could not be made or was lost, a PostgreSQL server that
+// is shutting down, starting or out of connections, or an SQLite database
+// that another process (agora import) held locked past the busy timeout.
+func Unavailable(err error) bool {
+	if pe := (*pq.Error)(nil); errors.As(err, &pe) {
+		switch pe.Code {
+		case "53300", "57P01", "57P02", "57P03": // too many connections; shutdown, crash, starting up
+			return true
+		}
+		return pe.Code.Class() == "08" // connection exception
+	}
+	if se := (*sqlite.Error)(nil); errors.As(err, &se) {
+		return se.Code()&0xff == sqlite3.SQLITE_BUSY // and its extended codes
+	}
+	var ne *net.OpError
+	return errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone)
 }
 
 var registerOnce sync.Once

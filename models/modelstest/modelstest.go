@@ -16,6 +16,8 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -73,6 +75,62 @@ func URL(t testing.TB, dialect string) string {
 	}
 	t.Fatalf("unknown dialect %q", dialect)
 	return ""
+}
+
+// StoppableURL returns the URL of a fresh, empty PostgreSQL database, removed
+// when the test ends, that is reached through a TCP proxy, and a function
+// that stops the proxy as a stopped server would: the connections made
+// through it close, and new ones are refused.
+func StoppableURL(t testing.TB) (dbURL string, stop func()) {
+	t.Helper()
+	u, err := url.Parse(URL(t, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu      sync.Mutex
+		stopped bool
+		conns   []net.Conn
+	)
+	target := u.Host
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			mu.Lock()
+			if err != nil || stopped {
+				mu.Unlock()
+				c.Close()
+				if s != nil {
+					s.Close()
+				}
+				continue
+			}
+			conns = append(conns, c, s)
+			mu.Unlock()
+			go io.Copy(c, s)
+			go io.Copy(s, c)
+		}
+	}()
+	stop = func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	t.Cleanup(stop)
+	u.Host = ln.Addr().String()
+	return u.String(), stop
 }
 
 var (
