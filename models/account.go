@@ -140,7 +140,9 @@ func Tokens(ctx context.Context, conn *pop.Connection, userName string) ([]Token
 func RevokeToken(ctx context.Context, conn *pop.Connection, actor string, id int64) error {
 	err := transaction(ctx, conn, func(tx *pop.Connection) error {
 		tok := &Token{}
-		if err := tx.Find(tok, id); err != nil {
+		// PostgreSQL would take the id for the type of the column,
+		// integer, and fail the query on a larger one.
+		if err := tx.Where("id = CAST(? AS BIGINT)", id).First(tok); err != nil {
 			if isNoRows(err) {
 				return fmt.Errorf("token %d: %w", id, ErrNotFound)
 			}

@@ -183,3 +183,15 @@ func TestAccountTimesInUTC(t *testing.T) {
 		}
 	})
 }
+
+// TestRevokeTokenBeyondIDs checks that revoking a token whose id no token
+// can have is not found on both databases: PostgreSQL took the id for its
+// integer column's type, and failed the query.
+func TestRevokeTokenBeyondIDs(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		err := models.RevokeToken(context.Background(), conn, "cli", 1<<31)
+		if !errors.Is(err, models.ErrNotFound) {
+			t.Errorf("RevokeToken(1<<31): %v; want ErrNotFound", err)
+		}
+	})
+}

@@ -446,7 +446,9 @@ func (r *Registry) Audit(ctx context.Context, q modproxy.AuditQuery) (modproxy.P
 		if err != nil {
 			return page, fmt.Errorf("%w: cursor %q", modproxy.ErrInvalid, q.Cursor)
 		}
-		where, args = append(where, "id < ?"), append(args, id)
+		// Any int64 is a cursor. PostgreSQL would take it for the type
+		// of the column, integer, and fail the query on a larger one.
+		where, args = append(where, "id < CAST(? AS BIGINT)"), append(args, id)
 	}
 	for col, val := range map[string]string{"actor": q.Actor, "action": q.Action, "module": q.Path} {
 		if val != "" {

@@ -2,6 +2,7 @@ package models_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -788,4 +789,23 @@ func TestRegistryRestoreRefusals(t *testing.T) {
 	}
 	t.Run("memstore", func(t *testing.T) { check(t, modproxytest.NewMemStore()) })
 	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) { check(t, models.NewRegistry(conn)) })
+}
+
+// TestRegistryAuditCursorBeyondIDs checks that an audit cursor past every
+// id (any int64 is one) gives the same page on both databases: PostgreSQL
+// took the id for its integer column's type, and failed the query.
+func TestRegistryAuditCursorBeyondIDs(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		r := models.NewRegistry(conn)
+		update(t, r, func(tx modproxy.MetadataTx) error {
+			return tx.AppendAudit(&modproxy.AuditEvent{Actor: "alice", Action: modproxy.ActionPublish})
+		})
+		for _, id := range []string{"2147483648", "9223372036854775807"} {
+			cursor := base64.RawURLEncoding.EncodeToString([]byte(id))
+			p, err := r.Audit(context.Background(), modproxy.AuditQuery{Cursor: cursor})
+			if err != nil || len(p.Items) != 1 {
+				t.Errorf("events before id %s: %+v, %v; want the one event", id, p.Items, err)
+			}
+		}
+	})
 }
