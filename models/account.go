@@ -151,9 +151,15 @@ func RevokeToken(ctx context.Context, conn *pop.Connection, actor string, id int
 		if tok.RevokedAt != nil {
 			return nil
 		}
+		// On PostgreSQL, another revocation may have committed since the
+		// read: the update waits for it, and then finds nothing to do.
 		now := dbTime(time.Now())
-		if err := tx.RawQuery("UPDATE tokens SET revoked_at = ?, updated_at = ? WHERE id = ?", now, now, id).Exec(); err != nil {
+		n, err := tx.RawQuery("UPDATE tokens SET revoked_at = ?, updated_at = ? WHERE id = ? AND revoked_at IS NULL", now, now, id).ExecWithCount()
+		if err != nil {
 			return err
+		}
+		if n == 0 {
+			return nil
 		}
 		return appendAudit(tx, &modproxy.AuditEvent{Actor: actor, Action: modproxy.ActionTokenRevoke,
 			Detail: fmt.Sprintf("token %d (%s…)", id, tok.Display)})

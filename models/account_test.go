@@ -195,3 +195,44 @@ func TestRevokeTokenBeyondIDs(t *testing.T) {
 		}
 	})
 }
+
+// TestRevokeTokenRace checks that a token revoked while another
+// transaction revokes it is revoked once: on PostgreSQL both found it not
+// revoked, and the second, once the first committed, moved its revoked_at
+// and recorded a second revocation in the audit log, where on SQLite,
+// whose writers take turns, the second found it revoked and changed
+// nothing.
+func TestRevokeTokenRace(t *testing.T) {
+	conn, _ := openPostgres(t)
+	ctx := context.Background()
+	newToken(t, conn, "ci", auth.ScopeRead)
+	toks, err := models.Tokens(ctx, conn, "ci")
+	if err != nil || len(toks) != 1 {
+		t.Fatalf("tokens: %+v, %v", toks, err)
+	}
+	id := toks[0].ID
+	first, err := conn.NewTransaction()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.RawQuery("UPDATE tokens SET revoked_at = ?, updated_at = ? WHERE id = ?", t0, t0, id).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	revoked := make(chan error, 1)
+	go func() { revoked <- models.RevokeToken(ctx, conn, "cli", id) }()
+	waitForLockOrDone(t, conn, revoked)
+	if err := first.TX.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-revoked; err != nil {
+		t.Fatalf("RevokeToken of a token revoked meanwhile: %v", err)
+	}
+	toks, err = models.Tokens(ctx, conn, "ci")
+	if err != nil || toks[0].RevokedAt == nil || !toks[0].RevokedAt.Equal(t0) {
+		t.Errorf("revoked_at after a second revocation: %+v, %v; want %v", toks[0].RevokedAt, err, t0)
+	}
+	events, err := models.NewRegistry(conn).Audit(ctx, modproxy.AuditQuery{Action: modproxy.ActionTokenRevoke})
+	if err != nil || len(events.Items) != 0 {
+		t.Errorf("revocations in the audit log: %+v, %v; want none (the first was not audited)", events.Items, err)
+	}
+}
