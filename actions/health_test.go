@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gobuffalo/pop/v6"
 
@@ -127,8 +128,8 @@ func TestHealthHEAD(t *testing.T) {
 // and that it does not tell the client where the database is.
 func TestDatabaseUnavailable(t *testing.T) {
 	t.Run("postgres stopped", func(t *testing.T) {
-		url, stop := modelstest.StoppableURL(t)
-		conn, err := models.Connect(url)
+		p := modelstest.NewProxy(t)
+		conn, err := models.Connect(p.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,8 +140,8 @@ func TestDatabaseUnavailable(t *testing.T) {
 		s := newServer(t, conn)
 		tok := s.token(t, "alice", auth.RolePublisher)
 		s.mustPublish(t, tok, newModule(t, "example.com/a", "v1.0.0", ""))
-		stop()
-		address := strings.TrimPrefix(strings.Split(url, "/")[2], "postgres@")
+		p.Stop()
+		address := strings.TrimPrefix(strings.Split(p.URL, "/")[2], "postgres@")
 		r := s.get(t, "/example.com/a/@v/list")
 		wantProtocolError(t, r, http.StatusServiceUnavailable)
 		if strings.Contains(string(r.body), address) {
@@ -149,6 +150,47 @@ func TestDatabaseUnavailable(t *testing.T) {
 		r = s.get(t, "/api/v1/modules", bearer(tok))
 		if e := wantError(t, r, http.StatusServiceUnavailable, "unavailable"); strings.Contains(e.Error, address) {
 			t.Errorf("modules: %v names the database's address %s", r, address)
+		}
+	})
+	t.Run("postgres not answering", func(t *testing.T) {
+		// /readyz gives the database 5 s, and must say so when it does
+		// not answer: lib/pq does not give up a query whose context ends,
+		// but asks the server to cancel it, and waits for its answer.
+		p := modelstest.NewProxy(t)
+		conn, err := models.Connect(p.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if err := models.Migrate(conn); err != nil {
+			t.Fatal(err)
+		}
+		s := newServer(t, conn)
+		wantStatus(t, s.get(t, "/readyz"), http.StatusOK)
+		p.Stall()
+		type answer struct {
+			r   *response
+			err error
+		}
+		answered := make(chan answer, 1)
+		go func() {
+			r, err := s.send(http.MethodGet, "/readyz", nil)
+			answered <- answer{r, err}
+		}()
+		select {
+		case a := <-answered:
+			if a.err != nil {
+				t.Fatal(a.err)
+			}
+			wantStatus(t, a.r, http.StatusServiceUnavailable)
+			var checks map[string]string
+			decodeJSON(t, a.r, &checks)
+			if checks["database"] == "ok" {
+				t.Errorf("/readyz = %v, want the database failing", checks)
+			}
+		case <-time.After(15 * time.Second):
+			p.Stop() // let the request end
+			t.Fatal("/readyz did not answer 15 s after the database stopped answering")
 		}
 	})
 	t.Run("sqlite locked", func(t *testing.T) {

@@ -136,10 +136,24 @@ func appliedMigrations(conn *pop.Connection) int {
 	return n
 }
 
-// Ping reports whether the database answers: the /readyz check.
+// Ping reports whether the database answers before ctx is done: the
+// /readyz check. lib/pq does not give up a query whose context ends: it
+// asks the server to cancel it, over a new connection, and waits for the
+// query's answer, which a server that stopped answering (behind a network
+// partition, or hung) never sends, and /readyz hung with it. The query is
+// left to end when its connection does.
 func Ping(ctx context.Context, conn *pop.Connection) error {
-	var one int
-	return conn.WithContext(ctx).RawQuery("SELECT 1").First(&one)
+	answered := make(chan error, 1)
+	go func() {
+		var one int
+		answered <- conn.WithContext(ctx).RawQuery("SELECT 1").First(&one)
+	}()
+	select {
+	case err := <-answered:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("the database did not answer: %w", ctx.Err())
+	}
 }
 
 var quietOnce sync.Once

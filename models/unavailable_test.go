@@ -92,11 +92,11 @@ func TestUnavailable(t *testing.T) {
 }
 
 // connectThroughProxy returns a connection to a fresh, migrated PostgreSQL
-// database that stop makes unreachable (see modelstest.StoppableURL).
+// database that stop makes unreachable (see modelstest.Proxy).
 func connectThroughProxy(t *testing.T) (_ *pop.Connection, stop func()) {
 	t.Helper()
-	url, stop := modelstest.StoppableURL(t) // skips without a server
-	conn, err := models.Connect(url)
+	p := modelstest.NewProxy(t) // skips without a server
+	conn, err := models.Connect(p.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,5 +104,5 @@ func connectThroughProxy(t *testing.T) (_ *pop.Connection, stop func()) {
 	if err := models.Migrate(conn); err != nil {
 		t.Fatal(err)
 	}
-	return conn, stop
+	return conn, p.Stop
 }

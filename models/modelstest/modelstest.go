@@ -16,7 +16,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -77,13 +76,24 @@ func URL(t testing.TB, dialect string) string {
 	return ""
 }
 
-// StoppableURL returns the URL of a fresh, empty PostgreSQL database, removed
-// when the test ends, that is reached through a TCP proxy, and a function
-// that stops the proxy as a stopped server would: the connections made
-// through it close, and new ones are refused.
-func StoppableURL(t testing.TB) (dbURL string, stop func()) {
+// Proxy is a TCP proxy in front of a fresh, empty PostgreSQL database,
+// removed when the test ends, that a test stops or stalls to see what a
+// database out of reach does to its clients.
+type Proxy struct {
+	// URL is the database's URL through the proxy.
+	URL string
+
+	ln      net.Listener
+	mu      sync.Mutex
+	stopped bool
+	stalled bool
+	conns   []net.Conn
+}
+
+// NewProxy starts a Proxy, stopped when the test ends.
+func NewProxy(t testing.TB) *Proxy {
 	t.Helper()
-	u, err := url.Parse(URL(t, "postgres"))
+	u, err := url.Parse(URL(t, "postgres")) // skips without a server
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,46 +101,80 @@ func StoppableURL(t testing.TB) (dbURL string, stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var (
-		mu      sync.Mutex
-		stopped bool
-		conns   []net.Conn
-	)
+	p := &Proxy{ln: ln}
 	target := u.Host
+	u.Host = ln.Addr().String()
+	p.URL = u.String()
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			p.mu.Lock()
+			if p.stalled { // accepted, and never answered
+				p.conns = append(p.conns, c)
+				p.mu.Unlock()
+				continue
+			}
+			p.mu.Unlock()
 			s, err := net.Dial("tcp", target)
-			mu.Lock()
-			if err != nil || stopped {
-				mu.Unlock()
+			p.mu.Lock()
+			if err != nil || p.stopped {
+				p.mu.Unlock()
 				c.Close()
 				if s != nil {
 					s.Close()
 				}
 				continue
 			}
-			conns = append(conns, c, s)
-			mu.Unlock()
-			go io.Copy(c, s)
-			go io.Copy(s, c)
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go p.copy(c, s)
+			go p.copy(s, c)
 		}
 	}()
-	stop = func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		stopped = true
-		for _, c := range conns {
-			c.Close()
+	t.Cleanup(p.Stop)
+	return p
+}
+
+// copy copies from src to dst until src ends, dropping what it reads once
+// the proxy stalls.
+func (p *Proxy) copy(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		stalled := p.stalled
+		p.mu.Unlock()
+		if !stalled {
+			dst.Write(buf[:n])
 		}
 	}
-	t.Cleanup(stop)
-	u.Host = ln.Addr().String()
-	return u.String(), stop
+}
+
+// Stop stops the proxy as a stopped server would: the connections made
+// through it close, and new ones are refused.
+func (p *Proxy) Stop() {
+	p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopped = true
+	for _, c := range p.conns {
+		c.Close()
+	}
+}
+
+// Stall makes the database stop answering, as behind a network partition
+// or when its server hangs: the connections made through the proxy stay
+// open and new ones are accepted, but nothing passes any more.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stalled = true
 }
 
 var (
