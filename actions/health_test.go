@@ -11,7 +11,6 @@ import (
 	"github.com/gobuffalo/pop/v6"
 
 	"agora/auth"
-	"agora/models"
 	"agora/models/modelstest"
 )
 
@@ -129,15 +128,7 @@ func TestHealthHEAD(t *testing.T) {
 func TestDatabaseUnavailable(t *testing.T) {
 	t.Run("postgres stopped", func(t *testing.T) {
 		p := modelstest.NewProxy(t)
-		conn, err := models.Connect(p.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		if err := models.Migrate(conn); err != nil {
-			t.Fatal(err)
-		}
-		s := newServer(t, conn)
+		s := newServer(t, modelstest.OpenURL(t, p.URL))
 		tok := s.token(t, "alice", auth.RolePublisher)
 		s.mustPublish(t, tok, newModule(t, "example.com/a", "v1.0.0", ""))
 		p.Stop()
@@ -157,15 +148,7 @@ func TestDatabaseUnavailable(t *testing.T) {
 		// not answer: lib/pq does not give up a query whose context ends,
 		// but asks the server to cancel it, and waits for its answer.
 		p := modelstest.NewProxy(t)
-		conn, err := models.Connect(p.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		if err := models.Migrate(conn); err != nil {
-			t.Fatal(err)
-		}
-		s := newServer(t, conn)
+		s := newServer(t, modelstest.OpenURL(t, p.URL))
 		wantStatus(t, s.get(t, "/readyz"), http.StatusOK)
 		p.Stall()
 		type answer struct {
@@ -195,30 +178,13 @@ func TestDatabaseUnavailable(t *testing.T) {
 	})
 	t.Run("sqlite locked", func(t *testing.T) {
 		file := filepath.Join(t.TempDir(), "agora.db")
-		conn, err := models.Connect("sqlite3://" + file + "?_busy_timeout=50")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		if err := models.Migrate(conn); err != nil {
-			t.Fatal(err)
-		}
-		s := newServer(t, conn)
+		s := newServer(t, modelstest.OpenURL(t, "sqlite3://"+file+"?_busy_timeout=50"))
 		tok := s.token(t, "alice", auth.RolePublisher)
 		// Another process (agora import) writes, past the busy timeout.
-		other, err := models.Connect("sqlite3://" + file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer other.Close()
-		tx, err := other.NewTransaction()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.TX.Rollback()
+		release := modelstest.LockSQLite(t, file)
 		m := newModule(t, "example.com/a", "v1.0.0", "")
 		wantError(t, s.publish(t, tok, m), http.StatusServiceUnavailable, "unavailable")
-		tx.TX.Rollback()
+		release()
 		s.mustPublish(t, tok, m)
 	})
 }

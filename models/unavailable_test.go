@@ -56,33 +56,16 @@ func TestUnavailable(t *testing.T) {
 	})
 	t.Run("sqlite locked", func(t *testing.T) {
 		file := filepath.Join(t.TempDir(), "agora.db")
-		conn, err := models.Connect("sqlite3://" + file + "?_busy_timeout=50")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		if err := models.Migrate(conn); err != nil {
-			t.Fatal(err)
-		}
-		// Another process's write transaction.
-		other, err := models.Connect("sqlite3://" + file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer other.Close()
-		tx, err := other.NewTransaction()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.TX.Rollback()
+		conn := modelstest.OpenURL(t, "sqlite3://"+file+"?_busy_timeout=50")
+		release := modelstest.LockSQLite(t, file) // another process's write transaction
 		r := models.NewRegistry(conn)
-		err = r.Update(ctx, func(tx modproxy.MetadataTx) error {
+		err := r.Update(ctx, func(tx modproxy.MetadataTx) error {
 			return tx.InsertVersion(newVersion("example.com/a", "v1.0.0"))
 		})
 		if !models.Unavailable(err) {
 			t.Errorf("Update while another process writes: %v; want the database unavailable", err)
 		}
-		tx.TX.Rollback()
+		release()
 		insert(t, r, newVersion("example.com/a", "v1.0.0"))
 		err = r.Update(ctx, func(tx modproxy.MetadataTx) error { return tx.InsertVersion(newVersion("example.com/a", "v1.0.0")) })
 		if !errors.Is(err, modproxy.ErrExists) || models.Unavailable(err) {
@@ -96,13 +79,5 @@ func TestUnavailable(t *testing.T) {
 func connectThroughProxy(t *testing.T) (_ *pop.Connection, stop func()) {
 	t.Helper()
 	p := modelstest.NewProxy(t) // skips without a server
-	conn, err := models.Connect(p.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if err := models.Migrate(conn); err != nil {
-		t.Fatal(err)
-	}
-	return conn, p.Stop
+	return modelstest.OpenURL(t, p.URL), p.Stop
 }

@@ -47,19 +47,47 @@ func Each(t *testing.T, fn func(t *testing.T, conn *pop.Connection)) {
 // closed and removed when the test ends.
 func Open(t testing.TB, dialect string) *pop.Connection {
 	t.Helper()
-	u := URL(t, dialect)
-	conn, err := models.Connect(u)
+	return OpenURL(t, URL(t, dialect))
+}
+
+// OpenURL returns a connection to the database at url, migrated, and
+// closed when the test ends.
+func OpenURL(t testing.TB, url string) *pop.Connection {
+	t.Helper()
+	conn, err := models.Connect(url)
 	if err != nil {
-		t.Fatalf("connecting to %s: %v", dialect, err)
+		t.Fatalf("connecting to %s: %v", url, err)
 	}
 	t.Cleanup(func() {
 		models.FlushTokenUses(context.Background(), conn)
 		conn.Close()
 	})
 	if err := models.Migrate(conn); err != nil {
-		t.Fatalf("migrating %s: %v", dialect, err)
+		t.Fatalf("migrating %s: %v", url, err)
 	}
 	return conn
+}
+
+// LockSQLite holds a write transaction on the SQLite database file, as
+// another process (agora import) does while it writes, until release is
+// called or the test ends.
+func LockSQLite(t testing.TB, file string) (release func()) {
+	t.Helper()
+	other, err := models.Connect("sqlite3://" + file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := other.NewTransaction()
+	if err != nil {
+		other.Close()
+		t.Fatal(err)
+	}
+	release = sync.OnceFunc(func() {
+		tx.TX.Rollback()
+		other.Close()
+	})
+	t.Cleanup(release)
+	return release
 }
 
 // URL returns the URL of a fresh, empty database of the dialect, removed when
