@@ -1,9 +1,81 @@
 package models_test
 
 import (
+	"context"
+	"fmt"
 	"io/fs"
+	"net/url"
+	"testing"
+
+	"github.com/gobuffalo/pop/v6"
 
 	"agora/migrations"
+	"agora/models"
+	"agora/models/modelstest"
+	"agora/modproxy"
+	"agora/upstream"
 )
 
 func migrationsFS() fs.FS { return migrations.FS }
+
+// firstMigrations is how many migrations the builds before the sources of
+// fetched versions were redacted in the database had: the schema of a
+// database they left.
+const firstMigrations = 6
+
+// TestMigrateRedactsRecordedSources checks that upgrading a database that
+// an older build left redacts the upstream tokens it recorded as the
+// sources of fetched versions. Builds before upstream.RedactURL replaced a
+// user name given alone (https://TOKEN@proxy.example) recorded the token
+// in versions.source, and the API shows a version's source to any token
+// with read scope, the 409 of a publish under a fetched path names it, and
+// so does the audit event of a publish that completes a fetched version:
+// the new build kept showing the token the old one had recorded.
+func TestMigrateRedactsRecordedSources(t *testing.T) {
+	sources := []string{
+		"https://s3cr3t@proxy.example",
+		"http://s3cr3t@127.0.0.1:8080/goproxy",
+		"https://s3cr3t@proxy.example/a@b",
+		"https://ci:xxxxx@proxy.example", // a password, redacted when recorded
+		"https://xxxxx@proxy.example",    // a token, redacted when recorded
+		"https://proxy.example/a@b",
+		"https://proxy.example:443/x",
+		"file:///srv/go@proxy",
+		modproxy.SourceUploaded,
+		modproxy.SourceImported,
+	}
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		box, err := pop.NewMigrationBox(migrationsFS(), conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := box.Down(-1); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := box.UpTo(firstMigrations); err != nil || n != firstMigrations {
+			t.Fatalf("the first %d migrations: %d applied, %v", firstMigrations, n, err)
+		}
+		r := models.NewRegistry(conn)
+		for i, src := range sources {
+			v := newVersion("example.com/m", fmt.Sprintf("v1.0.%d", i))
+			v.Source = src
+			insert(t, r, v)
+		}
+		if err := models.Migrate(conn); err != nil {
+			t.Fatal(err)
+		}
+		for i, src := range sources {
+			want := src
+			if u, err := url.Parse(src); err == nil && u.Scheme != "" {
+				want = upstream.RedactURL(u)
+			}
+			v, err := r.Version(context.Background(), "example.com/m", fmt.Sprintf("v1.0.%d", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.Source != want {
+				t.Errorf("source %q after the upgrade = %q; want %q", src, v.Source, want)
+			}
+		}
+	})
+}

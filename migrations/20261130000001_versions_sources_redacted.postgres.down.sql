@@ -1,0 +1,2 @@
+-- Nothing to undo: the tokens redacted are gone, and the redacted sources
+-- are what the schema before this migration holds too.
