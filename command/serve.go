@@ -107,6 +107,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			log.Warn("shutting down", "err", err)
 		}
 	}()
+	warnReservedUser(ctx, conn, log)
 	m := metrics.New()
 	// The upstream proxies and the checksum database (reached through
 	// their /sumdb/) share one keep-alive transport, so that concurrent
@@ -225,6 +226,19 @@ func abandon(registry *modproxy.Service) {
 	ctx, cancel := context.WithTimeout(context.Background(), abandonWait)
 	defer cancel()
 	registry.Wait(ctx)
+}
+
+// warnReservedUser warns when a user holds the name the command line acts
+// as, which builds before it was reserved let anyone create: that user owns
+// every version agora import brought in, and may delete them. There is no
+// command to rename a user; revoking its tokens takes the rights away.
+func warnReservedUser(ctx context.Context, conn *pop.Connection, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if u, err := models.UserByName(ctx, conn, cliActor); err == nil {
+		log.Warn("a user is named "+cliActor+", the name the command line acts as: it owns every version agora import brought in, and may delete them; revoke its tokens (agora token list "+cliActor+", agora token revoke ID)",
+			"user_id", u.ID)
+	}
 }
 
 // abandonWait is how long abandoned fetches get to end.

@@ -14,12 +14,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"agora/checksum"
 	"agora/config"
 	"agora/metrics"
+	"agora/models"
 	"agora/upstream"
 )
 
@@ -233,6 +235,38 @@ func TestServeWarnsUpstreamOff(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "level=WARN") || !strings.Contains(log.String(), "no go command") || !strings.Contains(log.String(), "AGORA_UPSTREAM") {
 		t.Errorf("log lacks a warning that the upstream is off, and why:\n%s", log.String())
+	}
+}
+
+// TestServeWarnsReservedUser checks that a server warns of a user named
+// as the command line acts, which builds before the name was reserved let
+// anyone create, and that owns every imported version.
+func TestServeWarnsReservedUser(t *testing.T) {
+	cfg := serveEnv(t)
+	serveOnce := func() string {
+		var log bytes.Buffer
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := serve(ctx, cfg, slog.New(slog.NewTextHandler(&log, nil))); err != nil {
+			t.Fatal(err)
+		}
+		return log.String()
+	}
+	if log := serveOnce(); strings.Contains(log, "a user is named") {
+		t.Fatalf("warned of a reserved user with none:\n%s", log)
+	}
+	conn, err := models.Connect(cfg.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	err = conn.RawQuery("INSERT INTO users (name, role, created_at, updated_at) VALUES (?, ?, ?, ?)", cliActor, "publisher", now, now).Exec()
+	conn.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if log := serveOnce(); !strings.Contains(log, "level=WARN msg=\"a user is named cli") {
+		t.Errorf("no warning of a user named %s:\n%s", cliActor, log)
 	}
 }
 
