@@ -2,7 +2,9 @@ package modproxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -42,7 +44,8 @@ func checkDelete(who auth.Principal, publisher string, opts DeleteOptions, path,
 // record and hash stay, and it is served as 410 Gone from then on.
 // Administrators may delete any version; publishers the versions they
 // published. Deleting a deleted version is ErrGone, unless the delete blocks
-// a version that was only deleted.
+// a version that was only deleted; it removes the files a delete cut off
+// left behind all the same.
 func (s *Service) Delete(ctx context.Context, who auth.Principal, path, version string, opts DeleteOptions) error {
 	if err := checkVersion(path, version); err != nil {
 		return err
@@ -54,6 +57,15 @@ func (s *Service) Delete(ctx context.Context, who auth.Principal, path, version 
 		}
 		return s.tombstone(tx, who, v, opts)
 	})
+	if errors.Is(err, ErrGone) {
+		// Deleted before, but perhaps not finished: a delete cut off
+		// between its tombstone and the removal of the files (a crash, a
+		// storage that failed) left them, and the storage tree, a
+		// GOPROXY=file:// directory, would go on serving and listing
+		// them. Running the delete again finishes it.
+		s.removeFiles(ctx, path, version)
+		s.writeList(ctx, path)
+	}
 	if err != nil {
 		return err
 	}
@@ -65,13 +77,15 @@ func (s *Service) Delete(ctx context.Context, who auth.Principal, path, version 
 // DeleteModule tombstones every live version of path:
 // DELETE /api/v1/modules/{module}. It reports how many versions it deleted.
 // A publisher may delete a module only if every live version is theirs.
+// The files of versions deleted before are removed too, if a delete cut
+// off left them behind; a module whose every version is deleted is ErrGone.
 func (s *Service) DeleteModule(ctx context.Context, who auth.Principal, path string, opts DeleteOptions) (int, error) {
 	if err := checkPath(path); err != nil {
 		return 0, err
 	}
-	var deleted []string
+	var deleted, before []string // before: deleted before this delete
 	err := s.meta.Update(ctx, func(tx MetadataTx) error {
-		deleted = deleted[:0]
+		deleted, before = deleted[:0], before[:0]
 		all, err := tx.Versions(path)
 		if err != nil {
 			return err
@@ -81,6 +95,7 @@ func (s *Service) DeleteModule(ctx context.Context, who auth.Principal, path str
 		}
 		for _, v := range all {
 			if !v.Live() && (!opts.Block || v.Blocked) {
+				before = append(before, v.Version)
 				continue
 			}
 			if err := s.tombstone(tx, who, v, opts); err != nil {
@@ -93,14 +108,16 @@ func (s *Service) DeleteModule(ctx context.Context, who auth.Principal, path str
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrGone) {
 		return 0, err
 	}
-	for _, version := range deleted {
+	// The files of versions deleted before go too: a delete cut off
+	// before it removed them left them behind (see Delete).
+	for _, version := range slices.Concat(deleted, before) {
 		s.removeFiles(ctx, path, version)
 	}
 	s.writeList(ctx, path)
-	return len(deleted), nil
+	return len(deleted), err
 }
 
 // tombstone marks v deleted (or blocked) within tx and audits it.

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -242,5 +245,70 @@ func TestDeleteRacingIdenticalRestore(t *testing.T) {
 	}
 	if got := r.read(t, "example.com/a", "v1.0.0", storage.Zip); !bytes.Equal(got, zipData) {
 		t.Errorf("after a delete raced by a restore, the zip served is %d bytes, want the %d published", len(got), len(zipData))
+	}
+}
+
+// readOnlyStore is a storage.Store that removes nothing: a storage
+// directory remounted read-only, or a process killed between a delete's
+// commit and the removal of its files.
+type readOnlyStore struct{ storage.Store }
+
+func (readOnlyStore) Delete(ctx context.Context, path, version string) error {
+	return &os.PathError{Op: "remove", Path: path + "@" + version, Err: syscall.EROFS}
+}
+
+func (readOnlyStore) PutList(ctx context.Context, path string, versions []string) error {
+	return &os.PathError{Op: "open", Path: path + "/@v/list", Err: syscall.EROFS}
+}
+
+// TestDeleteAgainRemovesFilesLeftBehind checks that a delete whose files
+// outlived its tombstone (the server killed between the two, the storage
+// read-only or failing) can be finished by running it again: the second
+// delete is Gone, as the version is, and removes its files and rewrites
+// the @v/list file. Else the storage tree, a GOPROXY=file:// directory,
+// serves and lists the deleted (perhaps blocked) version forever, as its
+// @latest even, and storage:verify, which looks at live versions only,
+// says nothing.
+func TestDeleteAgainRemovesFilesLeftBehind(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name   string
+		delete func(s *modproxy.Service) error
+	}{
+		{"version", func(s *modproxy.Service) error {
+			return s.Delete(ctx, admin, "example.com/m", "v1.1.0", modproxy.DeleteOptions{Reason: "broken", Block: true})
+		}},
+		{"module", func(s *modproxy.Service) error {
+			_, err := s.DeleteModule(ctx, admin, "example.com/m", modproxy.DeleteOptions{Reason: "retired"})
+			return err
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newTestRegistry(t)
+			publishAll(t, r, "example.com/m", "v1.0.0", "v1.1.0")
+			before := r.storedFiles(t)
+			failing := r.node(t, func(c *modproxy.Config) { c.Blobs = readOnlyStore{r.disk} })
+			if err := tt.delete(failing); err != nil {
+				t.Fatalf("delete, its files not removed: %v", err)
+			}
+			if got := r.storedFiles(t); !maps.Equal(got, before) {
+				t.Fatalf("the failing storage removed files: %q", sortedKeys(got))
+			}
+
+			if err := tt.delete(r.Service); !errors.Is(err, modproxy.ErrGone) {
+				t.Errorf("delete again = %v; want ErrGone", err)
+			}
+			live := map[string]bool{}
+			if tt.name == "version" {
+				live = map[string]bool{"example.com/m/@v/v1.0.0.info": true, "example.com/m/@v/v1.0.0.mod": true, "example.com/m/@v/v1.0.0.zip": true, "example.com/m/@v/list": true}
+			}
+			got := r.storedFiles(t)
+			if !slices.Equal(sortedKeys(got), slices.Sorted(maps.Keys(live))) {
+				t.Errorf("storage after the delete again holds %q; want %q", sortedKeys(got), slices.Sorted(maps.Keys(live)))
+			}
+			if list, ok := got["example.com/m/@v/list"]; ok && list != "v1.0.0\n" {
+				t.Errorf("@v/list = %q; want the live version only", list)
+			}
+		})
 	}
 }
