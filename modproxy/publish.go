@@ -140,9 +140,10 @@ func (s *Service) Publish(ctx context.Context, who auth.Principal, path, version
 	if err != nil {
 		return nil, err
 	}
-	if res.Created {
-		s.writeList(ctx, path)
-	}
+	// An identical upload too: it is how a client retries a publish that
+	// failed, or got no answer, after its commit, and the @v/list file
+	// that publish was to rewrite may not name the version yet.
+	s.writeList(ctx, path)
 	return res, nil
 }
 

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -413,5 +415,40 @@ func TestPublishPseudoVersionTime(t *testing.T) {
 	var info struct{ Time time.Time }
 	if err := json.Unmarshal(r.read(t, path, version, storage.Info), &info); err != nil || !info.Time.Equal(want) {
 		t.Errorf(".info time %v, %v; want %v", info.Time, err, want)
+	}
+}
+
+// listlessStore is a storage.Store whose @v/list files cannot be
+// written: a disk that filled up just then, or a server killed between a
+// publish's commit and its rewriting the list.
+type listlessStore struct{ storage.Store }
+
+func (listlessStore) PutList(ctx context.Context, path string, versions []string) error {
+	return &os.PathError{Op: "write", Path: path + "/@v/list", Err: syscall.ENOSPC}
+}
+
+// TestPublishAgainWritesList checks that publishing a version again, as a
+// client does whose publish failed or got no answer, rewrites the @v/list
+// file that the first publish committed the version without. Else the
+// storage tree, a GOPROXY=file:// directory, does not list the version
+// (nor has it as its @latest) until another version is published.
+func TestPublishAgainWritesList(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRegistry(t)
+	upload := moduleZip(t, "example.com/m", "v1.0.0", "first")
+	first := r.node(t, func(c *modproxy.Config) { c.Blobs = listlessStore{r.disk} })
+	if res, err := first.Publish(ctx, alice, "example.com/m", "v1.0.0", bytes.NewReader(upload)); err != nil || !res.Created {
+		t.Fatalf("Publish, its list not written: %+v, %v", res, err)
+	}
+	if list, ok := r.storedFiles(t)["example.com/m/@v/list"]; ok {
+		t.Fatalf("@v/list = %q; want none written", list)
+	}
+
+	res, err := r.Publish(ctx, alice, "example.com/m", "v1.0.0", bytes.NewReader(upload))
+	if err != nil || res.Created {
+		t.Fatalf("Publish again = %+v, %v; want the identical version", res, err)
+	}
+	if list := r.storedFiles(t)["example.com/m/@v/list"]; list != "v1.0.0\n" {
+		t.Errorf("@v/list after publishing again = %q; want %q", list, "v1.0.0\n")
 	}
 }
