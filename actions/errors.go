@@ -61,7 +61,8 @@ func statusOf(err error) (int, string) {
 	if errors.As(err, &maxBytes) {
 		return http.StatusRequestEntityTooLarge, "too_large"
 	}
-	if errors.Is(err, syscall.ENOSPC) {
+	if errors.Is(err, syscall.ENOSPC) || models.DiskFull(err) {
+		// Storage's disk, tmp/'s, or the database's.
 		return http.StatusInsufficientStorage, "insufficient_storage"
 	}
 	for _, e := range errorStatus {

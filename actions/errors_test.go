@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/lib/pq"
+
+	"agora/models/modelstest"
 	"agora/modproxy"
 )
 
@@ -19,6 +22,7 @@ import (
 // is told nothing of the internals of a server-side failure.
 func TestStatusOf(t *testing.T) {
 	diskFull := &os.PathError{Op: "write", Path: "/srv/agora/tmp/fetch-1.zip", Err: syscall.ENOSPC}
+	dbFull := modelstest.SQLiteFullError(t)
 	refused := &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 5), Port: 5432}, Err: syscall.ECONNREFUSED}
 	tests := []struct {
 		err     error
@@ -32,6 +36,8 @@ func TestStatusOf(t *testing.T) {
 		{fmt.Errorf("waiting for m@v1.0.0: %w", context.Canceled), 499, "client_closed_request", "waiting for m@v1.0.0: context canceled"},
 		{fmt.Errorf("m@v1.0.0: %w: %w (%w)", modproxy.ErrInvalid, errBodyTimeout, context.Canceled), http.StatusRequestTimeout, "request_timeout", "m@v1.0.0: invalid: request body timeout (context canceled)"},
 		{fmt.Errorf("fetch m@v1.0.0: storing the zip: %w", diskFull), http.StatusInsufficientStorage, "insufficient_storage", "the server's disk is full"},
+		{fmt.Errorf("database error on committing or rolling back transaction: %w", dbFull), http.StatusInsufficientStorage, "insufficient_storage", "the server's disk is full"},
+		{fmt.Errorf("models: insert m@v1.0.0: %w", &pq.Error{Code: "53100", Message: "could not extend file"}), http.StatusInsufficientStorage, "insufficient_storage", "the server's disk is full"},
 		{fmt.Errorf("reading the database: %w", os.ErrPermission), http.StatusInternalServerError, "internal", "internal error"},
 		{fmt.Errorf("models: versions of m: %w", refused), http.StatusServiceUnavailable, "unavailable", "the database is unavailable"},
 		{fmt.Errorf("m@v1.0.0: %w: %w", modproxy.ErrUpstream, refused), http.StatusBadGateway, "bad_gateway", "m@v1.0.0: upstream failed: " + refused.Error()},

@@ -223,6 +223,20 @@ func Unavailable(err error) bool {
 	return errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone)
 }
 
+// DiskFull reports whether err is the database's disk being full:
+// PostgreSQL's disk_full, or SQLite's SQLITE_FULL (which it also answers
+// when the file cannot grow). The write failed and was rolled back; it
+// succeeds once space is freed.
+func DiskFull(err error) bool {
+	if pe := (*pq.Error)(nil); errors.As(err, &pe) {
+		return pe.Code == "53100"
+	}
+	if se := (*sqlite.Error)(nil); errors.As(err, &se) {
+		return se.Code()&0xff == sqlite3.SQLITE_FULL
+	}
+	return false
+}
+
 var registerOnce sync.Once
 
 // registerSQLite registers the pure-Go SQLite driver under the name

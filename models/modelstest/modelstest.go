@@ -279,3 +279,32 @@ func postgresDatabase(t testing.TB) string {
 	u.RawQuery = q.Encode()
 	return fmt.Sprint(u)
 }
+
+// SQLiteFullError returns the error of a write to an SQLite database that
+// cannot grow, as on a full disk (SQLITE_FULL): one held to its size with
+// max_page_count.
+func SQLiteFullError(t testing.TB) error {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "full.db")
+	conn, err := models.Connect("sqlite3://" + file) // registers the driver
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	db, err := sql.Open("sqlite3", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1) // the pragma holds for its connection only
+	for _, stmt := range []string{"CREATE TABLE t (b BLOB)", "PRAGMA max_page_count = 4"} {
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = db.Exec("INSERT INTO t VALUES (zeroblob(1 << 20))")
+	if err == nil {
+		t.Fatal("a write past max_page_count succeeded")
+	}
+	return err
+}
