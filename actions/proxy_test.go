@@ -485,3 +485,30 @@ func TestDownloadInfoIsJSON(t *testing.T) {
 		}
 	})
 }
+
+// TestDownloadFileReplacedByDirectory checks a stored file that a
+// directory took the place of (a restore gone wrong, a hand at work in
+// the storage tree): an internal error, logged with the file's name, not a
+// 200 whose Content-Length promises the directory's size and whose body
+// never comes, which the go command reports as a truncated download and
+// the server's log as a download served.
+func TestDownloadFileReplacedByDirectory(t *testing.T) {
+	var log lockedBuffer
+	s := newServer(t, modelstest.Open(t, "sqlite3"), logTo(&log))
+	alice := s.token(t, "alice", auth.RolePublisher)
+	s.mustPublish(t, alice, newModule(t, "example.com/d", "v1.0.0", "a"))
+	for _, f := range []string{".mod", ".zip"} {
+		name := filepath.Join(s.disk.Root(), "example.com", "d", "@v", "v1.0.0"+f)
+		if err := os.Remove(name); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(name, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		r := s.get(t, "/example.com/d/@v/v1.0.0"+f)
+		wantProtocolError(t, r, http.StatusInternalServerError)
+		if !strings.Contains(log.String(), name) {
+			t.Errorf("GET %s: the log does not name %s:\n%s", f, name, log.String())
+		}
+	}
+}

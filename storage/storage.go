@@ -204,11 +204,26 @@ func (d *Disk) Open(ctx context.Context, path, version string, kind Kind) (File,
 		return nil, err
 	}
 	f, err := openFile(name)
+	if err == nil {
+		// A directory opens too (and one where the file should be would
+		// be served with its size, and without content).
+		var fi fs.FileInfo
+		if fi, err = f.Stat(); err == nil && !fi.Mode().IsRegular() {
+			err = &fs.PathError{Op: "open", Path: name, Err: errNotRegular}
+		}
+		if err != nil {
+			f.Close()
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %s@%s%s: %w", path, version, kind, err)
 	}
 	return f, nil
 }
+
+// errNotRegular is the error of opening a stored file's name that is
+// something else: a directory, say.
+var errNotRegular = errors.New("not a regular file")
 
 // Put implements Store.
 func (d *Disk) Put(ctx context.Context, path, version string, kind Kind, content io.Reader) error {

@@ -2,6 +2,8 @@ package storage_test
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -180,5 +182,32 @@ func TestCheckNames(t *testing.T) {
 	// The longest path element, stored.
 	if err := d.Put(ctx, "example.com/"+longestElem, "v1.0.0", storage.Mod, strings.NewReader("x")); err != nil {
 		t.Errorf("storing under the longest path element CheckNames accepts: %v", err)
+	}
+}
+
+// TestDiskOpenDirectory checks that a directory where a stored file
+// should be (a restore gone wrong, a hand at work in the tree) is an
+// error naming it, and not opened as the file: it would be served with
+// its size and no content.
+func TestDiskOpenDirectory(t *testing.T) {
+	d := newDisk(t)
+	ctx := context.Background()
+	if err := d.Put(ctx, "example.com/a", "v1.0.0", storage.Zip, strings.NewReader("z")); err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(d.Root(), "example.com/a/@v/v1.0.0.zip")
+	if err := os.Remove(name); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(name, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := d.Open(ctx, "example.com/a", "v1.0.0", storage.Zip)
+	if err == nil {
+		f.Close()
+		t.Fatal("Open of a directory succeeded; want an error")
+	}
+	if errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), name) {
+		t.Errorf("Open of a directory = %v; want an error naming %s, other than not found", err, name)
 	}
 }
