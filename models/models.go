@@ -50,6 +50,14 @@ func Connect(url string) (*pop.Connection, error) {
 		if err != nil {
 			return nil, fmt.Errorf("database: %w", err)
 		}
+		// The database holds the users' password hashes and the audit
+		// log, and the data directory it is in must be open to everyone
+		// (a web server may serve the storage tree in it): readable by
+		// its owner only, as the session secret. SQLite would create it
+		// 0644, and gives its -wal and -shm files the database's mode.
+		if f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+			f.Close()
+		}
 		cd = &pop.ConnectionDetails{Dialect: "sqlite3", Database: file, Options: opts}
 		// Pop insists on seeing the option it uses for foreign keys,
 		// which sqliteDSN turns on in any case. lock=false turns off
