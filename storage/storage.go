@@ -321,6 +321,11 @@ func (d *Disk) RemoveTemp(olderThan time.Duration) (int, error) {
 	removed := 0
 	cutoff := time.Now().Add(-olderThan)
 	err := filepath.WalkDir(d.root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil && e != nil && e.IsDir() && errors.Is(err, fs.ErrPermission) {
+			// Not Agora's, which writes nothing it cannot read back:
+			// lost+found, say, at the root of a file system of its own.
+			return fs.SkipDir
+		}
 		if err != nil {
 			return err
 		}
