@@ -354,8 +354,7 @@ func TestProxyOrder(t *testing.T) {
 		http.Error(w, "down", http.StatusInternalServerError)
 	}))
 	defer p500.Close()
-	dead := httptest.NewServer(http.NotFoundHandler())
-	dead.Close() // connections refused
+	dead := testutil.RefusedURL(t)
 	ctx := context.Background()
 	target, _ := url.Parse(f.srv.URL)
 
@@ -373,7 +372,7 @@ func TestProxyOrder(t *testing.T) {
 		// After a ',' only a 404 or 410 moves on; after a '|', any error.
 		{name: "failing proxy", proxies: []upstream.Proxy{{URL: p500.URL}, {URL: f.srv.URL}}, wantErr: ErrUnavailable},
 		{name: "failing proxy, then |", proxies: []upstream.Proxy{{URL: p500.URL, FallThrough: true}, {URL: f.srv.URL}}},
-		{name: "dead proxy, then |", proxies: []upstream.Proxy{{URL: dead.URL, FallThrough: true}, {URL: f.srv.URL}}},
+		{name: "dead proxy, then |", proxies: []upstream.Proxy{{URL: dead, FallThrough: true}, {URL: f.srv.URL}}},
 		{name: "failing proxy, then | direct", proxies: []upstream.Proxy{{URL: p500.URL, FallThrough: true}},
 			direct: f.srv.URL + "/sumdb/" + fakeName},
 	}

@@ -20,6 +20,7 @@ import (
 
 	"agora/checksum"
 	"agora/config"
+	"agora/internal/testutil"
 	"agora/metrics"
 	"agora/models"
 	"agora/upstream"
@@ -150,9 +151,7 @@ func TestSumDBReachedThroughTheUpstreams(t *testing.T) {
 				t.Cleanup(srv.Close)
 				urls[p] = srv.URL
 			}
-			dead := httptest.NewServer(http.NotFoundHandler())
-			dead.Close()
-			urls["DEAD"] = dead.URL
+			urls["DEAD"] = testutil.RefusedURL(t)
 			expand := func(s string) string { return os.Expand(s, func(p string) string { return urls[p] }) }
 			list, err := upstream.ParseList(expand(tt.upstream))
 			if err != nil {

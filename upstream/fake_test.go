@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"agora/internal/testutil"
 )
 
 // The module every fake upstream serves, in files by escaped path.
@@ -154,12 +156,8 @@ func stallError(t *testing.T, status int, ft *firedTimeouts) http.HandlerFunc {
 	}
 }
 
-// refusedURL returns the URL of a server that is no longer listening.
-func refusedURL(t *testing.T) string {
-	s := httptest.NewServer(http.NotFoundHandler())
-	s.Close()
-	return s.URL
-}
+// refusedURL returns the URL of a port that refuses connections.
+func refusedURL(t *testing.T) string { return testutil.RefusedURL(t) }
 
 // testOptions are options for tests: quick retries and timeouts.
 func testOptions() Options {
