@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/gobuffalo/pop/v6"
@@ -94,8 +95,14 @@ func openDB(ctx context.Context) (*config.Config, *pop.Connection, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, nil, fmt.Errorf("AGORA_DATA_DIR: %w", err)
+	// The default SQLite database is made in the data directory; a
+	// database elsewhere (PostgreSQL) needs none, and the commands that
+	// only change it must not litter ./data wherever they are run, or
+	// fail where that is not writable. Those that need it make it.
+	if cfg.DatabaseURL == "sqlite3://"+filepath.Join(cfg.DataDir, "agora.db") {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return nil, nil, fmt.Errorf("AGORA_DATA_DIR: %w", err)
+		}
 	}
 	// A database that cannot be opened says little of which it is.
 	conn, err := models.Connect(cfg.DatabaseURL)

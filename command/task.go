@@ -49,6 +49,10 @@ func openTaskEnv(ctx context.Context) (*grifts.Env, error) {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	slog.SetDefault(log) // as serve does
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("AGORA_DATA_DIR: %w", err)
+	}
 	if err := os.MkdirAll(cfg.ImportTempDir(), 0o700); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("AGORA_DATA_DIR: %w", err)

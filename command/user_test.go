@@ -3,8 +3,14 @@ package command
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"agora/models/modelstest"
 )
 
 // TestUserCreateReservedName checks that no user can be named as the
@@ -101,4 +107,48 @@ func TestTaskList(t *testing.T) {
 	if err != nil || !strings.Contains(out, "agora task db:migrate ") || strings.Contains(out, "grift ") {
 		t.Errorf("agora task: %v\n%s\nwant agora task db:migrate, and no grift NAME", err, out)
 	}
+}
+
+// TestAccountCommandsLeaveTheDataDirAlone checks that the commands that
+// only change the database do not make AGORA_DATA_DIR when the database is
+// elsewhere: with PostgreSQL they made ./data in whatever directory the
+// operator ran them in, and failed where that directory was not writable
+// ("AGORA_DATA_DIR: mkdir /data: permission denied"), though they use
+// nothing in it. The default SQLite database still gets its directory.
+func TestAccountCommandsLeaveTheDataDirAlone(t *testing.T) {
+	for _, dialect := range []string{"sqlite3", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			offlineEnv(t)
+			data := filepath.Join(t.TempDir(), "data")
+			t.Setenv("AGORA_DATA_DIR", data)
+			t.Setenv("AGORA_STORAGE_DIR", "")
+			t.Setenv("DATABASE_URL", modelstest.URL(t, dialect))
+			for _, args := range [][]string{
+				{"migrate"},
+				{"user", "create", "alice", "--role", "admin"},
+				{"token", "create", "alice"},
+				{"token", "list", "alice"},
+				{"token", "revoke", "1"},
+			} {
+				if out, err := run(t, "", args...); err != nil {
+					t.Fatalf("agora %s: %v\n%s", strings.Join(args, " "), err, out)
+				}
+				if _, err := os.Stat(data); !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("agora %s made AGORA_DATA_DIR (%v); want it left alone", strings.Join(args, " "), err)
+				}
+			}
+		})
+	}
+	t.Run("default", func(t *testing.T) {
+		offlineEnv(t)
+		data := filepath.Join(t.TempDir(), "data")
+		t.Setenv("AGORA_DATA_DIR", data)
+		t.Setenv("AGORA_STORAGE_DIR", "")
+		if out, err := run(t, "", "user", "create", "alice", "--role", "admin"); err != nil {
+			t.Fatalf("agora user create: %v\n%s", err, out)
+		}
+		if _, err := os.Stat(filepath.Join(data, "agora.db")); err != nil {
+			t.Errorf("the default SQLite database: %v", err)
+		}
+	})
 }
