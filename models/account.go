@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gobuffalo/pop/v6"
 
@@ -96,6 +99,16 @@ func UserByName(ctx context.Context, conn *pop.Connection, name string) (*User, 
 func CreateToken(ctx context.Context, conn *pop.Connection, actor, userName, name string, scope auth.Scope) (string, *Token, error) {
 	if len(name) > 100 {
 		return "", nil, fmt.Errorf("%w: token names are at most 100 bytes", modproxy.ErrInvalid)
+	}
+	// One line of agora token list each, for people and scripts.
+	if !utf8.ValidString(name) || strings.IndexFunc(name, unicode.IsControl) >= 0 {
+		return "", nil, fmt.Errorf("%w: a token name is text without control characters (tabs, line breaks)", modproxy.ErrInvalid)
+	}
+	// Older builds let a user take the name the command line acts as,
+	// which owns every imported version; serve warns of one. Its tokens
+	// are to be revoked, not added to.
+	if userName == auth.CommandLineActor {
+		return "", nil, fmt.Errorf("%w: %q is the name the agora command line acts under; a user so named (made by an older build) gets no new tokens", auth.ErrReservedUserName, userName)
 	}
 	if scope < auth.ScopeRead || scope > auth.ScopeAdmin {
 		return "", nil, fmt.Errorf("%w: unknown scope", modproxy.ErrInvalid)

@@ -236,3 +236,34 @@ func TestRevokeTokenRace(t *testing.T) {
 		t.Errorf("revocations in the audit log: %+v, %v; want none (the first was not audited)", events.Items, err)
 	}
 }
+
+// TestCreateTokenRefusals checks the tokens CreateToken refuses: one whose
+// name holds a control character, which would break the lines of agora
+// token list that scripts read, and one for a user named as the command
+// line acts, which builds before the name was reserved let anyone create
+// and which serve warns about: its tokens are to be revoked, not added to.
+func TestCreateTokenRefusals(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		ctx := context.Background()
+		if _, err := models.CreateUser(ctx, conn, "cli", "alice", auth.RoleViewer, ""); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"ci\tlaptop", "ci\nalice  7  read", "bell\x07", "del\x7f"} {
+			if _, _, err := models.CreateToken(ctx, conn, "cli", "alice", name, auth.ScopeRead); !errors.Is(err, modproxy.ErrInvalid) {
+				t.Errorf("token named %q: %v; want ErrInvalid", name, err)
+			}
+		}
+		if _, _, err := models.CreateToken(ctx, conn, "cli", "alice", "CI — laptop", auth.ScopeRead); err != nil {
+			t.Errorf("token named with spaces and a dash: %v", err)
+		}
+
+		now := time.Now().UTC()
+		if err := conn.RawQuery("INSERT INTO users (name, role, created_at, updated_at) VALUES (?, ?, ?, ?)",
+			auth.CommandLineActor, "publisher", now, now).Exec(); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := models.CreateToken(ctx, conn, "cli", auth.CommandLineActor, "x", auth.ScopePublish); !errors.Is(err, auth.ErrReservedUserName) {
+			t.Errorf("token for a user named %s: %v; want ErrReservedUserName", auth.CommandLineActor, err)
+		}
+	})
+}
