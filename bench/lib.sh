@@ -63,8 +63,10 @@ install_missing() {
 	done
 	((${#need[@]})) || return 0
 	log "installing ${need[*]} (apt-get)"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+	local sudo=()
+	[[ $(id -u) == 0 ]] || sudo=(sudo --) # as .ci/run does
+	"${sudo[@]}" apt-get update -qq
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
 }
 
 # require stops the script if a command named is missing.
