@@ -2,7 +2,8 @@
 // `agora task NAME [ARGS...]` (and listed by `agora task`):
 //
 //	db:migrate       apply pending migrations
-//	storage:verify   re-hash every live version's files against its record
+//	storage:verify   re-hash every live version's files against its record,
+//	                 and rewrite every module's @v/list file from the database
 //	modules:import   import a module cache or GOPROXY directory (agora import)
 //
 // Tasks are registered by Register rather than from init, so that importing
@@ -57,7 +58,7 @@ func Register(open Opener) {
 			})
 		})
 		grift.Namespace("storage", func() {
-			grift.Desc("verify", "Re-hash every live version's stored files against its recorded h1: hashes")
+			grift.Desc("verify", "Re-hash every live version's stored files against its recorded h1: hashes, and rewrite each module's @v/list file from the database")
 			grift.Add("verify", func(c *grift.Context) error {
 				env, err := open(c)
 				if err != nil {

@@ -21,6 +21,11 @@ type Problem struct {
 // record: the zip and go.mod must hash to the recorded h1: hashes and the
 // .info must name the version. It calls report for each version that fails
 // and returns how many versions it checked. It reads every zip in full.
+//
+// It also rewrites each module's @v/list file from the database, which is
+// what the file is made from: a server stopped between recording a version
+// and rewriting the list (killed, or its disk full) leaves one that lacks
+// the version, and later requests, which find the record, do not repair it.
 func (s *Service) VerifyStorage(ctx context.Context, report func(Problem)) (int, error) {
 	checked := 0
 	q := ModuleQuery{Limit: MaxPageSize}
@@ -46,6 +51,7 @@ func (s *Service) VerifyStorage(ctx context.Context, report func(Problem)) (int,
 					report(Problem{Path: v.Path, Version: v.Version, Err: err})
 				}
 			}
+			s.writeList(ctx, m.Path)
 		}
 		if page.Next == "" {
 			return checked, nil

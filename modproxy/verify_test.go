@@ -59,3 +59,30 @@ func TestVerifyStorage(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyStorageRewritesLists checks that storage:verify rewrites every
+// module's @v/list file from the database: a server killed between a
+// fetch's commit and its list's rewrite leaves a list without the version,
+// which no later request repairs (they find the record), and readers of the
+// storage as a GOPROXY=file:// tree then miss the version.
+func TestVerifyStorageRewritesLists(t *testing.T) {
+	r := newTestRegistry(t)
+	ctx := context.Background()
+	r.publish(t, alice, "example.com/a", "v1.0.0", moduleZip(t, "example.com/a", "v1.0.0", "package a\n"))
+	r.publish(t, alice, "example.com/a", "v1.1.0", moduleZip(t, "example.com/a", "v1.1.0", "package a\n"))
+	const list = "example.com/a/@v/list"
+	want := r.storedFiles(t)[list]
+	if want != "v1.0.0\nv1.1.0\n" {
+		t.Fatalf("list file %q after two publishes", want)
+	}
+	// As a cut-off fetch of v1.1.0 leaves it.
+	if err := r.disk.PutList(ctx, "example.com/a", []string{"v1.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.VerifyStorage(ctx, func(p modproxy.Problem) { t.Errorf("problem: %+v", p) }); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.storedFiles(t)[list]; got != want {
+		t.Errorf("list file after storage:verify = %q; want %q", got, want)
+	}
+}
