@@ -139,7 +139,7 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 		PublishedAt: s.now().UTC().Truncate(time.Second),
 	}
 	unlock := s.lockVersion(path, version)
-	res, err := s.commitVersion(ctx, v, tmp.Name(), mod)
+	res, err := s.commitVersion(ctx, v, tmp.Name(), mod, info)
 	unlock()
 	if errors.Is(err, ErrExists) {
 		// A concurrent publish or import of the same version committed first.

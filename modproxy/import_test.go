@@ -1202,3 +1202,25 @@ func TestImportDirZipWithoutMod(t *testing.T) {
 	assertImported(t, r, withGoMod)
 	assertImported(t, r, legacy) // its .mod: "module example.com/legacy\n"
 }
+
+// TestImportDirKeepsInfoOrigin checks that a version imported with its zip
+// serves the .info the module cache holds, Origin and all, as a fetched
+// one serves its upstream's and one imported as a go.mod alone does: the
+// go command reports the Origin (go mod download -json) and reuses
+// versions by it (-reuse).
+func TestImportDirKeepsInfoOrigin(t *testing.T) {
+	ctx := context.Background()
+	const path, version = "example.com/origin", "v1.0.0"
+	info := []byte(`{"Version":"v1.0.0","Time":"2024-03-07T10:00:00Z","Origin":{"VCS":"git","URL":"https://example.com/origin","Hash":"0123456789abcdef0123456789abcdef01234567","Ref":"refs/tags/v1.0.0"}}`)
+	c := newModuleCache(t)
+	c.write(path, version, ".info", info)
+	c.write(path, version, ".mod", []byte(goMod(path)))
+	c.write(path, version, ".zip", moduleZip(t, path, version, "origin"))
+	r := newTestRegistry(t)
+	if sum, _, err := r.importAll(ctx, c.root); err != nil || sum.Imported != 1 {
+		t.Fatalf("ImportDir = %+v, %v; want 1 imported", sum, err)
+	}
+	if got := r.read(t, path, version, storage.Info); !bytes.Equal(got, info) {
+		t.Errorf(".info = %s\nwant the module cache's %s", got, info)
+	}
+}

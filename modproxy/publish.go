@@ -127,7 +127,7 @@ func (s *Service) Publish(ctx context.Context, who auth.Principal, path, version
 		PublishedAt: now,
 	}
 	unlock := s.lockVersion(path, version)
-	res, err := s.commitVersion(ctx, v, tmp.Name(), zc.goMod)
+	res, err := s.commitVersion(ctx, v, tmp.Name(), zc.goMod, nil)
 	unlock()
 	if errors.Is(err, ErrExists) {
 		// A concurrent upload of the same version committed first.
@@ -175,8 +175,9 @@ func (s *Service) checkNotPublic(ctx context.Context, path, version string) erro
 // that v's version is already recorded and compares the content. zip names
 // the registry's own temporary file of the zip, synced, which storing moves
 // into place (see storage.Store.PutFile): the transaction, which on SQLite
-// holds every writer up, copies nothing large.
-func (s *Service) commitVersion(ctx context.Context, v *Version, zip string, goMod []byte) (*PublishResult, error) {
+// holds every writer up, copies nothing large. info, if not nil, is the
+// .info file an import brings (see storeFiles).
+func (s *Service) commitVersion(ctx context.Context, v *Version, zip string, goMod, info []byte) (*PublishResult, error) {
 	var (
 		res        *PublishResult
 		wrote      bool
@@ -214,7 +215,7 @@ func (s *Service) commitVersion(ctx context.Context, v *Version, zip string, goM
 		}
 		// The row is ours until commit; write the files the row announces.
 		wrote = true
-		if err := s.storeFiles(context.WithoutCancel(ctx), v, zip, goMod); err != nil {
+		if err := s.storeFiles(context.WithoutCancel(ctx), v, zip, goMod, info); err != nil {
 			return err
 		}
 		detail := fmt.Sprintf("zip %s, go.mod %s, %d bytes", v.ZipHash, v.ModHash, v.Size)
@@ -373,11 +374,16 @@ func (s *Service) compareRecorded(ctx context.Context, v *Version) (*PublishResu
 
 // storeFiles writes v's .zip, moved from the temporary file zip, .mod and
 // .info (if v has a time) to the blob store, the zip first, so that the
-// files announcing the version appear last.
-func (s *Service) storeFiles(ctx context.Context, v *Version, zip string, goMod []byte) error {
-	info, err := infoFile(v.Version, v.Time)
-	if err != nil {
-		return err
+// files announcing the version appear last. The .info is imported as it
+// is, with any Origin field, as a fetch stores its upstream's, if it gives
+// v's time (a record it completes or restores may keep another); else it
+// is made from v.Time.
+func (s *Service) storeFiles(ctx context.Context, v *Version, zip string, goMod, imported []byte) error {
+	info := imported
+	if t, err := parseImportedInfo(v.Path, v.Version, imported); imported == nil || err != nil || !t.Equal(v.Time) {
+		if info, err = infoFile(v.Version, v.Time); err != nil {
+			return err
+		}
 	}
 	if err := s.blobs.PutFile(ctx, v.Path, v.Version, storage.Zip, zip); err != nil {
 		return err
