@@ -1224,3 +1224,32 @@ func TestImportDirKeepsInfoOrigin(t *testing.T) {
 		t.Errorf(".info = %s\nwant the module cache's %s", got, info)
 	}
 }
+
+// TestImportCompletingKeepsFetchedInfo checks that importing the zip of a
+// version whose .info was fetched leaves that .info as the upstream served
+// it, Origin and all, when the import has no .info or one with another time.
+func TestImportCompletingKeepsFetchedInfo(t *testing.T) {
+	ctx := context.Background()
+	const path, version = "example.com/dep", "v1.2.0"
+	for _, info := range []string{"", `{"Version":"v1.2.0","Time":"2020-01-01T00:00:00Z"}`} {
+		up := newFakeUpstream()
+		fv := up.add(t, path, version, "dep")
+		r := cachingRegistry(t, up, nil)
+		fetched := r.read(t, path, version, storage.Info)
+		r.read(t, path, version, storage.Mod) // recorded without its zip
+		up.setDown(errors.New("offline"))
+
+		c := newModuleCache(t)
+		c.write(path, version, ".mod", []byte(fv.mod))
+		c.write(path, version, ".zip", fv.zip)
+		if info != "" {
+			c.write(path, version, ".info", []byte(info))
+		}
+		if _, _, err := r.importAll(ctx, c.root); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.read(t, path, version, storage.Info); !bytes.Equal(got, fetched) {
+			t.Errorf("import with .info %q: .info = %s; want the fetched %s", info, got, fetched)
+		}
+	}
+}

@@ -215,7 +215,10 @@ func (s *Service) commitVersion(ctx context.Context, v *Version, zip string, goM
 		}
 		// The row is ours until commit; write the files the row announces.
 		wrote = true
-		if err := s.storeFiles(context.WithoutCancel(ctx), v, zip, goMod, info); err != nil {
+		// A fetched .info stays as its upstream served it (completeFetched
+		// kept its time).
+		keepInfo := completing && !recorded.Time.IsZero()
+		if err := s.storeFiles(context.WithoutCancel(ctx), v, zip, goMod, info, keepInfo); err != nil {
 			return err
 		}
 		detail := fmt.Sprintf("zip %s, go.mod %s, %d bytes", v.ZipHash, v.ModHash, v.Size)
@@ -377,8 +380,9 @@ func (s *Service) compareRecorded(ctx context.Context, v *Version) (*PublishResu
 // files announcing the version appear last. The .info is imported as it
 // is, with any Origin field, as a fetch stores its upstream's, if it gives
 // v's time (a record it completes or restores may keep another); else it
-// is made from v.Time.
-func (s *Service) storeFiles(ctx context.Context, v *Version, zip string, goMod, imported []byte) error {
+// is made from v.Time. With keepInfo, an .info already stored is left as
+// it is.
+func (s *Service) storeFiles(ctx context.Context, v *Version, zip string, goMod, imported []byte, keepInfo bool) error {
 	info := imported
 	if t, err := parseImportedInfo(v.Path, v.Version, imported); imported == nil || err != nil || !t.Equal(v.Time) {
 		if info, err = infoFile(v.Version, v.Time); err != nil {
@@ -393,6 +397,15 @@ func (s *Service) storeFiles(ctx context.Context, v *Version, zip string, goMod,
 	}
 	if v.Time.IsZero() {
 		return nil // a fetched version whose .info was never asked for
+	}
+	if keepInfo {
+		f, err := s.blobs.Open(ctx, v.Path, v.Version, storage.Info)
+		if err == nil {
+			return f.Close()
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
 	return s.blobs.Put(ctx, v.Path, v.Version, storage.Info, bytes.NewReader(info))
 }
