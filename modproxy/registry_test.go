@@ -102,6 +102,20 @@ func (r *testRegistry) read(t *testing.T, path, version string, kind storage.Kin
 	return b
 }
 
+// openInBackground opens path@version's file of kind in a goroutine, as a
+// request would, closes it, and sends the error on the channel returned.
+func (r *testRegistry) openInBackground(path, version string, kind storage.Kind) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		f, _, err := r.Open(context.Background(), path, version, kind)
+		if err == nil {
+			f.Close()
+		}
+		done <- err
+	}()
+	return done
+}
+
 // storedFiles returns every regular file in the storage tree, as slash
 // paths relative to its root mapped to their contents.
 func (r *testRegistry) storedFiles(t *testing.T) map[string]string {

@@ -44,15 +44,9 @@ func TestUpstreamWorkIsBounded(t *testing.T) {
 	modproxy.SetWorkSlots(r.Service, 2, 2, 2)
 
 	// Four distinct zips: two are fetched, two wait.
-	done := make(chan error, 4)
+	var done []<-chan error
 	for _, v := range versions[:4] {
-		go func() {
-			f, _, err := r.Open(context.Background(), path, v, storage.Zip)
-			if err == nil {
-				f.Close()
-			}
-			done <- err
-		}()
+		done = append(done, r.openInBackground(path, v, storage.Zip))
 	}
 	<-arrived
 	<-arrived
@@ -72,8 +66,8 @@ func TestUpstreamWorkIsBounded(t *testing.T) {
 	}
 
 	close(release)
-	for range 4 {
-		if err := <-done; err != nil {
+	for _, d := range done {
+		if err := <-d; err != nil {
 			t.Error(err)
 		}
 	}
@@ -110,14 +104,7 @@ func TestListServedWhenTooBusyToAsk(t *testing.T) {
 		return nil
 	}
 	modproxy.SetWorkSlots(r.Service, 1, 1, 0)
-	done := make(chan error, 1)
-	go func() {
-		f, _, err := r.Open(context.Background(), other, "v0.1.0", storage.Mod)
-		if err == nil {
-			f.Close()
-		}
-		done <- err
-	}()
+	done := r.openInBackground(other, "v0.1.0", storage.Mod)
 	<-held
 
 	list, err := r.List(context.Background(), path)
