@@ -23,7 +23,7 @@ import (
 
 	"github.com/gobuffalo/pop/v6"
 	"github.com/gobuffalo/pop/v6/logging"
-	"github.com/lib/pq" // the "postgres" driver, which Connect forces on Pop
+	"github.com/lib/pq"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -35,6 +35,7 @@ import (
 // It verifies the connection before returning.
 func Connect(url string) (*pop.Connection, error) {
 	registerSQLite()
+	registerPostgres()
 	quietPop()
 	utcTimestamps()
 	dialect, rest, _ := strings.Cut(url, "://")
@@ -79,8 +80,9 @@ func Connect(url string) (*pop.Connection, error) {
 		return nil, fmt.Errorf("database: %w", err)
 	}
 	if conn.Dialect.Name() == "postgres" {
-		// Pop defaults to pgx; Agora ships lib/pq.
-		conn.Dialect.Details().Driver = "postgres"
+		// Pop defaults to pgx; Agora ships lib/pq, in a wrapper that
+		// gives up a query whose context ends (see postgresDriver).
+		conn.Dialect.Details().Driver = postgresDriver
 	}
 	if err := conn.Open(); err != nil {
 		return nil, fmt.Errorf("database: %w", err)
@@ -145,23 +147,14 @@ func appliedMigrations(conn *pop.Connection) int {
 }
 
 // Ping reports whether the database answers before ctx is done: the
-// /readyz check. lib/pq does not give up a query whose context ends: it
-// asks the server to cancel it, over a new connection, and waits for the
-// query's answer, which a server that stopped answering (behind a network
-// partition, or hung) never sends, and /readyz hung with it. The query is
-// left to end when its connection does.
+// /readyz check.
 func Ping(ctx context.Context, conn *pop.Connection) error {
-	answered := make(chan error, 1)
-	go func() {
-		var one int
-		answered <- conn.WithContext(ctx).RawQuery("SELECT 1").First(&one)
-	}()
-	select {
-	case err := <-answered:
-		return err
-	case <-ctx.Done():
+	var one int
+	err := conn.WithContext(ctx).RawQuery("SELECT 1").First(&one)
+	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("the database did not answer: %w", ctx.Err())
 	}
+	return err
 }
 
 var quietOnce sync.Once

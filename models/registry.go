@@ -317,12 +317,12 @@ func (r *Registry) Exclusive(ctx context.Context, key string, fn func() error) e
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return r.conn.WithContext(ctx).Transaction(func(tx *pop.Connection) error {
+	return ended(ctx, r.conn.WithContext(ctx).Transaction(func(tx *pop.Connection) error {
 		if err := tx.RawQuery("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", key).Exec(); err != nil {
 			return fmt.Errorf("models: locking %q: %w", key, err)
 		}
 		return fn()
-	})
+	}))
 }
 
 func (t registryTx) PurgeVersion(path, version string) error {

@@ -2,6 +2,8 @@ package models
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/gobuffalo/pop/v6"
@@ -24,7 +26,19 @@ func transaction(ctx context.Context, conn *pop.Connection, fn func(tx *pop.Conn
 			return ctx.Err()
 		}
 	}
-	return conn.WithContext(ctx).Transaction(fn)
+	return ended(ctx, conn.WithContext(ctx).Transaction(fn))
+}
+
+// ended returns err, which a transaction under ctx failed with, wrapping
+// ctx's error too once ctx has ended. database/sql rolls back a
+// transaction whose context ends, and Pop then reports its own rollback's
+// failure, that the transaction was over, in place of what fn met; the
+// end of the context is the reason.
+func ended(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil || errors.Is(err, ctx.Err()) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ctx.Err(), err)
 }
 
 // writers holds a one-slot semaphore per SQLite database file.

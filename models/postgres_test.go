@@ -1,0 +1,98 @@
+package models_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/gobuffalo/pop/v6"
+
+	"agora/models"
+	"agora/models/modelstest"
+	"agora/modproxy"
+)
+
+// TestPostgresGivesUpWhenContextEnds checks that a query, the beginning of
+// a transaction, a query in one and the making of a connection all end
+// soon after their context does
+// when the PostgreSQL server has stopped answering (hung, or behind a
+// network partition), as the request they serve has: lib/pq on its own
+// waits for an answer that never comes.
+func TestPostgresGivesUpWhenContextEnds(t *testing.T) {
+	const wait = 200 * time.Millisecond // the context's life once the server stalls
+	// Long enough for a loaded machine; well under the 5 s of the test
+	// URL's connect_timeout, and lib/pq's wait is unbounded.
+	const within = 3 * time.Second
+
+	// givesUp runs fn with a context that ends wait after fn starts, and
+	// checks that it fails within the bound.
+	givesUp := func(t *testing.T, fn func(ctx context.Context) error) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		time.AfterFunc(wait, cancel)
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- fn(ctx) }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatal("succeeded against a server that does not answer")
+			}
+			// What the request's status is made of: 503, or 499 for a
+			// client that went away.
+			if !models.Unavailable(err) && !errors.Is(err, context.Canceled) {
+				t.Errorf("%v: want the database unavailable or the context's end", err)
+			}
+			t.Logf("gave up after %v: %v", time.Since(start).Round(time.Millisecond), err)
+		case <-time.After(wait + within):
+			t.Fatalf("still waiting for the database %v after the context ended", within)
+		}
+	}
+	open := func(t *testing.T) (*modelstest.Proxy, *pop.Connection, *models.Registry) {
+		p := modelstest.NewProxy(t) // skips without a server
+		conn := modelstest.OpenURL(t, p.URL)
+		r := models.NewRegistry(conn)
+		insert(t, r, newVersion("example.com/a", "v1.0.0"))
+		return p, conn, r
+	}
+
+	t.Run("query", func(t *testing.T) {
+		p, _, r := open(t)
+		p.Stall()
+		givesUp(t, func(ctx context.Context) error {
+			_, err := r.Version(ctx, "example.com/a", "v1.0.0")
+			return err
+		})
+	})
+	t.Run("begin", func(t *testing.T) {
+		p, _, r := open(t)
+		p.Stall()
+		givesUp(t, func(ctx context.Context) error {
+			return r.Update(ctx, func(tx modproxy.MetadataTx) error {
+				return tx.InsertVersion(newVersion("example.com/a", "v1.1.0"))
+			})
+		})
+	})
+	t.Run("in a transaction", func(t *testing.T) {
+		p, _, r := open(t)
+		givesUp(t, func(ctx context.Context) error {
+			return r.Update(ctx, func(tx modproxy.MetadataTx) error {
+				p.Stall()
+				return tx.InsertVersion(newVersion("example.com/a", "v1.1.0"))
+			})
+		})
+	})
+	t.Run("new connection", func(t *testing.T) {
+		p, conn, r := open(t)
+		// Every pooled connection is busy, so the query needs a new one,
+		// whose handshake the stalled server accepts and never answers.
+		conn.Store.(interface{ SetMaxIdleConns(int) }).SetMaxIdleConns(0)
+		p.Stall()
+		givesUp(t, func(ctx context.Context) error {
+			_, err := r.Version(ctx, "example.com/a", "v1.0.0")
+			return err
+		})
+	})
+}
