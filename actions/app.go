@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -136,6 +137,7 @@ func App(d *Deps) (*buffalo.App, error) {
 		Logger: logger.New(logger.WarnLevel),
 	})
 	app.Middleware.Remove(buffalo.RequestLogger)
+	app.Use(d.logPanics)
 
 	app.GET("/", home)
 	app.GET("/healthz", healthz)
@@ -167,6 +169,22 @@ func App(d *Deps) (*buffalo.App, error) {
 		}
 	}
 	return app, nil
+}
+
+// logPanics logs the stack of a panic in a handler of Buffalo's routes,
+// which Buffalo's PanicHandler, further out, answers with a 500 and logs
+// (through the 500 handler) by the panic's value alone.
+func (d *Deps) logPanics(next buffalo.Handler) buffalo.Handler {
+	return func(c buffalo.Context) error {
+		defer func() {
+			if v := recover(); v != nil {
+				req := c.Request()
+				d.Logger.Error("panic", "method", req.Method, "path", req.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				panic(v)
+			}
+		}()
+		return next(c)
+	}
 }
 
 // renderSiteStatus answers a request outside the API that Buffalo failed

@@ -20,6 +20,7 @@ import (
 	"agora/auth"
 	"agora/config"
 	"agora/metrics"
+	"agora/models"
 	"agora/models/modelstest"
 	"agora/modproxy"
 	"agora/storage"
@@ -300,4 +301,46 @@ func TestRequestLogPanic(t *testing.T) {
 		`agora_http_requests_total{code="500",method="GET",route="info"} 1`,
 		`agora_http_request_duration_seconds_count{route="info"} 1`,
 		`agora_http_requests_in_flight 0`)
+}
+
+// TestPanicLoggedWithStack checks that a handler of Buffalo's routes that
+// panics, which Buffalo answers with a 500, leaves the panic's stack in the
+// log: without it, the line says only what the panic's value was, not
+// where it came from.
+func TestPanicLoggedWithStack(t *testing.T) {
+	var buf lockedBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	conn := modelstest.Open(t, "sqlite3")
+	disk, err := storage.NewDisk(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := modproxy.New(modproxy.Config{Metadata: panickingMetadata{}, Blobs: disk, TempDir: t.TempDir(), Logger: log})
+	cfg := &config.Config{Env: "test", ReadAuth: config.ReadPublic, DataDir: t.TempDir(), StorageDir: disk.Root()}
+	h, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: reg, Logger: log, Metrics: metrics.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := models.CreateUser(context.Background(), conn, "test", "alice", auth.RoleViewer, "correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+	token, _, err := models.CreateToken(context.Background(), conn, "test", "alice", "", auth.ScopeRead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/modules/example.com/m", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusInternalServerError {
+		t.Fatalf("status %d; want 500", rec.Code)
+	}
+	if body := rec.Body.String(); strings.Contains(body, "goroutine") || strings.Contains(body, ".go:") {
+		t.Errorf("the answer %q shows the stack", body)
+	}
+	for _, want := range []string{"panic", "goroutine ", "actions.(*Deps).showModule"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("log %q; want %q in it", buf.String(), want)
+		}
+	}
 }
