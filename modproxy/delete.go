@@ -171,7 +171,9 @@ func (s *Service) removeFiles(ctx context.Context, path, version string) {
 
 // Purge forgets path@version entirely, record and hash included, on behalf
 // of an administrator, so that it may later be published with other content.
-// The purge itself is audited, with the hash it forgot.
+// The purge itself is audited, with the hash it forgot. Purging a version
+// with no record is ErrNotFound; it removes the files a purge cut off left
+// behind all the same.
 func (s *Service) Purge(ctx context.Context, who auth.Principal, path, version, reason string) error {
 	if err := checkVersion(path, version); err != nil {
 		return err
@@ -198,6 +200,14 @@ func (s *Service) Purge(ctx context.Context, who auth.Principal, path, version, 
 			Detail: fmt.Sprintf("%s (forgot zip hash %s)", reason, v.ZipHash),
 		})
 	})
+	if errors.Is(err, ErrNotFound) {
+		// Purged before, perhaps cut off between its commit and the
+		// removal of the files, which the storage tree, a
+		// GOPROXY=file:// directory, would go on serving and listing:
+		// running the purge again finishes it, as for a delete.
+		s.removeFiles(ctx, path, version)
+		s.writeList(ctx, path)
+	}
 	if err != nil {
 		return err
 	}

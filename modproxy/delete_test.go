@@ -282,6 +282,9 @@ func TestDeleteAgainRemovesFilesLeftBehind(t *testing.T) {
 			_, err := s.DeleteModule(ctx, admin, "example.com/m", modproxy.DeleteOptions{Reason: "retired"})
 			return err
 		}},
+		{"purge", func(s *modproxy.Service) error {
+			return s.Purge(ctx, admin, "example.com/m", "v1.1.0", "leaked a secret")
+		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newTestRegistry(t)
@@ -295,11 +298,15 @@ func TestDeleteAgainRemovesFilesLeftBehind(t *testing.T) {
 				t.Fatalf("the failing storage removed files: %q", sortedKeys(got))
 			}
 
-			if err := tt.delete(r.Service); !errors.Is(err, modproxy.ErrGone) {
-				t.Errorf("delete again = %v; want ErrGone", err)
+			want := modproxy.ErrGone
+			if tt.name == "purge" { // the record is forgotten
+				want = modproxy.ErrNotFound
+			}
+			if err := tt.delete(r.Service); !errors.Is(err, want) {
+				t.Errorf("delete again = %v; want %v", err, want)
 			}
 			live := map[string]bool{}
-			if tt.name == "version" {
+			if tt.name != "module" {
 				live = map[string]bool{"example.com/m/@v/v1.0.0.info": true, "example.com/m/@v/v1.0.0.mod": true, "example.com/m/@v/v1.0.0.zip": true, "example.com/m/@v/list": true}
 			}
 			got := r.storedFiles(t)
