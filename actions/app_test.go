@@ -264,25 +264,38 @@ func (panickingMetadata) Version(context.Context, string, string) (*modproxy.Ver
 	panic("a bug in the registry")
 }
 
-// TestRequestLogPanic checks that a request whose handler panics outside
-// Buffalo (a download here), which net/http cuts off, is logged and
-// counted as the server's failure, 500, and not left out of both, which
-// would hide it from every alert on errors.
-func TestRequestLogPanic(t *testing.T) {
-	var buf lockedBuffer
-	log := slog.New(slog.NewTextHandler(&buf, nil))
-	conn := modelstest.Open(t, "sqlite3")
+// panicking is Agora's handler on a registry whose database panics.
+type panicking struct {
+	handler http.Handler
+	conn    *pop.Connection
+	log     lockedBuffer // the handler's log, as text
+	metrics *metrics.Metrics
+}
+
+func newPanicking(t *testing.T) *panicking {
+	t.Helper()
+	p := &panicking{conn: modelstest.Open(t, "sqlite3"), metrics: metrics.New()}
+	log := slog.New(slog.NewTextHandler(&p.log, nil))
 	disk, err := storage.NewDisk(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := modproxy.New(modproxy.Config{Metadata: panickingMetadata{}, Blobs: disk, TempDir: t.TempDir(), Logger: log})
 	cfg := &config.Config{Env: "test", ReadAuth: config.ReadPublic, DataDir: t.TempDir(), StorageDir: disk.Root()}
-	m := metrics.New()
-	h, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: reg, Logger: log, Metrics: m})
+	p.handler, err = actions.Handler(&actions.Deps{Config: cfg, DB: p.conn, Registry: reg, Logger: log, Metrics: p.metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+// TestRequestLogPanic checks that a request whose handler panics outside
+// Buffalo (a download here), which net/http cuts off, is logged and
+// counted as the server's failure, 500, and not left out of both, which
+// would hide it from every alert on errors.
+func TestRequestLogPanic(t *testing.T) {
+	p := newPanicking(t)
+	h, buf, m := p.handler, &p.log, p.metrics
 	const path = "/example.com/m/@v/v1.0.0.info"
 	func() {
 		defer func() {
@@ -308,19 +321,8 @@ func TestRequestLogPanic(t *testing.T) {
 // log: without it, the line says only what the panic's value was, not
 // where it came from.
 func TestPanicLoggedWithStack(t *testing.T) {
-	var buf lockedBuffer
-	log := slog.New(slog.NewTextHandler(&buf, nil))
-	conn := modelstest.Open(t, "sqlite3")
-	disk, err := storage.NewDisk(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := modproxy.New(modproxy.Config{Metadata: panickingMetadata{}, Blobs: disk, TempDir: t.TempDir(), Logger: log})
-	cfg := &config.Config{Env: "test", ReadAuth: config.ReadPublic, DataDir: t.TempDir(), StorageDir: disk.Root()}
-	h, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: reg, Logger: log, Metrics: metrics.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newPanicking(t)
+	h, buf, conn := p.handler, &p.log, p.conn
 	if _, err := models.CreateUser(context.Background(), conn, "test", "alice", auth.RoleViewer, "correct horse battery"); err != nil {
 		t.Fatal(err)
 	}
