@@ -17,7 +17,9 @@ DIR may be a symbolic link; links to directories inside it are not followed,
 and each is named in a warning.
 
 Every zip is checked against the rules of module zips and hashed (and must
-match the .ziphash the go command recorded next to it); the .mod must be the
+match the .ziphash the go command recorded next to it), except that of a
+version already stored with the hash its .ziphash records, which is skipped
+without reading it (a module cache imports again quickly); the .mod must be the
 zip's go.mod, and without a .mod the zip's go.mod is imported (or, for a
 module from before modules, "module PATH", as the go command makes). A
 version with a .mod and no zip, as a module cache holds of most of a build's

@@ -166,6 +166,61 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 	return res, nil
 }
 
+// importStoredZip answers the import of path@version from a module cache
+// whose .ziphash file records zipHash for the version's zip, without
+// reading the zip, when the version is stored live with that very hash,
+// with the go.mod of mod, if mod is not nil, and storage holds every file
+// its record announces: the zip stored was checked and hashed when it was
+// stored, and the go command checked the cached one against its .ziphash
+// when it downloaded it. Only an .info the record lacks is added, as
+// importVersion adds it. It reports whether it answered; if not, the
+// caller imports the version through importVersion, which reads and
+// hashes the zip and answers everything else: a conflict, a corrupt
+// cached zip, a .mod that is not the zip's go.mod, files to restore.
+func (s *Service) importStoredZip(ctx context.Context, who auth.Principal, path, version string, info, mod []byte, zipHash string) (_ *PublishResult, ok bool, _ error) {
+	if !who.Can(auth.ScopeAdmin) || zipHash == "" {
+		return nil, false, nil
+	}
+	t, err := checkImportedInfo(path, version, info)
+	if err != nil {
+		return nil, false, nil
+	}
+	recorded, err := s.meta.Version(ctx, path, version)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, false, nil
+	case err != nil:
+		return nil, true, err
+	case !recorded.Live() || recorded.ZipHash != zipHash:
+		return nil, false, nil
+	}
+	if mod != nil {
+		if modHash, err := checkImportedMod(path, version, mod); err != nil || modHash != recorded.ModHash {
+			return nil, false, nil
+		}
+	}
+	for _, kind := range recorded.Files() {
+		f, err := s.blobs.Open(ctx, path, version, kind)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, false, nil // restored from the zip, read
+		case err != nil:
+			return nil, true, err
+		}
+		f.Close()
+	}
+	if t.IsZero() || recorded.Has(storage.Info) {
+		return &PublishResult{Version: recorded}, true, nil
+	}
+	// Imported before without its .info: add it.
+	v := &Version{Path: path, Version: version, Source: SourceImported, PublishedBy: who.User, PublishedAt: s.now().UTC().Truncate(time.Second)}
+	out, err := s.importInfo(ctx, v, t, info)
+	if err != nil {
+		return nil, true, err
+	}
+	return &PublishResult{Version: out, Created: true}, true, nil
+}
+
 // copyImportedZip copies the zip an import of path@version reads from zip,
 // from its start, to a temporary file, which the caller closes and
 // removes, and returns it and the zip's size. An error reading zip wraps
@@ -536,7 +591,10 @@ func (s ImportSummary) Err() error {
 // $GOMODCACHE itself, ImportDir uses its cache/download. Lock files,
 // partial downloads, list files, .info files alone and the checksum
 // database cache (sumdb/) are ignored. A .ziphash file the go command left
-// next to a zip must match the zip's hash. A version with a .mod and no zip
+// next to a zip must match the zip's hash, unless the version is already
+// stored with that hash: it is then skipped without reading its zip (see
+// importStoredZip), which makes importing a module cache again quick. A
+// version with a .mod and no zip
 // is imported as its go.mod (see importGoMod): without them, a proxy
 // filled from a module cache could build the modules it has, but not
 // work out their module graph ('go mod tidy', 'go list -m all'). A zip
@@ -830,6 +888,9 @@ func (s *Service) importFound(ctx context.Context, who auth.Principal, f *foundV
 			return ImportUnreadable, err
 		}
 		wantZipHash = strings.TrimSpace(string(b))
+		if res, ok, err := s.importStoredZip(ctx, who, f.path, f.version, info, mod, wantZipHash); ok {
+			return importOutcome(res, err)
+		}
 	}
 	zip, err := os.Open(f.name(".zip"))
 	if err != nil {

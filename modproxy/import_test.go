@@ -434,6 +434,77 @@ func TestImportDirRerunSkips(t *testing.T) {
 	}
 }
 
+// TestImportDirRerunReadsNoStoredZip checks that importing a module cache
+// again skips a version stored with the hash its .ziphash records without
+// reading its zip, which the stored copy was checked against when it was
+// stored: a cached zip gone corrupt, or unreadable, since is no error. A
+// version whose .ziphash names another hash than the one stored is read,
+// and still a conflict; a GOPROXY tree without .ziphash files, read, is
+// skipped too.
+func TestImportDirRerunReadsNoStoredZip(t *testing.T) {
+	ctx := context.Background()
+	f := newImportFixture(t)
+	r := newTestRegistry(t)
+	published := r.publish(t, alice, "golang.org/x/alpha", "v1.1.0", moduleZip(t, "golang.org/x/alpha", "v1.1.0", "other content"))
+	if sum, _, err := r.importAll(ctx, f.cache.root); err != nil || sum.Imported != 9 || sum.Conflict != 1 {
+		t.Fatalf("first import: %+v, %v; want 9 imported, 1 conflict", sum, err)
+	}
+	audited := len(r.meta.Events())
+
+	// Garbage the size of the zip, and a link to nothing: neither can be
+	// read as the zip, nor hashed.
+	beta := f.imported[0]
+	f.cache.write(beta.path, beta.version, ".zip", bytes.Repeat([]byte("x"), len(beta.zip)))
+	upper := f.imported[5]
+	zipName := filepath.Join(f.cache.download(), "github.com", "!upper", "!case", "@v", "v1.0.0.zip")
+	if err := os.Remove(zipName); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(t.TempDir(), "nowhere.zip"), zipName); err != nil {
+		t.Fatal(err)
+	}
+
+	sum, events, err := r.importAll(ctx, f.cache.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := modproxy.ImportSummary{Total: 13, Skipped: 9, Conflict: 1, Invalid: 3, NoZip: f.noZip, NoInfo: 1}
+	if sum != want {
+		t.Errorf("second import: summary = %+v\nwant %+v", sum, want)
+	}
+	for _, e := range events {
+		switch e.Path + "@" + e.Version {
+		case beta.path + "@" + beta.version, upper.path + "@" + upper.version:
+			if e.Outcome != modproxy.ImportSkipped || e.Err != nil {
+				t.Errorf("%s (%v); want it skipped, its zip unread", e, e.Err)
+			}
+		case "golang.org/x/alpha@v1.1.0":
+			var cerr *modproxy.ConflictError
+			if e.Outcome != modproxy.ImportConflict || !errors.As(e.Err, &cerr) || cerr.RecordedHash != published.ZipHash {
+				t.Errorf("%s (%v); want a conflict naming the published hash %s", e, e.Err, published.ZipHash)
+			}
+		}
+	}
+	if got := r.actions(); len(got) != audited+1 || got[len(got)-1] != "publish.rejected root golang.org/x/alpha@v1.1.0" {
+		t.Errorf("audit log after the second import = %q; want only the conflict added", got[audited:])
+	}
+	for _, c := range f.imported {
+		if c.path == "golang.org/x/alpha" && c.version == "v1.1.0" {
+			continue
+		}
+		assertImported(t, r, c)
+	}
+	r.assertTempDirEmpty(t)
+
+	// A GOPROXY tree has no .ziphash: its zips are read, and skipped.
+	proxy := newModuleCache(t)
+	c := proxy.add("golang.org/x/alpha", "v1.0.0", f.imported[6].time, moduleFiles("golang.org/x/alpha", "alpha 1"))
+	removeCached(t, proxy, c.path, c.version, ".ziphash")
+	if sum, events, err := r.importAll(ctx, proxy.download()); err != nil || sum.Skipped != 1 || events[0].Err != nil {
+		t.Errorf("import of a GOPROXY tree: %+v, %v, %v; want its version skipped", sum, err, events)
+	}
+}
+
 // TestImportDirInfoLater checks that a version imported without its
 // .info gets it from a later import of a directory that has it.
 func TestImportDirInfoLater(t *testing.T) {
