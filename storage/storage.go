@@ -281,7 +281,8 @@ func (d *Disk) Delete(ctx context.Context, path, version string) error {
 	return nil
 }
 
-// PutList implements Store.
+// PutList implements Store. A list file that already names versions is
+// left as it is.
 func (d *Disk) PutList(ctx context.Context, path string, versions []string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -305,6 +306,9 @@ func (d *Disk) PutList(ctx context.Context, path string, versions []string) erro
 		return nil
 	}
 	body := strings.Join(versions, "\n") + "\n"
+	if sameContent(name, body) {
+		return nil // as most lists an import rewrites: no write, no sync
+	}
 	if err := writeAtomic(d.root, name, strings.NewReader(body)); err != nil {
 		return fmt.Errorf("storage: list %s: %w", path, err)
 	}
@@ -388,6 +392,23 @@ func writeAtomic(root, name string, content io.Reader) (err error) {
 		return err
 	}
 	return syncDir(dir)
+}
+
+// sameContent reports whether the file name holds exactly body: its size
+// is compared first, and its bytes only if the size is body's.
+func sameContent(name, body string) bool {
+	f, err := os.Open(name)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != int64(len(body)) {
+		return false
+	}
+	b := make([]byte, len(body)+1) // a byte more: the file may have grown
+	n, err := io.ReadFull(f, b)
+	return errors.Is(err, io.ErrUnexpectedEOF) && string(b[:n]) == body
 }
 
 // moveAtomic makes src the file name, as writeAtomic would with its

@@ -50,6 +50,38 @@ func TestDiskLayoutIsGOPROXYLayout(t *testing.T) {
 	}
 }
 
+// TestDiskPutListUnchanged checks that PutList leaves a list file that
+// already names the versions as it is, writing and syncing nothing (an
+// import rewrites the list of every module it visits, most unchanged), and
+// rewrites one that differs, if only by a byte.
+func TestDiskPutListUnchanged(t *testing.T) {
+	d := newDisk(t)
+	ctx := context.Background()
+	name := filepath.Join(d.Root(), "example.com/a/@v/list")
+	put := func(versions ...string) os.FileInfo {
+		t.Helper()
+		if err := d.PutList(ctx, "example.com/a", versions); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(name)
+		if want := strings.Join(versions, "\n") + "\n"; err != nil || string(b) != want {
+			t.Fatalf("list = %q, %v; want %q", b, err, want)
+		}
+		return fi
+	}
+	first := put("v1.0.0", "v1.1.0")
+	if again := put("v1.0.0", "v1.1.0"); !os.SameFile(first, again) {
+		t.Error("the same list was written again")
+	}
+	if other := put("v1.0.0", "v1.1.1"); os.SameFile(first, other) {
+		t.Error("a list of the same size was not rewritten")
+	}
+}
+
 func TestDiskRemoveTemp(t *testing.T) {
 	d := newDisk(t)
 	ctx := context.Background()
