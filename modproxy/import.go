@@ -157,11 +157,11 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 	}
 	if !res.Created && info != nil && !res.Version.Has(storage.Info) && res.Version.ZipHash == zipHash {
 		// Imported before without its .info: add it.
-		out, err := s.importInfo(ctx, v, t, info)
+		out, added, err := s.importInfo(ctx, v, t, info)
 		if err != nil {
 			return nil, err
 		}
-		res = &PublishResult{Version: out, Created: true}
+		res = &PublishResult{Version: out, Created: added, Restored: res.Restored}
 	}
 	return res, nil
 }
@@ -214,11 +214,11 @@ func (s *Service) importStoredZip(ctx context.Context, who auth.Principal, path,
 	}
 	// Imported before without its .info: add it.
 	v := &Version{Path: path, Version: version, Source: SourceImported, PublishedBy: who.User, PublishedAt: s.now().UTC().Truncate(time.Second)}
-	out, err := s.importInfo(ctx, v, t, info)
+	out, added, err := s.importInfo(ctx, v, t, info)
 	if err != nil {
 		return nil, true, err
 	}
-	return &PublishResult{Version: out, Created: true}, true, nil
+	return &PublishResult{Version: out, Created: added}, true, nil
 }
 
 // copyImportedZip copies the zip an import of path@version reads from zip,
@@ -262,14 +262,15 @@ func (s *Service) copyImportedZip(path, version string, zip *os.File) (_ *os.Fil
 // of a build's dependencies, whose go.mod the go command reads to work out
 // the module graph without compiling them.
 //
-// The files are checked as Import checks them and recorded file by file,
-// as a fetch records them, with Source SourceImported; the zip can come
-// later, from an import or an upstream, and must then hold the same go.mod.
-// A version recorded with the same go.mod is left as it is, its .info
-// added if it had none (Created says whether anything was stored), and its
-// .mod and .info put back if storage lost them (Restored says so). One
-// recorded with another go.mod is a conflict, recorded in the audit log. A
-// deleted version is not brought back (ErrGone). Like fetched files, and
+// The files are checked as Import checks them and recorded as a fetch
+// records a file, both in one commit (see commitImportedFiles), with Source
+// SourceImported; the zip can come later, from an import or an upstream,
+// and must then hold the same go.mod. A version recorded with the same
+// go.mod is left as it is, its .info added if it had none (Created says
+// whether this import recorded anything), and its .mod and .info put back
+// if storage lost them (Restored says so). One recorded with another
+// go.mod is a conflict, recorded in the audit log. A deleted version is
+// not brought back (ErrGone). Like fetched files, and
 // unlike a module's source, a go.mod alone is not a publish: it is not
 // written to the audit log.
 func (s *Service) importGoMod(ctx context.Context, who auth.Principal, path, version string, info, mod []byte) (*PublishResult, error) {
@@ -307,7 +308,7 @@ func (s *Service) importGoMod(ctx context.Context, who auth.Principal, path, ver
 			return nil, err
 		}
 	}
-	created, restored := false, false
+	restored := false
 	if recorded != nil && recorded.Has(storage.Mod) {
 		// The same go.mod again: it puts back what storage lost of it,
 		// as the answer for a lost file tells the operator to do.
@@ -320,36 +321,146 @@ func (s *Service) importGoMod(ctx context.Context, who auth.Principal, path, ver
 		if err != nil {
 			return nil, err
 		}
-	} else {
-		out, err := s.commitFetched(ctx, v, storage.Mod, func(ctx context.Context) error {
-			return s.blobs.Put(ctx, path, version, storage.Mod, bytes.NewReader(mod))
-		})
-		if err != nil {
-			return nil, err
-		}
-		if err := conflict(out); err != nil { // recorded meanwhile
-			return nil, err
-		}
-		recorded, created = out, true
 	}
-	if info != nil && !recorded.Has(storage.Info) {
-		out, err := s.importInfo(ctx, v, t, info)
-		if err != nil {
-			return nil, err
-		}
-		recorded, created = out, true
+	files := make(map[storage.Kind][]byte)
+	if recorded == nil || !recorded.Has(storage.Mod) {
+		files[storage.Mod] = mod
 	}
-	return &PublishResult{Version: recorded, Created: created, Restored: restored}, nil
+	if info != nil && (recorded == nil || !recorded.Has(storage.Info)) {
+		files[storage.Info] = info
+		v.Time = t
+	}
+	if len(files) == 0 {
+		return &PublishResult{Version: recorded, Restored: restored}, nil
+	}
+	out, added, err := s.commitImportedFiles(ctx, v, files)
+	if err != nil {
+		return nil, err
+	}
+	if err := conflict(out); err != nil { // recorded meanwhile
+		return nil, err
+	}
+	return &PublishResult{Version: out, Created: added, Restored: restored}, nil
 }
 
-// importInfo adds the .info file info, which gives the time t, to v's
-// record, as a fetch adds a file: for a version imported without one.
-func (s *Service) importInfo(ctx context.Context, v *Version, t time.Time, info []byte) (*Version, error) {
+// importInfo adds the .info file info, which gives the time t, to the
+// record of v's version, imported before without one, and reports whether
+// it did (see commitImportedFiles).
+func (s *Service) importInfo(ctx context.Context, v *Version, t time.Time, info []byte) (*Version, bool, error) {
 	vi := *v
 	vi.Time = t
-	return s.commitFetched(ctx, &vi, storage.Info, func(ctx context.Context) error {
-		return s.blobs.Put(ctx, v.Path, v.Version, storage.Info, bytes.NewReader(info))
+	return s.commitImportedFiles(ctx, &vi, map[storage.Kind][]byte{storage.Info: info})
+}
+
+// commitImportedFiles stores files, the .mod or .info or both (kind →
+// content) of an import of v's version that the version's record lacks,
+// and records them, as a fetch stores and records a file: the files
+// first, then the record, inserted or filled, in one transaction, which
+// records what the record still lacks then, and nothing if it lacks
+// nothing. v says what the record is to say of them: ModHash for the .mod,
+// Time for the .info. It returns the record afterwards and reports whether
+// this commit added anything to it. So each version changes in one commit:
+// of two imports of one directory at once, one records the files of a
+// version and the other finds them recorded, and reports it skipped.
+//
+// A live record with a go.mod other than v's, when files holds a .mod, is
+// returned as it is, with nothing stored, for the caller to report. A
+// deleted version is ErrGone.
+func (s *Service) commitImportedFiles(ctx context.Context, v *Version, files map[storage.Kind][]byte) (*Version, bool, error) {
+	unlock := s.lockVersion(v.Path, v.Version)
+	defer unlock()
+	_, withMod := files[storage.Mod]
+	otherMod := func(recorded *Version) bool {
+		return withMod && recorded.ModHash != "" && recorded.ModHash != v.ModHash
+	}
+
+	// The files are written before the record, outside the transaction,
+	// as commitFetched writes a fetched file, and only those that the
+	// record does not announce.
+	recorded, err := s.liveRecord(ctx, v.Path, v.Version)
+	if err != nil {
+		return nil, false, err
+	}
+	if recorded != nil && otherMod(recorded) {
+		return recorded, false, nil
+	}
+	var put []storage.Kind
+	for _, kind := range storage.Kinds { // the .mod before the .info
+		if _, ok := files[kind]; ok && (recorded == nil || !recorded.Has(kind)) {
+			put = append(put, kind)
+		}
+	}
+	if len(put) == 0 {
+		return recorded, false, nil
+	}
+	for _, kind := range put {
+		if err := s.blobs.Put(context.WithoutCancel(ctx), v.Path, v.Version, kind, bytes.NewReader(files[kind])); err != nil {
+			s.removeFetched(v.Path, v.Version)
+			return nil, false, err
+		}
+	}
+	// What a new record says: the files just put, and nothing else.
+	rec := Version{Path: v.Path, Version: v.Version, Source: v.Source, PublishedBy: v.PublishedBy, PublishedAt: v.PublishedAt}
+	for _, kind := range put {
+		rec = *mergeFile(&rec, v, kind)
+	}
+
+	var (
+		out             *Version
+		added, addedMod bool
+	)
+	err = s.meta.Update(ctx, func(tx MetadataTx) error {
+		out, added, addedMod = nil, false, false
+		recorded, err := tx.Version(v.Path, v.Version)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			err := tx.InsertVersion(&rec)
+			if err == nil {
+				ins := rec
+				out, added, addedMod = &ins, true, ins.Has(storage.Mod)
+				return nil
+			}
+			if !errors.Is(err, ErrExists) {
+				return err
+			}
+			// Another process recorded it just now.
+			if recorded, err = tx.Version(v.Path, v.Version); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		}
+		switch {
+		case !recorded.Live():
+			return gone(recorded)
+		case otherMod(recorded):
+			out = recorded
+			return nil
+		}
+		out = recorded
+		for _, kind := range put {
+			if out.Has(kind) {
+				continue // recorded meanwhile: keep what is there
+			}
+			if err := tx.FillVersion(&rec, kind); err != nil {
+				return err
+			}
+			out, added = mergeFile(out, &rec, kind), true
+			addedMod = addedMod || kind == storage.Mod
+		}
+		return nil
 	})
+	if err != nil {
+		s.removeFetched(v.Path, v.Version)
+		return nil, false, err
+	}
+	if added {
+		s.forget(v.Path, v.Version) // the record changed: drop what memory holds
+	}
+	if addedMod {
+		s.writeList(ctx, v.Path)
+	}
+	return out, added, nil
 }
 
 // checkImported checks the version and the .info and .mod files of an
@@ -442,13 +553,19 @@ type ImportOutcome int
 // The outcomes of importing one version. Only ImportImported and
 // ImportRestored store anything.
 const (
-	// ImportImported: the version was stored.
+	// ImportImported: the import recorded the version, or files of it
+	// that its record lacked (an .info, the zip of a version whose go.mod
+	// alone was recorded), in one commit. Of imports of one directory at
+	// once, only the one whose commit recorded them counts a version as
+	// imported; the others find it stored and skip it, so that their
+	// counts add up to the versions stored.
 	ImportImported ImportOutcome = iota
 	// ImportRestored: an identical version was already stored, but
 	// storage had lost files of it, which were put back.
 	ImportRestored
-	// ImportSkipped: an identical version was already stored, or the
-	// version was deleted on this server.
+	// ImportSkipped: an identical version was already stored (perhaps
+	// just now, by another import), or the version was deleted on this
+	// server.
 	ImportSkipped
 	// ImportConflict: other content is recorded for the version.
 	ImportConflict
