@@ -9,3 +9,7 @@ func SetWorkSlots(s *Service, zips, small, waiting int) {
 
 // ZipWorkWaiting returns how many zip fetches of s wait for a slot.
 func ZipWorkWaiting(s *Service) int { return int(s.zipWork.waiting.Load()) }
+
+// SetListCacheSize sets how many lists s keeps in memory: call it before
+// s lists anything.
+func SetListCacheSize(s *Service, n int) { s.lists.max = n }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/mod/semver"
 
@@ -26,20 +29,65 @@ type moduleList struct {
 	upstream   []string
 	upstreamOK bool
 	latest     *Version // the @latest answer once computed; nil before
-	// notFound, if not nil, is the answer instead of versions: the module
-	// is neither stored nor known upstream. The go command looks up every
-	// prefix of a package's path, so most of these are paths that are no
-	// module, asked again by every 'go get' of the package.
-	notFound error
+	// notFound, if not empty, is the answer instead of versions: the
+	// module is neither stored nor known upstream, for this reason (see
+	// notFoundReason). The go command looks up every prefix of a
+	// package's path, so most of these are paths that are no module,
+	// asked again by every 'go get' of the package; and anyone may ask
+	// for as many made-up paths as they like, so each keeps little.
+	notFound string
 }
 
-// listCache holds moduleLists by module path.
+// notFoundError returns the answer of l, a not-found answer for path.
+func (l *moduleList) notFoundError(path string) error {
+	return &Error{Kind: ErrNotFound, Path: path, Err: errors.New(l.notFound)}
+}
+
+// maxNotFoundReason bounds the reason kept with a not-found answer, in
+// bytes.
+const maxNotFoundReason = 200
+
+// notFoundReason returns what a not-found answer keeps of err, the
+// upstream's not found: its first line, at most maxNotFoundReason bytes,
+// in a string of its own. That line names the proxy and its status
+// ("reading https://proxy.golang.org/m/@v/list: 404 Not Found"); what
+// follows is the proxy's explanation, up to 8 lines of it, which would
+// make the answer several times larger.
+func notFoundReason(err error) string {
+	msg, _, _ := strings.Cut(cause(err).Error(), "\n")
+	if len(msg) > maxNotFoundReason {
+		msg = msg[:maxNotFoundReason]
+		for !utf8.ValidString(msg) { // cut in the middle of a rune
+			msg = msg[:len(msg)-1]
+		}
+	}
+	return strings.Clone(msg) // not the whole error's string
+}
+
+// listCacheSize bounds the number of lists, and not-found answers, that
+// listCache keeps.
+const listCacheSize = 1 << 16
+
+// listCache holds moduleLists by module path, at most max of them. A list
+// is fresh for ttl after it was made; after that it is made again when
+// asked for, and the expired one, which may still serve the upstream's
+// last list (see computeList), stays until the cache is full.
 type listCache struct {
-	mu sync.RWMutex
-	m  map[string]*moduleList
+	mu  sync.RWMutex
+	m   map[string]*moduleList
+	max int
+	ttl time.Duration
 }
 
-func (c *listCache) init() { c.m = make(map[string]*moduleList) }
+func (c *listCache) init(max int, ttl time.Duration) {
+	c.m = make(map[string]*moduleList)
+	c.max, c.ttl = max, ttl
+}
+
+// fresh reports whether l may be served at now.
+func (c *listCache) fresh(l *moduleList, now time.Time) bool {
+	return now.Sub(l.at) < c.ttl
+}
 
 func (c *listCache) get(path string) *moduleList {
 	c.mu.RLock()
@@ -48,15 +96,22 @@ func (c *listCache) get(path string) *moduleList {
 }
 
 // put keeps l as path's list, unless path's list was dropped since st was
-// taken.
-func (c *listCache) put(path string, l *moduleList, st stamp) {
+// taken. A full cache first drops what has expired at now; if fresh lists
+// still fill more than three quarters of it, it drops them all. Made-up
+// paths thus hold a full cache's worth of memory at most, and only until
+// their answers expire; and the cache is gone through once per quarter of
+// its size at most.
+func (c *listCache) put(path string, l *moduleList, st stamp, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !st.current() {
 		return
 	}
-	if len(c.m) >= liveCacheSize {
-		clear(c.m)
+	if len(c.m) >= c.max {
+		maps.DeleteFunc(c.m, func(_ string, l *moduleList) bool { return !c.fresh(l, now) })
+		if len(c.m) > c.max/4*3 {
+			clear(c.m)
+		}
 	}
 	c.m[path] = l
 }
@@ -92,8 +147,8 @@ func (c *listCache) clear() {
 // answer is reused for the list TTL; when the upstream fails, its last list
 // (or none) is merged instead. A module neither stored nor known upstream
 // is ErrNotFound, an answer reused for the list TTL too (a publish or a
-// fetch of the path drops it); one whose versions were all deleted has an
-// empty list.
+// fetch of the path drops it), which says in a line what the upstream
+// answered; one whose versions were all deleted has an empty list.
 func (s *Service) List(ctx context.Context, path string) ([]string, error) {
 	l, cached, err := s.moduleList(ctx, path)
 	s.observe("list", cached)
@@ -106,9 +161,9 @@ func (s *Service) List(ctx context.Context, path string) ([]string, error) {
 // moduleList returns path's list from memory while it is fresh, and
 // reports true then, else computes it once for all concurrent callers.
 func (s *Service) moduleList(ctx context.Context, path string) (*moduleList, bool, error) {
-	if l := s.lists.get(path); l != nil && s.now().Sub(l.at) < s.listTTL {
-		if l.notFound != nil {
-			return nil, true, l.notFound
+	if l := s.lists.get(path); l != nil && s.lists.fresh(l, s.now()) {
+		if l.notFound != "" {
+			return nil, true, l.notFoundError(path)
 		}
 		return l, true, nil
 	}
@@ -173,15 +228,15 @@ func (s *Service) computeList(ctx context.Context, path string, stale *moduleLis
 		if upErr != nil && !errors.Is(upErr, upstream.ErrNotFound) {
 			return nil, lookupError(path, "", upErr) // not kept: asked again next time
 		}
-		l.notFound = errorf(ErrNotFound, path, "", "no versions")
+		l.notFound = "no versions"
 		if upErr != nil {
-			l.notFound = lookupError(path, "", upErr)
+			l.notFound = notFoundReason(lookupError(path, "", upErr))
 		}
-		s.lists.put(path, l, st)
-		return nil, l.notFound
+		s.lists.put(path, l, st, s.now())
+		return nil, l.notFoundError(path)
 	}
 	l.versions = mergeLists(records, l.upstream)
-	s.lists.put(path, l, st)
+	s.lists.put(path, l, st, s.now())
 	return l, nil
 }
 

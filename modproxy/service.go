@@ -36,7 +36,6 @@ type Service struct {
 	upstreams func(path string) Upstream
 	checker   Checker
 	observer  Observer
-	listTTL   time.Duration
 
 	live         liveCache
 	small        smallFiles
@@ -208,7 +207,6 @@ func New(cfg Config) *Service {
 		upstreams: cfg.Upstream,
 		checker:   cfg.Checker,
 		observer:  cfg.Observer,
-		listTTL:   cfg.ListTTL,
 		zipWork:   newWorkSlots("zip fetches", maxZipWork, maxWaiting),
 		smallWork: newWorkSlots("fetches", maxSmallWork, maxWaiting),
 	}
@@ -221,12 +219,13 @@ func New(cfg Config) *Service {
 	if s.tempDir == "" {
 		s.tempDir = os.TempDir()
 	}
-	if s.listTTL <= 0 {
-		s.listTTL = DefaultListTTL
-	}
 	s.live.init(liveCacheSize)
 	s.small.init(smallFilesBytes)
-	s.lists.init()
+	listTTL := cfg.ListTTL
+	if listTTL <= 0 {
+		listTTL = DefaultListTTL
+	}
+	s.lists.init(listCacheSize, listTTL)
 	return s
 }
 
