@@ -619,7 +619,8 @@ func TestCacheMetrics(t *testing.T) {
 		for range 2 {
 			wantStatus(t, s.get(t, protoPath(dep.Path, dep.Version)+".mod"), http.StatusOK)
 		}
-		// A zip that storage loses is fetched again, and counted.
+		// A zip that storage loses is fetched again, and counted: a
+		// miss, as the first.
 		zipPath := protoPath(dep.Path, dep.Version) + ".zip"
 		wantStatus(t, s.get(t, zipPath), http.StatusOK)
 		if err := os.Remove(filepath.Join(s.disk.Root(), filepath.FromSlash(zipPath))); err != nil {
@@ -631,6 +632,8 @@ func TestCacheMetrics(t *testing.T) {
 		for _, want := range []string{
 			`agora_cache_requests_total{kind="mod",result="hit"} 1`,
 			`agora_cache_requests_total{kind="mod",result="miss"} 1`,
+			`agora_cache_requests_total{kind="zip",result="hit"} 0`,
+			`agora_cache_requests_total{kind="zip",result="miss"} 2`,
 			`agora_storage_restores_total{kind="zip",result="ok"} 1`,
 			// The zip was fetched twice: first, and to restore it.
 			fmt.Sprintf(`agora_upstream_fetches_total{kind="zip",result="ok",upstream=%q} 2`, up.URL),

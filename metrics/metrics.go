@@ -137,7 +137,7 @@ func New() *Metrics {
 
 	cache := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "agora_cache_requests_total",
-		Help: "Download-protocol requests by kind (info, mod, zip, list, latest), answered from what is stored (result=hit) or not (result=miss: needing an upstream, or neither stored nor fetched).",
+		Help: "Download-protocol requests by kind (info, mod, zip, list, latest), answered from what is stored (result=hit) or not (result=miss: needing an upstream, neither stored nor fetched, or lost by storage, restored or not: see agora_storage_restores_total).",
 	}, []string{"kind", "result"})
 	factory(cache)
 	for k, kind := range protoKinds {
@@ -174,7 +174,7 @@ func New() *Metrics {
 
 	restores := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "agora_storage_restores_total",
-		Help: "Files (info, mod, zip) that the database records but storage had lost, by kind and result (ok: put back from the record, the stored zip or the upstream; failed). Any is a sign of trouble with storage.",
+		Help: "Files (info, mod, zip) that the database records but storage had lost, by kind and result (ok: put back from the record, the stored zip or the upstream; failed). Any is a sign of trouble with storage. Each is a request counted as a miss in agora_cache_requests_total.",
 	}, []string{"kind", "result"})
 	factory(restores)
 	for _, kind := range []string{KindInfo, KindMod, KindZip} {
@@ -256,8 +256,9 @@ func (m *Metrics) Handler() http.Handler {
 
 // CacheRequest counts a download-protocol request of kind (info, mod, zip,
 // list, latest; anything else counts as other) that was answered from what
-// is stored (hit) or not (miss: it needed the upstream, or what it asked
-// for is neither stored nor fetched). It implements modproxy.Observer.
+// is stored (hit) or not (miss: it needed the upstream, what it asked for
+// is neither stored nor fetched, or storage had lost the file, which the
+// request restored or not). It implements modproxy.Observer.
 func (m *Metrics) CacheRequest(kind string, hit bool) {
 	if m == nil {
 		return

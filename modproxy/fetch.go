@@ -42,11 +42,12 @@ type Checker interface {
 }
 
 // Observer is told whether a download request was answered from what is
-// stored (a hit) or not (a miss: it needed the upstream, or what it asked
-// for is neither stored nor fetched), and of every file that storage had
-// lost and a request tried to restore (see restore): a sign of trouble
-// with storage that an operator wants to hear of. Package metrics
-// implements it; nil is allowed.
+// stored (a hit) or not (a miss: it needed the upstream, what it asked for
+// is neither stored nor fetched, or storage had lost it), and of every
+// file that storage had lost and a request tried to restore (see
+// restore): a sign of trouble with storage that an operator wants to hear
+// of. Such a request is a miss whether the file was restored or not.
+// Package metrics implements it; nil is allowed.
 type Observer interface {
 	CacheRequest(kind string, hit bool)
 	StorageRestore(kind string, ok bool)

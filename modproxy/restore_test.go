@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -207,4 +209,85 @@ func TestRestoreMissingImportedZip(t *testing.T) {
 	if got := r.read(t, m.path, m.version, storage.Zip); !bytes.Equal(got, m.zip) {
 		t.Error("the zip was not restored by importing it again")
 	}
+}
+
+// cacheObserver is a modproxy.Observer that counts what it is told.
+type cacheObserver struct {
+	mu       sync.Mutex
+	requests map[string]int // "kind hit" or "kind miss" → requests
+	restores map[string]int // "kind ok" or "kind failed" → restores
+}
+
+func newCacheObserver() *cacheObserver {
+	return &cacheObserver{requests: make(map[string]int), restores: make(map[string]int)}
+}
+
+func (o *cacheObserver) CacheRequest(kind string, hit bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.requests[kind+map[bool]string{true: " hit", false: " miss"}[hit]]++
+}
+
+func (o *cacheObserver) StorageRestore(kind string, ok bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.restores[kind+map[bool]string{true: " ok", false: " failed"}[ok]]++
+}
+
+// check fails t unless the requests and restores counted are want's, as
+// "kind result" → count.
+func (o *cacheObserver) check(t *testing.T, wantRequests, wantRestores map[string]int) {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !maps.Equal(o.requests, wantRequests) {
+		t.Errorf("requests counted = %v; want %v", o.requests, wantRequests)
+	}
+	if !maps.Equal(o.restores, wantRestores) {
+		t.Errorf("restores counted = %v; want %v", o.restores, wantRestores)
+	}
+}
+
+// TestRestoreIsAMiss checks that a request for a file that storage had
+// lost is a miss, whether the file is put back (from the record, the
+// stored zip, or the upstream) or not: it was not answered from what is
+// stored, and the zip's restore asks the upstream as a miss does.
+// agora_storage_restores_total tells these misses apart.
+func TestRestoreIsAMiss(t *testing.T) {
+	ctx := context.Background()
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.2.0"
+	up.add(t, path, version, "a")
+	r := cachingRegistry(t, up, nil)
+	obs := newCacheObserver()
+	r.Service = r.node(t, func(c *modproxy.Config) {
+		c.Upstream = func(string) modproxy.Upstream { return up }
+		c.Observer = obs
+	})
+	for range 2 { // fetched (the zip's fetch stores the .mod), then stored
+		for _, kind := range storage.Kinds {
+			r.read(t, path, version, kind)
+		}
+	}
+
+	// From the record and the stored zip, without the upstream.
+	up.setDown(errors.New("offline"))
+	r.removeStored(t, path, version, storage.Mod)
+	r.read(t, path, version, storage.Mod)
+	r.removeStored(t, path, version, storage.Info)
+	r.read(t, path, version, storage.Info)
+	// From the upstream.
+	up.setDown(nil)
+	r.removeStored(t, path, version, storage.Zip)
+	r.read(t, path, version, storage.Zip)
+	// Not at all.
+	up.setDown(errors.New("connection refused"))
+	r.removeStored(t, path, version, storage.Zip)
+	if _, _, err := r.Open(ctx, path, version, storage.Zip); !errors.Is(err, modproxy.ErrUpstream) {
+		t.Fatalf("Open of a lost zip with the upstream down: %v; want a bad gateway", err)
+	}
+
+	obs.check(t,
+		map[string]int{"info hit": 1, "info miss": 2, "mod hit": 2, "mod miss": 1, "zip hit": 1, "zip miss": 3},
+		map[string]int{"info ok": 1, "mod ok": 1, "zip ok": 1, "zip failed": 1})
 }

@@ -463,6 +463,18 @@ func gone(v *Version) error {
 // files never change, so its record is kept in memory, and small .info and
 // .mod files too.
 func (s *Service) Open(ctx context.Context, path, version string, kind storage.Kind) (storage.File, *Version, error) {
+	f, v, hit, err := s.open(ctx, path, version, kind)
+	s.observe(string(kind[1:]), hit)
+	return f, v, err
+}
+
+// open is Open, and reports whether the answer is a hit (see Observer): the
+// file, or the version's tombstone, was found stored. A file neither
+// stored nor fetched (there is no upstream, or the path or version is
+// invalid) is a miss; and so is a file that storage had lost, whether
+// restored or not (it was not stored, and the restore of a fetched
+// version's zip asks the upstream as a miss does), or failed to read.
+func (s *Service) open(ctx context.Context, path, version string, kind storage.Kind) (_ storage.File, _ *Version, hit bool, _ error) {
 	// Taken before anything is read, so that nothing read before the
 	// version changed is kept in memory after.
 	st := s.stamps.take()
@@ -473,34 +485,31 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 			err     error
 		)
 		v, fetched, err = s.resolve(ctx, path, version, kind, st)
-		// A hit is what was found stored: the file, or the version's
-		// tombstone. A file neither stored nor fetched (there is no
-		// upstream, or the path or version is invalid) is a miss.
-		s.observe(string(kind[1:]), !fetched && (err == nil || errors.Is(err, ErrGone)))
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, !fetched && errors.Is(err, ErrGone), err
 		}
+		hit = !fetched
 	} else {
-		s.observe(string(kind[1:]), true)
+		hit = true
 	}
 	if kind == storage.Info && !v.Has(storage.Info) {
-		return timelessInfo(v), v, nil
+		return timelessInfo(v), v, hit, nil
 	}
 	key := fileKey{path, v.Version, kind}
 	if kind != storage.Zip {
 		if f := s.small.open(key); f != nil {
-			return f, v, nil
+			return f, v, hit, nil
 		}
 	}
 	f, err := s.blobs.Open(ctx, path, v.Version, kind)
 	if err == nil {
 		if kind != storage.Zip {
-			return s.small.load(key, f, st), v, nil
+			return s.small.load(key, f, st), v, hit, nil
 		}
-		return f, v, nil
+		return f, v, hit, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	// The cache said live but the file is gone: another node may have
 	// deleted it. Ask the database again.
@@ -508,11 +517,11 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 	cur, err := s.meta.Version(ctx, path, v.Version)
 	switch {
 	case err != nil:
-		return nil, nil, err
+		return nil, nil, false, err
 	case !cur.Live():
-		return nil, nil, gone(cur)
+		return nil, nil, hit, gone(cur)
 	case !cur.Has(kind):
-		return nil, nil, errorf(ErrNotFound, path, v.Version, "%s file not stored", kind)
+		return nil, nil, false, errorf(ErrNotFound, path, v.Version, "%s file not stored", kind)
 	}
 	// The record announces a file that storage has lost: put it back.
 	err = s.restore(ctx, cur, kind)
@@ -521,26 +530,26 @@ func (s *Service) Open(ctx context.Context, path, version string, kind storage.K
 	}
 	if err != nil {
 		if errors.Is(err, ErrGone) {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		s.log.Error("a live version's file is missing from storage and could not be restored", "module", path, "version", v.Version, "kind", string(kind), "err", err)
 		switch {
 		case errors.Is(err, ErrUpstream):
 			// A bad gateway, as for a miss.
-			return nil, nil, errorf(ErrUpstream, path, v.Version, "%s file missing from storage, and restoring it failed: %w", kind, cause(err))
+			return nil, nil, false, errorf(ErrUpstream, path, v.Version, "%s file missing from storage, and restoring it failed: %w", kind, cause(err))
 		case errors.Is(err, ErrNotFound):
 			// It cannot be restored here (an upload's or an import's
 			// zip, no upstream): not here.
-			return nil, nil, errorf(ErrNotFound, path, v.Version, "%s file missing from storage, and restoring it failed: %w", kind, cause(err))
+			return nil, nil, false, errorf(ErrNotFound, path, v.Version, "%s file missing from storage, and restoring it failed: %w", kind, cause(err))
 		}
 		// This side's failure (a full disk, the database), kept as it is.
-		return nil, nil, fmt.Errorf("%s@%s: %s file missing from storage, and restoring it failed: %w", path, v.Version, kind, err)
+		return nil, nil, false, fmt.Errorf("%s@%s: %s file missing from storage, and restoring it failed: %w", path, v.Version, kind, err)
 	}
 	f, err = s.blobs.Open(ctx, path, v.Version, kind)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	return f, cur, nil
+	return f, cur, false, nil
 }
 
 // timelessInfo returns the .info of a version stored without one: versions
