@@ -682,6 +682,35 @@ func TestCacheMetricsLatest(t *testing.T) {
 	})
 }
 
+// TestCacheMetricsQuery checks that the .info of a query (a branch, a
+// commit) counts as kind query, not as an .info: its answer is the
+// upstream's, a miss every time, and would make the .info's hit ratio
+// look worse than the storage's; nor is the version it names counted as
+// an .info. Its request to the upstream is of kind query too.
+func TestCacheMetricsQuery(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		dep := newModule(t, "example.com/dep", "v1.0.0", "dep")
+		up := newFakeGOPROXY(t, dep)
+		up.alias("master", dep)
+		m := metrics.New()
+		s := newServer(t, conn, withUpstream(up.URL, "", m))
+		for range 2 {
+			wantStatus(t, s.get(t, "/example.com/dep/@v/master.info"), http.StatusOK)
+		}
+		wantProtocolError(t, s.get(t, "/example.com/dep/@v/nosuchbranch.info"), http.StatusNotFound)
+		wantStatus(t, s.get(t, protoPath(dep.Path, dep.Version)+".info"), http.StatusOK)
+		wantMetrics(t, string(s.get(t, "/metrics").body),
+			`agora_cache_requests_total{kind="query",result="hit"} 0`,
+			`agora_cache_requests_total{kind="query",result="miss"} 3`,
+			// Stored by the first query.
+			`agora_cache_requests_total{kind="info",result="hit"} 1`,
+			`agora_cache_requests_total{kind="info",result="miss"} 0`,
+			fmt.Sprintf(`agora_upstream_fetches_total{kind="query",result="ok",upstream=%q} 2`, up.URL),
+			fmt.Sprintf(`agora_upstream_fetches_total{kind="query",result="not_found",upstream=%q} 1`, up.URL),
+			fmt.Sprintf(`agora_upstream_fetches_total{kind="info",result="ok",upstream=%q} 0`, up.URL))
+	})
+}
+
 // wantMetrics checks that the /metrics body has each line of want, and
 // shows the lines of the same metrics when it does not.
 func wantMetrics(t *testing.T, body string, want ...string) {
@@ -727,7 +756,8 @@ func TestCacheMetricsNotStored(t *testing.T) {
 
 		wantMetrics(t, string(s.get(t, "/metrics").body),
 			`agora_cache_requests_total{kind="info",result="hit"} 1`,
-			`agora_cache_requests_total{kind="info",result="miss"} 2`,
+			`agora_cache_requests_total{kind="info",result="miss"} 1`,
+			`agora_cache_requests_total{kind="query",result="miss"} 1`,
 			`agora_cache_requests_total{kind="mod",result="hit"} 1`,
 			`agora_cache_requests_total{kind="mod",result="miss"} 1`,
 			// A deleted version's tombstone is stored: it answers.

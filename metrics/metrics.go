@@ -37,6 +37,10 @@ const (
 	KindZip    = "zip"    // GET /{module}/@v/{version}.zip
 	KindList   = "list"   // GET /{module}/@v/list
 	KindLatest = "latest" // GET /{module}/@latest
+	// KindQuery is GET /{module}/@v/{query}.info of a query rather than a
+	// canonical version: a branch, a commit, a version such as v1.2, which
+	// the upstream resolves to a version each time.
+	KindQuery = "query"
 )
 
 // KindSumDB is the kind, for Fetch only, of a request to the checksum
@@ -59,8 +63,8 @@ const other = "other"
 // Label values of the fixed sets, in index order. The last entry of each is
 // "other", where values outside the set are counted.
 var (
-	protoKinds = []string{KindInfo, KindMod, KindZip, KindList, KindLatest, other}
-	fetchKinds = []string{KindInfo, KindMod, KindZip, KindList, KindLatest, KindSumDB, other}
+	protoKinds = []string{KindInfo, KindMod, KindZip, KindList, KindLatest, KindQuery, other}
+	fetchKinds = []string{KindInfo, KindMod, KindZip, KindList, KindLatest, KindQuery, KindSumDB, other}
 	sumdbKinds = []string{SumDBSupported, SumDBLatest, SumDBLookup, SumDBTile, other}
 	methods    = []string{
 		http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
@@ -118,8 +122,8 @@ type Metrics struct {
 
 // Sizes of the fixed label sets.
 const (
-	numKinds      = 6 // len(protoKinds)
-	numFetchKinds = 7 // len(fetchKinds)
+	numKinds      = 7 // len(protoKinds)
+	numFetchKinds = 8 // len(fetchKinds)
 	numSumDBKinds = 5 // len(sumdbKinds)
 	numMethods    = 8 // len(methods)
 )
@@ -137,7 +141,7 @@ func New() *Metrics {
 
 	cache := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "agora_cache_requests_total",
-		Help: "Download-protocol requests by kind (info, mod, zip, list, latest), answered from what is stored (result=hit) or not (result=miss: needing an upstream, neither stored nor fetched, or lost by storage, restored or not: see agora_storage_restores_total).",
+		Help: "Download-protocol requests by kind (info, mod, zip, list, latest; query: the .info of a branch, a commit or another non-canonical version), answered from what is stored (result=hit) or not (result=miss: needing an upstream, neither stored nor fetched, or lost by storage, restored or not: see agora_storage_restores_total).",
 	}, []string{"kind", "result"})
 	factory(cache)
 	for k, kind := range protoKinds {
@@ -147,7 +151,7 @@ func New() *Metrics {
 
 	m.fetches = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "agora_upstream_fetches_total",
-		Help: "Requests to upstream proxies by proxy, kind (info, mod, zip, list, latest; sumdb: the checksum database through the proxy's /sumdb/, or the database itself) and result (ok, not_found: 404/410/403, error: any other failure).",
+		Help: "Requests to upstream proxies by proxy, kind (info, mod, zip, list, latest; query: the .info of a non-canonical version; sumdb: the checksum database through the proxy's /sumdb/, or the database itself) and result (ok, not_found: 404/410/403, error: any other failure).",
 	}, []string{"upstream", "kind", "result"})
 	factory(m.fetches)
 	fetchDuration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -255,7 +259,7 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // CacheRequest counts a download-protocol request of kind (info, mod, zip,
-// list, latest; anything else counts as other) that was answered from what
+// list, latest, query; anything else counts as other) that was answered from what
 // is stored (hit) or not (miss: it needed the upstream, what it asked for
 // is neither stored nor fetched, or storage had lost the file, which the
 // request restored or not). It implements modproxy.Observer.
@@ -291,7 +295,7 @@ func index(b bool) int {
 type upstreamSeries [numFetchKinds][3]prometheus.Counter
 
 // Fetch records one request to the upstream proxy at URL proxy: its kind
-// (info, mod, zip, list, latest, sumdb), the HTTP status (0 when none was
+// (info, mod, zip, list, latest, query, sumdb), the HTTP status (0 when none was
 // received), the response body bytes read, how long it took, and its error.
 // A nil error counts as result ok; an error with status 404, 410 or 403 as
 // not_found; any other error as error. It implements upstream.Observer.
@@ -439,6 +443,8 @@ func kindIndex(kind string) int {
 		return 3
 	case KindLatest:
 		return 4
+	case KindQuery:
+		return 5
 	}
 	return numKinds - 1
 }

@@ -105,11 +105,14 @@ func TestCacheRequest(t *testing.T) {
 	m.CacheRequest(KindInfo, true)
 	m.CacheRequest(KindInfo, false)
 	m.CacheRequest(KindZip, false)
+	m.CacheRequest(KindQuery, false)
 	m.CacheRequest("bogus", true)
 	c := m.reg
 	wantByKindResult(t, c, "agora_cache_requests_total", []kindResult{
 		{"info", "hit", 2},
 		{"info", "miss", 1},
+		{"query", "miss", 1},
+		{"query", "hit", 0},
 		{"zip", "miss", 1},
 		{"zip", "hit", 0},
 		{"mod", "hit", 0},
@@ -128,6 +131,7 @@ func TestFetch(t *testing.T) {
 	m.Fetch(up, KindInfo, 502, 0, time.Millisecond, errors.New("bad gateway"))
 	m.Fetch(up, KindList, 0, 0, time.Millisecond, errors.New("connection refused"))
 	m.Fetch("https://user:secret@other.example.com/go?token=x", KindLatest, 200, 50, time.Millisecond, nil)
+	m.Fetch(up, KindQuery, 200, 60, time.Millisecond, nil)
 	m.Fetch(up, KindSumDB, 200, 8192, time.Millisecond, nil)
 	m.Fetch(up, "tile", 200, 1, time.Millisecond, nil) // no kind of Fetch: other
 
@@ -142,6 +146,8 @@ func TestFetch(t *testing.T) {
 		{up, "list", "error", 1},
 		{up, "list", "ok", 0},
 		{"https://other.example.com/go", "latest", "ok", 1},
+		{up, "query", "ok", 1},
+		{up, "info", "ok", 0},
 		{up, "sumdb", "ok", 1},
 		{up, "other", "ok", 1},
 	} {

@@ -47,7 +47,10 @@ type Checker interface {
 // file that storage had lost and a request tried to restore (see
 // restore): a sign of trouble with storage that an operator wants to hear
 // of. Such a request is a miss whether the file was restored or not.
-// Package metrics implements it; nil is allowed.
+// The kind of a request is "info", "mod", "zip", "list", "latest", or
+// "query" for the .info of a branch, a commit or another non-canonical
+// version; a restore's is its file's. Package metrics implements it; nil
+// is allowed.
 type Observer interface {
 	CacheRequest(kind string, hit bool)
 	StorageRestore(kind string, ok bool)

@@ -366,6 +366,35 @@ func TestFetchQueryStoresCanonicalVersion(t *testing.T) {
 	}
 }
 
+// TestQueryObserved checks that a request for the .info of a query is told
+// to the Observer as kind query, and a miss, as the upstream resolves it
+// every time; the version it names, stored by the first, is an .info hit.
+// And that only the .info resolves a query: the .mod of one is a .mod's
+// miss.
+func TestQueryObserved(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.0.0"
+	up.add(t, path, version, "a")
+	up.queries[path+"@master"] = version
+	r := cachingRegistry(t, up, nil)
+	obs := newCacheObserver()
+	r.Service = r.node(t, func(c *modproxy.Config) {
+		c.Upstream = func(string) modproxy.Upstream { return up }
+		c.Observer = obs
+	})
+	ctx := context.Background()
+	for range 2 {
+		if _, v, err := r.Open(ctx, path, "master", storage.Info); err != nil || v.Version != version {
+			t.Fatalf("Open(master.info) = %+v, %v; want %s", v, err, version)
+		}
+	}
+	r.read(t, path, version, storage.Info)
+	if _, _, err := r.Open(ctx, path, "master", storage.Mod); !errors.Is(err, modproxy.ErrNotFound) {
+		t.Errorf("Open(master.mod) = %v; want ErrNotFound", err)
+	}
+	obs.check(t, map[string]int{"query miss": 2, "info hit": 1, "mod miss": 1}, map[string]int{})
+}
+
 // TestIncompatibleVersionQuery checks the answer to v2.0.0's .info of a
 // path without a major-version suffix, which 'go get m@v2.0.0' asks for:
 // the go command takes the v2.0.0+incompatible that proxy.golang.org

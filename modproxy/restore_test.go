@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -208,43 +206,6 @@ func TestRestoreMissingImportedZip(t *testing.T) {
 	}
 	if got := r.read(t, m.path, m.version, storage.Zip); !bytes.Equal(got, m.zip) {
 		t.Error("the zip was not restored by importing it again")
-	}
-}
-
-// cacheObserver is a modproxy.Observer that counts what it is told.
-type cacheObserver struct {
-	mu       sync.Mutex
-	requests map[string]int // "kind hit" or "kind miss" → requests
-	restores map[string]int // "kind ok" or "kind failed" → restores
-}
-
-func newCacheObserver() *cacheObserver {
-	return &cacheObserver{requests: make(map[string]int), restores: make(map[string]int)}
-}
-
-func (o *cacheObserver) CacheRequest(kind string, hit bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.requests[kind+map[bool]string{true: " hit", false: " miss"}[hit]]++
-}
-
-func (o *cacheObserver) StorageRestore(kind string, ok bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.restores[kind+map[bool]string{true: " ok", false: " failed"}[ok]]++
-}
-
-// check fails t unless the requests and restores counted are want's, as
-// "kind result" → count.
-func (o *cacheObserver) check(t *testing.T, wantRequests, wantRestores map[string]int) {
-	t.Helper()
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if !maps.Equal(o.requests, wantRequests) {
-		t.Errorf("requests counted = %v; want %v", o.requests, wantRequests)
-	}
-	if !maps.Equal(o.restores, wantRestores) {
-		t.Errorf("restores counted = %v; want %v", o.restores, wantRestores)
 	}
 }
 

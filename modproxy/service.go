@@ -464,8 +464,18 @@ func gone(v *Version) error {
 // .mod files too.
 func (s *Service) Open(ctx context.Context, path, version string, kind storage.Kind) (storage.File, *Version, error) {
 	f, v, hit, err := s.open(ctx, path, version, kind)
-	s.observe(string(kind[1:]), hit)
+	s.observe(observedKind(version, kind), hit)
 	return f, v, err
+}
+
+// observedKind returns the kind of a request for version's file of kind, as
+// the Observer is told it: "info", "mod" or "zip"; "query" for the .info of
+// a query (see isQuery), which the upstream resolves, not a file.
+func observedKind(version string, kind storage.Kind) string {
+	if kind == storage.Info && isQuery(version) {
+		return "query"
+	}
+	return string(kind[1:])
 }
 
 // open is Open, and reports whether the answer is a hit (see Observer): the

@@ -49,6 +49,7 @@ const (
 	kindList   = "list"
 	kindMod    = "mod"
 	kindZip    = "zip"
+	kindQuery  = "query" // the .info of a query, not a canonical version
 )
 
 // DefaultUserAgent is the User-Agent sent when Options.UserAgent is empty.
@@ -67,7 +68,8 @@ type Info struct {
 
 // Observer is told of every HTTP request made to an upstream, once per
 // attempt: the proxy's URL (password redacted), the kind of file ("info",
-// "mod", "zip", "list" or "latest"), the status (0 when no response came),
+// "mod", "zip", "list", "latest", or "query" for the .info of a query
+// rather than a canonical version), the status (0 when no response came),
 // the body bytes read, the duration (for a 200, until the body is closed)
 // and the error, if any. Package metrics implements it.
 type Observer interface {
@@ -232,7 +234,7 @@ func New(proxies []Proxy, opts Options) *Client {
 		opts: opts,
 		hc:   &http.Client{Transport: fileTransport{next: opts.Transport}, CheckRedirect: checkRedirect},
 		limits: map[string]int64{
-			kindInfo: maxInfo, kindLatest: maxInfo, kindList: maxList, kindMod: maxMod, kindZip: maxZip,
+			kindInfo: maxInfo, kindLatest: maxInfo, kindQuery: maxInfo, kindList: maxList, kindMod: maxMod, kindZip: maxZip,
 		},
 	}
 	for _, p := range proxies {
@@ -297,9 +299,13 @@ func (c *Client) Info(ctx context.Context, path, query string) (*Info, string, e
 		return nil, "", invalid(path, query, err)
 	}
 	canonical := semver.IsValid(query) && query == module.CanonicalVersion(query)
+	kind := kindInfo
+	if !canonical {
+		kind = kindQuery
+	}
 	var info *Info
 	src, err := c.try(ctx, func(p *proxy) error {
-		data, err := c.getBytes(ctx, p, kindInfo, escPath, "@v/"+escQuery+".info")
+		data, err := c.getBytes(ctx, p, kind, escPath, "@v/"+escQuery+".info")
 		if err != nil {
 			return err
 		}

@@ -74,7 +74,8 @@ func TestClientProtocol(t *testing.T) {
 		t.Errorf("User-Agent %q; want %q", ua, DefaultUserAgent)
 	}
 
-	kinds := []string{"list", "info", "info", "info", "latest", "mod", "zip"}
+	// A query's .info is of its own kind.
+	kinds := []string{"list", "info", "query", "query", "latest", "mod", "zip"}
 	obs := rec.all()
 	if len(obs) != len(kinds) {
 		t.Fatalf("observed %d requests; want %d: %+v", len(obs), len(kinds), obs)
@@ -950,8 +951,8 @@ func TestBackoff(t *testing.T) {
 // limits (golang.org/x/mod/zip): TestSizeLimits lowers them.
 func TestDefaultSizeLimits(t *testing.T) {
 	want := map[string]int64{
-		"info": modzip.MaxGoMod, "latest": modzip.MaxGoMod, "list": modzip.MaxGoMod, "mod": modzip.MaxGoMod,
-		"zip": modzip.MaxZipFile,
+		"info": modzip.MaxGoMod, "latest": modzip.MaxGoMod, "query": modzip.MaxGoMod, "list": modzip.MaxGoMod,
+		"mod": modzip.MaxGoMod, "zip": modzip.MaxZipFile,
 	}
 	if c := New(nil, Options{}); !maps.Equal(c.limits, want) {
 		t.Errorf("limits %v; want %v", c.limits, want)
