@@ -46,14 +46,66 @@ ADDR, PORT, AGORA_DATA_DIR, AGORA_STORAGE_DIR, DATABASE_URL, AGORA_READ_AUTH,
 SESSION_SECRET, GO_ENV, AGORA_SHUTDOWN_TIMEOUT, and for the pull-through cache
 AGORA_UPSTREAM, AGORA_RULES, AGORA_SUMDB, AGORA_NOSUMDB, AGORA_LIST_TTL
 (see README.md). A .env file in the working directory, if there is one,
-overrides them.`,
+overrides them.
+
+The exit status is 0 when a command did what it was asked, 1 when it failed
+(a database out of reach, a name taken, a version refused), and 2 when its
+command line is wrong (an unknown command or flag, an argument missing or
+too many, a flag's value not one it takes), as for the go command.`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE:          runServe,
+		// Before cobra checks them itself, so that a flag missing is
+		// told apart from a failure.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cmd.ValidateRequiredFlags(); err != nil {
+				return usage(cmd, err)
+			}
+			return nil
+		},
 	}
+	root.SetFlagErrorFunc(usage)
 	root.AddCommand(newServe(), newMigrate(), newUser(), newToken(), newTask(), newImport())
+	usageArgs(root)
 	return root
+}
+
+// Exit statuses, as the go command's and package flag's.
+const (
+	exitFailure = 1 // the command failed
+	exitUsage   = 2 // its command line is wrong
+)
+
+// A usageError is a command line that agora cannot run: an unknown command
+// or flag, an argument missing or too many, a flag's value that is not one
+// it takes. Main exits 2 on one, and 1 on any other error, so that a script
+// tells a mistake of its own from a failure (a database out of reach).
+type usageError struct {
+	cmd *cobra.Command // the command whose usage it breaks
+	err error
+}
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// usage returns err as a usageError of cmd.
+func usage(cmd *cobra.Command, err error) error { return &usageError{cmd: cmd, err: err} }
+
+// usageArgs makes the errors of the argument checks of cmd and of its
+// subcommands usage errors.
+func usageArgs(cmd *cobra.Command) {
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return usage(cmd, err)
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		usageArgs(sub)
+	}
 }
 
 // withSubcommands makes parent a command that only groups others: run
@@ -84,7 +136,7 @@ func withSubcommands(parent *cobra.Command, subs ...*cobra.Command) *cobra.Comma
 		if n := len(names); n > 1 {
 			list = strings.Join(names[:n-1], ", ") + " or " + names[n-1]
 		}
-		return fmt.Errorf("name a command after %q: %s", cmd.CommandPath(), list)
+		return usage(cmd, fmt.Errorf("name a command after %q: %s", cmd.CommandPath(), list))
 	}
 	return parent
 }
@@ -134,11 +186,22 @@ func newMigrate() *cobra.Command {
 }
 
 // Main runs the agora command with the process's arguments and standard
-// streams, prints any error, and returns the exit status for main.
+// streams, prints any error, and returns the exit status for main: 0 for
+// success, 1 for a failure, 2 for a command line that is wrong.
 func Main() int {
-	if err := Execute(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "agora:", err)
-		return 1
+	return runMain(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+}
+
+// runMain is Main with the arguments and streams given.
+func runMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	err := Execute(ctx, args, stdin, stdout, stderr)
+	if err == nil {
+		return 0
 	}
-	return 0
+	fmt.Fprintln(stderr, "agora:", err)
+	if u, ok := errors.AsType[*usageError](err); ok {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", u.cmd.CommandPath())
+		return exitUsage
+	}
+	return exitFailure
 }

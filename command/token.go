@@ -26,7 +26,7 @@ further capped by the user's role when it is used.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := auth.ParseScope(scope)
 			if err != nil {
-				return fmt.Errorf("--scope: %w", err)
+				return usage(cmd, fmt.Errorf("--scope: %w", err))
 			}
 			_, conn, err := openDB(cmd.Context())
 			if err != nil {
@@ -76,7 +76,7 @@ further capped by the user's role when it is used.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := strconv.ParseInt(args[0], 10, 64)
 			if err != nil {
-				return fmt.Errorf("token ID %q is not a number (see agora token list USER)", args[0])
+				return usage(cmd, fmt.Errorf("token ID %q: want the number that agora token list USER shows", args[0]))
 			}
 			_, conn, err := openDB(cmd.Context())
 			if err != nil {

@@ -29,7 +29,7 @@ tokens (robots, CI).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := auth.ParseRole(role)
 			if err != nil {
-				return fmt.Errorf("--role: %w", err)
+				return usage(cmd, fmt.Errorf("--role: %w", err))
 			}
 			var password string
 			if passwordStdin {

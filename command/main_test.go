@@ -1,0 +1,102 @@
+package command
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"agora/internal/testutil"
+)
+
+// exitTests are command lines and the exit status agora ends them with:
+// 2 for a command line it cannot run, as the go command and package flag
+// do, 1 for a failure, 0 for success. They run in order, on one database.
+var exitTests = []struct {
+	args   []string
+	status int
+}{
+	{[]string{"--help"}, 0},
+	{[]string{"token", "--help"}, 0},
+	{[]string{"user", "create", "--help"}, 0},
+
+	// Unknown commands and flags.
+	{[]string{"bogus"}, 2},
+	{[]string{"token", "revok", "3"}, 2},
+	{[]string{"token"}, 2},
+	{[]string{"--bogus"}, 2},
+	{[]string{"user", "create", "bob", "--rol", "admin"}, 2},
+	{[]string{"token", "list", "-x", "alice"}, 2},
+	// Arguments missing, or too many.
+	{[]string{"import"}, 2},
+	{[]string{"user", "create", "--role", "admin"}, 2},
+	{[]string{"migrate", "now"}, 2},
+	{[]string{"serve", "now"}, 2},
+	{[]string{"token", "list", "alice", "bob"}, 2},
+	{[]string{"token", "revoke"}, 2},
+	// Flags missing, without their value, or with one out of their set.
+	{[]string{"user", "create", "bob"}, 2},
+	{[]string{"user", "create", "bob", "--role"}, 2},
+	{[]string{"user", "create", "bob", "--role", "root"}, 2},
+	{[]string{"user", "create", "bob", "--role", "admin", "--password-stdin=maybe"}, 2},
+	{[]string{"token", "create", "alice", "--scope", "write"}, 2},
+	{[]string{"token", "revoke", "three"}, 2},
+
+	// What the command line asks is refused, or fails.
+	{[]string{"user", "create", "alice", "--role", "admin"}, 0},
+	{[]string{"user", "create", "alice", "--role", "admin"}, 1},                   // exists
+	{[]string{"user", "create", "Bob", "--role", "admin"}, 1},                     // not a user name
+	{[]string{"user", "create", "bob", "--role", "admin", "--password-stdin"}, 1}, // no password on stdin
+	{[]string{"token", "create", "nobody"}, 1},
+	{[]string{"token", "revoke", "42"}, 1},
+	{[]string{"import", "/nonexistent"}, 1},
+}
+
+// TestExitStatus checks that agora exits 2 when its command line is wrong
+// and 1 when what it was asked failed, and names the help to read after a
+// usage error: it exited 1 for both, so that a script could not tell its
+// own mistake from a failure worth trying again.
+func TestExitStatus(t *testing.T) {
+	offlineEnv(t)
+	for _, tt := range exitTests {
+		var stdout, stderr bytes.Buffer
+		status := runMain(context.Background(), tt.args, strings.NewReader(""), &stdout, &stderr)
+		if status != tt.status {
+			t.Errorf("agora %s: exit status %d, want %d\n%s%s", strings.Join(tt.args, " "), status, tt.status, stdout.String(), stderr.String())
+			continue
+		}
+		if status == 0 {
+			continue
+		}
+		if !strings.HasPrefix(stderr.String(), "agora: ") {
+			t.Errorf("agora %s: standard error %q; want it to start with agora: and the error", strings.Join(tt.args, " "), stderr.String())
+		}
+		hint := strings.Contains(stderr.String(), "--help' for usage.\n")
+		if hint != (status == 2) {
+			t.Errorf("agora %s: exit status %d, with a hint of the help to read: %v\n%s", strings.Join(tt.args, " "), status, hint, stderr.String())
+		}
+	}
+}
+
+// TestExitStatusDatabaseUnavailable checks that a database out of reach
+// is a failure, exit status 1, whatever the command.
+func TestExitStatusDatabaseUnavailable(t *testing.T) {
+	data := offlineEnv(t)
+	url := strings.Replace(testutil.RefusedURL(t), "http://", "postgres://agora@", 1) + "/agora?sslmode=disable"
+	for _, env := range []string{url, "sqlite3://" + filepath.Join(data, "missing", "agora.db")} {
+		t.Setenv("DATABASE_URL", env)
+		for _, args := range [][]string{
+			{"migrate"},
+			{"user", "create", "alice", "--role", "admin"},
+			{"token", "list", "alice"},
+			{"task", "db:migrate"},
+			{"import", data},
+		} {
+			var stderr bytes.Buffer
+			if status := runMain(context.Background(), args, strings.NewReader(""), &stderr, &stderr); status != 1 || !strings.Contains(stderr.String(), "DATABASE_URL=") {
+				t.Errorf("DATABASE_URL=%s agora %s: exit status %d, want 1 and the database named\n%s", env, strings.Join(args, " "), status, stderr.String())
+			}
+		}
+	}
+}
