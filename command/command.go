@@ -27,15 +27,14 @@ const cliActor = auth.CommandLineActor
 // Execute runs the command named by args (without the program name) and
 // returns its error; main prints it and sets the exit status.
 func Execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	root := newRoot()
+	root := newRoot(stdin, stdout, stderr)
 	root.SetArgs(args)
-	root.SetIn(stdin)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
 	return root.ExecuteContext(ctx)
 }
 
-func newRoot() *cobra.Command {
+// newRoot returns the agora command, reading stdin and writing stdout and
+// stderr.
+func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "agora",
 		Short: "Agora is a Go module proxy that hosts private modules and caches public ones",
@@ -65,10 +64,51 @@ too many, a flag's value not one it takes), as for the go command.`,
 			return nil
 		},
 	}
+	root.SetIn(stdin)
+	root.SetOut(stdout) // before the completion command takes it
+	root.SetErr(stderr)
 	root.SetFlagErrorFunc(usage)
 	root.AddCommand(newServe(), newMigrate(), newUser(), newToken(), newTask(), newImport())
+	root.SetHelpCommand(newHelp())
+	// cobra's completion command only groups a command per shell, and
+	// prints its help and exits 0 for one it does not know.
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			withSubcommands(c)
+		}
+	}
 	usageArgs(root)
 	return root
+}
+
+// newHelp is the help command: cobra's, but for a command that does not
+// exist, which cobra's answers with agora's help and the exit status 0.
+func newHelp() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		Long:  "Help prints the help of any command: agora help token create is agora token create --help.",
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			var names []cobra.Completion
+			if target, rest, err := cmd.Root().Find(args); err == nil && len(rest) == 0 {
+				for _, c := range target.Commands() {
+					if c.IsAvailableCommand() && strings.HasPrefix(c.Name(), toComplete) {
+						names = append(names, cobra.CompletionWithDesc(c.Name(), c.Short))
+					}
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target, rest, err := cmd.Root().Find(args)
+			if err != nil || len(rest) > 0 {
+				return usage(cmd.Root(), fmt.Errorf("unknown help topic %q", strings.Join(args, " ")))
+			}
+			target.InitDefaultHelpFlag() // for the help to show it
+			return target.Help()
+		},
+	}
 }
 
 // Exit statuses, as the go command's and package flag's.

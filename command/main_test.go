@@ -100,3 +100,32 @@ func TestExitStatusDatabaseUnavailable(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpAndCompletionOfUnknownCommands checks that help and completion
+// refuse a command they do not know: agora help bogus printed the help of
+// agora and exited 0, and so did agora completion bogus, as if it had
+// written a completion script.
+func TestHelpAndCompletionOfUnknownCommands(t *testing.T) {
+	offlineEnv(t)
+	for _, tt := range []struct {
+		args   []string
+		status int
+		stdout string // what standard output holds
+	}{
+		{[]string{"help"}, 0, "Available Commands:"},
+		{[]string{"help", "token"}, 0, "agora token [command]"},
+		{[]string{"help", "token", "revoke"}, 0, "agora token revoke ID"},
+		{[]string{"help", "bogus"}, 2, ""},
+		{[]string{"help", "token", "revok"}, 2, ""},
+		{[]string{"completion", "bash"}, 0, "bash completion"},
+		{[]string{"completion", "bogus"}, 2, ""},
+		{[]string{"completion"}, 2, ""},
+	} {
+		var stdout, stderr bytes.Buffer
+		status := runMain(context.Background(), tt.args, strings.NewReader(""), &stdout, &stderr)
+		if status != tt.status || !strings.Contains(stdout.String(), tt.stdout) || tt.stdout == "" && stdout.Len() > 0 {
+			t.Errorf("agora %s: exit status %d, want %d; standard output:\n%s\nwant it to hold %q\nstandard error:\n%s",
+				strings.Join(tt.args, " "), status, tt.status, stdout.String(), tt.stdout, stderr.String())
+		}
+	}
+}
