@@ -129,3 +129,41 @@ func TestHelpAndCompletionOfUnknownCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestTaskUsage checks that a task that does not exist, or one given
+// arguments it does not take, is a wrong command line: agora task
+// db:migrate now ran db:migrate, and agora task storage:verify DIR
+// verified all of storage, not DIR, both with the exit status 0.
+func TestTaskUsage(t *testing.T) {
+	offlineEnv(t)
+	for _, tt := range []struct {
+		args   []string
+		status int
+		stderr string // what standard error holds
+	}{
+		{[]string{"task", "bogus"}, 2, `unknown task "bogus"`},
+		{[]string{"task", "db:migrate", "now"}, 2, "usage: agora task db:migrate\n"},
+		{[]string{"task", "storage:verify", "example.com/m"}, 2, "usage: agora task storage:verify\n"},
+		{[]string{"task", "modules:import"}, 2, "usage: agora task modules:import DIR\n"},
+		{[]string{"task", "modules:import", "a", "b"}, 2, "usage: agora task modules:import DIR\n"},
+		{[]string{"task", "db:migrate"}, 0, ""},
+	} {
+		var stdout, stderr bytes.Buffer
+		status := runMain(context.Background(), tt.args, strings.NewReader(""), &stdout, &stderr)
+		if status != tt.status || !strings.Contains(stderr.String(), tt.stderr) {
+			t.Errorf("agora %s: exit status %d, want %d; standard error:\n%s\nwant it to hold %q",
+				strings.Join(tt.args, " "), status, tt.status, stderr.String(), tt.stderr)
+		}
+	}
+}
+
+// TestTaskListAsList checks that agora task list lists the tasks as agora
+// task does, on the command's output: it printed them as `grift NAME`, a
+// command that does not exist here, on the process's standard output.
+func TestTaskListAsList(t *testing.T) {
+	offlineEnv(t)
+	out, err := run(t, "", "task", "list")
+	if err != nil || !strings.Contains(out, "agora task db:migrate ") || strings.Contains(out, "grift ") {
+		t.Errorf("agora task list: %v\n%s\nwant agora task db:migrate, and no grift NAME", err, out)
+	}
+}

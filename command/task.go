@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/gobuffalo/grift/grift"
@@ -21,17 +22,26 @@ func newTask() *cobra.Command {
 	return &cobra.Command{
 		Use:   "task [NAME [ARGS...]]",
 		Short: "Run a maintenance task (with no name, list them)",
-		Args:  cobra.ArbitraryArgs,
+		Long: `Run the maintenance task NAME with ARGS. With no NAME (or with list), list
+the tasks and how each is run.`,
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			grifts.Register(openTaskEnv)
-			if len(args) == 0 {
+			if len(args) == 0 || len(args) == 1 && args[0] == "list" { // as grift's own list
 				grift.CommandName = cmd.CommandPath() // how the list says to run each
 				grift.PrintGrifts(cmd.OutOrStdout())
 				return nil
 			}
+			if !slices.Contains(grift.List(), args[0]) {
+				return usage(cmd, fmt.Errorf("unknown task %q (agora task lists them)", args[0]))
+			}
 			c := grift.NewContextWithContext(args[0], cmd.Context())
 			c.Args = args[1:]
-			return grift.Run(args[0], c)
+			err := grift.Run(args[0], c)
+			if errors.Is(err, grifts.ErrUsage) {
+				return usage(cmd, err)
+			}
+			return err
 		},
 	}
 }

@@ -27,6 +27,14 @@ import (
 	"agora/modproxy"
 )
 
+// ErrUsage is wrapped by the error of a task run with arguments it does
+// not take, which says how to run it: "usage: agora task NAME ARGS".
+var ErrUsage = errors.New("usage")
+
+// usage returns the error of a task run with arguments it does not take,
+// named and used as line says.
+func usage(line string) error { return fmt.Errorf("%w: agora task %s", ErrUsage, line) }
+
 // Env is what a task works on. Close releases it.
 type Env struct {
 	Registry *modproxy.Service
@@ -48,6 +56,9 @@ func Register(open Opener) {
 		grift.Namespace("db", func() {
 			grift.Desc("migrate", "Apply pending database migrations")
 			grift.Add("migrate", func(c *grift.Context) error {
+				if len(c.Args) != 0 {
+					return usage("db:migrate")
+				}
 				env, err := open(c)
 				if err != nil {
 					return err
@@ -60,6 +71,9 @@ func Register(open Opener) {
 		grift.Namespace("storage", func() {
 			grift.Desc("verify", "Re-hash every live version's stored files against its recorded h1: hashes, and rewrite each module's @v/list file from the database")
 			grift.Add("verify", func(c *grift.Context) error {
+				if len(c.Args) != 0 {
+					return usage("storage:verify")
+				}
 				env, err := open(c)
 				if err != nil {
 					return err
@@ -87,7 +101,7 @@ func Register(open Opener) {
 			grift.Desc("import", "Import DIR, a module cache or GOPROXY directory, as `agora import DIR` does")
 			grift.Add("import", func(c *grift.Context) error {
 				if len(c.Args) != 1 {
-					return errors.New("usage: agora task modules:import DIR")
+					return usage("modules:import DIR")
 				}
 				return Import(c, open, c.Args[0], os.Stdout)
 			})
