@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -165,5 +166,46 @@ func TestTaskListAsList(t *testing.T) {
 	out, err := run(t, "", "task", "list")
 	if err != nil || !strings.Contains(out, "agora task db:migrate ") || strings.Contains(out, "grift ") {
 		t.Errorf("agora task list: %v\n%s\nwant agora task db:migrate, and no grift NAME", err, out)
+	}
+}
+
+// TestOutputStreams checks where each command writes: what a script
+// would use (a token, a list, an import's report) on standard output, and
+// what the command did on standard error, with the warnings and errors.
+// agora task db:migrate said "database is up to date" on standard output
+// where agora migrate says it on standard error; agora user create and
+// agora token revoke said what they did on standard output where agora
+// token create says it on standard error.
+func TestOutputStreams(t *testing.T) {
+	offlineEnv(t)
+	cache := t.TempDir()
+	writeCachedVersion(t, filepath.Join(cache, "cache", "download"), "example.com/a", "v1.0.0")
+	token := regexp.MustCompile(`^agora_[a-z0-9]+\n$`)
+	for _, tt := range []struct {
+		args           []string
+		stdout, stderr string // regular expressions
+	}{
+		{[]string{"migrate"}, `^$`, `^database is up to date\n$`},
+		{[]string{"task", "db:migrate"}, `^$`, `^database is up to date\n$`},
+		{[]string{"user", "create", "alice", "--role", "admin"}, `^$`, `^created user alice \(admin\)\n$`},
+		{[]string{"token", "create", "alice"}, token.String(), `^token 1 for alice, scope read: shown once, store it now\n$`},
+		{[]string{"token", "list", "alice"}, `^ID +TOKEN .*\n1 +agora_`, `^$`},
+		{[]string{"token", "revoke", "1"}, `^$`, `^revoked token 1\n$`},
+		{[]string{"task"}, `agora task db:migrate `, `^$`},
+		{[]string{"import", cache}, `^\[1/1\] example.com/a@v1.0.0 imported\n1 version: `, `^$`},
+		{[]string{"task", "modules:import", cache}, `^\[1/1\] example.com/a@v1.0.0 skipped: already stored\n1 version: `, `^$`},
+		{[]string{"task", "storage:verify"}, `^checked 1 version, 0 bad\n$`, `^$`},
+	} {
+		var stdout, stderr bytes.Buffer
+		if status := runMain(context.Background(), tt.args, strings.NewReader(""), &stdout, &stderr); status != 0 {
+			t.Errorf("agora %s: exit status %d\n%s%s", strings.Join(tt.args, " "), status, stdout.String(), stderr.String())
+			continue
+		}
+		if !regexp.MustCompile(tt.stdout).MatchString(stdout.String()) {
+			t.Errorf("agora %s: standard output %q; want it to match %s", strings.Join(tt.args, " "), stdout.String(), tt.stdout)
+		}
+		if !regexp.MustCompile(tt.stderr).MatchString(stderr.String()) {
+			t.Errorf("agora %s: standard error %q; want it to match %s", strings.Join(tt.args, " "), stderr.String(), tt.stderr)
+		}
 	}
 }

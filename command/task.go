@@ -35,7 +35,8 @@ the tasks and how each is run.`,
 			if !slices.Contains(grift.List(), args[0]) {
 				return usage(cmd, fmt.Errorf("unknown task %q (agora task lists them)", args[0]))
 			}
-			c := grift.NewContextWithContext(args[0], cmd.Context())
+			out := grifts.Output{Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()}
+			c := grift.NewContextWithContext(args[0], grifts.WithOutput(cmd.Context(), out))
 			c.Args = args[1:]
 			err := grift.Run(args[0], c)
 			if errors.Is(err, grifts.ErrUsage) {

@@ -86,7 +86,7 @@ further capped by the user's role when it is used.`,
 			if err := models.RevokeToken(cmd.Context(), conn, cliActor, id); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "revoked token %d\n", id)
+			fmt.Fprintf(cmd.ErrOrStderr(), "revoked token %d\n", id)
 			return nil
 		},
 	}

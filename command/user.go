@@ -53,7 +53,7 @@ tokens (robots, CI).`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "created user %s (%s)\n", u.Name, u.Role)
+			fmt.Fprintf(cmd.ErrOrStderr(), "created user %s (%s)\n", u.Name, u.Role)
 			return nil
 		},
 	}

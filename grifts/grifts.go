@@ -8,7 +8,9 @@
 //
 // Tasks are registered by Register rather than from init, so that importing
 // the package has no side effects; they call the same domain code as the
-// server.
+// server. As every agora command, they write what a script would use (a
+// report) to standard output and what they did to standard error; see
+// WithOutput.
 package grifts
 
 import (
@@ -44,6 +46,28 @@ type Env struct {
 	Close    func()
 }
 
+// Output is where tasks write: what a script would use (a report's lines
+// and summary) to Stdout, and what they did to Stderr.
+type Output struct {
+	Stdout, Stderr io.Writer
+}
+
+type outputKey struct{}
+
+// WithOutput returns a copy of ctx that tasks run with write to out.
+// Without one, they write to the process's standard output and error.
+func WithOutput(ctx context.Context, out Output) context.Context {
+	return context.WithValue(ctx, outputKey{}, out)
+}
+
+// outputOf returns where the tasks run with ctx write.
+func outputOf(ctx context.Context) Output {
+	if out, ok := ctx.Value(outputKey{}).(Output); ok {
+		return out
+	}
+	return Output{Stdout: os.Stdout, Stderr: os.Stderr}
+}
+
 // Opener opens the server's database and storage for a task.
 type Opener func(ctx context.Context) (*Env, error)
 
@@ -64,7 +88,7 @@ func Register(open Opener) {
 					return err
 				}
 				env.Close()
-				fmt.Println("database is up to date")
+				fmt.Fprintln(outputOf(c).Stderr, "database is up to date") // as agora migrate
 				return nil
 			})
 		})
@@ -79,15 +103,16 @@ func Register(open Opener) {
 					return err
 				}
 				defer env.Close()
+				out := outputOf(c).Stdout
 				problems := 0
 				n, err := env.Registry.VerifyStorage(c, func(p modproxy.Problem) {
 					problems++
-					fmt.Printf("BAD %s@%s: %v\n", p.Path, p.Version, p.Err)
+					fmt.Fprintf(out, "BAD %s@%s: %v\n", p.Path, p.Version, p.Err)
 				})
 				if err != nil {
 					return err
 				}
-				fmt.Printf("checked %s, %d bad\n", versions(n), problems)
+				fmt.Fprintf(out, "checked %s, %d bad\n", versions(n), problems)
 				switch {
 				case problems == 1:
 					return errors.New("1 version does not match its record")
@@ -103,7 +128,7 @@ func Register(open Opener) {
 				if len(c.Args) != 1 {
 					return usage("modules:import DIR")
 				}
-				return Import(c, open, c.Args[0], os.Stdout)
+				return Import(c, open, c.Args[0], outputOf(c).Stdout)
 			})
 		})
 	})
