@@ -18,6 +18,7 @@ import (
 
 	"agora/auth"
 	"agora/config"
+	"agora/grifts"
 	"agora/models"
 )
 
@@ -227,7 +228,9 @@ func newMigrate() *cobra.Command {
 
 // Main runs the agora command with the process's arguments and standard
 // streams, prints any error, and returns the exit status for main: 0 for
-// success, 1 for a failure, 2 for a command line that is wrong.
+// success, 1 for a failure, 2 for a command line that is wrong. A command
+// that a signal stopped (agora import, by Ctrl-C) ends the process killed
+// by that signal instead.
 func Main() int {
 	return runMain(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 }
@@ -242,6 +245,9 @@ func runMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if u, ok := errors.AsType[*usageError](err); ok {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", u.cmd.CommandPath())
 		return exitUsage
+	}
+	if i, ok := errors.AsType[*grifts.InterruptedError](err); ok && i.Signal != nil {
+		return exitBySignal(i.Signal)
 	}
 	return exitFailure
 }

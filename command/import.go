@@ -41,8 +41,10 @@ imported by the import that recorded it (or the files of it the registry
 lacked): of imports of one directory run at once, one counts it, the others
 skip it, and their summaries add up to the versions stored. The import can
 be interrupted (Ctrl-C stops it after the version in progress, a second
-Ctrl-C at once) and run again: what was imported is skipped. The exit status
-is 1 if a version was conflicting, invalid or unreadable.`,
+Ctrl-C at once) and run again: what was imported is skipped. Interrupted,
+agora ends killed by the signal, as if it had not caught it, so that a
+script running it stops too. The exit status is 1 if a version was
+conflicting, invalid or unreadable.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return grifts.Import(cmd.Context(), openTaskEnv, args[0], cmd.OutOrStdout())

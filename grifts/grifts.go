@@ -138,14 +138,23 @@ func Register(open Opener) {
 // registry that open gives, as its Operator, printing a line per version
 // and a summary to w: `agora import DIR` and `agora task modules:import
 // DIR`. SIGINT (Ctrl-C) or SIGTERM stops it after the version in progress,
-// with an error that says to run it again; a second one ends the process
-// at once. The error counts the versions refused, if any.
+// with an *InterruptedError, which says to run it again; a second one ends
+// the process at once. The error counts the versions refused, if any.
 func Import(ctx context.Context, open Opener, dir string, w io.Writer) error {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+	received := make(chan os.Signal, 1)
 	go func() {
-		<-ctx.Done()
-		stop() // a second Ctrl-C ends the process at once
+		select {
+		case sig := <-signals:
+			signal.Stop(signals) // a second one ends the process at once
+			received <- sig
+			cancel()
+		case <-ctx.Done():
+		}
 	}()
 	env, err := open(ctx)
 	if err != nil {
@@ -160,11 +169,28 @@ func Import(ctx context.Context, open Opener, dir string, w io.Writer) error {
 	}
 	switch {
 	case errors.Is(err, context.Canceled):
-		return errors.New("import interrupted: run it again to import the rest (what was imported is skipped)")
+		interrupted := &InterruptedError{}
+		select {
+		case interrupted.Signal = <-received:
+		default: // ctx was canceled
+		}
+		return interrupted
 	case err != nil:
 		return err
 	}
 	return sum.Err()
+}
+
+// An InterruptedError is the error of an import stopped between two
+// versions, by a signal or by its context.
+type InterruptedError struct {
+	// Signal is the signal that stopped the import; nil if its context
+	// was canceled.
+	Signal os.Signal
+}
+
+func (e *InterruptedError) Error() string {
+	return "import interrupted: run it again to import the rest (what was imported is skipped)"
 }
 
 // versions returns "1 version" or "n versions".
