@@ -1,6 +1,7 @@
 package command
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"text/tabwriter"
@@ -20,8 +21,9 @@ func newToken() *cobra.Command {
 		Short: "Create a token and print it, alone, on standard output",
 		Long: `Create a token for USER and print it, alone, on standard output, so that
 scripts can capture it: TOKEN=$(agora token create ci --scope publish).
-The token is shown only this once; Agora keeps only its hash. Its scope is
-further capped by the user's role when it is used.`,
+The token is shown only this once; Agora keeps only its hash, and revokes a
+token it could not write. Its scope is further capped by the user's role when
+it is used.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := auth.ParseScope(scope)
@@ -37,8 +39,14 @@ further capped by the user's role when it is used.`,
 			if err != nil {
 				return err
 			}
+			if _, err := fmt.Fprintln(cmd.OutOrStdout(), plain); err != nil {
+				// Nobody has the token, and nobody can get it again.
+				if rerr := models.RevokeToken(context.WithoutCancel(cmd.Context()), conn, cliActor, tok.ID); rerr != nil {
+					return fmt.Errorf("writing token %d: %w (and it could not be revoked: %v)", tok.ID, err, rerr)
+				}
+				return fmt.Errorf("writing token %d: %w (it is revoked, as no one saw it)", tok.ID, err)
+			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "token %d for %s, scope %s: shown once, store it now\n", tok.ID, args[0], s)
-			fmt.Fprintln(cmd.OutOrStdout(), plain)
 			return nil
 		},
 	}

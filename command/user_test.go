@@ -152,3 +152,37 @@ func TestAccountCommandsLeaveTheDataDirAlone(t *testing.T) {
 		}
 	})
 }
+
+// failingWriter fails every write, as standard output closed (>&-) or on
+// a full disk does.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) {
+	return 0, errors.New("write /dev/stdout: bad file descriptor")
+}
+
+// TestTokenCreateUnwritten checks that a token that could not be written
+// to standard output is an error, and is revoked: nobody has it, and
+// nobody can get it again. agora token create exited 0, leaving a valid
+// token that no one had seen.
+func TestTokenCreateUnwritten(t *testing.T) {
+	offlineEnv(t)
+	if out, err := run(t, "", "user", "create", "alice", "--role", "admin"); err != nil {
+		t.Fatalf("user create: %v\n%s", err, out)
+	}
+	var stderr bytes.Buffer
+	err := Execute(context.Background(), []string{"token", "create", "alice"}, strings.NewReader(""), failingWriter{}, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "bad file descriptor") || !strings.Contains(err.Error(), "revoked") {
+		t.Errorf("token create with standard output closed: %v; want the write's error, saying the token is revoked", err)
+	}
+	if strings.Contains(stderr.String(), "store it now") {
+		t.Errorf("token create with standard output closed said %q", stderr.String())
+	}
+	out, err := run(t, "", "token", "list", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || strings.HasSuffix(lines[1], " -") {
+		t.Errorf("token list after the token was not written:\n%s\nwant it revoked", out)
+	}
+}
