@@ -1,6 +1,8 @@
 package command
 
 import (
+	"errors"
+
 	"github.com/spf13/cobra"
 
 	"agora/grifts"
@@ -47,6 +49,9 @@ script running it stops too. The exit status is 1 if a version was
 conflicting, invalid or unreadable.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] == "" { // "$GOMODCACHE", unset
+				return usage(cmd, errors.New("DIR is empty: give a module cache or a GOPROXY directory"))
+			}
 			return grifts.Import(cmd.Context(), openTaskEnv, args[0], cmd.OutOrStdout())
 		},
 	}

@@ -43,6 +43,9 @@ var exitTests = []struct {
 	{[]string{"user", "create", "bob", "--role", "admin", "--password-stdin=maybe"}, 2},
 	{[]string{"token", "create", "alice", "--scope", "write"}, 2},
 	{[]string{"token", "revoke", "three"}, 2},
+	// An empty argument, as an unset variable gives: "$GOMODCACHE".
+	{[]string{"import", ""}, 2},
+	{[]string{"task", "modules:import", ""}, 2},
 
 	// What the command line asks is refused, or fails.
 	{[]string{"user", "create", "alice", "--role", "admin"}, 0},

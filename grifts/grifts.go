@@ -125,7 +125,7 @@ func Register(open Opener) {
 		grift.Namespace("modules", func() {
 			grift.Desc("import", "Import DIR, a module cache or GOPROXY directory, as `agora import DIR` does")
 			grift.Add("import", func(c *grift.Context) error {
-				if len(c.Args) != 1 {
+				if len(c.Args) != 1 || c.Args[0] == "" {
 					return usage("modules:import DIR")
 				}
 				return Import(c, open, c.Args[0], outputOf(c).Stdout)
