@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -33,7 +34,7 @@ tokens (robots, CI).`,
 			}
 			var password string
 			if passwordStdin {
-				line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+				line, err := bufio.NewReader(io.LimitReader(cmd.InOrStdin(), maxPasswordLine)).ReadString('\n')
 				if err != nil && line == "" {
 					return errors.New("--password-stdin: no password on standard input")
 				}
@@ -62,3 +63,8 @@ tokens (robots, CI).`,
 	create.MarkFlagRequired("role")
 	return withSubcommands(user, create)
 }
+
+// maxPasswordLine is how much of standard input --password-stdin reads, in
+// bytes: far more than the 72 of a password bcrypt takes, so that a longer
+// one is refused as too long, not read to the end of a stream that has none.
+const maxPasswordLine = 1 << 10

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -184,5 +185,39 @@ func TestTokenCreateUnwritten(t *testing.T) {
 	}
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || strings.HasSuffix(lines[1], " -") {
 		t.Errorf("token list after the token was not written:\n%s\nwant it revoked", out)
+	}
+}
+
+// countingReader yields n bytes of 'a', without a line break, and counts
+// those read.
+type countingReader struct{ n, read int }
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	if r.read >= r.n {
+		return 0, io.EOF
+	}
+	k := min(len(p), r.n-r.read)
+	for i := range k {
+		p[i] = 'a'
+	}
+	r.read += k
+	return k, nil
+}
+
+// TestUserCreatePasswordStdinBounded checks that --password-stdin reads a
+// bounded line: it read standard input to its first line break whatever
+// its size, so that agora user create ... --password-stdin < /dev/zero
+// grew until the machine ran out of memory, for a password that bcrypt
+// takes 72 bytes of.
+func TestUserCreatePasswordStdinBounded(t *testing.T) {
+	offlineEnv(t)
+	stdin := &countingReader{n: 16 << 20}
+	var out bytes.Buffer
+	err := Execute(context.Background(), []string{"user", "create", "bob", "--role", "viewer", "--password-stdin"}, stdin, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "too long") {
+		t.Errorf("user create with a 16 MiB password: %v; want it too long\n%s", err, out.String())
+	}
+	if stdin.read > 64<<10 {
+		t.Errorf("user create read %d bytes of standard input for a password; want at most 64 KiB", stdin.read)
 	}
 }
