@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -182,8 +183,11 @@ func withSubcommands(parent *cobra.Command, subs ...*cobra.Command) *cobra.Comma
 	return parent
 }
 
-// openDB loads the configuration and opens the migrated database.
-func openDB(ctx context.Context) (*config.Config, *pop.Connection, error) {
+// openDB loads the configuration and opens the migrated database. When it
+// makes the default SQLite database, finding none in the data directory,
+// it says so to warn, if not nil: a command run elsewhere than the
+// server, or without its AGORA_DATA_DIR, works on a database of its own.
+func openDB(ctx context.Context, warn io.Writer) (*config.Config, *pop.Connection, error) {
 	cfg, err := config.Load()
 	if err != nil {
 		return nil, nil, err
@@ -192,10 +196,13 @@ func openDB(ctx context.Context) (*config.Config, *pop.Connection, error) {
 	// database elsewhere (PostgreSQL) needs none, and the commands that
 	// only change it must not litter ./data wherever they are run, or
 	// fail where that is not writable. Those that need it make it.
-	if cfg.DatabaseURL == "sqlite3://"+filepath.Join(cfg.DataDir, "agora.db") {
+	made := false
+	if file := filepath.Join(cfg.DataDir, "agora.db"); cfg.DatabaseURL == "sqlite3://"+file {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return nil, nil, fmt.Errorf("AGORA_DATA_DIR: %w", err)
 		}
+		_, err := os.Stat(file)
+		made = errors.Is(err, fs.ErrNotExist)
 	}
 	// A database that cannot be opened says little of which it is.
 	conn, err := models.Connect(cfg.DatabaseURL)
@@ -206,6 +213,10 @@ func openDB(ctx context.Context) (*config.Config, *pop.Connection, error) {
 		conn.Close()
 		return nil, nil, fmt.Errorf("DATABASE_URL=%s: %w", redactURL(cfg.DatabaseURL), err)
 	}
+	if made && warn != nil {
+		fmt.Fprintf(warn, "agora: made a new database, %s (AGORA_DATA_DIR=%s, DATABASE_URL unset): a server with another AGORA_DATA_DIR or a DATABASE_URL does not use it\n",
+			filepath.Join(cfg.DataDir, "agora.db"), cfg.DataDir)
+	}
 	return cfg, conn, nil
 }
 
@@ -215,7 +226,7 @@ func newMigrate() *cobra.Command {
 		Short: "Apply pending database migrations (serve does this too)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, conn, err := openDB(cmd.Context())
+			_, conn, err := openDB(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

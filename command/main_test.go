@@ -184,6 +184,9 @@ func TestOutputStreams(t *testing.T) {
 	cache := t.TempDir()
 	writeCachedVersion(t, filepath.Join(cache, "cache", "download"), "example.com/a", "v1.0.0")
 	token := regexp.MustCompile(`^agora_[a-z0-9]+\n$`)
+	if out, err := run(t, "", "migrate"); err != nil { // not to hear of a new database
+		t.Fatalf("agora migrate: %v\n%s", err, out)
+	}
 	for _, tt := range []struct {
 		args           []string
 		stdout, stderr string // regular expressions

@@ -95,7 +95,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	_, conn, err := openDB(ctx)
+	_, conn, err := openDB(ctx, nil) // a server makes its database on its first start
 	if err != nil {
 		return err
 	}

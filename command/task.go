@@ -54,7 +54,7 @@ var cliAdmin = auth.Principal{User: cliActor, Role: auth.RoleAdmin, Scope: auth.
 // openTaskEnv opens the database and storage for a task, as serve does,
 // with the registry staging in cfg.ImportTempDir.
 func openTaskEnv(ctx context.Context) (*grifts.Env, error) {
-	cfg, conn, err := openDB(ctx)
+	cfg, conn, err := openDB(ctx, os.Stderr) // as the warnings below
 	if err != nil {
 		return nil, err
 	}

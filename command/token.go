@@ -30,7 +30,7 @@ it is used.`,
 			if err != nil {
 				return usage(cmd, fmt.Errorf("--scope: %w", err))
 			}
-			_, conn, err := openDB(cmd.Context())
+			_, conn, err := openDB(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -58,7 +58,7 @@ it is used.`,
 		Short: "List a user's tokens",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, conn, err := openDB(cmd.Context())
+			_, conn, err := openDB(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -86,7 +86,7 @@ it is used.`,
 			if err != nil {
 				return usage(cmd, fmt.Errorf("token ID %q: want the number that agora token list USER shows", args[0]))
 			}
-			_, conn, err := openDB(cmd.Context())
+			_, conn, err := openDB(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

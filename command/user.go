@@ -45,7 +45,7 @@ tokens (robots, CI).`,
 					return errors.New("--password-stdin: the password on standard input is empty")
 				}
 			}
-			_, conn, err := openDB(cmd.Context())
+			_, conn, err := openDB(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

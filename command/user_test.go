@@ -221,3 +221,32 @@ func TestUserCreatePasswordStdinBounded(t *testing.T) {
 		t.Errorf("user create read %d bytes of standard input for a password; want at most 64 KiB", stdin.read)
 	}
 }
+
+// TestNewDatabaseNamed checks that a command that makes the default
+// SQLite database, finding none in AGORA_DATA_DIR, says so and where: run
+// in another directory than the server's, or without its AGORA_DATA_DIR,
+// agora user create made ./data/agora.db there, and said only "created
+// user alice", and agora token list only that the user was not found.
+func TestNewDatabaseNamed(t *testing.T) {
+	data := offlineEnv(t)
+	db := filepath.Join(data, "agora.db")
+	for _, args := range [][]string{
+		{"token", "list", "alice"},
+		{"user", "create", "alice", "--role", "admin"},
+		{"migrate"},
+	} {
+		for _, name := range []string{db, db + "-wal", db + "-shm"} {
+			os.Remove(name)
+		}
+		var stdout, stderr bytes.Buffer
+		Execute(context.Background(), args, strings.NewReader(""), &stdout, &stderr)
+		if want := "agora: made a new database, " + db + " "; !strings.HasPrefix(stderr.String(), want) || !strings.Contains(stderr.String(), "AGORA_DATA_DIR") {
+			t.Errorf("agora %s on no database said:\n%s\nwant it to start %q and name AGORA_DATA_DIR", strings.Join(args, " "), stderr.String(), want)
+		}
+		stderr.Reset()
+		Execute(context.Background(), args, strings.NewReader(""), &stdout, &stderr)
+		if strings.Contains(stderr.String(), "new database") {
+			t.Errorf("agora %s on a database made before said:\n%s", strings.Join(args, " "), stderr.String())
+		}
+	}
+}
