@@ -53,10 +53,13 @@ The exit status is 0 when a command did what it was asked, 1 when it failed
 (a database out of reach, a name taken, a version refused), and 2 when its
 command line is wrong (an unknown command or flag, an argument missing or
 too many, a flag's value not one it takes), as for the go command.`,
-		Args:          cobra.NoArgs,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		RunE:          runServe,
+		Args: noCommand,
+		// cobra's default, which it sets only for the suggestions it
+		// makes itself.
+		SuggestionsMinimumDistance: 2,
+		SilenceUsage:               true,
+		SilenceErrors:              true,
+		RunE:                       runServe,
 		// Before cobra checks them itself, so that a flag missing is
 		// told apart from a failure.
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -150,23 +153,28 @@ func usageArgs(cmd *cobra.Command) {
 	}
 }
 
+// noCommand checks that a command that groups others is given none it
+// does not know, naming the one meant if a known one is close: cobra's
+// NoArgs names none.
+func noCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	err := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		err += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+	}
+	return errors.New(err)
+}
+
 // withSubcommands makes parent a command that only groups others: run
 // with no command or an unknown one, it fails (naming the one meant, if a
 // known one is close), where cobra would print the help and exit 0, and a
 // script's mistyped `agora token revok 3` would seem to have worked.
 func withSubcommands(parent *cobra.Command, subs ...*cobra.Command) *cobra.Command {
 	parent.AddCommand(subs...)
-	parent.SuggestionsMinimumDistance = 2 // as cobra's root has
-	parent.Args = func(cmd *cobra.Command, args []string) error {
-		if len(args) == 0 {
-			return nil
-		}
-		err := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
-		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
-			err += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
-		}
-		return errors.New(err)
-	}
+	parent.SuggestionsMinimumDistance = 2 // as the root's
+	parent.Args = noCommand
 	parent.RunE = func(cmd *cobra.Command, _ []string) error {
 		var names []string
 		for _, c := range cmd.Commands() {

@@ -69,6 +69,9 @@ func TestUnknownSubcommands(t *testing.T) {
 	}{
 		{[]string{"token", "revok", "3"}, `unknown command "revok" for "agora token" (did you mean revoke?)`},
 		{[]string{"user", "crate", "bob"}, `unknown command "crate" for "agora user" (did you mean create?)`},
+		// The root's are told too.
+		{[]string{"migrat"}, `unknown command "migrat" for "agora" (did you mean migrate?)`},
+		{[]string{"usr", "create", "bob"}, `unknown command "usr" for "agora" (did you mean user?)`},
 		{[]string{"token"}, `name a command after "agora token": create, list or revoke`},
 		{[]string{"user"}, `name a command after "agora user": create`},
 	} {
