@@ -153,6 +153,23 @@ func usageArgs(cmd *cobra.Command) {
 	}
 }
 
+// arguments returns a check that a command is given the arguments named,
+// which says which one is missing or one too many, where cobra's
+// ExactArgs says "accepts 1 arg(s), received 0".
+func arguments(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		switch {
+		case len(args) < len(names):
+			return fmt.Errorf("missing %s", strings.Join(names[len(args):], " "))
+		case len(args) > len(names) && len(names) == 0:
+			return fmt.Errorf("%s takes no arguments, not %q", cmd.CommandPath(), args[0])
+		case len(args) > len(names):
+			return fmt.Errorf("unexpected argument %q after %s", args[len(names)], strings.Join(names, " "))
+		}
+		return nil
+	}
+}
+
 // noCommand checks that a command that groups others is given none it
 // does not know, naming the one meant if a known one is close: cobra's
 // NoArgs names none.
@@ -232,7 +249,7 @@ func newMigrate() *cobra.Command {
 	return &cobra.Command{
 		Use:   "migrate",
 		Short: "Apply pending database migrations (serve does this too)",
-		Args:  cobra.NoArgs,
+		Args:  arguments(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, conn, err := openDB(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {

@@ -47,7 +47,7 @@ Ctrl-C at once) and run again: what was imported is skipped. Interrupted,
 agora ends killed by the signal, as if it had not caught it, so that a
 script running it stops too. The exit status is 1 if a version was
 conflicting, invalid or unreadable.`,
-		Args: cobra.ExactArgs(1),
+		Args: arguments("DIR"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if args[0] == "" { // "$GOMODCACHE", unset
 				return usage(cmd, errors.New("DIR is empty: give a module cache or a GOPROXY directory"))

@@ -215,3 +215,27 @@ func TestOutputStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestArgumentErrorsNameTheArgument checks that an argument missing or one
+// too many is named: cobra said "accepts 1 arg(s), received 0".
+func TestArgumentErrorsNameTheArgument(t *testing.T) {
+	offlineEnv(t)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"import"}, "missing DIR"},
+		{[]string{"import", "a", "b"}, `unexpected argument "b" after DIR`},
+		{[]string{"user", "create", "--role", "admin"}, "missing NAME"},
+		{[]string{"token", "create"}, "missing USER"},
+		{[]string{"token", "list", "alice", "bob"}, `unexpected argument "bob" after USER`},
+		{[]string{"token", "revoke"}, "missing ID"},
+		{[]string{"migrate", "now"}, `agora migrate takes no arguments, not "now"`},
+		{[]string{"serve", "now"}, `agora serve takes no arguments, not "now"`},
+	} {
+		_, err := run(t, "", tt.args...)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("agora %s: %v; want %q", strings.Join(tt.args, " "), err, tt.want)
+		}
+	}
+}

@@ -35,7 +35,7 @@ func newServe() *cobra.Command {
 	return &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the module proxy, the API and the site (the default)",
-		Args:  cobra.NoArgs,
+		Args:  arguments(),
 		RunE:  runServe,
 	}
 }

@@ -24,7 +24,7 @@ scripts can capture it: TOKEN=$(agora token create ci --scope publish).
 The token is shown only this once; Agora keeps only its hash, and revokes a
 token it could not write. Its scope is further capped by the user's role when
 it is used.`,
-		Args: cobra.ExactArgs(1),
+		Args: arguments("USER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := auth.ParseScope(scope)
 			if err != nil {
@@ -56,7 +56,7 @@ it is used.`,
 	list := &cobra.Command{
 		Use:   "list USER",
 		Short: "List a user's tokens",
-		Args:  cobra.ExactArgs(1),
+		Args:  arguments("USER"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, conn, err := openDB(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {
@@ -80,7 +80,7 @@ it is used.`,
 	revoke := &cobra.Command{
 		Use:   "revoke ID",
 		Short: "Revoke a token (see token list for IDs)",
-		Args:  cobra.ExactArgs(1),
+		Args:  arguments("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := strconv.ParseInt(args[0], 10, 64)
 			if err != nil {

@@ -26,7 +26,7 @@ func newUser() *cobra.Command {
 starting with a letter or digit; "` + cliActor + `" is reserved for the command line itself.
 Without --password-stdin the user has no password and can act only through
 tokens (robots, CI).`,
-		Args: cobra.ExactArgs(1),
+		Args: arguments("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := auth.ParseRole(role)
 			if err != nil {
