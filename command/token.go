@@ -46,7 +46,13 @@ it is used.`,
 				}
 				return fmt.Errorf("writing token %d: %w (it is revoked, as no one saw it)", tok.ID, err)
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "token %d for %s, scope %s: shown once, store it now\n", tok.ID, args[0], s)
+			said := s.String() // the scope, and what it acts as
+			if u, err := models.UserByName(cmd.Context(), conn, args[0]); err == nil {
+				if role := auth.Role(u.Role); auth.EffectiveScope(s, role) < s {
+					said += fmt.Sprintf(", which acts as %s while %s is a %s", auth.EffectiveScope(s, role), u.Name, role)
+				}
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "token %d for %s, scope %s: shown once, store it now\n", tok.ID, args[0], said)
 			return nil
 		},
 	}

@@ -253,3 +253,21 @@ func TestNewDatabaseNamed(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenCreateNamesTheScopeItActsWith checks that a token whose scope
+// is more than its user's role allows is said to act with the role's:
+// agora token create bob --scope admin, for a viewer, said "scope admin",
+// and the token then only read.
+func TestTokenCreateNamesTheScopeItActsWith(t *testing.T) {
+	offlineEnv(t)
+	if out, err := run(t, "", "user", "create", "bob", "--role", "viewer"); err != nil {
+		t.Fatalf("user create: %v\n%s", err, out)
+	}
+	var stdout, stderr bytes.Buffer
+	if err := Execute(context.Background(), []string{"token", "create", "bob", "--scope", "admin"}, strings.NewReader(""), &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if want := "token 1 for bob, scope admin, which acts as read while bob is a viewer: shown once, store it now\n"; stderr.String() != want {
+		t.Errorf("token create bob --scope admin, for a viewer, said %q; want %q", stderr.String(), want)
+	}
+}
