@@ -11,6 +11,7 @@ import (
 
 	"agora/auth"
 	"agora/models"
+	"agora/modproxy"
 )
 
 func newUser() *cobra.Command {
@@ -31,6 +32,10 @@ tokens (robots, CI).`,
 			r, err := auth.ParseRole(role)
 			if err != nil {
 				return usage(cmd, fmt.Errorf("--role: %w", err))
+			}
+			// As CreateUser would, before a database is opened, or made.
+			if err := auth.CheckUserName(args[0]); err != nil {
+				return fmt.Errorf("%w: %v", modproxy.ErrInvalid, err)
 			}
 			var password string
 			if passwordStdin {

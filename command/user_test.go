@@ -27,7 +27,7 @@ func TestUserCreateReservedName(t *testing.T) {
 	if out, err := create(cliActor); err == nil || !strings.Contains(err.Error(), "reserved") || !strings.Contains(err.Error(), "command line") {
 		t.Errorf("user create %s: %q, %v; want an error saying that the name is reserved for the command line", cliActor, out, err)
 	}
-	if out, err := create("alice"); err != nil || out != "created user alice (publisher)\n" {
+	if out, err := create("alice"); err != nil || !strings.HasSuffix(out, "created user alice (publisher)\n") {
 		t.Errorf("user create alice: %q, %v", out, err)
 	}
 }
@@ -269,5 +269,24 @@ func TestTokenCreateNamesTheScopeItActsWith(t *testing.T) {
 	}
 	if want := "token 1 for bob, scope admin, which acts as read while bob is a viewer: shown once, store it now\n"; stderr.String() != want {
 		t.Errorf("token create bob --scope admin, for a viewer, said %q; want %q", stderr.String(), want)
+	}
+}
+
+// TestUserCreateRefusedBeforeTheDatabase checks that a user name that is
+// refused is refused before the database is opened: agora user create
+// Alice made the database first, so that, run where the server's is not,
+// it took the warning of a new database with it, and the next, with a
+// good name, went into that database without one.
+func TestUserCreateRefusedBeforeTheDatabase(t *testing.T) {
+	offlineEnv(t)
+	data := filepath.Join(t.TempDir(), "data")
+	t.Setenv("AGORA_DATA_DIR", data)
+	for _, name := range []string{"Alice", "", cliActor, strings.Repeat("a", 65), "élodie"} {
+		if out, err := run(t, "", "user", "create", name, "--role", "admin"); err == nil {
+			t.Errorf("user create %q: no error\n%s", name, out)
+		}
+		if _, err := os.Stat(data); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("user create %q, refused, made AGORA_DATA_DIR (%v)", name, err)
+		}
 	}
 }
