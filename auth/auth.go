@@ -151,13 +151,22 @@ const MinPasswordLen = 10
 // maxPasswordLen is bcrypt's input limit, in bytes.
 const maxPasswordLen = 72
 
-// HashPassword returns the bcrypt hash of password, after checking its length.
-func HashPassword(password string) (string, error) {
+// CheckPasswordLen returns an error if password is too short or too long
+// to be hashed.
+func CheckPasswordLen(password string) error {
 	if len(password) < MinPasswordLen {
-		return "", fmt.Errorf("password too short: at least %d characters", MinPasswordLen)
+		return fmt.Errorf("password too short: at least %d characters", MinPasswordLen)
 	}
 	if len(password) > maxPasswordLen {
-		return "", fmt.Errorf("password too long: at most %d bytes", maxPasswordLen)
+		return fmt.Errorf("password too long: at most %d bytes", maxPasswordLen)
+	}
+	return nil
+}
+
+// HashPassword returns the bcrypt hash of password, after checking its length.
+func HashPassword(password string) (string, error) {
+	if err := CheckPasswordLen(password); err != nil {
+		return "", err
 	}
 	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
 	if err != nil {

@@ -49,6 +49,9 @@ tokens (robots, CI).`,
 					// have no password: that is the default without the flag.
 					return errors.New("--password-stdin: the password on standard input is empty")
 				}
+				if err := auth.CheckPasswordLen(password); err != nil { // as CreateUser would
+					return fmt.Errorf("%w: %v", modproxy.ErrInvalid, err)
+				}
 			}
 			_, conn, err := openDB(cmd.Context(), cmd.ErrOrStderr())
 			if err != nil {

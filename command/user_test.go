@@ -289,4 +289,13 @@ func TestUserCreateRefusedBeforeTheDatabase(t *testing.T) {
 			t.Fatalf("user create %q, refused, made AGORA_DATA_DIR (%v)", name, err)
 		}
 	}
+	// So is a password that is too short or too long.
+	for _, password := range []string{"short", strings.Repeat("p", 73)} {
+		if out, err := run(t, password+"\n", "user", "create", "alice", "--role", "admin", "--password-stdin"); err == nil {
+			t.Errorf("user create with a password of %d bytes: no error\n%s", len(password), out)
+		}
+		if _, err := os.Stat(data); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("user create with a password of %d bytes, refused, made AGORA_DATA_DIR (%v)", len(password), err)
+		}
+	}
 }
