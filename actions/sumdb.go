@@ -198,7 +198,7 @@ func sumdbStatus(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, context.Canceled):
 		return statusClientClosedRequest
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, checksum.ErrBusy):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, checksum.ErrUnavailable):
 		return http.StatusBadGateway

@@ -1,7 +1,9 @@
 package actions
 
 import (
+	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -151,6 +153,28 @@ func TestSumDBHandler(t *testing.T) {
 		}
 		if cc := rec.Header().Get("Cache-Control"); cc != "no-cache" {
 			t.Errorf("GET %s with If-Match: %d with Cache-Control %q; want no-cache", path, rec.Code, cc)
+		}
+	}
+}
+
+// TestSumDBStatus checks the statuses of the checksum database's errors:
+// one that is too busy to fetch another answer is a 503, to be retried,
+// not a 502, an upstream that failed.
+func TestSumDBStatus(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want int
+	}{
+		{fmt.Errorf("%w: x", checksum.ErrInvalid), http.StatusBadRequest},
+		{fmt.Errorf("%w: x", checksum.ErrNotFound), http.StatusNotFound},
+		{fmt.Errorf("%w: x", checksum.ErrUnavailable), http.StatusBadGateway},
+		{fmt.Errorf("%w: %w: x", checksum.ErrUnavailable, checksum.ErrBusy), http.StatusServiceUnavailable},
+		{fmt.Errorf("%w: %w", checksum.ErrUnavailable, context.DeadlineExceeded), http.StatusServiceUnavailable},
+		{fmt.Errorf("%w: %w", checksum.ErrUnavailable, context.Canceled), statusClientClosedRequest},
+		{errors.New("x"), http.StatusInternalServerError},
+	} {
+		if got := sumdbStatus(tt.err); got != tt.want {
+			t.Errorf("sumdbStatus(%v) = %d; want %d", tt.err, got, tt.want)
 		}
 	}
 }

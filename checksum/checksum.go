@@ -55,6 +55,10 @@ var (
 	// timed out, or served something that is not valid; or fetching is off
 	// (Options.Offline) and the answer is not in the cache.
 	ErrUnavailable = errors.New("checksum database unavailable")
+	// ErrBusy: too many fetches from the upstream are under way, and too
+	// many wait for one of them to end, to take another; it may be tried
+	// again shortly. Errors wrapping it wrap ErrUnavailable too.
+	ErrBusy = errors.New("too busy")
 	// ErrMismatch: the hashes of what the upstream served differ from those
 	// the checksum database records. Errors wrapping it are *MismatchError.
 	ErrMismatch = errors.New("checksum mismatch")

@@ -493,6 +493,69 @@ func TestConcurrentMissesShareOneFetch(t *testing.T) {
 	}
 }
 
+// TestFetchesAreBounded checks that the fetches from the upstream under way
+// are bounded: they go on after their callers give up, so without a bound a
+// client of the /sumdb/ proxy could leave any number of them running, one
+// distinct lookup per request. Beyond the fetches that may run, fetches
+// wait; beyond those that may wait, they are refused at once (ErrBusy), and
+// fetched once there is room.
+func TestFetchesAreBounded(t *testing.T) {
+	f := newFakeProxy(t)
+	var rels []string
+	for i := range 5 {
+		path := fmt.Sprintf("example.com/m%d", i)
+		f.add(path, "v1.0.0", "h1:zip=", "h1:mod=")
+		rels = append(rels, "lookup/"+path+"@v1.0.0")
+	}
+	f.gate, f.arrived = make(chan struct{}), make(chan struct{}, 100)
+	var open sync.Once
+	openGate := func() { open.Do(func() { close(f.gate) }) }
+	t.Cleanup(openGate) // before the proxy closes, which waits for its requests
+	db := newDB(t, f.options(t.TempDir()))
+	db.fetches = newFetchSlots(2, 2)
+
+	// Four distinct lookups whose callers give up at once: two are
+	// fetched, two wait.
+	for _, rel := range rels[:4] {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := db.Get(ctx, rel); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Get(%s) with a canceled context = %v; want context.Canceled", rel, err)
+		}
+	}
+	<-f.arrived
+	<-f.arrived
+	for deadline := time.Now().Add(10 * time.Second); db.fetches.waiting.Load() < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("fetches waiting for a slot: %d; want 2", db.fetches.waiting.Load())
+		}
+	}
+
+	// A fifth is refused at once, and reaches no upstream.
+	if _, err := db.Get(context.Background(), rels[4]); !errors.Is(err, ErrBusy) || !errors.Is(err, ErrUnavailable) {
+		t.Errorf("a lookup with every slot taken and enough waiting: %v; want ErrBusy and ErrUnavailable", err)
+	}
+	select {
+	case <-f.arrived:
+		t.Error("a third lookup reached the upstream while two were under way")
+	default:
+	}
+
+	openGate()
+	for _, rel := range rels[:4] { // the detached fetches, joined or cached
+		if _, err := db.Get(context.Background(), rel); err != nil {
+			t.Errorf("Get(%s) once the upstream answers: %v", rel, err)
+		}
+	}
+	// There is room again.
+	if _, err := db.Get(context.Background(), rels[4]); err != nil {
+		t.Errorf("the refused lookup, asked again: %v", err)
+	}
+	if n := f.count("lookup/"); n != 5 {
+		t.Errorf("%d upstream lookups; want 5 (the refused one did not reach it)", n)
+	}
+}
+
 // TestCanceledLookupLeavesNoFailure checks that a Lookup whose caller gives
 // up while the client fails does not leave the failure behind, in the
 // client's memory, for the next Lookup of the version to meet once the

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -45,6 +46,17 @@ const (
 	maxLookup    = 64 << 10 // a record (a few go.sum lines) and a signed tree head
 	maxDataTile  = 1 << 20  // 2^tileHeight records
 	maxSupported = 4 << 10  // /supported has an empty body
+)
+
+// How many fetches of lookups and tiles from the upstream run at once, and
+// how many may wait for one of them to end. They go on after their callers
+// give up (see shared), so without a bound a client of the /sumdb/ proxy
+// could leave any number of them running, one distinct lookup or tile per
+// request; beyond those that may wait, a fetch is refused at once
+// (ErrBusy). Latest, of which one fetch runs at a time, is not counted.
+const (
+	maxFetches = 64
+	maxWaiting = 1024
 )
 
 // tileHeight is the only tile height served: the one the go command
@@ -139,7 +151,8 @@ type DB struct {
 	log       *slog.Logger
 	now       func() time.Time
 
-	flight singleflight.Group
+	flight  singleflight.Group
+	fetches *fetchSlots // bounds the fetches of lookups and tiles
 
 	baseMu sync.Mutex
 	base   string // the base URL found by probing; "" when not known
@@ -196,6 +209,7 @@ func New(opts Options) (*DB, error) {
 		userAgent: opts.UserAgent,
 		log:       opts.Logger,
 		now:       time.Now,
+		fetches:   newFetchSlots(maxFetches, maxWaiting),
 	}
 	for _, p := range opts.Proxies {
 		if u, err := checkURL(p.URL); err == nil {
@@ -299,6 +313,14 @@ func (db *DB) Load(ctx context.Context, rel string) (data []byte, cached bool, e
 		if data, ok := db.readCache(req); ok { // filled while this caller waited
 			return result{data, true}, nil
 		}
+		// The slot is held while the answer is proven: the tiles of the
+		// proof are fetched within it, and take none of their own, so
+		// that no holder of a slot waits for another.
+		release, err := db.fetches.acquire(ctx)
+		if err != nil {
+			return result{}, err
+		}
+		defer release()
 		data, err := db.fetchShared(ctx, req)
 		if err != nil {
 			return result{}, err
@@ -401,6 +423,42 @@ func (db *DB) shared(ctx context.Context, key string, f func(context.Context) (r
 		return result{}, fmt.Errorf("%w: %s: %w", ErrUnavailable, key, ctx.Err())
 	}
 }
+
+// fetchSlots bounds the fetches that run at once, and those that wait for
+// one to end.
+type fetchSlots struct {
+	run     chan struct{}
+	waiting atomic.Int64
+	maxWait int64
+}
+
+func newFetchSlots(run, wait int) *fetchSlots {
+	return &fetchSlots{run: make(chan struct{}, run), maxWait: int64(wait)}
+}
+
+// acquire waits for a slot until ctx is done, and returns the function
+// that gives it back. When too many fetches wait already, it fails at
+// once with an error wrapping ErrBusy and ErrUnavailable.
+func (s *fetchSlots) acquire(ctx context.Context) (release func(), err error) {
+	select {
+	case s.run <- struct{}{}:
+		return s.release, nil
+	default:
+	}
+	if s.waiting.Add(1) > s.maxWait {
+		s.waiting.Add(-1)
+		return nil, fmt.Errorf("%w: %w: %d fetches from the upstream are under way and %d more wait; try again shortly", ErrUnavailable, ErrBusy, cap(s.run), s.maxWait)
+	}
+	defer s.waiting.Add(-1)
+	select {
+	case s.run <- struct{}{}:
+		return s.release, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: waiting for one of %d fetches from the upstream under way to end: %w", ErrUnavailable, cap(s.run), ctx.Err())
+	}
+}
+
+func (s *fetchSlots) release() { <-s.run }
 
 // fetchShared is fetch, shared by concurrent callers.
 func (db *DB) fetchShared(ctx context.Context, req request) ([]byte, error) {
