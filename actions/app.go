@@ -98,7 +98,7 @@ func (d *Deps) loopDetected(w http.ResponseWriter, r *http.Request) {
 //
 //	GET    /                                      home page
 //	GET    /healthz                               process is up (HEAD too)
-//	GET    /readyz                                database, storage and tmp usable (HEAD too)
+//	GET    /readyz                                database, storage and tmp usable (HEAD too; see readiness)
 //	GET    /api/v1/whoami                         the caller's identity
 //	GET    /api/v1/modules?q=&limit=&cursor=      modules, by path
 //	GET    /api/v1/modules/{module}               a module's versions
@@ -139,11 +139,12 @@ func App(d *Deps) (*buffalo.App, error) {
 	app.Middleware.Remove(buffalo.RequestLogger)
 	app.Use(d.logPanics)
 
+	ready := &readiness{d: d}
 	app.GET("/", home)
 	app.GET("/healthz", healthz)
-	app.GET("/readyz", d.readyz)
+	app.GET("/readyz", ready.serve)
 	app.HEAD("/healthz", healthz) // monitors often ask with HEAD
-	app.HEAD("/readyz", d.readyz)
+	app.HEAD("/readyz", ready.serve)
 
 	api := app.Group("/api/v1")
 	api.Use(d.requireToken, d.refuseUnstorableQuery)

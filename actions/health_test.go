@@ -5,11 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gobuffalo/pop/v6"
 
+	"agora/actions"
 	"agora/auth"
 	"agora/models/modelstest"
 )
@@ -36,6 +38,51 @@ func TestHealth(t *testing.T) {
 			t.Errorf("/readyz left files in storage: %v", leftovers)
 		}
 		s.wantNoUploadsLeft(t)
+	})
+}
+
+// TestReadyzSharesItsChecks checks that /readyz, which anyone may ask,
+// does not write and sync a file on the server's disks for every request:
+// requests that come while its checks run, or soon after, share their
+// answer, so that a client cannot keep the disks busy syncing.
+func TestReadyzSharesItsChecks(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		probes := actions.CountStorageProbes(t)
+		actions.SetReadyReuse(t, time.Hour) // however slow the machine
+		s := newServer(t, conn)
+		const n = 20
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				resp, err := s.client.Get(s.URL + "/readyz")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("/readyz: %s", resp.Status)
+				}
+			})
+		}
+		wg.Wait()
+		for range n {
+			wantStatus(t, s.get(t, "/readyz"), http.StatusOK)
+		}
+		if got := probes(); got != 1 {
+			t.Errorf("%d requests for /readyz at once, then %d one after another, wrote to storage %d times; want 1", n, n, got)
+		}
+
+		// Once the answer is old, the checks run again, and see what
+		// changed: a storage that takes no writes.
+		actions.SetReadyReuse(t, 0)
+		if err := os.RemoveAll(s.disk.Root()); err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, s.get(t, "/readyz"), http.StatusServiceUnavailable)
+		if got := probes(); got != 2 {
+			t.Errorf("/readyz after its answer aged wrote to storage %d times in all; want 2", got)
+		}
 	})
 }
 
@@ -147,6 +194,7 @@ func TestDatabaseUnavailable(t *testing.T) {
 		// /readyz gives the database 5 s, and must say so when it does
 		// not answer: lib/pq does not give up a query whose context ends,
 		// but asks the server to cancel it, and waits for its answer.
+		actions.SetReadyReuse(t, 0) // the second /readyz checks again
 		p := modelstest.NewProxy(t)
 		s := newServer(t, modelstest.OpenURL(t, p.URL))
 		wantStatus(t, s.get(t, "/readyz"), http.StatusOK)
