@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -793,6 +794,48 @@ func TestErrorDetailOnlyFromPlainText(t *testing.T) {
 	var he *HTTPError
 	if !errors.As(err, &he) || he.StatusCode != http.StatusNotFound {
 		t.Errorf("Mod: %v; want an *HTTPError with status 404", err)
+	}
+}
+
+// TestProtocolSwitchIsNotRead checks that a 101 Switching Protocols is an
+// error answer at once, as for the go command, its connection closed
+// unread: net/http hands the connection over as its body, which neither
+// the request's context nor any timeout ends, so reading it waits for as
+// long as the proxy keeps the connection open.
+func TestProtocolSwitchIsNotRead(t *testing.T) {
+	conns := make(chan net.Conn, 1)
+	p := newFakeProxy(t, func(w http.ResponseWriter, r *http.Request) {
+		conn, rw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: fake\r\n\r\n")
+		rw.Flush()
+		conns <- conn // kept open
+	})
+	c := newTestClient(t, p.URL, nil) // a header timeout of 1s
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := c.Mod(context.Background(), modPath, "v1.0.0")
+		done <- err
+	}()
+	conn := <-conns
+	defer conn.Close()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "101 Switching Protocols") || errors.Is(err, ErrNotFound) {
+			t.Errorf("Mod: %v; want the 101 answer as an error", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Mod still reads the connection of a 101 answer after 20s")
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("reading the proxy's end of the connection: %v; want EOF: the client closed it", err)
+	}
+	if n := p.count(); n != 1 {
+		t.Errorf("%d requests; want 1: a 101 is an answer, not retried", n)
 	}
 }
 

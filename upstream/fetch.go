@@ -73,7 +73,8 @@ const (
 const maxErrorDrain = 4 << 10
 
 // newHTTPError reads the start of a failed response's body, drains up to
-// maxErrorDrain bytes more, and closes it. It returns the error, the body
+// maxErrorDrain bytes more, and closes it; the body of a 101 Switching
+// Protocols is closed unread. It returns the error, the body
 // bytes read and the error of reading them, if any; then the HTTPError
 // has no Detail.
 func newHTTPError(name string, resp *http.Response) (*HTTPError, int64, error) {
@@ -81,6 +82,13 @@ func newHTTPError(name string, resp *http.Response) (*HTTPError, int64, error) {
 	e := &HTTPError{URL: name, StatusCode: resp.StatusCode, Status: resp.Status}
 	if e.Status == "" {
 		e.Status = fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The body is the connection itself, now in another protocol:
+		// nothing to read, and a read that neither the request's
+		// context nor its timeouts would end. Closing it closes the
+		// connection.
+		return e, 0, nil
 	}
 	var detail []byte
 	if isPlainText(resp.Header.Get("Content-Type")) {
