@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -1194,5 +1196,52 @@ func TestObserverCountsBytesOfFailures(t *testing.T) {
 	}
 	if !strings.HasPrefix(calls[2], f.srv.URL+" sumdb 500 ") || strings.HasPrefix(calls[2], f.srv.URL+" sumdb 500 0 ") {
 		t.Errorf("a request answered 500 observed as %q; want the bytes of its body", calls[2])
+	}
+}
+
+// TestProtocolSwitchIsNotRead checks that a 101 Switching Protocols is a
+// failure at once, its connection closed unread: net/http hands the
+// connection over as its body, which neither the fetch's context nor its
+// timeout ends, so reading it would hold the fetch, and every caller
+// sharing it, for as long as the server keeps the connection open.
+func TestProtocolSwitchIsNotRead(t *testing.T) {
+	f := newFakeProxy(t)
+	conns := make(chan net.Conn, 1)
+	p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/supported") {
+			return
+		}
+		conn, rw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: fake\r\n\r\n")
+		rw.Flush()
+		conns <- conn // kept open
+	}))
+	defer p.Close()
+	opts := f.options(t.TempDir())
+	opts.Proxies = []upstream.Proxy{{URL: p.URL}}
+	opts.Timeout = time.Second
+	db := newDB(t, opts)
+	done := make(chan error, 1)
+	go func() {
+		_, err := db.Get(context.Background(), "latest")
+		done <- err
+	}()
+	conn := <-conns
+	defer conn.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "101 Switching Protocols") {
+			t.Errorf("Get(latest) = %v; want ErrUnavailable, the 101 answer", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Get(latest) still reads the connection of a 101 answer after 20s; the timeout is 1s")
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("reading the server's end of the connection: %v; want EOF: the client closed it", err)
 	}
 }

@@ -669,7 +669,12 @@ func (db *DB) httpGetOnce(ctx context.Context, server, u string, limit int64) (d
 	defer resp.Body.Close()
 	status = resp.StatusCode
 	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+		var msg []byte
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			// The body of a 101 is the connection itself, in another
+			// protocol: a read that neither ctx nor the timeout ends.
+			msg, _ = io.ReadAll(io.LimitReader(resp.Body, 256))
+		}
 		n = len(msg)
 		line, _, _ := strings.Cut(strings.TrimSpace(string(msg)), "\n")
 		kind := ErrUnavailable
