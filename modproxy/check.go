@@ -180,6 +180,25 @@ func readGoMod(zr *zip.Reader, m module.Version) ([]byte, error) {
 	return nil, nil
 }
 
+// checkFetchedGoMod reports whether gomod, the .mod of path@version that
+// the upstream src served, is a go.mod the go command can use: one that
+// golang.org/x/mod/modfile parses as the go command parses a dependency's
+// (ParseLax), with a module line. An empty body, an error page served with
+// 200 or a body cut short is not, and once stored it would be the
+// version's .mod for good. The path the module line declares is not
+// checked: a fork's go.mod declares the path it was forked from, and the
+// go command uses it in a replace directive. Failures wrap ErrUpstream.
+func checkFetchedGoMod(path, version, src string, gomod []byte) error {
+	f, err := modfile.ParseLax("go.mod", gomod, nil)
+	if err == nil && f.Module == nil {
+		err = errors.New("no module line")
+	}
+	if err != nil {
+		return errorf(ErrUpstream, path, version, "%s served a .mod that is no go.mod: %s", src, strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return nil
+}
+
 // hashGoMod returns the go.sum hash of a go.mod file, as the go command
 // computes it.
 func hashGoMod(gomod []byte) (string, error) {

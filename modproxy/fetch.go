@@ -182,6 +182,9 @@ func (s *Service) fetchMod(ctx context.Context, up Upstream, path, version strin
 	if err != nil {
 		return nil, upstreamError(path, version, err)
 	}
+	if err := checkFetchedGoMod(path, version, src, gomod); err != nil {
+		return nil, err
+	}
 	modHash, err := hashGoMod(gomod)
 	if err != nil {
 		return nil, err
@@ -215,9 +218,14 @@ func (s *Service) fetchZip(ctx context.Context, up Upstream, path, version strin
 		ch := make(chan error, 1)
 		modFetched = ch
 		go func() {
+			var src string
 			var err error
-			if gomod, _, err = up.Mod(ctx, path, version); err != nil {
+			if gomod, src, err = up.Mod(ctx, path, version); err != nil {
 				ch <- upstreamError(path, version, err)
+				return
+			}
+			if err := checkFetchedGoMod(path, version, src, gomod); err != nil {
+				ch <- err
 				return
 			}
 			modHash, err = hashGoMod(gomod)

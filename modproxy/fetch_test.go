@@ -970,6 +970,72 @@ func TestFetchErrors(t *testing.T) {
 	}
 }
 
+// TestFetchRefusesModThatIsNoGoMod checks that a .mod an upstream serves
+// with 200 but that is no go.mod (an empty body, an error page, a body cut
+// short) is refused, fetched alone or alongside a zip without a go.mod,
+// and nothing of it stored: the go command refuses to use a go.mod that
+// does not parse or has no module line, and once stored, the .mod of a
+// version never changes, and its zip, whose go.mod differs, would be
+// refused for good. Without a checksum database to verify it (a path in
+// AGORA_NOSUMDB), nothing else stops it. A go.mod declaring another path,
+// as a fork's does, is a go.mod: the go command uses it in a replace.
+func TestFetchRefusesModThatIsNoGoMod(t *testing.T) {
+	const path, version = "example.com/dep", "v1.0.0"
+	for _, tt := range []struct{ name, mod string }{
+		{"an empty body", ""},
+		{"an error page", "<html><body><h1>502 Bad Gateway</h1></body></html>\n"},
+		{"a body cut short", "modu"},
+		{"no module line", "go 1.22\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up := newFakeUpstream()
+			fv := up.add(t, path, version, "a")
+			good := fv
+			fv.mod = tt.mod
+			up.versions[path+"@"+version] = fv
+			legacy := fakeVersion{info: t0, mod: tt.mod, zip: buildZip(t, []zipFile{{"example.com/legacy@v1.0.0/m.go", "package m\n"}})}
+			up.versions["example.com/legacy@v1.0.0"] = legacy
+			r := cachingRegistry(t, up, nil)
+			ctx := context.Background()
+
+			if _, _, err := r.Open(ctx, path, version, storage.Mod); !errors.Is(err, modproxy.ErrUpstream) || !strings.Contains(err.Error(), "go.mod") {
+				t.Errorf("Open(.mod) of %s = %v; want ErrUpstream saying it is no go.mod", tt.name, err)
+			}
+			if _, _, err := r.Open(ctx, "example.com/legacy", "v1.0.0", storage.Zip); !errors.Is(err, modproxy.ErrUpstream) {
+				t.Errorf("Open(.zip) of a zip without go.mod, with %s as its .mod = %v; want ErrUpstream", tt.name, err)
+			}
+			if files := r.storedNames(t); len(files) != 0 {
+				t.Errorf("stored %q; want nothing", files)
+			}
+
+			// The upstream mends: the version is fetched whole.
+			up.versions[path+"@"+version] = good
+			if got := r.read(t, path, version, storage.Mod); string(got) != good.mod {
+				t.Errorf(".mod once the upstream mends = %q; want %q", got, good.mod)
+			}
+			if got := r.read(t, path, version, storage.Zip); !bytes.Equal(got, good.zip) {
+				t.Errorf(".zip once the upstream mends differs from the upstream's")
+			}
+			legacy.mod = "module example.com/legacy\n"
+			up.versions["example.com/legacy@v1.0.0"] = legacy
+			r.read(t, "example.com/legacy", "v1.0.0", storage.Zip)
+			up.setDown(errors.New("connection refused")) // the .mod came with the zip
+			if got := r.read(t, "example.com/legacy", "v1.0.0", storage.Mod); string(got) != legacy.mod {
+				t.Errorf(".mod fetched with the zip once the upstream mends = %q; want %q", got, legacy.mod)
+			}
+		})
+	}
+
+	up := newFakeUpstream()
+	fv := up.add(t, path, version, "a")
+	fv.mod = goMod("example.com/original")
+	up.versions[path+"@"+version] = fv
+	r := cachingRegistry(t, up, nil)
+	if got := r.read(t, path, version, storage.Mod); string(got) != fv.mod {
+		t.Errorf(".mod of a fork = %q; want %q", got, fv.mod)
+	}
+}
+
 // TestFetchRefusesZipBreakingModuleRules checks that a zip an upstream
 // serves is held to the rules of module zips (x/mod/zip's CheckZip), not
 // only opened, read for its go.mod and hashed: each zip here is a readable
