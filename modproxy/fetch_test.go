@@ -1486,6 +1486,43 @@ func TestLatestWithoutTagsFollowsUpstream(t *testing.T) {
 	}
 }
 
+// TestPhantomTagNotListedForGood checks that a tag an upstream named once
+// but never served (its @latest named it, and its .mod and zip are not
+// found) does not stay in the module's list and @latest once the upstream
+// mends: the go command takes the highest tag of a list as the latest
+// version and downloads it, which nobody can, and @latest of a module
+// with tags is the highest one listed, without asking the upstream.
+func TestPhantomTagNotListedForGood(t *testing.T) {
+	up := newFakeUpstream()
+	const path, phantom = "example.com/untagged", "v1.9.9"
+	pseudo := "v0.0.0-20261120101010-abcdefabcdef"
+	up.add(t, path, pseudo, "a")
+	up.add(t, path, phantom, "b")
+	up.lists[path] = nil // the upstream lists no tags
+	up.latest[path] = phantom
+	r := cachingRegistry(t, up, nil)
+	ctx := context.Background()
+
+	// As the upstream says: the go command, asking it, would be told so too.
+	if v, err := r.Latest(ctx, path); err != nil || v.Version != phantom {
+		t.Fatalf("Latest = %v, %v; want the upstream's %s", v, err, phantom)
+	}
+	delete(up.versions, path+"@"+phantom) // never served
+	if _, _, err := r.Open(ctx, path, phantom, storage.Mod); !errors.Is(err, modproxy.ErrNotFound) {
+		t.Fatalf("Open(%s.mod) = %v; want ErrNotFound", phantom, err)
+	}
+
+	// The upstream mends its @latest.
+	up.latest[path] = pseudo
+	r.clock.Advance(2 * time.Minute) // past the list TTL
+	if v, err := r.Latest(ctx, path); err != nil || v.Version != pseudo {
+		t.Errorf("Latest once the upstream mends = %v, %v; want its %s", v, err, pseudo)
+	}
+	if list, err := r.List(ctx, path); err != nil || slices.Contains(list, phantom) {
+		t.Errorf("List once the upstream mends = %q, %v; want %s left out", list, err, phantom)
+	}
+}
+
 // storedNames returns the paths of every stored file, sorted.
 func (r *testRegistry) storedNames(t *testing.T) []string {
 	t.Helper()

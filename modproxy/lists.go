@@ -143,12 +143,14 @@ func (c *listCache) clear() {
 // List returns the versions of path in semver order: the body of
 // GET /{module}/@v/list. They are the live stored versions merged with the
 // upstream's list when path has an upstream, leaving out versions deleted
-// here; pseudo-versions are listed only when there is nothing else. The
-// answer is reused for the list TTL; when the upstream fails, its last list
-// (or none) is merged instead. A module neither stored nor known upstream
-// is ErrNotFound, an answer reused for the list TTL too (a publish or a
-// fetch of the path drops it), which says in a line what the upstream
-// answered; one whose versions were all deleted has an empty list.
+// here, and tags stored with an .info alone that the upstream, answering,
+// does not list (see mergeLists); pseudo-versions are listed only when
+// there is nothing else. The answer is reused for the list TTL; when the
+// upstream fails, its last list (or none) is merged instead. A module
+// neither stored nor known upstream is ErrNotFound, an answer reused for
+// the list TTL too (a publish or a fetch of the path drops it), which says
+// in a line what the upstream answered; one whose versions were all
+// deleted has an empty list.
 func (s *Service) List(ctx context.Context, path string) ([]string, error) {
 	l, cached, err := s.moduleList(ctx, path)
 	s.observe("list", cached)
@@ -235,19 +237,39 @@ func (s *Service) computeList(ctx context.Context, path string, stale *moduleLis
 		s.lists.put(path, l, st, s.now())
 		return nil, l.notFoundError(path)
 	}
-	l.versions = mergeLists(records, l.upstream)
+	l.versions = mergeLists(records, l.upstream, l.upstreamOK)
 	s.lists.put(path, l, st, s.now())
 	return l, nil
 }
 
 // mergeLists returns the live versions among records and the versions
 // upstream lists, except those deleted here, in semver order;
-// pseudo-versions only if there is nothing else.
-func mergeLists(records []*Version, upstreamList []string) []string {
+// pseudo-versions only if there is nothing else. upstreamOK says that
+// the upstream answered with upstreamList (just now, or earlier for a list
+// kept for when it fails).
+//
+// A tag recorded with its .info alone is then left out unless the
+// upstream lists it, as the @v/list file leaves it out (see writeList):
+// nothing of it can be downloaded from here, and an upstream that named it
+// once (in its @latest, or the .info of a query) may never serve it.
+// Listed, it would be the module's @latest for good (a module with tags
+// has its highest, without asking the upstream), which the go command
+// then fails to download. Without an answer from the upstream it is
+// listed, as all that is known of the module. A pseudo-version recorded
+// so is listed too: only when there is no tag, and @latest asks the
+// upstream before taking it.
+func mergeLists(records []*Version, upstreamList []string, upstreamOK bool) []string {
+	upstreamHas := make(map[string]bool, len(upstreamList))
+	for _, v := range upstreamList {
+		upstreamHas[v] = true
+	}
 	recorded := make(map[string]bool, len(records))
 	all := make([]*Version, 0, len(records)+len(upstreamList))
 	for _, v := range records {
 		recorded[v.Version] = true
+		if upstreamOK && !v.Has(storage.Mod) && !isPseudo(v.Version) && !upstreamHas[v.Version] {
+			continue
+		}
 		all = append(all, v)
 	}
 	for _, v := range upstreamList {
