@@ -1,6 +1,8 @@
 package upstream
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -708,6 +710,60 @@ func TestRefusedRedirectIsAnAnswer(t *testing.T) {
 	}
 	if mod, _, err := c.Mod(ctx, modPath, "v1.0.0"); err != nil || string(mod) != modMod {
 		t.Errorf("Mod after refused redirects: %q, %v; want the go.mod: the proxy is up", mod, err)
+	}
+	if got := rec.healthChanges(); len(got) != 0 {
+		t.Errorf("health changes %q; want none", got)
+	}
+}
+
+// TestCorruptEncodingIsAnAnswer checks that a body that is not the gzip
+// its Content-Encoding says (net/http asks for gzip, and decodes it) is an
+// answer of the proxy, as a refused redirect is: not retried, as the go
+// command does not retry it, and not counted as no answer, so that the
+// modules a proxy stores with a wrong Content-Encoding (an object store's
+// metadata, say) do not take it down for all the others.
+func TestCorruptEncodingIsAnAnswer(t *testing.T) {
+	gzipped := func(s string) []byte {
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		io.WriteString(zw, s)
+		zw.Close()
+		return b.Bytes()
+	}
+	badCRC := gzipped(modMod)
+	badCRC[len(badCRC)-8] ^= 0xff // the trailer's CRC-32
+	bodies := map[string][]byte{
+		"plain.example":   []byte(modMod),                                   // gzip: invalid header
+		"corrupt.example": append(gzipped("")[:10], 0xff, 0xff, 0xff, 0xff), // flate: corrupt input
+		"crc.example":     badCRC,                                           // gzip: invalid checksum
+	}
+	serve := serveFiles(modFiles)
+	p := newFakeProxy(t, func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		if body, ok := bodies[host]; ok {
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Write(body)
+			return
+		}
+		serve(w, r)
+	})
+	rec := &recorder{}
+	c := newTestClient(t, p.URL, func(o *Options) { o.Observer = rec })
+	ctx := context.Background()
+	for host := range bodies {
+		for range downAfter {
+			before := p.count()
+			_, _, err := c.Mod(ctx, host+"/m", "v1.0.0")
+			if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrDown) {
+				t.Errorf("Mod of %s/m: %v; want the decoding error", host, err)
+			}
+			if n := p.count() - before; n != 1 {
+				t.Errorf("Mod of %s/m: %d requests; want 1: a corrupt body is not retried", host, n)
+			}
+		}
+	}
+	if mod, _, err := c.Mod(ctx, modPath, "v1.0.0"); err != nil || string(mod) != modMod {
+		t.Errorf("Mod after corrupt bodies: %q, %v; want the go.mod: the proxy is up", mod, err)
 	}
 	if got := rec.healthChanges(); len(got) != 0 {
 		t.Errorf("health changes %q; want none", got)

@@ -2,6 +2,8 @@ package upstream
 
 import (
 	"bytes"
+	"compress/flate"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -197,7 +199,7 @@ func (c *Client) getBytes(ctx context.Context, p *proxy, kind, escPath, rel stri
 		}
 		if _, err := buf.ReadFrom(b); err != nil {
 			switch {
-			case errors.Is(err, ErrTooLarge) || ctx.Err() != nil:
+			case errors.Is(err, ErrTooLarge) || isCorruptEncoding(err) || ctx.Err() != nil:
 				return err
 			case isTimeout(err):
 				return &unansweredError{err}
@@ -262,6 +264,15 @@ func (c *Client) backoff(n int) time.Duration {
 		d = maxBackoff
 	}
 	return d/2 + rand.N(d)
+}
+
+// isCorruptEncoding reports whether err is the failure to decode a body
+// that is not the gzip its Content-Encoding says, which net/http decodes
+// (it asks for gzip): the proxy's answer, whole, which no retry mends,
+// unlike a body cut short. The go command does not retry it either.
+func isCorruptEncoding(err error) bool {
+	var ce flate.CorruptInputError
+	return errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) || errors.As(err, &ce)
 }
 
 // isTimeout reports whether err is the expiry of one of a request's
