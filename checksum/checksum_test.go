@@ -1245,3 +1245,45 @@ func TestProtocolSwitchIsNotRead(t *testing.T) {
 		t.Errorf("reading the server's end of the connection: %v; want EOF: the client closed it", err)
 	}
 }
+
+// TestCorruptEncodingIsAnAnswer checks that a body that is not the gzip
+// its Content-Encoding says (net/http asks for gzip, and decodes it) is
+// the server's answer: not retried, and not counted as no answer in
+// Options.Health, which the module fetches share, so that answers a proxy
+// stores with the wrong Content-Encoding do not take it down for them all.
+func TestCorruptEncodingIsAnAnswer(t *testing.T) {
+	f := newFakeProxy(t)
+	f.add("example.com/good", "v1.0.0", "h1:zip=", "h1:mod=")
+	var bad atomic.Int32
+	p := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/lookup/example.com/bad") {
+			bad.Add(1)
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Write([]byte("example.com/bad v1.0.0 h1:zip=\n"))
+			return
+		}
+		f.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer p.Close()
+	opts := f.options(t.TempDir())
+	opts.Proxies = []upstream.Proxy{{URL: p.URL}}
+	down := make(chan string, 1)
+	opts.Health = upstream.NewHealth(nil, downObserver(down))
+	db := newDB(t, opts)
+	ctx := context.Background()
+	for i := range 3 {
+		rel := fmt.Sprintf("lookup/example.com/bad@v1.0.%d", i)
+		if _, err := db.Get(ctx, rel); !errors.Is(err, ErrUnavailable) || errors.Is(err, upstream.ErrDown) {
+			t.Errorf("Get(%s) of a body that is not gzip = %v; want ErrUnavailable, the decoding error", rel, err)
+		}
+	}
+	if n := bad.Load(); n != 3 {
+		t.Errorf("%d requests for 3 lookups of bodies that are not gzip; want 3: not retried", n)
+	}
+	if _, err := db.Get(ctx, "lookup/example.com/good@v1.0.0"); err != nil {
+		t.Errorf("Get(lookup) after bodies that are not gzip: %v; want it: the proxy is up", err)
+	}
+	if len(down) != 0 {
+		t.Errorf("%s was found down", <-down)
+	}
+}

@@ -687,7 +687,9 @@ func (db *DB) httpGetOnce(ctx context.Context, server, u string, limit int64) (d
 	data, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	n = len(data)
 	if err != nil {
-		return nil, true, fmt.Errorf("%w: GET %s: %v", ErrUnavailable, redact(u), redactErr(err))
+		// A body cut short is worth another attempt; one that is not the
+		// gzip it claims is the server's answer.
+		return nil, !upstream.IsCorruptEncoding(err), fmt.Errorf("%w: GET %s: %v", ErrUnavailable, redact(u), redactErr(err))
 	}
 	if int64(len(data)) > limit {
 		return nil, false, fmt.Errorf("%w: GET %s: answer larger than %d bytes", ErrUnavailable, redact(u), limit)

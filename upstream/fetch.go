@@ -199,7 +199,7 @@ func (c *Client) getBytes(ctx context.Context, p *proxy, kind, escPath, rel stri
 		}
 		if _, err := buf.ReadFrom(b); err != nil {
 			switch {
-			case errors.Is(err, ErrTooLarge) || isCorruptEncoding(err) || ctx.Err() != nil:
+			case errors.Is(err, ErrTooLarge) || IsCorruptEncoding(err) || ctx.Err() != nil:
 				return err
 			case isTimeout(err):
 				return &unansweredError{err}
@@ -266,11 +266,12 @@ func (c *Client) backoff(n int) time.Duration {
 	return d/2 + rand.N(d)
 }
 
-// isCorruptEncoding reports whether err is the failure to decode a body
-// that is not the gzip its Content-Encoding says, which net/http decodes
-// (it asks for gzip): the proxy's answer, whole, which no retry mends,
-// unlike a body cut short. The go command does not retry it either.
-func isCorruptEncoding(err error) bool {
+// IsCorruptEncoding reports whether err, from reading a response body, is
+// the failure to decode a body that is not the gzip its Content-Encoding
+// says, which net/http decodes (it asks for gzip): the server's answer,
+// whole, which no retry mends, unlike a body cut short. The go command
+// does not retry it either.
+func IsCorruptEncoding(err error) bool {
 	var ce flate.CorruptInputError
 	return errors.Is(err, gzip.ErrHeader) || errors.Is(err, gzip.ErrChecksum) || errors.As(err, &ce)
 }
