@@ -422,8 +422,10 @@ func newestPseudoVersion(list []byte) string {
 
 // List returns the versions in path's list (GET <proxy>/<path>/@v/list)
 // and the URL of the proxy that answered. Only canonical semantic versions
-// that are not pseudo-versions are kept (as the go command does), each
-// once, in semver order; lines that are not are skipped. The list may be
+// that are not pseudo-versions are kept (as the go command does), and that
+// path can have (see pathCanHave: a v2 of a path without /v2 is only
+// +incompatible), each once, in semver order; lines that are not are
+// skipped. The list may be
 // empty (a module without tags). It is limited to 16 MiB.
 func (c *Client) List(ctx context.Context, path string) ([]string, string, error) {
 	escPath, err := module.EscapePath(path)
@@ -436,7 +438,7 @@ func (c *Client) List(ctx context.Context, path string) ([]string, string, error
 		if err != nil {
 			return err
 		}
-		list = parseVersionList(data)
+		list = parseVersionList(path, data)
 		return nil
 	})
 	if err != nil {
@@ -551,10 +553,10 @@ func parseInfo(path string, data []byte) (*Info, error) {
 }
 
 // parseVersionList returns the canonical release and pre-release versions
-// of a @v/list, in semver order, each once. Anything after a version on
-// its line (some proxies add a time) is ignored, and so are lines that do
-// not start with one.
-func parseVersionList(data []byte) []string {
+// of path's @v/list that path can have, in semver order, each once.
+// Anything after a version on its line (some proxies add a time) is
+// ignored, and so are lines that do not start with one.
+func parseVersionList(path string, data []byte) []string {
 	var list []string
 	seen := make(map[string]bool)
 	for line := range bytes.Lines(data) {
@@ -563,7 +565,7 @@ func parseVersionList(data []byte) []string {
 			continue
 		}
 		v := string(f[0])
-		if seen[v] || !semver.IsValid(v) || module.CanonicalVersion(v) != v || module.IsPseudoVersion(v) {
+		if seen[v] || !semver.IsValid(v) || module.CanonicalVersion(v) != v || module.IsPseudoVersion(v) || !pathCanHave(path, v) {
 			continue
 		}
 		seen[v] = true
@@ -571,6 +573,19 @@ func parseVersionList(data []byte) []string {
 	}
 	semver.Sort(list)
 	return list
+}
+
+// pathCanHave reports whether a module of path can have version v:
+// module.Check's rule (a v2 or later of a path without a major version
+// suffix only +incompatible, of one with a suffix only that major), and
+// the go command's, that a path with a suffix has no +incompatible
+// versions.
+func pathCanHave(path, v string) bool {
+	if module.Check(path, v) != nil {
+		return false
+	}
+	_, major, _ := module.SplitPathVersion(path)
+	return major == "" || semver.Build(v) != "+incompatible"
 }
 
 // escapeCanonical escapes path and a version that must be canonical.

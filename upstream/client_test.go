@@ -1057,3 +1057,27 @@ func TestDefaultSizeLimits(t *testing.T) {
 		t.Errorf("limits %v; want %v", c.limits, want)
 	}
 }
+
+// TestListDropsVersionsOfAnotherMajor checks that a list keeps only the
+// versions its module path can have: a v2 or later of a path without a
+// /vN suffix only as +incompatible, and of a /v2 path only v2, never
+// +incompatible, as the go command has it. A broken
+// proxy's "v2.0.0" in the list of a v1 path would otherwise become the
+// path's newest version, one that no .info can be given for.
+func TestListDropsVersionsOfAnotherMajor(t *testing.T) {
+	files := map[string]string{
+		"example.com/m/@v/list":    "v1.0.0\nv2.0.0\nv3.0.0+incompatible\nv2.1.0-pre\n",
+		"example.com/m/v2/@v/list": "v1.0.0\nv2.0.0\nv3.0.0\nv2.0.1+incompatible\n",
+	}
+	p := newFakeProxy(t, serveFiles(files))
+	c := newTestClient(t, p.URL, nil)
+	for path, want := range map[string][]string{
+		"example.com/m":    {"v1.0.0", "v3.0.0+incompatible"},
+		"example.com/m/v2": {"v2.0.0"},
+	} {
+		list, _, err := c.List(context.Background(), path)
+		if err != nil || !slices.Equal(list, want) {
+			t.Errorf("List(%s) = %q, %v; want %q", path, list, err, want)
+		}
+	}
+}
