@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -63,9 +64,9 @@ func runServe(cmd *cobra.Command, _ []string) error {
 
 // serve runs the server until ctx is done, then shuts down gracefully:
 // in-flight requests, then the fetches they started, get cfg.ShutdownTimeout
-// to finish; an upload cut off after that is rolled back by the registry
-// (nothing half-written), and a fetch abandoned leaves at most a file in
-// tmp/, which the next start clears.
+// to finish; what is cut off after that is logged, an upload cut off is
+// rolled back by the registry (nothing half-written), and a fetch abandoned
+// leaves at most a file in tmp/, which the next start clears.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// Nothing is removed before this server knows that no other serves
 	// from its data directory and that its port is free: a second server
@@ -151,13 +152,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// its memory back now rather than whenever the scavenger gets to it.
 	debug.FreeOSMemory()
 
-	var inflight sync.WaitGroup
+	var inflight inFlight
 	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			inflight.Add(1)
-			defer inflight.Done()
-			handler.ServeHTTP(w, r)
-		}),
+		Handler:           inflight.track(handler),
 		ConnContext:       cork.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -186,16 +183,23 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		// Cut off what is still running. An upload whose body stops
+		// Cut off what is still running, saying what it is: each
+		// request's own log line tells only what its handler answered,
+		// to a client that no longer hears it. An upload whose body stops
 		// arriving fails and rolls back; wait for that before exiting, so
 		// that nothing is left half-written.
-		srv.Close()
-		done := make(chan struct{})
-		go func() { inflight.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
+		now := time.Now()
+		for _, r := range inflight.running() {
+			log.Warn("shutdown: cut off a request", "method", r.method, "path", r.path, "running", now.Sub(r.start).Round(time.Millisecond))
 		}
+		srv.Close()
+		wctx, cancel := context.WithTimeout(context.Background(), cutOffWait)
+		if !inflight.wait(wctx) {
+			for _, r := range inflight.running() {
+				log.Error("shutdown: a request cut off did not end", "method", r.method, "path", r.path, "waited", cutOffWait)
+			}
+		}
+		cancel()
 		expired, cancel := context.WithCancel(context.Background())
 		cancel()
 		if err := registry.Wait(expired); err != nil {
@@ -243,6 +247,79 @@ func warnReservedUser(ctx context.Context, conn *pop.Connection, log *slog.Logge
 
 // abandonWait is how long abandoned fetches get to end.
 const abandonWait = 5 * time.Second
+
+// cutOffWait is how long the handlers of requests cut off by a shutdown
+// get to return (and an upload to roll back).
+const cutOffWait = 10 * time.Second
+
+// inFlight tracks the requests being served, so that a shutdown that cuts
+// them off can name them and wait for their handlers to return. Unlike a
+// sync.WaitGroup, it may be added to while it is waited for.
+type inFlight struct {
+	mu   sync.Mutex
+	reqs map[*servedRequest]struct{}
+	idle chan struct{} // closed when reqs empties
+}
+
+// servedRequest is a request being served.
+type servedRequest struct {
+	method, path string // the path as it came: Buffalo rewrites r.URL.Path
+	start        time.Time
+}
+
+// track returns next, counting its requests in f.
+func (f *inFlight) track(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sr := &servedRequest{method: r.Method, path: r.URL.Path, start: time.Now()}
+		f.mu.Lock()
+		if len(f.reqs) == 0 {
+			f.reqs = make(map[*servedRequest]struct{})
+			f.idle = make(chan struct{})
+		}
+		f.reqs[sr] = struct{}{}
+		f.mu.Unlock()
+		defer func() {
+			f.mu.Lock()
+			delete(f.reqs, sr)
+			if len(f.reqs) == 0 {
+				close(f.idle)
+			}
+			f.mu.Unlock()
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// running returns the requests being served, the longest running first.
+func (f *inFlight) running() []servedRequest {
+	f.mu.Lock()
+	list := make([]servedRequest, 0, len(f.reqs))
+	for r := range f.reqs {
+		list = append(list, *r)
+	}
+	f.mu.Unlock()
+	slices.SortFunc(list, func(a, b servedRequest) int { return a.start.Compare(b.start) })
+	return list
+}
+
+// wait waits until no request is being served, and reports whether that
+// happened before ctx was done.
+func (f *inFlight) wait(ctx context.Context) bool {
+	for {
+		f.mu.Lock()
+		if len(f.reqs) == 0 {
+			f.mu.Unlock()
+			return true
+		}
+		idle := f.idle
+		f.mu.Unlock()
+		select {
+		case <-idle: // and perhaps more started meanwhile
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
 
 // staleTemp is how long a temporary file in storage must have gone
 // unmodified before start-up removes it as the leftover of an interrupted

@@ -290,3 +290,55 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+// TestInFlight checks that the requests being served are named, the
+// longest running first, and waited for, also when one starts while the
+// wait is under way (which a sync.WaitGroup forbids).
+func TestInFlight(t *testing.T) {
+	var f inFlight
+	release := map[string]chan struct{}{} // by path, not written once serving
+	for _, path := range []string{"/api/v1/modules/example.com/m/@v/v1.0.0.zip", "/example.com/m/@v/v1.0.0.zip", "/example.com/m/@v/list"} {
+		release[path] = make(chan struct{})
+	}
+	started := make(chan struct{})
+	h := f.track(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release[r.URL.Path]
+	}))
+	serveOne := func(method, path string) {
+		go h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(method, path, nil))
+		<-started
+	}
+	serveOne(http.MethodPut, "/api/v1/modules/example.com/m/@v/v1.0.0.zip")
+	serveOne(http.MethodGet, "/example.com/m/@v/v1.0.0.zip")
+	var got []string
+	for _, r := range f.running() {
+		got = append(got, r.method+" "+r.path)
+	}
+	if want := []string{"PUT /api/v1/modules/example.com/m/@v/v1.0.0.zip", "GET /example.com/m/@v/v1.0.0.zip"}; !slices.Equal(got, want) {
+		t.Errorf("running = %q; want %q", got, want)
+	}
+
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	if f.wait(expired) {
+		t.Error("wait reported no request running with two running")
+	}
+	waited := make(chan bool)
+	go func() { waited <- f.wait(context.Background()) }()
+	close(release["/api/v1/modules/example.com/m/@v/v1.0.0.zip"])
+	serveOne(http.MethodGet, "/example.com/m/@v/list")
+	close(release["/example.com/m/@v/v1.0.0.zip"])
+	select {
+	case <-waited:
+		t.Fatal("wait returned with a request running")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release["/example.com/m/@v/list"])
+	if !<-waited {
+		t.Error("wait = false; want true once every request ended")
+	}
+	if n := len(f.running()); n != 0 {
+		t.Errorf("%d requests running after they all ended", n)
+	}
+}

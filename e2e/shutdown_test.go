@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -115,6 +116,12 @@ func TestShutdownRollsBackCutOffUploads(t *testing.T) {
 	up.pw.CloseWithError(io.ErrUnexpectedEOF)
 	if err == nil || !strings.Contains(s.log.String(), "cut off") {
 		t.Errorf("agora exited with %v after cutting off an upload, want a failure that says so\n%s", err, s.log)
+	}
+	// The operator learns which request was cut off: the request's own
+	// log line tells only what its handler answered, to nobody.
+	cutOff := regexp.MustCompile(`level=WARN msg="shutdown: cut off a request" method=PUT path=/api/v1/modules/example.com/hello/@v/v1.0.0.zip running=\S+`)
+	if !cutOff.MatchString(s.log.String()) {
+		t.Errorf("the log does not name the upload that was cut off\n%s", s.log)
 	}
 	if status := <-up.status; status == http.StatusCreated {
 		t.Fatalf("a cut-off upload was created")
