@@ -38,6 +38,10 @@ type Deps struct {
 	SumDB *checksum.DB
 	// Metrics counts requests and serves /metrics; nil counts nothing.
 	Metrics *metrics.Metrics
+	// ShuttingDown reports whether the server is shutting down: /readyz
+	// then answers 503, so that a load balancer sends it no more requests.
+	// Nil: never.
+	ShuttingDown func() bool
 	// Via is the name this process gives itself in the Via header of its
 	// upstream requests (upstream.WithVia). A request whose Via names it
 	// came back: it is answered 508 Loop Detected. Empty: not checked.
@@ -98,7 +102,7 @@ func (d *Deps) loopDetected(w http.ResponseWriter, r *http.Request) {
 //
 //	GET    /                                      home page
 //	GET    /healthz                               process is up (HEAD too)
-//	GET    /readyz                                database, storage and tmp usable (HEAD too; see readiness)
+//	GET    /readyz                                database, storage and tmp usable, not shutting down (HEAD too; see readiness)
 //	GET    /api/v1/whoami                         the caller's identity
 //	GET    /api/v1/modules?q=&limit=&cursor=      modules, by path
 //	GET    /api/v1/modules/{module}               a module's versions

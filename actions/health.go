@@ -26,7 +26,8 @@ var readyReuse = time.Second
 
 // readiness answers GET /readyz: 200 when the database answers and both
 // storage and the temporary directory that uploads and fetches are staged
-// in accept writes, 503 with the reason otherwise (see notReady). A write
+// in accept writes, 503 with the reason otherwise (see notReady), and 503
+// {"server": "shutting down"} once the server shuts down. A write
 // of a few KiB, synced, fails on a full disk, where creating an empty file
 // does not.
 //
@@ -52,6 +53,9 @@ type readyAnswer struct {
 }
 
 func (rd *readiness) serve(c buffalo.Context) error {
+	if rd.d.ShuttingDown != nil && rd.d.ShuttingDown() {
+		return c.Render(http.StatusServiceUnavailable, r.JSON(map[string]string{"server": "shutting down"}))
+	}
 	a := rd.answer()
 	return c.Render(a.status, r.JSON(a.checks))
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +39,27 @@ func TestHealth(t *testing.T) {
 			t.Errorf("/readyz left files in storage: %v", leftovers)
 		}
 		s.wantNoUploadsLeft(t)
+	})
+}
+
+// TestReadyzShuttingDown checks that /readyz answers 503 once the server
+// shuts down, though every check would pass, and at once, not after the
+// answer it reuses for a second; /healthz stays 200, so that the process
+// is not taken for dead while it drains.
+func TestReadyzShuttingDown(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		var shuttingDown atomic.Bool
+		s := newServer(t, conn, func(s *serverSetup) { s.deps.ShuttingDown = shuttingDown.Load })
+		wantStatus(t, s.get(t, "/readyz"), http.StatusOK)
+		shuttingDown.Store(true)
+		r := s.get(t, "/readyz")
+		wantStatus(t, r, http.StatusServiceUnavailable)
+		var checks map[string]string
+		decodeJSON(t, r, &checks)
+		if len(checks) != 1 || checks["server"] != "shutting down" {
+			t.Errorf("/readyz while shutting down = %v; want server: shutting down", checks)
+		}
+		wantStatus(t, s.get(t, "/healthz"), http.StatusOK)
 	})
 }
 

@@ -44,9 +44,9 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 
 With no command, agora serves. It is configured by environment variables:
 ADDR, PORT, AGORA_DATA_DIR, AGORA_STORAGE_DIR, DATABASE_URL, AGORA_READ_AUTH,
-SESSION_SECRET, GO_ENV, AGORA_SHUTDOWN_TIMEOUT, and for the pull-through cache
-AGORA_UPSTREAM, AGORA_RULES, AGORA_SUMDB, AGORA_NOSUMDB, AGORA_LIST_TTL
-(see README.md). A .env file in the working directory, if there is one,
+SESSION_SECRET, GO_ENV, AGORA_SHUTDOWN_TIMEOUT, AGORA_SHUTDOWN_DELAY, and for
+the pull-through cache AGORA_UPSTREAM, AGORA_RULES, AGORA_SUMDB,
+AGORA_NOSUMDB, AGORA_LIST_TTL (see README.md). A .env file in the working directory, if there is one,
 overrides them.
 
 The exit status is 0 when a command did what it was asked, 1 when it failed

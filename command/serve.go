@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -63,10 +64,12 @@ func runServe(cmd *cobra.Command, _ []string) error {
 }
 
 // serve runs the server until ctx is done, then shuts down gracefully:
-// in-flight requests, then the fetches they started, get cfg.ShutdownTimeout
-// to finish; what is cut off after that is logged, an upload cut off is
-// rolled back by the registry (nothing half-written), and a fetch abandoned
-// leaves at most a file in tmp/, which the next start clears.
+// /readyz answers 503 at once; the server goes on serving for
+// cfg.ShutdownDelay, then accepts no more connections; in-flight requests,
+// then the fetches they started, get cfg.ShutdownTimeout to finish; what
+// is cut off after that is logged, an upload cut off is rolled back by the
+// registry (nothing half-written), and a fetch abandoned leaves at most a
+// file in tmp/, which the next start clears.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// Nothing is removed before this server knows that no other serves
 	// from its data directory and that its port is free: a second server
@@ -143,7 +146,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		go changes.Run(ctx, registry.Invalidate, registry.InvalidateAll)
 	}
-	handler, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: registry, Logger: log, SumDB: sumdb, Metrics: m, Via: via})
+	var shuttingDown atomic.Bool
+	handler, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: registry, Logger: log, SumDB: sumdb, Metrics: m,
+		ShuttingDown: shuttingDown.Load, Via: via})
 	if err != nil {
 		return err
 	}
@@ -178,6 +183,21 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	case err := <-served:
 		return err
 	case <-ctx.Done():
+	}
+	shuttingDown.Store(true) // /readyz answers 503
+	if cfg.ShutdownDelay > 0 {
+		// Serve on while load balancers learn that this server is going
+		// (Kubernetes routes to a pod for a few seconds after it sent
+		// SIGTERM): refused connections would be errors for their
+		// clients. Responses close their connections meanwhile, and idle
+		// ones are closed, so that clients connect again, elsewhere.
+		log.Info("shutting down: serving on, /readyz answering 503, before refusing connections", "delay", cfg.ShutdownDelay)
+		srv.SetKeepAlivesEnabled(false)
+		select {
+		case <-time.After(cfg.ShutdownDelay):
+		case err := <-served:
+			return err
+		}
 	}
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)

@@ -44,8 +44,13 @@ type Config struct {
 	// a token with read scope) (AGORA_READ_AUTH).
 	ReadAuth string
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
-	// after SIGTERM (AGORA_SHUTDOWN_TIMEOUT).
+	// after SIGTERM, once ShutdownDelay has passed (AGORA_SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
+	// ShutdownDelay is how long a server goes on serving after SIGTERM,
+	// answering /readyz 503, before it stops accepting connections, so
+	// that a load balancer stops sending it requests first; 0 stops at
+	// once (AGORA_SHUTDOWN_DELAY).
+	ShutdownDelay time.Duration
 
 	// Upstream is the GOPROXY-style list of proxies that public modules are
 	// fetched from; empty when fetching is off (AGORA_UPSTREAM: a list, or
@@ -138,6 +143,9 @@ func Load() (*Config, error) {
 	}
 	if c.ShutdownTimeout, err = time.ParseDuration(setting("AGORA_SHUTDOWN_TIMEOUT", "30s")); err != nil || c.ShutdownTimeout <= 0 {
 		return nil, fmt.Errorf("config: AGORA_SHUTDOWN_TIMEOUT=%q: want a positive duration such as 30s", setting("AGORA_SHUTDOWN_TIMEOUT", ""))
+	}
+	if c.ShutdownDelay, err = time.ParseDuration(setting("AGORA_SHUTDOWN_DELAY", "0s")); err != nil || c.ShutdownDelay < 0 {
+		return nil, fmt.Errorf("config: AGORA_SHUTDOWN_DELAY=%q: want a duration such as 5s, or 0", setting("AGORA_SHUTDOWN_DELAY", ""))
 	}
 	if err := c.loadUpstream(); err != nil {
 		return nil, err

@@ -81,7 +81,7 @@ func TestLoadDefaults(t *testing.T) {
 func TestLoadBlankIsUnset(t *testing.T) {
 	t.Chdir(t.TempDir())
 	keys := []string{"ADDR", "PORT", "GO_ENV", "AGORA_DATA_DIR", "AGORA_STORAGE_DIR", "DATABASE_URL", "SESSION_SECRET",
-		"AGORA_READ_AUTH", "AGORA_SHUTDOWN_TIMEOUT", "AGORA_RULES", "AGORA_SUMDB", "AGORA_NOSUMDB", "AGORA_LIST_TTL"}
+		"AGORA_READ_AUTH", "AGORA_SHUTDOWN_TIMEOUT", "AGORA_SHUTDOWN_DELAY", "AGORA_RULES", "AGORA_SUMDB", "AGORA_NOSUMDB", "AGORA_LIST_TTL"}
 	for _, k := range keys {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
@@ -102,7 +102,7 @@ func TestLoadBlankIsUnset(t *testing.T) {
 		// Under go test, envy takes an unset GO_ENV for test; the default
 		// a server gets is development.
 		if got.Addr != want.Addr || got.Env != "development" || got.DataDir != want.DataDir || got.StorageDir != want.StorageDir ||
-			got.DatabaseURL != want.DatabaseURL || got.ReadAuth != want.ReadAuth || got.ShutdownTimeout != want.ShutdownTimeout ||
+			got.DatabaseURL != want.DatabaseURL || got.ReadAuth != want.ReadAuth || got.ShutdownTimeout != want.ShutdownTimeout || got.ShutdownDelay != 0 ||
 			got.SumDB != want.SumDB || got.NoSumDB != want.NoSumDB || got.ListTTL != want.ListTTL || len(got.Rules) != 0 {
 			t.Errorf("every setting %q: %+v; want the defaults %+v", blank, got, want)
 		}
@@ -115,6 +115,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"DATABASE_URL", "mysql://x", "DATABASE_URL"},
 		{"AGORA_READ_AUTH", "open", "AGORA_READ_AUTH"},
 		{"AGORA_SHUTDOWN_TIMEOUT", "soon", "AGORA_SHUTDOWN_TIMEOUT"},
+		{"AGORA_SHUTDOWN_DELAY", "-5s", "AGORA_SHUTDOWN_DELAY"},
 		{"ADDR", "127.0.0.1:x", "ADDR"},
 		{"AGORA_UPSTREAM", "ftp://mirror.example", "AGORA_UPSTREAM"},
 		{"AGORA_LIST_TTL", "-1s", "AGORA_LIST_TTL"},

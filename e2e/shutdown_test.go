@@ -143,3 +143,60 @@ func TestShutdownRollsBackCutOffUploads(t *testing.T) {
 		t.Errorf("publishing again after the cut-off upload: status %d, want 201", status)
 	}
 }
+
+// With AGORA_SHUTDOWN_DELAY, agora goes on serving for that long after
+// SIGTERM, answering /readyz 503, before it stops accepting connections:
+// a load balancer (Kubernetes' endpoints, which keep routing to a pod for
+// a few seconds after it was sent SIGTERM) stops sending it requests
+// before they would be refused. Its responses then close their
+// connections, so that clients on keep-alive connections move to another
+// node.
+func TestShutdownDelayAnswersNotReady(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	const delay = 3 * time.Second
+	s := startAgora(t, agoraBinary(t), "sqlite3", "AGORA_SHUTDOWN_DELAY="+delay.String())
+	keepAlive := &http.Client{Timeout: time.Minute}
+	resp, err := keepAlive.Get(s.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+
+	s.terminate(t)
+	sent := time.Now()
+	deadline := sent.Add(delay / 2)
+	for {
+		status, body := s.do(t, http.MethodGet, "/readyz", "", nil, nil)
+		if status == http.StatusServiceUnavailable && strings.Contains(string(body), "shutting down") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /readyz after SIGTERM: status %d, want 503 saying it is shutting down: %s", status, body)
+		}
+		time.Sleep(pollInterval)
+	}
+	// Still serving: on a new connection, and on the kept-alive one,
+	// which the response closes.
+	if status, body := s.do(t, http.MethodGet, "/healthz", "", nil, nil); status != http.StatusOK {
+		t.Errorf("GET /healthz during the delay: status %d, want 200: %s", status, body)
+	}
+	resp, err = keepAlive.Get(s.URL + "/healthz")
+	if err != nil {
+		t.Fatalf("GET /healthz on a kept-alive connection during the delay: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !resp.Close {
+		t.Errorf("GET /healthz on a kept-alive connection during the delay: status %d, Connection: close %v; want 200, closed", resp.StatusCode, resp.Close)
+	}
+
+	waitListenerClosed(t, s)
+	if d := time.Since(sent); d < delay {
+		t.Errorf("agora stopped accepting connections %v after SIGTERM, before its delay of %v", d, delay)
+	}
+	if err := s.exited(t); err != nil {
+		t.Errorf("agora exited with %v, want status 0\n%s", err, s.log)
+	}
+}
