@@ -144,7 +144,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		go changes.Run(ctx, registry.Invalidate, registry.InvalidateAll)
+		// Until serve returns, not until the signal: requests served
+		// during the shutdown use what memory holds too.
+		lctx, stopListening := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopListening()
+		go changes.Run(lctx, registry.Invalidate, registry.InvalidateAll)
 	}
 	var shuttingDown atomic.Bool
 	handler, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: registry, Logger: log, SumDB: sumdb, Metrics: m,

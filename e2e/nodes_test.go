@@ -115,3 +115,44 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A node that serves on after SIGTERM (AGORA_SHUTDOWN_DELAY) still hears
+// of the others' changes: it used to stop listening at the signal, and
+// went on serving a version deleted through another node from memory.
+func TestTwoNodesShuttingDownHearChanges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: builds agora; skipped in -short mode")
+	}
+	if runtime.GOOS == "windows" {
+		t.Skip("stops the server with SIGTERM, which Windows lacks")
+	}
+	bin := agoraBinary(t)
+	a := startAgora(t, bin, "postgres")
+	b := startAgora(t, bin, "postgres", "DATABASE_URL="+a.DatabaseURL, "AGORA_STORAGE_DIR="+a.StorageDir,
+		"AGORA_SHUTDOWN_DELAY=15s")
+	token := a.createPublisher(t, "alice")
+	info := "/example.com/hello/@v/v1.0.0.info"
+	if status, _, body := a.publish(t, token, fixtures[0]); status != http.StatusCreated {
+		t.Fatalf("publishing %v through the first node: status %d: %s", fixtures[0], status, body)
+	}
+	if status, body := b.do(t, http.MethodGet, info, "", nil, nil); status != http.StatusOK {
+		t.Fatalf("GET %s from the second node: status %d: %s", info, status, body)
+	}
+
+	b.terminate(t)
+	eventually(t, "the second node's /readyz answers 503", func() bool {
+		status, _ := b.do(t, http.MethodGet, "/readyz", "", nil, nil)
+		return status == http.StatusServiceUnavailable
+	})
+	deleteURL := "/api/v1/modules/example.com/hello/@v/v1.0.0?reason=" + url.QueryEscape("two nodes")
+	if status, body := a.do(t, http.MethodDelete, deleteURL, token, nil, nil); status != http.StatusNoContent {
+		t.Fatalf("DELETE %s through the first node: status %d: %s", deleteURL, status, body)
+	}
+	eventually(t, "the second node, shutting down, answers 410 for "+info, func() bool {
+		status, _ := b.do(t, http.MethodGet, info, "", nil, nil)
+		return status == http.StatusGone
+	})
+	if err := b.exited(t); err != nil {
+		t.Errorf("the second node exited with %v, want status 0", err)
+	}
+}
