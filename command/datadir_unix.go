@@ -15,8 +15,10 @@ import (
 // lockDataDir takes the data directory's lock, $AGORA_DATA_DIR/lock, for
 // the life of a server: an exclusive flock, which the kernel releases when
 // the process ends however it ends. It fails at once, naming the holder's
-// pid, when another agora serves from dir. It returns the function that
-// releases the lock.
+// pid, when another agora serves from dir, or is still shutting down
+// there: a server restarted by hand, not by a supervisor that waits for
+// the old process to exit, is told to wait for it. It returns the function
+// that releases the lock.
 func lockDataDir(dir string) (unlock func(), err error) {
 	name := filepath.Join(dir, "lock")
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
@@ -37,7 +39,7 @@ func lockDataDir(dir string) (unlock func(), err error) {
 			}
 		}
 		f.Close()
-		return nil, fmt.Errorf("AGORA_DATA_DIR %s is in use by %s; each server needs a data directory of its own", dir, holder)
+		return nil, fmt.Errorf("AGORA_DATA_DIR %s is in use by %s: if it is shutting down, start this one once it has exited; each server needs a data directory of its own", dir, holder)
 	}
 	if err != nil {
 		f.Close()
