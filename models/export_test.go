@@ -13,3 +13,6 @@ func SetListenPing(t *testing.T, every, timeout time.Duration) {
 	listenPing, listenPingTimeout = every, timeout
 	t.Cleanup(func() { listenPing, listenPingTimeout = oldEvery, oldTimeout })
 }
+
+// MaxExclusive is how many locks Exclusive may hold at once on PostgreSQL.
+const MaxExclusive = maxExclusive

@@ -96,20 +96,22 @@ func Connect(url string) (*pop.Connection, error) {
 	return conn, nil
 }
 
-// Migrate applies every pending migration. On PostgreSQL, processes that
-// migrate the same database at once (nodes starting together, agora
-// migrate during a rollout) take turns under the registry's advisory lock:
-// the first applies what is pending, the others then find nothing to do.
-// Unserialised, their CREATE TABLEs collided and all but one failed to
-// start.
+// Migrate applies every pending migration. Processes that migrate the
+// same database at once (nodes starting together, agora migrate during a
+// rollout, a server and an agora import started beside it on one SQLite
+// data directory) take turns under the registry's lock (see
+// Registry.Exclusive): the first applies what is pending, the others then
+// find nothing to do. Unserialised, their CREATE TABLEs collided and all
+// but one failed to start.
 func Migrate(conn *pop.Connection) error {
-	return NewRegistry(conn).Exclusive(context.Background(), "migrate", func() error { return migrate(conn) })
+	return NewRegistry(conn).Exclusive(context.Background(), "migrate", func(context.Context) error { return migrate(conn) })
 }
 
 // migrate applies every pending migration on conn.
 //
 // Pop finds a migration pending before the transaction that applies it,
-// so processes that migrate one SQLite database at once (a server and an
+// so processes that migrate one SQLite database at once where Migrate's
+// lock does not keep them apart (off unix, see lockFile; a server and an
 // agora import or agora user create started beside it, on a new data
 // directory or after an upgrade) each set out to apply it, and all but the
 // first failed ("table users already exists"). Each such transaction
@@ -117,8 +119,8 @@ func Migrate(conn *pop.Connection) error {
 // under a unique index, so a migration is applied once whoever loses; a
 // failed attempt after which more migrations are applied than before it
 // lost such a race, and is made again, skipping what the other applied.
-// One after which none are is a real failure. (PostgreSQL's processes
-// take turns in Migrate.)
+// One after which none are is a real failure. (PostgreSQL's processes,
+// and SQLite's on unix, take turns in Migrate.)
 func migrate(conn *pop.Connection) error {
 	box, err := pop.NewMigrationBox(migrations.FS, conn)
 	if err != nil {

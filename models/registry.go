@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -28,6 +30,9 @@ type Registry struct {
 	// origin tells the changes this Registry announces from those of
 	// others (see ListenChanges).
 	origin string
+	// lockDir holds the lock files of Exclusive on SQLite: the database
+	// file's name with ".locks" after it.
+	lockDir string
 }
 
 // postgresPool is the size of the PostgreSQL connection pool, and
@@ -41,7 +46,11 @@ var _ modproxy.Metadata = (*Registry)(nil)
 
 // NewRegistry returns a Registry on conn.
 func NewRegistry(conn *pop.Connection) *Registry {
-	return &Registry{conn: conn, exclusive: make(chan struct{}, maxExclusive), origin: rand.Text()[:12]}
+	r := &Registry{conn: conn, exclusive: make(chan struct{}, maxExclusive), origin: rand.Text()[:12]}
+	if conn.Dialect.Name() != "postgres" {
+		r.lockDir = conn.Dialect.Details().Database + ".locks"
+	}
+	return r
 }
 
 // versionRow is a row of versions joined with its module's path.
@@ -302,14 +311,39 @@ func otherHashes(recorded, v *modproxy.Version, kind storage.Kind) error {
 	return fmt.Errorf("go.mod hash %s is recorded, not %s", recorded.ModHash, v.ModHash)
 }
 
-// Exclusive implements modproxy.Metadata. On PostgreSQL it holds a
-// transaction-scoped advisory lock on key while fn runs, so that every node
-// sharing the database waits for it; fn does its own queries on other
-// connections. SQLite serves one process, whose own locks suffice: fn just
-// runs.
-func (r *Registry) Exclusive(ctx context.Context, key string, fn func() error) error {
+// Exclusive implements modproxy.Metadata: it runs fn while it holds the
+// lock named key, which keeps out every other holder of that key, in this
+// process and in every other that shares the database, and returns fn's
+// error. It waits for the lock until ctx is done.
+//
+// On PostgreSQL the lock is a transaction-scoped advisory lock, in a
+// transaction that Exclusive holds open on a connection of its own while
+// fn runs; fn does its own queries on other connections. An Exclusive
+// nested in another, called with the context the outer one gave its fn,
+// takes its lock in that transaction, without another connection, and
+// holds it until the outer one ends: were the nested ones to wait for
+// connections of their own, as many outer ones as may hold a lock at once
+// could each wait for them, and none end.
+//
+// On SQLite, where several processes share the database file (agora
+// import beside the server), the lock is a lock file in the directory
+// beside the database that its name with ".locks" after it names (see
+// lockFile): flock(2) on unix; elsewhere there is none, and the lock
+// keeps out the other holders in this process only.
+func (r *Registry) Exclusive(ctx context.Context, key string, fn func(context.Context) error) error {
 	if r.conn.Dialect.Name() != "postgres" {
-		return fn()
+		unlock, err := lockFile(ctx, r.lockDir, key)
+		if err != nil {
+			return fmt.Errorf("models: locking %q: %w", key, err)
+		}
+		defer unlock()
+		return fn(ctx)
+	}
+	if outer, ok := ctx.Value(exclusiveTx{}).(*heldExclusive); ok && outer.r == r {
+		if err := outer.tx.WithContext(ctx).RawQuery(advisoryLock, key).Exec(); err != nil {
+			return ended(ctx, fmt.Errorf("models: locking %q: %w", key, err))
+		}
+		return fn(ctx)
 	}
 	select {
 	case r.exclusive <- struct{}{}:
@@ -318,11 +352,33 @@ func (r *Registry) Exclusive(ctx context.Context, key string, fn func() error) e
 		return ctx.Err()
 	}
 	return ended(ctx, r.conn.WithContext(ctx).Transaction(func(tx *pop.Connection) error {
-		if err := tx.RawQuery("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", key).Exec(); err != nil {
+		if err := tx.RawQuery(advisoryLock, key).Exec(); err != nil {
 			return fmt.Errorf("models: locking %q: %w", key, err)
 		}
-		return fn()
+		return fn(context.WithValue(ctx, exclusiveTx{}, &heldExclusive{r, tx}))
 	}))
+}
+
+// advisoryLock takes the transaction-scoped advisory lock of a key.
+const advisoryLock = "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))"
+
+// exclusiveTx is the context key of the transaction in which Exclusive
+// holds a lock on PostgreSQL: a *heldExclusive.
+type exclusiveTx struct{}
+
+// heldExclusive is the transaction of an Exclusive of r, in which those
+// nested in it take their locks.
+type heldExclusive struct {
+	r  *Registry
+	tx *pop.Connection
+}
+
+// lockFileName returns the name of key's lock file on SQLite: 16
+// hexadecimal digits of its SHA-256, which a key of any length or
+// character makes.
+func lockFileName(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:8])
 }
 
 func (t registryTx) PurgeVersion(path, version string) error {

@@ -81,7 +81,7 @@ func (s *Service) fetch(ctx context.Context, up Upstream, path, version string, 
 	key := path + "@" + version + string(kind)
 	r, err := s.shareFileWork(ctx, key, kind, func(ctx context.Context) (any, error) {
 		var v *Version
-		err := s.meta.Exclusive(ctx, "fetch "+key, func() error {
+		err := s.meta.Exclusive(ctx, "fetch "+key, func(ctx context.Context) error {
 			var err error
 			v, err = s.fetchLocked(ctx, up, path, version, kind)
 			return err

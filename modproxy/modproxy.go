@@ -199,10 +199,14 @@ type Metadata interface {
 	Audit(ctx context.Context, q AuditQuery) (Page[AuditEvent], error)
 
 	// Exclusive runs fn while holding the lock named key against every
-	// other process sharing the store (a PostgreSQL advisory lock), so that
-	// several nodes fetch one file from the upstream once. A store only one
-	// process uses (SQLite) may just run fn.
-	Exclusive(ctx context.Context, key string, fn func() error) error
+	// other process sharing the store (other nodes, agora import beside a
+	// server), and returns fn's error: so that several nodes fetch one
+	// file from the upstream once. It waits for the lock until ctx is done.
+	// fn gets a context to pass to an Exclusive nested in it (of another
+	// key: a lock is not taken twice), which may then hold its lock until
+	// the outer one ends. A store that only one process uses may just run
+	// fn: the registry keeps its own callers apart itself.
+	Exclusive(ctx context.Context, key string, fn func(ctx context.Context) error) error
 }
 
 // MetadataTx is the part of Metadata available inside a transaction.

@@ -224,9 +224,9 @@ func (m *MemStore) Audit(ctx context.Context, q modproxy.AuditQuery) (modproxy.P
 }
 
 // Exclusive implements modproxy.Metadata. A MemStore serves one process,
-// which the registry's own single-flight covers: it runs fn.
-func (m *MemStore) Exclusive(ctx context.Context, key string, fn func() error) error {
-	return fn()
+// which the registry's own locks and single-flight cover: it runs fn.
+func (m *MemStore) Exclusive(ctx context.Context, key string, fn func(context.Context) error) error {
+	return fn(ctx)
 }
 
 // Events returns every committed audit event, oldest first. It is for tests
