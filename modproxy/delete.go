@@ -159,7 +159,7 @@ func (s *Service) tombstone(tx MetadataTx, who auth.Principal, v *Version, opts 
 // leaves files that are never served; it is logged rather than returned.
 func (s *Service) removeFiles(ctx context.Context, path, version string) {
 	ctx = context.WithoutCancel(ctx)
-	defer s.lockVersion(path, version)()
+	defer s.lockVersionHere(path, version)()
 	s.forget(path, version)
 	if v, err := s.meta.Version(ctx, path, version); err == nil && v.Live() {
 		return // restored by an identical upload since the delete committed

@@ -81,11 +81,22 @@ func (s *Service) fetch(ctx context.Context, up Upstream, path, version string, 
 	key := path + "@" + version + string(kind)
 	r, err := s.shareFileWork(ctx, key, kind, func(ctx context.Context) (any, error) {
 		var v *Version
-		err := s.meta.Exclusive(ctx, "fetch "+key, func(ctx context.Context) error {
-			var err error
-			v, err = s.fetchLocked(ctx, up, path, version, kind)
-			return err
-		})
+		fetch := func() error {
+			return s.meta.Exclusive(ctx, "fetch "+key, func(ctx context.Context) error {
+				var err error
+				v, err = s.fetchLocked(ctx, up, path, version, kind)
+				return err
+			})
+		}
+		err := fetch()
+		if errors.Is(err, errModGone) {
+			// Purged while the zip was fetched: fetch it again, with its
+			// .mod. The first fetch's locks are released first: the
+			// version's, which its commit took, is held until the file's
+			// is (see Metadata.Exclusive), and must not be through
+			// another download.
+			err = fetch()
+		}
 		return v, err
 	})
 	if err != nil {
@@ -143,7 +154,8 @@ func (s *Service) liveRecord(ctx context.Context, path, version string) (*Versio
 }
 
 // fetchLocked is fetch once this process holds the fetch of key: another
-// process may have stored the file meanwhile.
+// process may have stored the file meanwhile. A zip checked against the
+// recorded .mod, which is purged meanwhile, fails with errModGone.
 func (s *Service) fetchLocked(ctx context.Context, up Upstream, path, version string, kind storage.Kind) (*Version, error) {
 	recorded, err := s.liveRecord(ctx, path, version)
 	switch {
@@ -167,12 +179,7 @@ func (s *Service) fetchLocked(ctx context.Context, up Upstream, path, version st
 	case storage.Mod:
 		return s.fetchMod(ctx, up, path, version)
 	}
-	v, err := s.fetchZip(ctx, up, path, version, recorded)
-	if errors.Is(err, errModGone) {
-		// Purged while the zip was fetched: fetch it again, with its .mod.
-		return s.fetchZip(ctx, up, path, version, nil)
-	}
-	return v, err
+	return s.fetchZip(ctx, up, path, version, recorded)
 }
 
 // fetchMod fetches, verifies and stores path@version's go.mod.
@@ -398,8 +405,28 @@ var errModGone = errors.New("the recorded .mod the zip was checked against is go
 // .mod along with a zip; a zip stored without it is committed only to a
 // record that has the .mod, else it fails with errModGone.
 func (s *Service) commitFetchedFile(ctx context.Context, v *Version, kind storage.Kind, withMod bool, put func(context.Context) error) (*Version, error) {
-	unlock := s.lockVersion(v.Path, v.Version)
-	defer unlock()
+	var (
+		out         *Version
+		listChanged bool
+	)
+	err := s.lockVersion(ctx, v.Path, v.Version, func(ctx context.Context) error {
+		var err error
+		out, listChanged, err = s.commitFetchedLocked(ctx, v, kind, withMod, put)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if listChanged {
+		s.writeList(ctx, v.Path)
+	}
+	return out, nil
+}
+
+// commitFetchedLocked is commitFetchedFile once it holds the version's
+// lock. It reports whether the @v/list file is to change: whether the
+// version, or its .mod, was recorded.
+func (s *Service) commitFetchedLocked(ctx context.Context, v *Version, kind storage.Kind, withMod bool, put func(context.Context) error) (_ *Version, listChanged bool, _ error) {
 	modGone := func(recorded *Version) error {
 		if kind != storage.Zip || withMod || recorded != nil && recorded.Has(storage.Mod) {
 			return nil
@@ -410,26 +437,26 @@ func (s *Service) commitFetchedFile(ctx context.Context, v *Version, kind storag
 	// The file is written before its record, outside the transaction, so
 	// that the database (on SQLite, one writer at a time) is held only for
 	// the few statements: until the record announces the file, nobody
-	// serves it. Nobody else writes it meanwhile: fetches of one file are
-	// single-flight, here and across nodes, and uploads and imports
-	// completing a fetched version hold the version's lock.
+	// serves it. Nobody else writes it meanwhile, nor records another
+	// between the check below and the commit: every writer of the
+	// version's files, here and in other processes, holds its lock.
 	recorded, err := s.liveRecord(ctx, v.Path, v.Version)
 	switch {
 	case err != nil:
-		return nil, err
+		return nil, false, err
 	case recorded != nil && recorded.Has(kind):
-		return recorded, nil
+		return recorded, false, nil
 	case modGone(recorded) != nil:
-		return nil, modGone(recorded)
+		return nil, false, modGone(recorded)
 	case recorded == nil:
 	case kind == storage.Zip && recorded.ModHash != "" && recorded.ModHash != v.ModHash:
 		err := errorf(ErrUpstream, v.Path, v.Version, "%s served a zip whose go.mod has hash %s, but %s was recorded", v.Source, v.ModHash, recorded.ModHash)
 		s.auditFetchRejected(ctx, v.Path, v.Version, err.Error())
-		return nil, err
+		return nil, false, err
 	}
 	if err := put(context.WithoutCancel(ctx)); err != nil {
 		s.removeFetched(v.Path, v.Version)
-		return nil, err
+		return nil, false, err
 	}
 
 	var (
@@ -483,13 +510,10 @@ func (s *Service) commitFetchedFile(ctx context.Context, v *Version, kind storag
 		if c := (fetchConflict{}); errors.As(err, &c) {
 			s.auditFetchRejected(ctx, v.Path, v.Version, c.Error())
 		}
-		return nil, err
+		return nil, false, err
 	}
 	s.forget(v.Path, v.Version) // the record changed: drop what memory holds
-	if inserted || addedMod {
-		s.writeList(ctx, v.Path)
-	}
-	return out, nil
+	return out, inserted || addedMod, nil
 }
 
 // removeFetched removes the files of a version whose fetched file's record

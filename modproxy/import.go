@@ -138,9 +138,12 @@ func (s *Service) importVersion(ctx context.Context, who auth.Principal, path, v
 		PublishedBy: who.User,
 		PublishedAt: s.now().UTC().Truncate(time.Second),
 	}
-	unlock := s.lockVersion(path, version)
-	res, err := s.commitVersion(ctx, v, tmp.Name(), mod, info)
-	unlock()
+	var res *PublishResult
+	err = s.lockVersion(ctx, path, version, func(ctx context.Context) error {
+		var err error
+		res, err = s.commitVersion(ctx, v, tmp.Name(), mod, info)
+		return err
+	})
 	if errors.Is(err, ErrExists) {
 		// A concurrent publish or import of the same version committed first.
 		res, err = s.compareRecorded(ctx, v)
@@ -312,12 +315,13 @@ func (s *Service) importGoMod(ctx context.Context, who auth.Principal, path, ver
 	if recorded != nil && recorded.Has(storage.Mod) {
 		// The same go.mod again: it puts back what storage lost of it,
 		// as the answer for a lost file tells the operator to do.
-		unlock := s.lockVersion(path, version)
-		cur, err := s.liveRecord(ctx, path, version) // a delete may have come
-		if err == nil && cur != nil && cur.ModHash == modHash {
-			restored, err = s.restoreFiles(ctx, cur, "", mod)
-		}
-		unlock()
+		err := s.lockVersion(ctx, path, version, func(ctx context.Context) error {
+			cur, err := s.liveRecord(ctx, path, version) // a delete may have come
+			if err == nil && cur != nil && cur.ModHash == modHash {
+				restored, err = s.restoreFiles(ctx, cur, "", mod)
+			}
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -367,8 +371,28 @@ func (s *Service) importInfo(ctx context.Context, v *Version, t time.Time, info 
 // returned as it is, with nothing stored, for the caller to report. A
 // deleted version is ErrGone.
 func (s *Service) commitImportedFiles(ctx context.Context, v *Version, files map[storage.Kind][]byte) (*Version, bool, error) {
-	unlock := s.lockVersion(v.Path, v.Version)
-	defer unlock()
+	var (
+		out             *Version
+		added, addedMod bool
+	)
+	err := s.lockVersion(ctx, v.Path, v.Version, func(ctx context.Context) error {
+		var err error
+		out, added, addedMod, err = s.commitImportedLocked(ctx, v, files)
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if addedMod {
+		s.writeList(ctx, v.Path)
+	}
+	return out, added, nil
+}
+
+// commitImportedLocked is commitImportedFiles once it holds the version's
+// lock. It also reports whether it recorded the .mod, which the @v/list
+// file then names.
+func (s *Service) commitImportedLocked(ctx context.Context, v *Version, files map[storage.Kind][]byte) (_ *Version, added, addedMod bool, _ error) {
 	_, withMod := files[storage.Mod]
 	otherMod := func(recorded *Version) bool {
 		return withMod && recorded.ModHash != "" && recorded.ModHash != v.ModHash
@@ -379,10 +403,10 @@ func (s *Service) commitImportedFiles(ctx context.Context, v *Version, files map
 	// record does not announce.
 	recorded, err := s.liveRecord(ctx, v.Path, v.Version)
 	if err != nil {
-		return nil, false, err
+		return nil, false, false, err
 	}
 	if recorded != nil && otherMod(recorded) {
-		return recorded, false, nil
+		return recorded, false, false, nil
 	}
 	var put []storage.Kind
 	for _, kind := range storage.Kinds { // the .mod before the .info
@@ -391,12 +415,12 @@ func (s *Service) commitImportedFiles(ctx context.Context, v *Version, files map
 		}
 	}
 	if len(put) == 0 {
-		return recorded, false, nil
+		return recorded, false, false, nil
 	}
 	for _, kind := range put {
 		if err := s.blobs.Put(context.WithoutCancel(ctx), v.Path, v.Version, kind, bytes.NewReader(files[kind])); err != nil {
 			s.removeFetched(v.Path, v.Version)
-			return nil, false, err
+			return nil, false, false, err
 		}
 	}
 	// What a new record says: the files just put, and nothing else.
@@ -405,10 +429,7 @@ func (s *Service) commitImportedFiles(ctx context.Context, v *Version, files map
 		rec = *mergeFile(&rec, v, kind)
 	}
 
-	var (
-		out             *Version
-		added, addedMod bool
-	)
+	var out *Version
 	err = s.meta.Update(ctx, func(tx MetadataTx) error {
 		out, added, addedMod = nil, false, false
 		recorded, err := tx.Version(v.Path, v.Version)
@@ -452,15 +473,12 @@ func (s *Service) commitImportedFiles(ctx context.Context, v *Version, files map
 	})
 	if err != nil {
 		s.removeFetched(v.Path, v.Version)
-		return nil, false, err
+		return nil, false, false, err
 	}
 	if added {
 		s.forget(v.Path, v.Version) // the record changed: drop what memory holds
 	}
-	if addedMod {
-		s.writeList(ctx, v.Path)
-	}
-	return out, added, nil
+	return out, added, addedMod, nil
 }
 
 // checkImported checks the version and the .info and .mod files of an

@@ -126,9 +126,12 @@ func (s *Service) Publish(ctx context.Context, who auth.Principal, path, version
 		PublishedBy: who.User,
 		PublishedAt: now,
 	}
-	unlock := s.lockVersion(path, version)
-	res, err := s.commitVersion(ctx, v, tmp.Name(), zc.goMod, nil)
-	unlock()
+	var res *PublishResult
+	err = s.lockVersion(ctx, path, version, func(ctx context.Context) error {
+		var err error
+		res, err = s.commitVersion(ctx, v, tmp.Name(), zc.goMod, nil)
+		return err
+	})
 	if errors.Is(err, ErrExists) {
 		// A concurrent upload of the same version committed first.
 		res, err = s.compareRecorded(ctx, v)

@@ -76,7 +76,7 @@ func (s *Service) restoreFile(ctx context.Context, v *Version, kind storage.Kind
 	}
 
 	// A delete may have come meanwhile: it holds the version's lock too.
-	unlock := s.lockVersion(v.Path, v.Version)
+	unlock := s.lockVersionHere(v.Path, v.Version)
 	defer unlock()
 	cur, err := s.meta.Version(ctx, v.Path, v.Version)
 	switch {

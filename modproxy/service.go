@@ -44,7 +44,7 @@ type Service struct {
 	fetches      singleflight.Group // one upstream request at a time per file, query and @latest
 	listFetches  singleflight.Group // path: one upstream list per module
 	listLocks    [64]sync.Mutex     // serialise rewriting one module's @v/list file
-	versionLocks [256]sync.Mutex    // serialise writing and removing one version's files
+	versionLocks [256]sync.Mutex    // serialise writing and removing one version's files (see lockVersion)
 	detached     detachedWork       // shared fetches and lists, which outlive their callers
 	zipWork      *workSlots         // zip fetches and restores under way
 	smallWork    *workSlots         // the rest: .info, .mod, queries, @latest, lists
@@ -154,12 +154,37 @@ func stripe(locks []sync.Mutex, key string) *sync.Mutex {
 	return &locks[h.Sum32()%uint32(len(locks))]
 }
 
-// lockVersion locks path@version's files against concurrent writes and
-// removals in this process, and returns the unlock function. Publishing
-// holds it from the transaction until its files are written; removing files
-// after a delete holds it while it checks the record and removes them, so a
-// version restored meanwhile keeps its files.
-func (s *Service) lockVersion(path, version string) func() {
+// lockVersion runs fn while it holds path@version's lock, and returns
+// fn's error. Whatever writes the version's files holds it from its
+// reading the version's record, to decide what to write, until the files
+// are written and what it recorded is committed: a fetch storing what it
+// downloaded, a publish, an import. Else one could write a file over
+// another that the other's record now announces, so that storage serves
+// content with other hashes than the record's, and every go command that
+// downloads the version fails its go.sum check. They run in other
+// processes too, which share the database and the storage directory
+// (nodes on one PostgreSQL; agora import beside the server), so the lock
+// is Metadata.Exclusive's, then a mutex of this process, for a store whose
+// Exclusive keeps only other processes out (and for lockVersionHere).
+// Serving stored files takes no lock.
+//
+// fn gets ctx with the lock held. A fetch, which holds its file's
+// Exclusive while it downloads, calls lockVersion with the context that
+// Exclusive gave it: the version's lock is then nested in it.
+func (s *Service) lockVersion(ctx context.Context, path, version string, fn func(ctx context.Context) error) error {
+	return s.meta.Exclusive(ctx, "version "+path+"@"+version, func(ctx context.Context) error {
+		mu := stripe(s.versionLocks[:], path+"@"+version)
+		mu.Lock()
+		defer mu.Unlock()
+		return fn(ctx)
+	})
+}
+
+// lockVersionHere locks path@version's files against the writers in
+// this process, as lockVersion does in every process, and returns the
+// unlock function. A restore of a lost file and the removal of a deleted
+// version's files take it.
+func (s *Service) lockVersionHere(path, version string) func() {
 	mu := stripe(s.versionLocks[:], path+"@"+version)
 	mu.Lock()
 	return mu.Unlock

@@ -11,8 +11,10 @@ import (
 // without a bound a client could start any number of them, one distinct
 // version per request, and leave them all running. Zips, which take long
 // and are large, have slots of their own, so that a build's .mod and
-// .info requests do not queue behind a few slow zips; on PostgreSQL both
-// stay below what Exclusive may hold (maxExclusive in package models).
+// .info requests do not queue behind a few slow zips. On PostgreSQL a
+// fetch holds one of the locks that Exclusive may hold at once
+// (maxExclusive in package models), its version's lock nested in it, and
+// fetches beyond those wait for one to end.
 const (
 	maxZipWork   = 16
 	maxSmallWork = 64
