@@ -158,13 +158,17 @@ func (s *Service) tombstone(tx MetadataTx, who auth.Principal, v *Version, opts 
 // committed, unless the version was published again meanwhile. A failure
 // leaves files that are never served; it is logged rather than returned.
 func (s *Service) removeFiles(ctx context.Context, path, version string) {
-	ctx = context.WithoutCancel(ctx)
-	defer s.lockVersionHere(path, version)()
-	s.forget(path, version)
-	if v, err := s.meta.Version(ctx, path, version); err == nil && v.Live() {
-		return // restored by an identical upload since the delete committed
-	}
-	if err := s.blobs.Delete(ctx, path, version); err != nil {
+	// The version's lock keeps out whatever writes its files, on any node:
+	// a restore or a fetch that read the record live before the delete
+	// wrote its file before this removes them, or sees the delete.
+	err := s.lockVersion(context.WithoutCancel(ctx), path, version, func(ctx context.Context) error {
+		s.forget(path, version)
+		if v, err := s.meta.Version(ctx, path, version); err == nil && v.Live() {
+			return nil // restored by an identical upload since the delete committed
+		}
+		return s.blobs.Delete(ctx, path, version)
+	})
+	if err != nil {
 		s.log.Error("removing a deleted version's files", "module", path, "version", version, "err", err)
 	}
 }

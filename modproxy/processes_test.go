@@ -1,9 +1,13 @@
 package modproxy_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"os"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -299,4 +303,40 @@ func TestImportBesideFetch(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestRestoreBesideDelete checks that a file a node restores while another
+// node deletes the version does not outlive the delete: the restore read
+// the record live, the delete removed the version's files, and then the
+// restore wrote its file, which the storage tree, a GOPROXY=file://
+// directory, would go on serving.
+func TestRestoreBesideDelete(t *testing.T) {
+	const path, version = "example.com/m", "v1.0.0"
+	eachDialect(t, func(t *testing.T, dialect string) {
+		ctx := context.Background()
+		ps := twoProcesses(t, dialect, nil)
+		if _, err := ps.a.Publish(ctx, alice, path, version, bytes.NewReader(moduleZip(t, path, version, "a"))); err != nil {
+			t.Fatal(err)
+		}
+		disk := &testRegistry{disk: ps.disk}
+		before := disk.storedNames(t)
+		// Storage lost the .info.
+		if err := os.Remove(disk.storedFile(path, version, storage.Info)); err != nil {
+			t.Fatal(err)
+		}
+		var deleteErr error
+		ps.a.store.before("put .info", func() {
+			ps.between(t, ps.a, ps.b, func() {
+				deleteErr = ps.b.Delete(ctx, alice, path, version, modproxy.DeleteOptions{Reason: "withdrawn"})
+			})
+		})
+		ps.a.Open(ctx, path, version, storage.Info) // restores it
+		ps.wait(t)
+		if deleteErr != nil {
+			t.Fatalf("delete: %v", deleteErr)
+		}
+		if got := disk.storedNames(t); slices.ContainsFunc(got, func(name string) bool { return strings.Contains(name, "/@v/"+version+".") }) {
+			t.Errorf("storage holds %q after the delete (before: %q); want no file of the deleted version", got, before)
+		}
+	})
 }

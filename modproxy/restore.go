@@ -75,23 +75,25 @@ func (s *Service) restoreFile(ctx context.Context, v *Version, kind storage.Kind
 		zipFile, from = name, src
 	}
 
-	// A delete may have come meanwhile: it holds the version's lock too.
-	unlock := s.lockVersionHere(v.Path, v.Version)
-	defer unlock()
-	cur, err := s.meta.Version(ctx, v.Path, v.Version)
-	switch {
-	case err != nil:
-		return err
-	case !cur.Live():
-		return gone(cur)
-	case cur.ZipHash != v.ZipHash || cur.ModHash != v.ModHash:
-		return errorf(ErrNotFound, v.Path, v.Version, "the version's record changed while its %s file was restored", kind)
-	}
-	if zipFile != "" {
-		err = s.blobs.PutFile(ctx, v.Path, v.Version, kind, zipFile)
-	} else {
-		err = s.blobs.Put(ctx, v.Path, v.Version, kind, bytes.NewReader(content))
-	}
+	// A delete may have come meanwhile, on any node: it removes the
+	// version's files holding the version's lock too, so this file is
+	// written either before that (and removed with the rest) or after
+	// the version is seen deleted (and not written).
+	err := s.lockVersion(ctx, v.Path, v.Version, func(ctx context.Context) error {
+		cur, err := s.meta.Version(ctx, v.Path, v.Version)
+		switch {
+		case err != nil:
+			return err
+		case !cur.Live():
+			return gone(cur)
+		case cur.ZipHash != v.ZipHash || cur.ModHash != v.ModHash:
+			return errorf(ErrNotFound, v.Path, v.Version, "the version's record changed while its %s file was restored", kind)
+		}
+		if zipFile != "" {
+			return s.blobs.PutFile(ctx, v.Path, v.Version, kind, zipFile)
+		}
+		return s.blobs.Put(ctx, v.Path, v.Version, kind, bytes.NewReader(content))
+	})
 	if err != nil {
 		return err
 	}

@@ -155,18 +155,21 @@ func stripe(locks []sync.Mutex, key string) *sync.Mutex {
 }
 
 // lockVersion runs fn while it holds path@version's lock, and returns
-// fn's error. Whatever writes the version's files holds it from its
-// reading the version's record, to decide what to write, until the files
-// are written and what it recorded is committed: a fetch storing what it
-// downloaded, a publish, an import. Else one could write a file over
-// another that the other's record now announces, so that storage serves
-// content with other hashes than the record's, and every go command that
-// downloads the version fails its go.sum check. They run in other
+// fn's error. Whatever writes or removes the version's files holds it
+// from its reading the version's record, to decide what to write, until
+// the files are written and what it recorded is committed: a fetch
+// storing what it downloaded, a publish, an import, a restore of a lost
+// file, the removal of a deleted version's files. Else one could write a
+// file over another that the other's record now announces, so that
+// storage serves content with other hashes than the record's, and every
+// go command that downloads the version fails its go.sum check; or write
+// a file after a delete removed the version's files, which the storage
+// tree, a GOPROXY=file:// directory, then serves. They run in other
 // processes too, which share the database and the storage directory
 // (nodes on one PostgreSQL; agora import beside the server), so the lock
 // is Metadata.Exclusive's, then a mutex of this process, for a store whose
-// Exclusive keeps only other processes out (and for lockVersionHere).
-// Serving stored files takes no lock.
+// Exclusive keeps only other processes out. Serving stored files takes no
+// lock.
 //
 // fn gets ctx with the lock held. A fetch, which holds its file's
 // Exclusive while it downloads, calls lockVersion with the context that
@@ -178,16 +181,6 @@ func (s *Service) lockVersion(ctx context.Context, path, version string, fn func
 		defer mu.Unlock()
 		return fn(ctx)
 	})
-}
-
-// lockVersionHere locks path@version's files against the writers in
-// this process, as lockVersion does in every process, and returns the
-// unlock function. A restore of a lost file and the removal of a deleted
-// version's files take it.
-func (s *Service) lockVersionHere(path, version string) func() {
-	mu := stripe(s.versionLocks[:], path+"@"+version)
-	mu.Lock()
-	return mu.Unlock
 }
 
 // Config holds what a Service is made of.
