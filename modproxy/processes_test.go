@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"slices"
@@ -44,10 +45,10 @@ type processes struct {
 }
 
 // twoProcesses returns two processes on one fresh database of dialect,
-// each with a connection of its own, and one storage directory: a, with
-// no upstream, as agora import, and b, a server fetching public modules
-// from up.
-func twoProcesses(t *testing.T, dialect string, up modproxy.Upstream) *processes {
+// each with a connection of its own, and one storage directory: a, as
+// agora import or a node, fetching public modules from aUp unless it is
+// nil, and b, a server fetching them from bUp.
+func twoProcesses(t *testing.T, dialect string, aUp, bUp modproxy.Upstream) *processes {
 	t.Helper()
 	url := modelstest.URL(t, dialect)
 	disk, err := storage.NewDisk(t.TempDir())
@@ -69,8 +70,8 @@ func twoProcesses(t *testing.T, dialect string, up modproxy.Upstream) *processes
 		}
 		return p
 	}
-	ps.a = newProcess("a", nil)
-	ps.b = newProcess("b", up)
+	ps.a = newProcess("a", aUp)
+	ps.b = newProcess("b", bUp)
 	return ps
 }
 
@@ -296,7 +297,7 @@ func TestImportBesideFetch(t *testing.T) {
 			eachDialect(t, func(t *testing.T, dialect string) {
 				up := newFakeUpstream()
 				up.add(t, path, version, "upstream")
-				ps := twoProcesses(t, dialect, up)
+				ps := twoProcesses(t, dialect, nil, up)
 				tt.run(t, ps)
 				ps.wait(t)
 				ps.assertAgree(t, path, version)
@@ -314,7 +315,7 @@ func TestRestoreBesideDelete(t *testing.T) {
 	const path, version = "example.com/m", "v1.0.0"
 	eachDialect(t, func(t *testing.T, dialect string) {
 		ctx := context.Background()
-		ps := twoProcesses(t, dialect, nil)
+		ps := twoProcesses(t, dialect, nil, nil)
 		if _, err := ps.a.Publish(ctx, alice, path, version, bytes.NewReader(moduleZip(t, path, version, "a"))); err != nil {
 			t.Fatal(err)
 		}
@@ -337,6 +338,60 @@ func TestRestoreBesideDelete(t *testing.T) {
 		}
 		if got := disk.storedNames(t); slices.ContainsFunc(got, func(name string) bool { return strings.Contains(name, "/@v/"+version+".") }) {
 			t.Errorf("storage holds %q after the delete (before: %q); want no file of the deleted version", got, before)
+		}
+	})
+}
+
+// TestFetchesOfOneVersionSideBySide checks that a node fetching a
+// version's .mod does not wait for another node's fetch of its zip, which
+// may take minutes: the version's lock is held while what was downloaded
+// is stored, not while it downloads.
+func TestFetchesOfOneVersionSideBySide(t *testing.T) {
+	const path, version = "example.com/dep", "v1.2.0"
+	eachDialect(t, func(t *testing.T, dialect string) {
+		ctx := context.Background()
+		up := newFakeUpstream()
+		fv := up.add(t, path, version, "a")
+		up.hold = make(chan struct{})
+		ps := twoProcesses(t, dialect, up, up)
+
+		zipDone := make(chan error, 1)
+		go func() {
+			f, _, err := ps.b.Open(ctx, path, version, storage.Zip)
+			if err == nil {
+				f.Close()
+			}
+			zipDone <- err
+		}()
+		for up.count("zip") == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		modDone := make(chan error, 1)
+		go func() {
+			f, _, err := ps.a.Open(ctx, path, version, storage.Mod)
+			if err == nil {
+				b, _ := io.ReadAll(f)
+				f.Close()
+				if string(b) != fv.mod {
+					err = fmt.Errorf("served %q; want %q", b, fv.mod)
+				}
+			}
+			modDone <- err
+		}()
+		select {
+		case err := <-modDone:
+			if err != nil {
+				t.Errorf(".mod fetched while another node fetches the zip: %v", err)
+			}
+		case <-time.After(time.Minute):
+			t.Error("the .mod's fetch waited for the other node's fetch of the zip")
+		}
+		close(up.hold)
+		if err := <-zipDone; err != nil {
+			t.Errorf("zip: %v", err)
+		}
+		if v := ps.assertAgree(t, path, version); !v.Has(storage.Zip) || !v.Has(storage.Mod) {
+			t.Errorf("record %+v; want the .mod and the zip", v)
 		}
 	})
 }
