@@ -20,8 +20,9 @@ import (
 // if, the transaction commits; a ChangeListener on each node receives the
 // announcements of the others and has them dropped from memory. A node
 // drops what it changes itself, so it skips its own announcements, which
-// carry its Registry's origin. SQLite serves one process: nothing is
-// announced.
+// carry its Registry's origin. SQLite has no NOTIFY, and nothing is
+// announced there, though agora import may run beside the server: the
+// README says what a server then serves of what the import stored.
 const versionsChannel = "agora_versions"
 
 // announce tells the other processes sharing the database that

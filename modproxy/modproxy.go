@@ -201,7 +201,9 @@ type Metadata interface {
 	// Exclusive runs fn while holding the lock named key against every
 	// other process sharing the store (other nodes, agora import beside a
 	// server), and returns fn's error: so that several nodes fetch one
-	// file from the upstream once. It waits for the lock until ctx is done.
+	// file from the upstream once, and take turns writing and removing
+	// the files of one version (fetches, publishes, imports, restores,
+	// deletes). It waits for the lock until ctx is done.
 	// fn gets a context to pass to an Exclusive nested in it (of another
 	// key: a lock is not taken twice), which may then hold its lock until
 	// the outer one ends. A store that only one process uses may just run
