@@ -61,3 +61,25 @@ func TestRegistryExclusiveNested(t *testing.T) {
 		}
 	})
 }
+
+// TestRegistryExclusiveLockEndsWithFn checks that what fn did stands once
+// fn has succeeded, whatever becomes of the transaction that held the
+// lock: it holds only the lock (fn's work is done and committed on other
+// connections), and a commit of it that failed (its connection lost just
+// then) turned a publish that was done into an error.
+func TestRegistryExclusiveLockEndsWithFn(t *testing.T) {
+	p := modelstest.NewProxy(t) // skips without a server
+	r := models.NewRegistry(modelstest.OpenURL(t, p.URL))
+	err := r.Exclusive(context.Background(), "k", func(context.Context) error {
+		p.Stop() // the lock's connection is lost after fn's work is done
+		return nil
+	})
+	if err != nil {
+		t.Errorf("Exclusive, fn done and the lock's connection lost: %v; want nil", err)
+	}
+	want := errors.New("fn failed")
+	err = models.NewRegistry(modelstest.Open(t, "postgres")).Exclusive(context.Background(), "k", func(context.Context) error { return want })
+	if !errors.Is(err, want) {
+		t.Errorf("Exclusive, fn failed: %v; want fn's error", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -351,13 +352,30 @@ func (r *Registry) Exclusive(ctx context.Context, key string, fn func(context.Co
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return ended(ctx, r.conn.WithContext(ctx).Transaction(func(tx *pop.Connection) error {
+	// The transaction holds the lock and nothing else: fn's work is done
+	// on other connections, and stands once fn returns, however the
+	// transaction ends. It is rolled back, so that no failure to commit
+	// it (its connection lost just then) turns work done into an error.
+	var (
+		ran   bool
+		fnErr error
+	)
+	err := r.conn.WithContext(ctx).Transaction(func(tx *pop.Connection) error {
 		if err := tx.RawQuery(advisoryLock, key).Exec(); err != nil {
 			return fmt.Errorf("models: locking %q: %w", key, err)
 		}
-		return fn(context.WithValue(ctx, exclusiveTx{}, &heldExclusive{r, tx}))
-	}))
+		fnErr, ran = fn(context.WithValue(ctx, exclusiveTx{}, &heldExclusive{r, tx})), true
+		return errReleased
+	})
+	if ran {
+		return fnErr
+	}
+	return ended(ctx, err)
 }
+
+// errReleased ends the transaction of an Exclusive on PostgreSQL with a
+// rollback, which releases its lock.
+var errReleased = errors.New("released")
 
 // advisoryLock takes the transaction-scoped advisory lock of a key.
 const advisoryLock = "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))"
