@@ -252,3 +252,48 @@ func TestRestoreIsAMiss(t *testing.T) {
 		map[string]int{"info hit": 1, "info miss": 2, "mod hit": 2, "mod miss": 1, "zip hit": 1, "zip miss": 3},
 		map[string]int{"info ok": 1, "mod ok": 1, "zip ok": 1, "zip failed": 1})
 }
+
+// deletedAfterRestore is storage on which another node deletes a version
+// the moment after this one restored a file of it, before it opens the
+// file to serve it.
+type deletedAfterRestore struct {
+	storage.Store
+	restored bool
+	delete   func()
+}
+
+func (s *deletedAfterRestore) Put(ctx context.Context, path, version string, kind storage.Kind, content io.Reader) error {
+	err := s.Store.Put(ctx, path, version, kind, content)
+	s.restored = err == nil
+	return err
+}
+
+func (s *deletedAfterRestore) Open(ctx context.Context, path, version string, kind storage.Kind) (storage.File, error) {
+	if s.restored {
+		s.restored = false
+		s.delete()
+	}
+	return s.Store.Open(ctx, path, version, kind)
+}
+
+// TestRestoreThenDeleted checks that a file restored and then removed by
+// another node's delete before it is served is answered as the version
+// is, gone, and not as a failure of the server.
+func TestRestoreThenDeleted(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRegistry(t)
+	const path, version = "example.com/m", "v1.0.0"
+	r.publish(t, alice, path, version, moduleZip(t, path, version, "m"))
+	other := r.node(t, nil)
+	s := &deletedAfterRestore{Store: r.disk}
+	s.delete = func() {
+		if err := other.Delete(ctx, admin, path, version, modproxy.DeleteOptions{Reason: "broken"}); err != nil {
+			t.Errorf("the other node's delete: %v", err)
+		}
+	}
+	node := r.node(t, func(c *modproxy.Config) { c.Blobs = s })
+	r.removeStored(t, path, version, storage.Mod)
+	if _, _, err := node.Open(ctx, path, version, storage.Mod); !errors.Is(err, modproxy.ErrGone) {
+		t.Errorf("Open of a file restored, then deleted by another node: %v; want gone", err)
+	}
+}

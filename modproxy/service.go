@@ -574,6 +574,12 @@ func (s *Service) open(ctx context.Context, path, version string, kind storage.K
 		return nil, nil, false, fmt.Errorf("%s@%s: %s file missing from storage, and restoring it failed: %w", path, v.Version, kind, err)
 	}
 	f, err = s.blobs.Open(ctx, path, v.Version, kind)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Gone again since the restore: another node's delete.
+		if now, merr := s.meta.Version(ctx, path, v.Version); merr == nil && !now.Live() {
+			return nil, nil, false, gone(now)
+		}
+	}
 	if err != nil {
 		return nil, nil, false, err
 	}
