@@ -37,7 +37,7 @@ type fakeGOPROXY struct {
 	requests map[string]int
 	total    atomic.Int32
 	fail     http.HandlerFunc
-	gate     chan struct{} // when set, zip requests wait for it to close
+	gate     chan struct{} // when set, zip bodies wait for it to close
 }
 
 func newFakeGOPROXY(t *testing.T, mods ...*testModule) *fakeGOPROXY {
@@ -51,7 +51,7 @@ func newFakeGOPROXY(t *testing.T, mods ...*testModule) *fakeGOPROXY {
 	return f
 }
 
-// newGatedGOPROXY returns a fake upstream whose zip requests wait until
+// newGatedGOPROXY returns a fake upstream whose zip bodies wait until
 // release is called; it is called when the test ends too, so that a test
 // that fails early does not leave the upstream waiting.
 func newGatedGOPROXY(t *testing.T, mods ...*testModule) (*fakeGOPROXY, func()) {
@@ -125,6 +125,14 @@ func (f *fakeGOPROXY) serve(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, m.GoMod)
 		case ".zip":
 			if gate != nil {
+				// The headers go out at once and only the body waits,
+				// for as long as the test holds it: the upstream
+				// client's header timeout (withUpstream's second) is
+				// no bound on how long a loaded machine takes to get
+				// the test's requests under way.
+				w.Header().Set("Content-Length", strconv.Itoa(len(m.Zip)))
+				w.WriteHeader(http.StatusOK)
+				w.(http.Flusher).Flush()
 				<-gate
 			}
 			w.Write(m.Zip)
