@@ -1211,14 +1211,7 @@ func TestProtocolSwitchIsNotRead(t *testing.T) {
 		if strings.HasSuffix(r.URL.Path, "/supported") {
 			return
 		}
-		conn, rw, err := w.(http.Hijacker).Hijack()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: fake\r\n\r\n")
-		rw.Flush()
-		conns <- conn // kept open
+		testutil.SwitchProtocols(t, w, conns) // kept open
 	}))
 	defer p.Close()
 	opts := f.options(t.TempDir())

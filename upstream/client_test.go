@@ -22,6 +22,8 @@ import (
 
 	"golang.org/x/mod/module"
 	modzip "golang.org/x/mod/zip"
+
+	"agora/internal/testutil"
 )
 
 func TestClientProtocol(t *testing.T) {
@@ -861,14 +863,7 @@ func TestErrorDetailOnlyFromPlainText(t *testing.T) {
 func TestProtocolSwitchIsNotRead(t *testing.T) {
 	conns := make(chan net.Conn, 1)
 	p := newFakeProxy(t, func(w http.ResponseWriter, r *http.Request) {
-		conn, rw, err := w.(http.Hijacker).Hijack()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: fake\r\n\r\n")
-		rw.Flush()
-		conns <- conn // kept open
+		testutil.SwitchProtocols(t, w, conns) // kept open
 	})
 	c := newTestClient(t, p.URL, nil) // a header timeout of 1s
 	done := make(chan error, 1)

@@ -1,6 +1,7 @@
 // Package testutil holds the small helpers that tests of several packages
-// share: a clock that moves only when told, and a buffer that concurrent
-// writers (a logger, a process's output copiers) may share.
+// share: a clock that moves only when told, a buffer that concurrent
+// writers (a logger, a process's output copiers) may share, an address
+// that refuses connections, and an answer that switches protocols.
 package testutil
 
 import (
