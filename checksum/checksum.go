@@ -39,6 +39,8 @@ import (
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"agora/internal/slots"
 )
 
 // The kinds of failure this package reports. Every error it returns wraps
@@ -58,7 +60,7 @@ var (
 	// ErrBusy: too many fetches from the upstream are under way, and too
 	// many wait for one of them to end, to take another; it may be tried
 	// again shortly. Errors wrapping it wrap ErrUnavailable too.
-	ErrBusy = errors.New("too busy")
+	ErrBusy = slots.ErrFull
 	// ErrMismatch: the hashes of what the upstream served differ from those
 	// the checksum database records. Errors wrapping it are *MismatchError.
 	ErrMismatch = errors.New("checksum mismatch")

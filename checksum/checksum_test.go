@@ -23,6 +23,7 @@ import (
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb"
 
+	"agora/internal/slots"
 	"agora/internal/testutil"
 	"agora/upstream"
 )
@@ -514,7 +515,7 @@ func TestFetchesAreBounded(t *testing.T) {
 	openGate := func() { open.Do(func() { close(f.gate) }) }
 	t.Cleanup(openGate) // before the proxy closes, which waits for its requests
 	db := newDB(t, f.options(t.TempDir()))
-	db.fetches = newFetchSlots(2, 2)
+	db.fetches = slots.New("fetches", 2, 2)
 
 	// Four distinct lookups whose callers give up at once: two are
 	// fetched, two wait.
@@ -527,9 +528,9 @@ func TestFetchesAreBounded(t *testing.T) {
 	}
 	<-f.arrived
 	<-f.arrived
-	for deadline := time.Now().Add(10 * time.Second); db.fetches.waiting.Load() < 2; time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); db.fetches.Waiting() < 2; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("fetches waiting for a slot: %d; want 2", db.fetches.waiting.Load())
+			t.Fatalf("fetches waiting for a slot: %d; want 2", db.fetches.Waiting())
 		}
 	}
 

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -24,6 +23,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 	"golang.org/x/sync/singleflight"
 
+	"agora/internal/slots"
 	"agora/upstream"
 )
 
@@ -152,7 +152,7 @@ type DB struct {
 	now       func() time.Time
 
 	flight  singleflight.Group
-	fetches *fetchSlots // bounds the fetches of lookups and tiles
+	fetches *slots.Slots // bounds the fetches of lookups and tiles
 
 	baseMu sync.Mutex
 	base   string // the base URL found by probing; "" when not known
@@ -209,7 +209,7 @@ func New(opts Options) (*DB, error) {
 		userAgent: opts.UserAgent,
 		log:       opts.Logger,
 		now:       time.Now,
-		fetches:   newFetchSlots(maxFetches, maxWaiting),
+		fetches:   slots.New("fetches from the upstream", maxFetches, maxWaiting),
 	}
 	for _, p := range opts.Proxies {
 		if u, err := checkURL(p.URL); err == nil {
@@ -316,9 +316,9 @@ func (db *DB) Load(ctx context.Context, rel string) (data []byte, cached bool, e
 		// The slot is held while the answer is proven: the tiles of the
 		// proof are fetched within it, and take none of their own, so
 		// that no holder of a slot waits for another.
-		release, err := db.fetches.acquire(ctx)
+		release, err := db.fetches.Acquire(ctx)
 		if err != nil {
-			return result{}, err
+			return result{}, fmt.Errorf("%w: %w", ErrUnavailable, err) // ErrBusy when too many wait
 		}
 		defer release()
 		data, err := db.fetchShared(ctx, req)
@@ -423,42 +423,6 @@ func (db *DB) shared(ctx context.Context, key string, f func(context.Context) (r
 		return result{}, fmt.Errorf("%w: %s: %w", ErrUnavailable, key, ctx.Err())
 	}
 }
-
-// fetchSlots bounds the fetches that run at once, and those that wait for
-// one to end.
-type fetchSlots struct {
-	run     chan struct{}
-	waiting atomic.Int64
-	maxWait int64
-}
-
-func newFetchSlots(run, wait int) *fetchSlots {
-	return &fetchSlots{run: make(chan struct{}, run), maxWait: int64(wait)}
-}
-
-// acquire waits for a slot until ctx is done, and returns the function
-// that gives it back. When too many fetches wait already, it fails at
-// once with an error wrapping ErrBusy and ErrUnavailable.
-func (s *fetchSlots) acquire(ctx context.Context) (release func(), err error) {
-	select {
-	case s.run <- struct{}{}:
-		return s.release, nil
-	default:
-	}
-	if s.waiting.Add(1) > s.maxWait {
-		s.waiting.Add(-1)
-		return nil, fmt.Errorf("%w: %w: %d fetches from the upstream are under way and %d more wait; try again shortly", ErrUnavailable, ErrBusy, cap(s.run), s.maxWait)
-	}
-	defer s.waiting.Add(-1)
-	select {
-	case s.run <- struct{}{}:
-		return s.release, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: waiting for one of %d fetches from the upstream under way to end: %w", ErrUnavailable, cap(s.run), ctx.Err())
-	}
-}
-
-func (s *fetchSlots) release() { <-s.run }
 
 // fetchShared is fetch, shared by concurrent callers.
 func (db *DB) fetchShared(ctx context.Context, req request) ([]byte, error) {

@@ -115,13 +115,13 @@ func (s *Service) fetch(ctx context.Context, up Upstream, path, version string, 
 func (s *Service) shareFileWork(ctx context.Context, key string, kind storage.Kind, work func(context.Context) (any, error)) (any, error) {
 	s.detached.start(key)
 	ch := s.fetches.DoChan(key, func() (any, error) {
-		timeout, slots := fetchSmallTimeout, s.smallWork
+		timeout, pool := fetchSmallTimeout, s.smallWork
 		if kind == storage.Zip {
-			timeout, slots = fetchZipTimeout, s.zipWork
+			timeout, pool = fetchZipTimeout, s.zipWork
 		}
 		wctx, cancel := s.detached.detach(ctx, timeout)
 		defer cancel()
-		release, err := slots.acquire(wctx)
+		release, err := acquire(wctx, pool)
 		if err != nil {
 			return nil, err
 		}

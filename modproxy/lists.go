@@ -206,7 +206,7 @@ func (s *Service) computeList(ctx context.Context, path string, stale *moduleLis
 		// Too busy to ask is an upstream failure: stale or stored versions
 		// are still served.
 		var release func()
-		if release, upErr = s.smallWork.acquire(ctx); upErr == nil {
+		if release, upErr = acquire(ctx, s.smallWork); upErr == nil {
 			l.upstream, _, upErr = up.List(ctx, path)
 			release()
 		}

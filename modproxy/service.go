@@ -22,6 +22,7 @@ import (
 	"golang.org/x/mod/semver"
 	"golang.org/x/sync/singleflight"
 
+	"agora/internal/slots"
 	"agora/storage"
 	"agora/upstream"
 )
@@ -46,8 +47,8 @@ type Service struct {
 	listLocks    [64]sync.Mutex     // serialise rewriting one module's @v/list file
 	versionLocks [256]sync.Mutex    // serialise writing and removing one version's files (see lockVersion)
 	detached     detachedWork       // shared fetches and lists, which outlive their callers
-	zipWork      *workSlots         // zip fetches and restores under way
-	smallWork    *workSlots         // the rest: .info, .mod, queries, @latest, lists
+	zipWork      *slots.Slots       // zip fetches and restores under way
+	smallWork    *slots.Slots       // the rest: .info, .mod, queries, @latest, lists
 }
 
 // detachedWork counts the work that runs apart from the requests that
@@ -225,8 +226,8 @@ func New(cfg Config) *Service {
 		upstreams: cfg.Upstream,
 		checker:   cfg.Checker,
 		observer:  cfg.Observer,
-		zipWork:   newWorkSlots("zip fetches", maxZipWork, maxWaiting),
-		smallWork: newWorkSlots("fetches", maxSmallWork, maxWaiting),
+		zipWork:   slots.New("zip fetches", maxZipWork, maxWaiting),
+		smallWork: slots.New("fetches", maxSmallWork, maxWaiting),
 	}
 	if s.now == nil {
 		s.now = time.Now

@@ -2,8 +2,9 @@ package modproxy
 
 import (
 	"context"
-	"fmt"
-	"sync/atomic"
+	"errors"
+
+	"agora/internal/slots"
 )
 
 // How much upstream work runs at once. Fetches, restores and lookups go on
@@ -23,39 +24,13 @@ const (
 	maxWaiting = 1024
 )
 
-// workSlots bounds the work of one class that runs at once, and the work
-// that waits for a slot.
-type workSlots struct {
-	what    string // "zip fetches", for errors
-	run     chan struct{}
-	waiting atomic.Int64
-	maxWait int64
-}
-
-func newWorkSlots(what string, run, wait int) *workSlots {
-	return &workSlots{what: what, run: make(chan struct{}, run), maxWait: int64(wait)}
-}
-
-// acquire waits for a slot until ctx is done, and returns the function
-// that gives it back. When too much work waits already, it fails at once
-// with an error wrapping ErrUnavailable.
-func (w *workSlots) acquire(ctx context.Context) (release func(), err error) {
-	select {
-	case w.run <- struct{}{}:
-		return w.release, nil
-	default:
+// acquire takes one of the slots of work for a caller of ctx (see
+// slots.Slots.Acquire): refused at once as unavailable (503) when as much
+// work waits as may.
+func acquire(ctx context.Context, work *slots.Slots) (release func(), err error) {
+	release, err = work.Acquire(ctx)
+	if errors.Is(err, slots.ErrFull) {
+		return nil, &Error{Kind: ErrUnavailable, Err: err}
 	}
-	if w.waiting.Add(1) > w.maxWait {
-		w.waiting.Add(-1)
-		return nil, &Error{Kind: ErrUnavailable, Err: fmt.Errorf("too busy: %d %s are under way and %d more wait; try again shortly", cap(w.run), w.what, w.maxWait)}
-	}
-	defer w.waiting.Add(-1)
-	select {
-	case w.run <- struct{}{}:
-		return w.release, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for one of %d %s under way to end: %w", cap(w.run), w.what, ctx.Err())
-	}
+	return release, err
 }
-
-func (w *workSlots) release() { <-w.run }
