@@ -14,7 +14,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"agora/checksum"
 	"agora/config"
 	"agora/cork"
+	"agora/internal/running"
 	"agora/metrics"
 	"agora/models"
 	"agora/modproxy"
@@ -218,7 +218,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		srv.Close()
 		wctx, cancel := context.WithTimeout(context.Background(), cutOffWait)
-		if !inflight.wait(wctx) {
+		if !inflight.Wait(wctx) {
 			for _, r := range inflight.running() {
 				log.Error("shutdown: a request cut off did not end", "method", r.method, "path", r.path, "waited", cutOffWait)
 			}
@@ -277,13 +277,8 @@ const abandonWait = 5 * time.Second
 const cutOffWait = 10 * time.Second
 
 // inFlight tracks the requests being served, so that a shutdown that cuts
-// them off can name them and wait for their handlers to return. Unlike a
-// sync.WaitGroup, it may be added to while it is waited for.
-type inFlight struct {
-	mu   sync.Mutex
-	reqs map[*servedRequest]struct{}
-	idle chan struct{} // closed when reqs empties
-}
+// them off can name them and wait for their handlers to return.
+type inFlight struct{ running.Set[*servedRequest] }
 
 // servedRequest is a request being served.
 type servedRequest struct {
@@ -295,54 +290,20 @@ type servedRequest struct {
 func (f *inFlight) track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sr := &servedRequest{method: r.Method, path: r.URL.Path, start: time.Now()}
-		f.mu.Lock()
-		if len(f.reqs) == 0 {
-			f.reqs = make(map[*servedRequest]struct{})
-			f.idle = make(chan struct{})
-		}
-		f.reqs[sr] = struct{}{}
-		f.mu.Unlock()
-		defer func() {
-			f.mu.Lock()
-			delete(f.reqs, sr)
-			if len(f.reqs) == 0 {
-				close(f.idle)
-			}
-			f.mu.Unlock()
-		}()
+		f.Start(sr)
+		defer f.Done(sr)
 		next.ServeHTTP(w, r)
 	})
 }
 
 // running returns the requests being served, the longest running first.
 func (f *inFlight) running() []servedRequest {
-	f.mu.Lock()
-	list := make([]servedRequest, 0, len(f.reqs))
-	for r := range f.reqs {
+	list := make([]servedRequest, 0)
+	for _, r := range f.Keys() {
 		list = append(list, *r)
 	}
-	f.mu.Unlock()
 	slices.SortFunc(list, func(a, b servedRequest) int { return a.start.Compare(b.start) })
 	return list
-}
-
-// wait waits until no request is being served, and reports whether that
-// happened before ctx was done.
-func (f *inFlight) wait(ctx context.Context) bool {
-	for {
-		f.mu.Lock()
-		if len(f.reqs) == 0 {
-			f.mu.Unlock()
-			return true
-		}
-		idle := f.idle
-		f.mu.Unlock()
-		select {
-		case <-idle: // and perhaps more started meanwhile
-		case <-ctx.Done():
-			return false
-		}
-	}
 }
 
 // staleTemp is how long a temporary file in storage must have gone

@@ -321,11 +321,11 @@ func TestInFlight(t *testing.T) {
 
 	expired, cancel := context.WithCancel(context.Background())
 	cancel()
-	if f.wait(expired) {
+	if f.Wait(expired) {
 		t.Error("wait reported no request running with two running")
 	}
 	waited := make(chan bool)
-	go func() { waited <- f.wait(context.Background()) }()
+	go func() { waited <- f.Wait(context.Background()) }()
 	close(release["/api/v1/modules/example.com/m/@v/v1.0.0.zip"])
 	serveOne(http.MethodGet, "/example.com/m/@v/list")
 	close(release["/example.com/m/@v/v1.0.0.zip"])

@@ -113,7 +113,7 @@ func (s *Service) fetch(ctx context.Context, up Upstream, path, version string, 
 // cancelled when a caller gives up: the caller gets its context's error,
 // and others still wait.
 func (s *Service) shareFileWork(ctx context.Context, key string, kind storage.Kind, work func(context.Context) (any, error)) (any, error) {
-	s.detached.start(key)
+	s.detached.Start(key)
 	ch := s.fetches.DoChan(key, func() (any, error) {
 		timeout, pool := fetchSmallTimeout, s.smallWork
 		if kind == storage.Zip {
@@ -130,10 +130,10 @@ func (s *Service) shareFileWork(ctx context.Context, key string, kind storage.Ki
 	})
 	select {
 	case r := <-ch:
-		s.detached.done(key)
+		s.detached.Done(key)
 		return r.Val, r.Err
 	case <-ctx.Done():
-		go func() { <-ch; s.detached.done(key) }() // for Wait
+		go func() { <-ch; s.detached.Done(key) }() // for Wait
 		return nil, ctx.Err()
 	}
 }

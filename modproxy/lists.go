@@ -173,7 +173,7 @@ func (s *Service) moduleList(ctx context.Context, path string) (*moduleList, boo
 		return nil, false, err
 	}
 	what := path + "/@v/list"
-	s.detached.start(what)
+	s.detached.Start(what)
 	ch := s.listFetches.DoChan(path, func() (any, error) {
 		lctx, cancel := s.detached.detach(ctx, listTimeout)
 		defer cancel()
@@ -181,13 +181,13 @@ func (s *Service) moduleList(ctx context.Context, path string) (*moduleList, boo
 	})
 	select {
 	case r := <-ch:
-		s.detached.done(what)
+		s.detached.Done(what)
 		if r.Err != nil {
 			return nil, false, r.Err
 		}
 		return r.Val.(*moduleList), false, nil
 	case <-ctx.Done():
-		go func() { <-ch; s.detached.done(what) }() // for Wait
+		go func() { <-ch; s.detached.Done(what) }() // for Wait
 		return nil, false, ctx.Err()
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/mod/semver"
 	"golang.org/x/sync/singleflight"
 
+	"agora/internal/running"
 	"agora/internal/slots"
 	"agora/storage"
 	"agora/upstream"
@@ -52,14 +52,12 @@ type Service struct {
 }
 
 // detachedWork counts the work that runs apart from the requests that
-// started it, by what it is, so that Wait can wait for it. Unlike a
-// sync.WaitGroup, it may be added to while it is waited for.
+// started it, by what it is (callers whose answer is still to come), so
+// that Wait can wait for it and name it.
 type detachedWork struct {
-	mu      sync.Mutex
-	running map[string]int // what → callers whose answer is still to come
-	n       int
-	idle    chan struct{} // closed when n falls to 0
+	running.Set[string]
 
+	mu        sync.Mutex
 	abandoned context.Context // done once Abandon is called
 	abandon   context.CancelFunc
 }
@@ -79,58 +77,21 @@ func (d *detachedWork) detach(ctx context.Context, timeout time.Duration) (conte
 	return wctx, func() { stop(); cancel() }
 }
 
-// start counts one caller of the work what.
-func (d *detachedWork) start(what string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.n == 0 {
-		d.idle = make(chan struct{})
-		d.running = make(map[string]int)
-	}
-	d.n++
-	d.running[what]++
-}
-
-// done uncounts one caller of the work what, once the work has ended.
-func (d *detachedWork) done(what string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.n--
-	if d.running[what]--; d.running[what] == 0 {
-		delete(d.running, what)
-	}
-	if d.n == 0 {
-		close(d.idle)
-	}
-}
-
 // Wait waits until no fetch or list that a request started is running,
 // or until ctx is done: then it returns ctx's error, naming what still
 // runs. Such work goes on after its requests have been answered or have
 // given up (other requests may share it, and what it fetched is kept), so
 // a server that shuts down waits for it before it closes the database.
 func (s *Service) Wait(ctx context.Context) error {
-	d := &s.detached
-	for {
-		d.mu.Lock()
-		if d.n == 0 {
-			d.mu.Unlock()
-			return nil
-		}
-		idle := d.idle
-		d.mu.Unlock()
-		select {
-		case <-idle: // and perhaps more started meanwhile
-		case <-ctx.Done():
-			d.mu.Lock()
-			defer d.mu.Unlock()
-			if d.n == 0 {
-				return nil
-			}
-			running := slices.Sorted(maps.Keys(d.running))
-			return fmt.Errorf("still running: %s: %w", strings.Join(running, ", "), ctx.Err())
-		}
+	if s.detached.Wait(ctx) {
+		return nil
 	}
+	names := s.detached.Keys()
+	if len(names) == 0 { // ended just then
+		return nil
+	}
+	slices.Sort(names)
+	return fmt.Errorf("still running: %s: %w", strings.Join(names, ", "), ctx.Err())
 }
 
 // Abandon cancels the fetches and lists still running apart from their
