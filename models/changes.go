@@ -60,19 +60,7 @@ type listenDialer struct {
 	conn net.Conn
 }
 
-// Dial implements pq.Dialer.
-func (d *listenDialer) Dial(network, address string) (net.Conn, error) {
-	return d.DialContext(context.Background(), network, address)
-}
-
-// DialTimeout implements pq.Dialer.
-func (d *listenDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return d.DialContext(ctx, network, address)
-}
-
-// DialContext implements pq.DialerContext.
+// DialContext dials a connection for the listener.
 func (d *listenDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	c, err := d.Dialer.DialContext(ctx, network, address)
 	if err == nil {
@@ -115,7 +103,7 @@ var (
 // happen before ctx is done.
 func (r *Registry) ListenChanges(ctx context.Context, url string, log *slog.Logger) (*ChangeListener, error) {
 	c := &ChangeListener{dialer: &listenDialer{}, log: log, origin: r.origin}
-	c.l = pq.NewDialListener(c.dialer, url, listenMinReconnect, listenMaxReconnect, c.event)
+	c.l = pq.NewDialListener(pqDialer(c.dialer.DialContext), url, listenMinReconnect, listenMaxReconnect, c.event)
 	listening := make(chan error, 1)
 	go func() { listening <- c.l.Listen(versionsChannel) }()
 	select {

@@ -78,7 +78,7 @@ func (c postgresConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		return nil, err
 	}
 	d := &postgresDialer{}
-	pc.Dialer(d)
+	pc.Dialer(pqDialer(d.DialContext))
 	stop := context.AfterFunc(ctx, d.abandon)
 	conn, err := pc.Connect(ctx)
 	if !stop() {
@@ -143,19 +143,28 @@ type postgresDialer struct {
 	abandoned bool            // the handshake's context ended
 }
 
+// pqDialer is a dial function as lib/pq takes one: a pq.Dialer and
+// pq.DialerContext.
+type pqDialer func(ctx context.Context, network, address string) (net.Conn, error)
+
 // Dial implements pq.Dialer.
-func (d *postgresDialer) Dial(network, address string) (net.Conn, error) {
-	return d.DialContext(context.Background(), network, address)
+func (d pqDialer) Dial(network, address string) (net.Conn, error) {
+	return d(context.Background(), network, address)
 }
 
 // DialTimeout implements pq.Dialer.
-func (d *postgresDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+func (d pqDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return d.DialContext(ctx, network, address)
+	return d(ctx, network, address)
 }
 
 // DialContext implements pq.DialerContext.
+func (d pqDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	return d(ctx, network, address)
+}
+
+// DialContext dials a socket for the connection, or its cancel request.
 func (d *postgresDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	d.mu.Lock()
 	cancelRequest := d.done
