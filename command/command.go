@@ -60,6 +60,7 @@ too many, a flag's value not one it takes), as for the go command.`,
 		SilenceUsage:               true,
 		SilenceErrors:              true,
 		RunE:                       runServe,
+		Version:                    version(),
 		// Before cobra checks them itself, so that a flag missing is
 		// told apart from a failure.
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -73,6 +74,7 @@ too many, a flag's value not one it takes), as for the go command.`,
 	root.SetOut(stdout) // before the completion command takes it
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(usage)
+	root.SetVersionTemplate("agora {{.Version}}\n")
 	root.AddCommand(newServe(), newMigrate(), newUser(), newToken(), newTask(), newImport())
 	root.SetHelpCommand(newHelp())
 	// cobra's completion command only groups a command per shell, and

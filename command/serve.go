@@ -169,7 +169,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	attrs := []any{"url", "http://" + ln.Addr().String(), "env", cfg.Env,
+	attrs := []any{"url", "http://" + ln.Addr().String(), "version", version(), "env", cfg.Env,
 		"storage", cfg.StorageDir, "database", redactURL(cfg.DatabaseURL),
 		"upstream", upstreamDesc(cfg), "sumdb", cfg.SumDB}
 	if len(cfg.Rules) > 0 {
