@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -120,6 +121,10 @@ func (f *fakeGOPROXY) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		switch ext {
 		case ".info":
+			if m.Info != "" {
+				io.WriteString(w, m.Info)
+				break
+			}
 			fmt.Fprintf(w, `{"Version":%q,"Time":"2026-01-02T03:04:05Z"}`, m.Version)
 		case ".mod":
 			io.WriteString(w, m.GoMod)
@@ -497,6 +502,90 @@ func TestCacheTimelessInfo(t *testing.T) {
 		}
 		if cc := r.header.Get("Cache-Control"); !strings.Contains(cc, "immutable") {
 			t.Errorf(".info with the upstream back: Cache-Control = %q; want immutable", cc)
+		}
+	})
+}
+
+// TestCacheRestoredInfoValidators checks the validators of a fetched .info
+// that storage lost and that came back with other bytes: the upstream
+// served it with an Origin field, which the version's record does not
+// keep, and is down when the .info is put back from the record. Its
+// ETag is a strong validator (RFC 9110 section 8.8.1), which a client or
+// a shared cache sends again to revalidate what it keeps: the same ETag
+// for other bytes would have them keep the old .info, told it is current.
+func TestCacheRestoredInfoValidators(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		dep := newModule(t, "example.com/dep", "v1.2.0", "dep")
+		dep.Info = `{"Version":"v1.2.0","Time":"2026-01-02T03:04:05Z","Origin":{"VCS":"git","URL":"https://example.com/dep","Hash":"0123456789abcdef0123456789abcdef01234567","Ref":"refs/tags/v1.2.0"}}`
+		up := newFakeGOPROXY(t, dep)
+		s := newServer(t, conn, withUpstream(up.URL, "", nil))
+		info := protoPath(dep.Path, dep.Version) + ".info"
+		first := s.get(t, info)
+		wantStatus(t, first, http.StatusOK)
+		if string(first.body) != dep.Info {
+			t.Fatalf(".info = %s; want the upstream's, Origin and all", first.body)
+		}
+		etag := first.header.Get("ETag")
+
+		up.Close()
+		if err := os.Remove(filepath.Join(s.disk.Root(), filepath.FromSlash(info))); err != nil {
+			t.Fatal(err)
+		}
+		s.registry.InvalidateAll() // as after a restart
+		// The first request puts the .info back; the others find it.
+		restored := s.get(t, info, withHeader("If-None-Match", etag))
+		wantStatus(t, restored, http.StatusOK)
+		if got := decodeInfo(t, restored); got.Version != dep.Version || got.Time.IsZero() {
+			t.Fatalf("restored .info = %s; want the version with its time", restored.body)
+		}
+		if bytes.Equal(restored.body, first.body) {
+			t.Fatalf("restored .info = %s, as first served; want it made from the record, without the Origin", restored.body)
+		}
+		newTag := restored.header.Get("ETag")
+		if newTag == "" || newTag == etag {
+			t.Errorf("restored .info with other bytes has the ETag %q; first served with %q", newTag, etag)
+		}
+		for _, r := range []*response{
+			s.get(t, info),
+			s.get(t, info, withHeader("If-None-Match", etag)),
+			s.do(t, http.MethodHead, info, nil),
+		} {
+			wantStatus(t, r, http.StatusOK)
+			if r.header.Get("ETag") != newTag {
+				t.Errorf("restored .info served with the ETag %q, then %q", newTag, r.header.Get("ETag"))
+			}
+		}
+		again := s.get(t, info, withHeader("If-None-Match", newTag))
+		wantStatus(t, again, http.StatusNotModified)
+	})
+}
+
+// TestCacheLargeInfoValidators checks an .info too large to be held in
+// memory, whose bytes no digest was taken of: served without an ETag,
+// alike whether the request has conditions or not, rather than with one
+// that its bytes do not back.
+func TestCacheLargeInfoValidators(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		dep := newModule(t, "example.com/dep", "v1.2.0", "dep")
+		dep.Info = `{"Version":"v1.2.0","Time":"2026-01-02T03:04:05Z","Origin":{"VCS":"git","URL":"https://example.com/` + strings.Repeat("x", 20<<10) + `"}}`
+		up := newFakeGOPROXY(t, dep)
+		s := newServer(t, conn, withUpstream(up.URL, "", nil))
+		info := protoPath(dep.Path, dep.Version) + ".info"
+		wantStatus(t, s.get(t, info), http.StatusOK) // fetched
+		plain, head := s.get(t, info), s.do(t, http.MethodHead, info, nil)
+		viaServeContent := s.get(t, info, withHeader("If-None-Match", `"other"`))
+		for _, r := range []*response{plain, head, viaServeContent} {
+			wantStatus(t, r, http.StatusOK)
+			r.header.Del("Date")
+			if r.header.Get("ETag") != "" || r.header.Get("Last-Modified") == "" {
+				t.Errorf("large .info with headers %v; want no ETag, a Last-Modified", r.header)
+			}
+		}
+		if string(plain.body) != dep.Info || !bytes.Equal(viaServeContent.body, plain.body) {
+			t.Errorf("large .info served as %d and %d bytes; want the upstream's %d", len(plain.body), len(viaServeContent.body), len(dep.Info))
+		}
+		if !reflect.DeepEqual(plain.header, viaServeContent.header) || !reflect.DeepEqual(plain.header, head.header) {
+			t.Errorf("large .info headers: plain GET %v\nHEAD %v\nconditional %v; want the same", plain.header, head.header, viaServeContent.header)
 		}
 	})
 }

@@ -51,6 +51,9 @@ type server struct {
 	tempDir string // where uploads wait while they are checked
 	// root is the token of "root", an administrator every server starts with.
 	root string
+	// registry is the server's registry, for a test to do to it what the
+	// rest of the system would (a restart empties its memory: InvalidateAll).
+	registry *modproxy.Service
 }
 
 // serverSetup is what a server starts with.
@@ -140,7 +143,7 @@ func newServer(t *testing.T, conn *pop.Connection, opts ...serverOption) *server
 	// database and directories the fetches use are removed.
 	t.Cleanup(func() { waitDetached(t, setup.deps.Registry) })
 	t.Cleanup(ts.Close)
-	s := &server{URL: ts.URL, conn: conn, client: ts.Client(), disk: disk, tempDir: tempDir}
+	s := &server{URL: ts.URL, conn: conn, client: ts.Client(), disk: disk, registry: setup.deps.Registry, tempDir: tempDir}
 	// Several servers may share conn: the first one creates root.
 	if _, err := models.CreateUser(context.Background(), conn, "test", "root", auth.RoleAdmin, ""); err != nil && !errors.Is(err, modproxy.ErrConflict) {
 		t.Fatal(err)
@@ -622,6 +625,9 @@ type testModule struct {
 	Zip           []byte
 	ZipHash       string // h1: of the zip
 	ModHash       string // h1: of go.mod
+	// Info is the .info a fake upstream serves, when it is not the
+	// version at a fixed time (see fakeGOPROXY).
+	Info string
 }
 
 // newModule builds path@version: a go.mod declaring path and a Go file that

@@ -165,11 +165,20 @@ func (h *proxyHandler) serveFile(w http.ResponseWriter, r *http.Request, path, f
 		return
 	}
 	hdr["Cache-Control"] = h.immutable
+	// The ETag is a strong validator (RFC 9110 section 8.8.1): it must
+	// change whenever the bytes do. The .mod's recorded hash is one of its
+	// bytes, the zip's one of its files; no recorded hash is one of the
+	// .info's (an upstream's has an Origin field, which one put back from
+	// the record after storage lost it has not), so its ETag is a digest
+	// of its bytes, taken once when they were read into memory, and it
+	// has none in the rare case they are not there (over 16 KiB).
 	var etagPrefix, hash string
 	switch kind {
 	case storage.Info:
 		hdr["Content-Type"] = jsonValue
-		etagPrefix, hash = "info-", v.ZipHash
+		if d, ok := f.(digested); ok {
+			etagPrefix, hash = "info-", d.Digest()
+		}
 	case storage.Mod:
 		hdr["Content-Type"] = textValue
 		hash = v.ModHash
@@ -181,7 +190,9 @@ func (h *proxyHandler) serveFile(w http.ResponseWriter, r *http.Request, path, f
 		// ServeContent handles Range and the If- headers, and copies the
 		// file with io.Copy, which reaches the connection's ReadFrom:
 		// sendfile.
-		hdr.Set("ETag", `"`+etagPrefix+hash+`"`)
+		if hash != "" {
+			hdr.Set("ETag", `"`+etagPrefix+hash+`"`)
+		}
 		serveContent(w, r, fi.ModTime(), f)
 		return
 	}
@@ -247,24 +258,29 @@ func (w failureHeaders) ReadFrom(src io.Reader) (int64, error) {
 // Unwrap lets http.ResponseController reach the connection.
 func (w failureHeaders) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// setFileHeader sets the ETag ("etagPrefix+hash"), Last-Modified,
-// Content-Length and Accept-Ranges of a download of the whole file fi, as
-// ServeContent would. Every download runs it, so the three values it makes
-// are cut from one string, and their slices from one array: two allocations
-// where Header.Set would take six.
+// setFileHeader sets the ETag ("etagPrefix+hash", none if hash is empty),
+// Last-Modified, Content-Length and Accept-Ranges of a download of the
+// whole file fi, as ServeContent would. Every download runs it, so the
+// three values it makes are cut from one string, and their slices from one
+// array: two allocations where Header.Set would take six.
 func setFileHeader(hdr http.Header, etagPrefix, hash string, fi fs.FileInfo) {
 	var buf [160]byte
-	b := append(buf[:0], '"')
-	b = append(b, etagPrefix...)
-	b = append(b, hash...)
-	b = append(b, '"')
+	b := buf[:0]
+	if hash != "" {
+		b = append(b, '"')
+		b = append(b, etagPrefix...)
+		b = append(b, hash...)
+		b = append(b, '"')
+	}
 	etagEnd := len(b)
 	b = fi.ModTime().UTC().AppendFormat(b, http.TimeFormat)
 	modEnd := len(b)
 	b = strconv.AppendInt(b, fi.Size(), 10)
 	s := string(b)
 	values := []string{s[:etagEnd], s[etagEnd:modEnd], s[modEnd:]}
-	hdr["Etag"] = values[0:1:1] // the canonical form of ETag
+	if etagEnd > 0 {
+		hdr["Etag"] = values[0:1:1] // the canonical form of ETag
+	}
 	hdr["Last-Modified"] = values[1:2:2]
 	hdr["Content-Length"] = values[2:3:3]
 	hdr["Accept-Ranges"] = bytesValue
@@ -273,6 +289,12 @@ func setFileHeader(hdr http.Header, etagPrefix, hash string, fi fs.FileInfo) {
 // inMemory is a file whose whole content is in memory.
 type inMemory interface {
 	Bytes() []byte
+}
+
+// digested is an .info file that knows a digest of its bytes (see
+// modproxy.Service.Open).
+type digested interface {
+	Digest() string
 }
 
 // conditionalHeaders are the request headers that make ServeContent answer

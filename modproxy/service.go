@@ -3,6 +3,8 @@ package modproxy
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -440,8 +442,15 @@ func gone(v *Version) error {
 // record names the canonical version. A version stored without an .info
 // that the upstream cannot give has one made up, without a time (see
 // timelessInfo); the record's zero Time tells it apart. A live version's
-// files never change, so its record is kept in memory, and small .info and
-// .mod files too.
+// record is kept in memory, and small .info and .mod files too.
+//
+// The .mod and zip of a version never change: the record pins their
+// hashes. Its .info is pinned less: it says the recorded version and time,
+// but may say more, such as the Origin field of an upstream's, and one put
+// back after storage lost it may say otherwise (see restore). So an .info
+// held in memory (up to 16 KiB; not one made up) has a method
+// Digest() string, a digest of its bytes taken when they were read, for
+// what must change whenever they do, such as an HTTP ETag.
 func (s *Service) Open(ctx context.Context, path, version string, kind storage.Kind) (storage.File, *Version, error) {
 	f, v, hit, err := s.open(ctx, path, version, kind)
 	s.observe(observedKind(version, kind), hit)
@@ -544,6 +553,11 @@ func (s *Service) open(ctx context.Context, path, version string, kind storage.K
 	}
 	if err != nil {
 		return nil, nil, false, err
+	}
+	if kind != storage.Zip {
+		// Into memory as any other small file, an .info with its
+		// digest; not kept there, as the forget above moved the stamps.
+		return s.small.load(key, f, st), cur, false, nil
 	}
 	return f, cur, false, nil
 }
@@ -790,8 +804,19 @@ type smallFiles struct {
 
 // memFileData is the content and file information of a file held in memory.
 type memFileData struct {
-	data []byte
-	info fs.FileInfo
+	data   []byte
+	info   fs.FileInfo
+	digest string // of an .info's data (see Open); empty for other kinds
+}
+
+// size returns the bytes that d holds.
+func (d *memFileData) size() int { return len(d.data) + len(d.digest) }
+
+// digest returns the digest of an .info file's data: its SHA-256, in
+// unpadded URL-safe base64, which an ETag may quote as it is.
+func digest(data []byte) string {
+	sum := sha256.Sum256(data)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 func (c *smallFiles) init(max int) {
@@ -810,9 +835,9 @@ func (c *smallFiles) open(key fileKey) storage.File {
 	return d.open()
 }
 
-// load returns f as a file to serve, holding its content in memory if it is
-// small and its version was not dropped since st was taken; it closes f
-// when it reads it.
+// load returns f as a file to serve: in memory, with an .info's digest,
+// if it is small, and kept there if its version was not dropped since st
+// was taken. It closes f when it reads it.
 func (c *smallFiles) load(key fileKey, f storage.File, st stamp) storage.File {
 	fi, err := f.Stat()
 	if err != nil || fi.Size() > maxSmallFile {
@@ -825,31 +850,34 @@ func (c *smallFiles) load(key fileKey, f storage.File, st stamp) storage.File {
 	}
 	f.Close()
 	d := &memFileData{data: data, info: fi}
+	if key.kind == storage.Info {
+		d.digest = digest(data)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !st.current() {
 		return d.open()
 	}
-	if c.bytes+len(data) > c.max {
+	if c.bytes+d.size() > c.max {
 		for k, old := range c.m { // map iteration order is random
 			delete(c.m, k)
-			if c.bytes -= len(old.data); c.bytes <= c.max/2 {
+			if c.bytes -= old.size(); c.bytes <= c.max/2 {
 				break
 			}
 		}
 	}
 	if old := c.m[key]; old != nil {
-		c.bytes -= len(old.data)
+		c.bytes -= old.size()
 	}
 	c.m[key] = d
-	c.bytes += len(data)
+	c.bytes += d.size()
 	return d.open()
 }
 
 func (c *smallFiles) forget(key fileKey) {
 	c.mu.Lock()
 	if old := c.m[key]; old != nil {
-		c.bytes -= len(old.data)
+		c.bytes -= old.size()
 		delete(c.m, key)
 	}
 	c.mu.Unlock()
@@ -878,3 +906,7 @@ type memFile struct {
 func (f *memFile) Close() error               { return nil }
 func (f *memFile) Bytes() []byte              { return f.d.data }
 func (f *memFile) Stat() (fs.FileInfo, error) { return f.d.info, nil }
+
+// Digest returns the digest of an .info's bytes (see Open), empty for a
+// file of another kind, or one made up.
+func (f *memFile) Digest() string { return f.d.digest }
