@@ -507,12 +507,13 @@ func TestCacheTimelessInfo(t *testing.T) {
 }
 
 // TestCacheRestoredInfoValidators checks the validators of a fetched .info
-// that storage lost and that came back with other bytes: the upstream
-// served it with an Origin field, which the version's record does not
-// keep, and is down when the .info is put back from the record. Its
-// ETag is a strong validator (RFC 9110 section 8.8.1), which a client or
-// a shared cache sends again to revalidate what it keeps: the same ETag
-// for other bytes would have them keep the old .info, told it is current.
+// that storage lost: the upstream served it with an Origin field, which
+// the version's record does not keep. Its ETag is a strong validator (RFC
+// 9110 section 8.8.1), which a client or a shared cache sends again to
+// revalidate what it keeps. Put back from the upstream, the .info has the
+// same bytes and ETag, and what they keep is current; put back from the
+// record, with the upstream down, it has other bytes, and must have
+// another ETag, or they would keep the old .info, told it is current.
 func TestCacheRestoredInfoValidators(t *testing.T) {
 	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
 		dep := newModule(t, "example.com/dep", "v1.2.0", "dep")
@@ -526,12 +527,22 @@ func TestCacheRestoredInfoValidators(t *testing.T) {
 			t.Fatalf(".info = %s; want the upstream's, Origin and all", first.body)
 		}
 		etag := first.header.Get("ETag")
+		lose := func() {
+			t.Helper()
+			if err := os.Remove(filepath.Join(s.disk.Root(), filepath.FromSlash(info))); err != nil {
+				t.Fatal(err)
+			}
+			s.registry.InvalidateAll() // as after a restart
+		}
+
+		lose()
+		wantStatus(t, s.get(t, info, withHeader("If-None-Match", etag)), http.StatusNotModified)
+		if r := s.get(t, info); !bytes.Equal(r.body, first.body) || r.header.Get("ETag") != etag {
+			t.Errorf(".info put back from the upstream = %s with the ETag %q; want %s with %q", r.body, r.header.Get("ETag"), first.body, etag)
+		}
 
 		up.Close()
-		if err := os.Remove(filepath.Join(s.disk.Root(), filepath.FromSlash(info))); err != nil {
-			t.Fatal(err)
-		}
-		s.registry.InvalidateAll() // as after a restart
+		lose()
 		// The first request puts the .info back; the others find it.
 		restored := s.get(t, info, withHeader("If-None-Match", etag))
 		wantStatus(t, restored, http.StatusOK)

@@ -4,8 +4,10 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
+	"time"
 
 	"golang.org/x/mod/module"
 
@@ -16,14 +18,16 @@ import (
 // announces the file but whose storage has lost it: storage restored from
 // a backup older than the database's, a file removed by hand, a disk fault.
 //
-// What the record pins is restored without asking anyone: the .info from
-// the record's version and time, the .mod from the go.mod in the stored
-// zip when its hash is the recorded one. The files of a version fetched
-// from an upstream are otherwise fetched again from the path's upstream
-// and kept only if they hash to the recorded hashes. An upload's or an
-// import's are not: their path may be private, and no public proxy is
-// asked for it. Concurrent restores of one file share one; a caller that
-// gives up does not cancel it for the others.
+// The .mod is restored from the go.mod in the stored zip when its hash is
+// the recorded one, without asking anyone. The files of a version fetched
+// from an upstream are otherwise fetched again from the path's upstream:
+// the .mod and zip kept only if they hash to the recorded hashes, the
+// .info as served, Origin field and all, if it gives the recorded version
+// and time, and else made from the record (see restoreInfo), as an
+// upload's or an import's is. Theirs are never asked of an upstream: their
+// path may be private, and no public proxy is asked for it. Concurrent
+// restores of one file share one; a caller that gives up does not cancel
+// it for the others.
 func (s *Service) restore(ctx context.Context, v *Version, kind storage.Kind) error {
 	_, err := s.shareFileWork(ctx, "restore "+v.Path+"@"+v.Version+string(kind), kind, func(ctx context.Context) (any, error) {
 		return nil, s.restoreFile(ctx, v, kind)
@@ -40,11 +44,11 @@ func (s *Service) restoreFile(ctx context.Context, v *Version, kind storage.Kind
 	)
 	switch kind {
 	case storage.Info:
-		b, err := infoFile(v.Version, v.Time)
+		b, src, err := s.restoreInfo(ctx, v)
 		if err != nil {
 			return err
 		}
-		content, from = b, "the version's record"
+		content, from = b, src
 	case storage.Mod:
 		if gomod := s.storedGoMod(ctx, v); gomod != nil {
 			content, from = gomod, "the stored zip"
@@ -99,6 +103,28 @@ func (s *Service) restoreFile(ctx context.Context, v *Version, kind storage.Kind
 	}
 	s.log.Warn("restored a live version's file that was missing from storage", "module", v.Path, "version", v.Version, "kind", string(kind), "from", from)
 	return nil
+}
+
+// restoreInfo returns the .info to put back for v, and where it came
+// from. A fetched version's is asked of its upstream again, so that it
+// keeps what the record does not, such as the Origin field; kept if it
+// gives the recorded version and time (to the microsecond, as the record
+// keeps it), else, or if the upstream fails, it is made from the record,
+// which is what the go command needs of it.
+func (s *Service) restoreInfo(ctx context.Context, v *Version) ([]byte, string, error) {
+	if up, err := s.restoreUpstream(v); err == nil {
+		info, src, err := up.Info(ctx, v.Path, v.Version)
+		switch {
+		case err != nil:
+			s.log.Debug("restoring a lost .info from the version's record: the upstream failed", "module", v.Path, "version", v.Version, "err", err)
+		case info.Version != v.Version || !info.Time.Truncate(time.Microsecond).Equal(v.Time) || !json.Valid(info.Raw):
+			s.log.Debug("restoring a lost .info from the version's record: the upstream's is another", "module", v.Path, "version", v.Version, "upstream", src, "upstream_version", info.Version, "upstream_time", info.Time)
+		default:
+			return info.Raw, src, nil
+		}
+	}
+	b, err := infoFile(v.Version, v.Time)
+	return b, "the version's record", err
 }
 
 // restoreUpstream returns the upstream to fetch a lost file of v from

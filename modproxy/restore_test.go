@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -101,6 +102,62 @@ func TestRestoreMissingFetchedFiles(t *testing.T) {
 		t.Errorf("Open of a lost zip with the upstream down: %v; want a bad gateway", err)
 	}
 	r.assertTempDirEmpty(t)
+}
+
+// TestRestoreFetchedInfo checks that a fetched version's lost .info comes
+// back as its upstream serves it, Origin and all, as a fetch stores it,
+// if the upstream still gives the recorded time; else from the record.
+func TestRestoreFetchedInfo(t *testing.T) {
+	ctx := context.Background()
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.2.0"
+	up.add(t, path, version, "a")
+	r := cachingRegistry(t, up, nil)
+	first := r.read(t, path, version, storage.Info)
+	if !bytes.Contains(first, []byte(`"Origin"`)) {
+		t.Fatalf(".info = %s; want the upstream's, with its Origin", first)
+	}
+	record, err := r.meta.Version(ctx, path, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r.removeStored(t, path, version, storage.Info)
+	if got := r.read(t, path, version, storage.Info); !bytes.Equal(got, first) {
+		t.Errorf("restored .info = %s; want the upstream's again, %s", got, first)
+	}
+	if n := up.count("info"); n != 2 {
+		t.Errorf("upstream .info requests = %d; want 2", n)
+	}
+
+	// An upstream that now gives another time, or none, or is down: the
+	// .info the record gives.
+	fromRecord := fmt.Sprintf(`{"Version":%q,"Time":%q}`, version, record.Time.Format(time.RFC3339Nano))
+	for _, change := range []struct {
+		name string
+		set  func(fv *fakeVersion)
+		down error
+	}{
+		{"another time", func(fv *fakeVersion) { fv.info = fv.info.Add(time.Second) }, nil},
+		{"no time", func(fv *fakeVersion) { fv.info = time.Time{} }, nil},
+		{"down", nil, errors.New("connection refused")},
+	} {
+		up.mu.Lock()
+		fv := up.versions[path+"@"+version]
+		if change.set != nil {
+			change.set(&fv)
+		}
+		up.versions[path+"@"+version] = fv
+		up.mu.Unlock()
+		up.setDown(change.down)
+		r.removeStored(t, path, version, storage.Info)
+		if got := r.read(t, path, version, storage.Info); string(got) != fromRecord {
+			t.Errorf("%s: restored .info = %s; want %s", change.name, got, fromRecord)
+		}
+	}
+	if got, err := r.meta.Version(ctx, path, version); err != nil || *got != *record {
+		t.Errorf("record after restoring = %+v, %v; want it unchanged %+v", got, err, record)
+	}
 }
 
 // fullStore is a storage.Store on a disk that is full: every write fails
