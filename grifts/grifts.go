@@ -3,7 +3,9 @@
 //
 //	db:migrate       apply pending migrations
 //	storage:verify   re-hash every live version's files against its record,
-//	                 and rewrite every module's @v/list file from the database
+//	                 report stored files that no live record announces (of
+//	                 deleted, blocked or purged versions), and rewrite every
+//	                 module's @v/list file from the database
 //	modules:import   import a module cache or GOPROXY directory (agora import)
 //
 // Tasks are registered by Register rather than from init, so that importing
@@ -93,7 +95,7 @@ func Register(open Opener) {
 			})
 		})
 		grift.Namespace("storage", func() {
-			grift.Desc("verify", "Re-hash every live version's stored files against its recorded h1: hashes, and rewrite each module's @v/list file from the database")
+			grift.Desc("verify", "Re-hash every live version's stored files against its recorded h1: hashes, report stored files that no live record announces, and rewrite each module's @v/list file from the database")
 			grift.Add("verify", func(c *grift.Context) error {
 				if len(c.Args) != 0 {
 					return usage("storage:verify")

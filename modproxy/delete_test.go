@@ -267,8 +267,7 @@ func (readOnlyStore) PutList(ctx context.Context, path string, versions []string
 // delete is Gone, as the version is, and removes its files and rewrites
 // the @v/list file. Else the storage tree, a GOPROXY=file:// directory,
 // serves and lists the deleted (perhaps blocked) version forever, as its
-// @latest even, and storage:verify, which looks at live versions only,
-// says nothing.
+// @latest even (storage:verify reports them).
 func TestDeleteAgainRemovesFilesLeftBehind(t *testing.T) {
 	ctx := context.Background()
 	for _, tt := range []struct {

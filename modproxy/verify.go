@@ -2,31 +2,57 @@ package modproxy
 
 import (
 	"archive/zip"
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
+	"slices"
+	"strings"
+
+	"golang.org/x/mod/semver"
 
 	"agora/storage"
 )
 
-// Problem is a live version whose stored files do not match its record.
+// Problem is a version whose stored files do not match its record, or
+// which has files stored and no live record.
 type Problem struct {
 	Path    string
 	Version string
 	Err     error
 }
 
-// VerifyStorage checks every live version's stored files against its
-// record: the zip and go.mod must hash to the recorded h1: hashes and the
-// .info must name the version. It calls report for each version that fails
-// and returns how many versions it checked. It reads every zip in full.
+// VerifyStorage checks the storage tree against the records. Every live
+// version's files must hash to the recorded h1: hashes, and its .info
+// name the version. A file that no live record announces is a problem
+// too: the files of a deleted or blocked version, or of one without a
+// record (purged, or never recorded), and a file of a live version that
+// its record does not list. Agora serves none of them, but the storage
+// tree, a GOPROXY=file:// directory, does. VerifyStorage calls report for
+// each problem and returns how many live versions it checked. It walks
+// the tree once, reads every zip in full, and asks the database for the
+// records of each module once; only before it reports files that no
+// record announces does it look again, holding the version's lock, which
+// a publish, fetch or delete in progress holds until its files and its
+// record agree.
 //
 // It also rewrites each module's @v/list file from the database, which is
 // what the file is made from: a server stopped between recording a version
 // and rewriting the list (killed, or its disk full) leaves one that lacks
 // the version, and later requests, which find the record, do not repair it.
 func (s *Service) VerifyStorage(ctx context.Context, report func(Problem)) (int, error) {
+	stored := make(map[string]storage.StoredModule)
+	err := s.blobs.Walk(ctx, func(m storage.StoredModule) error {
+		stored[m.Path] = m
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
 	checked := 0
 	q := ModuleQuery{Limit: MaxPageSize}
 	for {
@@ -35,29 +61,117 @@ func (s *Service) VerifyStorage(ctx context.Context, report func(Problem)) (int,
 			return checked, err
 		}
 		for _, m := range page.Items {
-			vs, err := s.meta.Versions(ctx, m.Path)
+			n, err := s.verifyModule(ctx, m.Path, stored[m.Path].Files, report)
+			checked += n
 			if err != nil {
 				return checked, err
 			}
-			for _, v := range vs {
-				if !v.Live() {
-					continue
-				}
-				if err := ctx.Err(); err != nil {
-					return checked, err
-				}
-				checked++
-				if err := s.verifyVersion(ctx, v); err != nil {
-					report(Problem{Path: v.Path, Version: v.Version, Err: err})
-				}
-			}
+			delete(stored, m.Path)
 			s.writeList(ctx, m.Path)
 		}
 		if page.Next == "" {
-			return checked, nil
+			break
 		}
 		q.Cursor = page.Next
 	}
+	// Modules with files and no record: purged, or recorded since the
+	// listing went past them.
+	for _, path := range slices.Sorted(maps.Keys(stored)) {
+		n, err := s.verifyModule(ctx, path, stored[path].Files, report)
+		checked += n
+		if err != nil {
+			return checked, err
+		}
+	}
+	return checked, nil
+}
+
+// verifyModule checks the files of path's versions against its records,
+// given files, the kinds stored of each version, and returns how many live
+// versions it checked.
+func (s *Service) verifyModule(ctx context.Context, path string, files map[string][]storage.Kind, report func(Problem)) (int, error) {
+	records, err := s.meta.Versions(ctx, path)
+	if err != nil {
+		return 0, err
+	}
+	sortVersions(records)
+	checked := 0
+	unrecorded := maps.Clone(files)
+	for _, v := range records {
+		if err := ctx.Err(); err != nil {
+			return checked, err
+		}
+		delete(unrecorded, v.Version)
+		kinds := files[v.Version]
+		if v.Live() {
+			checked++
+			if err := s.verifyVersion(ctx, v); err != nil {
+				report(Problem{Path: v.Path, Version: v.Version, Err: err})
+			}
+		}
+		if slices.ContainsFunc(kinds, func(k storage.Kind) bool { return !v.Live() || !v.Has(k) }) {
+			if err := s.verifyUnannounced(ctx, path, v.Version, report); err != nil {
+				return checked, err
+			}
+		}
+	}
+	versions := slices.Collect(maps.Keys(unrecorded))
+	slices.SortFunc(versions, func(a, b string) int { return cmp.Or(semver.Compare(a, b), strings.Compare(a, b)) })
+	for _, version := range versions {
+		if err := s.verifyUnannounced(ctx, path, version, report); err != nil {
+			return checked, err
+		}
+	}
+	return checked, nil
+}
+
+// verifyUnannounced reports the files of path@version stored without a
+// live record that announces them. The walk of the tree, and the records,
+// may be out of date by now, so it reads both again, holding the
+// version's lock: whatever writes or removes the version's files holds it
+// until its files and its record agree. A delete in progress, whose
+// tombstone is committed and which waits for the lock to remove the
+// files, is reported all the same.
+func (s *Service) verifyUnannounced(ctx context.Context, path, version string, report func(Problem)) error {
+	return s.lockVersion(ctx, path, version, func(ctx context.Context) error {
+		v, err := s.meta.Version(ctx, path, version)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			v = nil
+		case err != nil:
+			return err
+		}
+		var stray []string
+		for _, kind := range []storage.Kind{storage.Info, storage.Mod, storage.Zip} {
+			if v != nil && v.Live() && v.Has(kind) {
+				continue
+			}
+			f, err := s.blobs.Open(ctx, path, version, kind)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err == nil {
+				f.Close()
+			}
+			stray = append(stray, string(kind)) // or there, and unreadable
+		}
+		if len(stray) == 0 {
+			return nil
+		}
+		var what string
+		switch {
+		case v == nil:
+			what = "without a version record"
+		case v.Blocked:
+			what = "of a blocked version"
+		case !v.Live():
+			what = "of a deleted version"
+		default:
+			what = "its record does not announce"
+		}
+		report(Problem{Path: path, Version: version, Err: fmt.Errorf("stored files %s: %s", what, strings.Join(stray, " "))})
+		return nil
+	})
 }
 
 // verifyVersion checks one version's files against its record. A version

@@ -1,13 +1,16 @@
 package modproxy_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"agora/modproxy"
+	"agora/storage"
 )
 
 func TestVerifyStorage(t *testing.T) {
@@ -84,5 +87,112 @@ func TestVerifyStorageRewritesLists(t *testing.T) {
 	}
 	if got := r.storedFiles(t)[list]; got != want {
 		t.Errorf("list file after storage:verify = %q; want %q", got, want)
+	}
+}
+
+// verifyLines runs s.VerifyStorage and returns how many versions it
+// checked and its problems, as "path@version: error".
+func verifyLines(t *testing.T, s *modproxy.Service) (int, []string) {
+	t.Helper()
+	var problems []string
+	n, err := s.VerifyStorage(context.Background(), func(p modproxy.Problem) {
+		problems = append(problems, p.Path+"@"+p.Version+": "+p.Err.Error())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, problems
+}
+
+// TestVerifyStorageFindsFilesWithoutLiveRecord checks that storage:verify
+// reports the files of versions that are not live: deleted or blocked
+// versions whose delete was cut off before it removed them, a purge cut
+// off alike, and files of a module the database never heard of. It
+// looked at live versions only, and said nothing of them, while the
+// storage tree, a GOPROXY=file:// directory, serves them all.
+func TestVerifyStorageFindsFilesWithoutLiveRecord(t *testing.T) {
+	r := newTestRegistry(t)
+	ctx := context.Background()
+	publishAll(t, r, "example.com/m", "v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0")
+	failing := r.node(t, func(c *modproxy.Config) { c.Blobs = readOnlyStore{r.disk} })
+	if err := failing.Delete(ctx, admin, "example.com/m", "v1.0.0", modproxy.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := failing.Delete(ctx, admin, "example.com/m", "v1.1.0", modproxy.DeleteOptions{Block: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := failing.Purge(ctx, admin, "example.com/m", "v1.2.0", "leaked a secret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.disk.Put(ctx, "example.com/Orphan", "v0.1.0", storage.Mod, strings.NewReader("module example.com/Orphan\n")); err != nil {
+		t.Fatal(err)
+	}
+
+	n, problems := verifyLines(t, r.Service)
+	want := []string{
+		"example.com/m@v1.0.0: stored files of a deleted version: .info .mod .zip",
+		"example.com/m@v1.1.0: stored files of a blocked version: .info .mod .zip",
+		"example.com/m@v1.2.0: stored files without a version record: .info .mod .zip",
+		"example.com/Orphan@v0.1.0: stored files without a version record: .mod",
+	}
+	if n != 1 || !slices.Equal(problems, want) {
+		t.Errorf("checked %d, problems\n%s\nwant 1 checked, problems\n%s", n, strings.Join(problems, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestVerifyStorageFindsFilesNotRecorded checks that storage:verify
+// reports the files of a live version that its record does not announce:
+// a fetch whose commit was rolled back leaves its file, which Agora never
+// serves, and the next fetch overwrites, but a GOPROXY=file:// reader of
+// the storage tree is served.
+func TestVerifyStorageFindsFilesNotRecorded(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.2.0"
+	fv := up.add(t, path, version, "a")
+	r := cachingRegistry(t, up, nil)
+	r.read(t, path, version, storage.Mod) // recorded with its .mod alone
+	ctx := context.Background()
+	if err := r.disk.Put(ctx, path, version, storage.Zip, bytes.NewReader(fv.zip)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.disk.Put(ctx, path, version, storage.Info, strings.NewReader(`{"Version":"v1.2.0"}`)); err != nil {
+		t.Fatal(err)
+	}
+	n, problems := verifyLines(t, r.Service)
+	want := []string{"example.com/dep@v1.2.0: stored files its record does not announce: .info .zip"}
+	if n != 1 || !slices.Equal(problems, want) {
+		t.Errorf("checked %d, problems %q; want 1 checked, problems %q", n, problems, want)
+	}
+}
+
+// walkHookStore is a storage.Store that runs after once Walk has walked.
+type walkHookStore struct {
+	storage.Store
+	after func()
+}
+
+func (s walkHookStore) Walk(ctx context.Context, fn func(storage.StoredModule) error) error {
+	err := s.Store.Walk(ctx, fn)
+	s.after()
+	return err
+}
+
+// TestVerifyStorageChecksAgainUnderLock checks that storage:verify does not
+// report the files of a version deleted while it ran, which the delete
+// removes once it holds the version's lock: it looks again, holding it,
+// before it reports files that the records do not announce.
+func TestVerifyStorageChecksAgainUnderLock(t *testing.T) {
+	r := newTestRegistry(t)
+	ctx := context.Background()
+	publishAll(t, r, "example.com/m", "v1.0.0", "v1.1.0")
+	verifier := r.node(t, func(c *modproxy.Config) {
+		c.Blobs = walkHookStore{r.disk, func() {
+			if err := r.Delete(ctx, admin, "example.com/m", "v1.0.0", modproxy.DeleteOptions{}); err != nil {
+				t.Error(err)
+			}
+		}}
+	})
+	if n, problems := verifyLines(t, verifier); n != 1 || len(problems) != 0 {
+		t.Errorf("checked %d, problems %q; want 1 checked, none", n, problems)
 	}
 }

@@ -87,6 +87,23 @@ type Store interface {
 	// so that the storage tree answers "list" queries as a file:// proxy.
 	// An empty list removes the file.
 	PutList(ctx context.Context, path string, versions []string) error
+
+	// Walk calls fn with what is stored of each module that has a file
+	// stored, a version's or its @v/list, in no particular order. It
+	// stops at fn's first error and returns it. Names that are no stored
+	// file's are left out: temporary files, and names that do not unescape
+	// to a module path, or to a version with a kind's extension.
+	Walk(ctx context.Context, fn func(StoredModule) error) error
+}
+
+// StoredModule is what a store holds of one module, as Walk finds it.
+type StoredModule struct {
+	Path string
+	// Files maps each version with a file stored to the kinds stored.
+	Files map[string][]Kind
+	// List is what the @v/list file names, a line each; nil when there
+	// is no such file, empty when it is empty.
+	List []string
 }
 
 // tempSuffix ends the name of every temporary file, so that RemoveTemp can
@@ -313,6 +330,105 @@ func (d *Disk) PutList(ctx context.Context, path string, versions []string) erro
 		return fmt.Errorf("storage: list %s: %w", path, err)
 	}
 	return nil
+}
+
+// MaxListFile bounds what Walk reads of a @v/list file, in bytes: the
+// lines beyond it are left out.
+const MaxListFile = 16 << 20
+
+// Walk implements Store. It reads the tree once, and each @v/list file.
+func (d *Disk) Walk(ctx context.Context, fn func(StoredModule) error) error {
+	err := filepath.WalkDir(d.root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil && e != nil && e.IsDir() && errors.Is(err, fs.ErrPermission) {
+			return fs.SkipDir // not Agora's: see RemoveTemp
+		}
+		if err != nil {
+			return err
+		}
+		if !e.IsDir() || e.Name() != "@v" {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		// A module path holds no "@", so this is a module's @v directory,
+		// and nothing below it is another's.
+		rel, err := filepath.Rel(d.root, filepath.Dir(p))
+		if err != nil {
+			return err
+		}
+		path, err := module.UnescapePath(filepath.ToSlash(rel))
+		if err != nil {
+			return fs.SkipDir // no module's: the go command never asks for it
+		}
+		m, err := readModuleDir(path, p)
+		if err != nil {
+			return err
+		}
+		if len(m.Files) > 0 || m.List != nil {
+			if err := fn(m); err != nil {
+				return err
+			}
+		}
+		return fs.SkipDir
+	})
+	if err != nil {
+		return fmt.Errorf("storage: walking %s: %w", d.root, err)
+	}
+	return nil
+}
+
+// readModuleDir returns what the @v directory dir holds of path.
+func readModuleDir(path, dir string) (StoredModule, error) {
+	m := StoredModule{Path: path, Files: make(map[string][]Kind)}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return m, err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || strings.HasSuffix(name, tempSuffix) {
+			continue
+		}
+		if name == "list" {
+			if m.List, err = readList(filepath.Join(dir, name)); err != nil {
+				return m, err
+			}
+			continue
+		}
+		kind := Kind(filepath.Ext(name))
+		if !kind.valid() {
+			continue
+		}
+		version, err := module.UnescapeVersion(strings.TrimSuffix(name, string(kind)))
+		if err != nil {
+			continue
+		}
+		m.Files[version] = append(m.Files[version], kind)
+	}
+	return m, nil
+}
+
+// readList returns the lines of the @v/list file name, an empty slice for
+// an empty file and nil for none.
+func readList(name string) ([]string, error) {
+	f, err := os.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // removed since the directory was read
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxListFile))
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Split(string(b), "\n")
+	if lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	return lines, nil
 }
 
 // RemoveTemp deletes the temporary files that an interrupted write left in

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -241,5 +242,42 @@ func TestDiskOpenDirectory(t *testing.T) {
 	}
 	if errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), name) {
 		t.Errorf("Open of a directory = %v; want an error naming %s, other than not found", err, name)
+	}
+}
+
+// TestDiskWalkSkipsOtherNames checks that Walk finds the files a
+// GOPROXY=file:// reader is served, whatever else the tree holds:
+// temporary files, a module cache's .ziphash and .lock, names that are no
+// module's or version's, a directory where a file would be; and that an
+// empty @v/list file is an empty list, not none.
+func TestDiskWalkSkipsOtherNames(t *testing.T) {
+	d := newDisk(t)
+	ctx := context.Background()
+	if err := d.Put(ctx, "example.com/a", "v1.0.0", storage.Mod, strings.NewReader("m")); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(d.Root(), "example.com/a/@v")
+	for _, name := range []string{
+		".v1.0.1.zip.123456.agora-tmp", "v1.0.0.ziphash", "v1.0.0.lock", "V1.0.0.zip", "list",
+		"../../../NotAModule/@v/v1.0.0.zip", "../../../@v/v1.0.0.zip",
+	} {
+		name = filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "v1.2.0.zip"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var found []storage.StoredModule
+	if err := d.Walk(ctx, func(m storage.StoredModule) error { found = append(found, m); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 1 || found[0].Path != "example.com/a" || len(found[0].Files) != 1 ||
+		!slices.Equal(found[0].Files["v1.0.0"], []storage.Kind{storage.Mod}) || found[0].List == nil || len(found[0].List) != 0 {
+		t.Errorf("Walk found %+v; want example.com/a with v1.0.0.mod and an empty list", found)
 	}
 }

@@ -8,7 +8,7 @@
 // The suite states the contract: round trips of each kind, not-found errors
 // that wrap fs.ErrNotExist, module paths that share prefixes (a.com/b,
 // a.com/b-c, a.com/b/v2) and differ only in case, atomic replacement seen by
-// concurrent readers, and delete.
+// concurrent readers, delete, and a walk that finds what was stored.
 package storagetest
 
 import (
@@ -18,8 +18,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -42,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"PutFile", testPutFile},
 		{"Delete", testDelete},
 		{"List", testList},
+		{"Walk", testWalk},
 		{"InvalidNames", testInvalidNames},
 		{"ConcurrentReadersDuringWrite", testConcurrentReaders},
 	}
@@ -241,6 +244,64 @@ func testList(t *testing.T, s storage.Store) {
 	}
 	if err := s.PutList(ctx, "example.com/never", nil); err != nil {
 		t.Fatalf("PutList(empty) of a module never stored: %v", err)
+	}
+}
+
+// testWalk checks that Walk finds every module with files, by its
+// unescaped path and versions, among prefix-sharing paths, and what its
+// @v/list file names; and nothing of what was deleted.
+func testWalk(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	put(t, s, "a.com/b", "v1.0.0", storage.Zip, "z")
+	put(t, s, "a.com/b", "v1.0.0", storage.Mod, "m")
+	put(t, s, "a.com/b", "v1.1.0-RC", storage.Info, "i")
+	put(t, s, "a.com/b-c", "v1.0.0", storage.Mod, "m")
+	put(t, s, "a.com/B/v2", "v2.0.0", storage.Mod, "m")
+	put(t, s, "a.com/gone", "v1.0.0", storage.Mod, "m")
+	if err := s.Delete(ctx, "a.com/gone", "v1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	for path, list := range map[string][]string{"a.com/b": {"v1.0.0", "v1.1.0-RC"}, "a.com/listed": {"v0.1.0"}} {
+		if err := s.PutList(ctx, path, list); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]string{}
+	err := s.Walk(ctx, func(m storage.StoredModule) error {
+		if _, dup := got[m.Path]; dup {
+			t.Errorf("Walk found %s twice", m.Path)
+		}
+		var files []string
+		for version, kinds := range m.Files {
+			for _, kind := range kinds {
+				files = append(files, version+string(kind))
+			}
+		}
+		slices.Sort(files)
+		list := "no list"
+		if m.List != nil {
+			list = fmt.Sprintf("list %q", m.List)
+		}
+		got[m.Path] = fmt.Sprintf("%q %s", files, list)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Walk: %v", err)
+	}
+	want := map[string]string{
+		"a.com/b":      `["v1.0.0.mod" "v1.0.0.zip" "v1.1.0-RC.info"] list ["v1.0.0" "v1.1.0-RC"]`,
+		"a.com/b-c":    `["v1.0.0.mod"] no list`,
+		"a.com/B/v2":   `["v2.0.0.mod"] no list`,
+		"a.com/listed": `[] list ["v0.1.0"]`,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("Walk found\n%q\nwant\n%q", got, want)
+	}
+
+	stop := errors.New("stop")
+	calls := 0
+	if err := s.Walk(ctx, func(storage.StoredModule) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("Walk whose fn fails = %v after %d calls; want fn's error after 1", err, calls)
 	}
 }
 
