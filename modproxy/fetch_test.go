@@ -104,7 +104,7 @@ func (u *fakeUpstream) info(path, version string) (*upstream.Info, string, error
 	if !ok {
 		return nil, "", u.notFound(path + "@" + version)
 	}
-	raw := fmt.Sprintf(`{"Version":%q,"Time":%q,"Origin":{"VCS":"git"}}`, version, fv.info.Format(time.RFC3339))
+	raw := fmt.Sprintf(`{"Version":%q,"Time":%q,"Origin":{"VCS":"git"}}`, version, fv.info.Format(time.RFC3339Nano))
 	if fv.info.IsZero() {
 		raw = fmt.Sprintf(`{"Version":%q}`, version)
 	}

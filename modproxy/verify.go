@@ -12,6 +12,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/semver"
 
@@ -27,18 +28,18 @@ type Problem struct {
 }
 
 // VerifyStorage checks the storage tree against the records. Every live
-// version's files must hash to the recorded h1: hashes, and its .info
-// name the version. A file that no live record announces is a problem
-// too: the files of a deleted or blocked version, or of one without a
-// record (purged, or never recorded), and a file of a live version that
-// its record does not list. Agora serves none of them, but the storage
-// tree, a GOPROXY=file:// directory, does. VerifyStorage calls report for
-// each problem and returns how many live versions it checked. It walks
-// the tree once, reads every zip in full, and asks the database for the
-// records of each module once; only before it reports files that no
-// record announces does it look again, holding the version's lock, which
-// a publish, fetch or delete in progress holds until its files and its
-// record agree.
+// version's zip and go.mod must hash to the recorded h1: hashes, and its
+// .info be JSON that gives the version and the recorded time. A file that
+// no live record announces is a problem too: the files of a deleted or
+// blocked version, or of one without a record (purged, or never
+// recorded), and a file of a live version that its record does not list.
+// Agora serves none of them, but the storage tree, a GOPROXY=file://
+// directory, does. VerifyStorage calls report for each problem and returns
+// how many live versions it checked. It walks the tree once, reads every
+// zip in full, and asks the database for the records of each module once;
+// only before it reports files that no record announces does it look
+// again, holding the version's lock, which a publish, fetch or delete in
+// progress holds until its files and its record agree.
 //
 // It also rewrites each module's @v/list file from the database, which is
 // what the file is made from: a server stopped between recording a version
@@ -202,9 +203,29 @@ func (s *Service) verifyVersion(ctx context.Context, v *Version) error {
 	if err != nil {
 		return err
 	}
-	var parsed struct{ Version string }
-	if err := json.Unmarshal(info, &parsed); err != nil || parsed.Version != v.Version {
-		return fmt.Errorf(".info does not name version %s", v.Version)
+	return checkInfo(info, v)
+}
+
+// checkInfo checks a stored .info against v's record, reading it as the
+// go command does: JSON whose Version is the version, and whose Time is
+// the recorded time. The record keeps the time to the microsecond, and an
+// upstream's .info, stored as it came, may give it to the nanosecond. What
+// else the .info holds (an upstream's Origin) does not matter.
+func checkInfo(info []byte, v *Version) error {
+	var parsed struct {
+		Version string
+		Time    time.Time
+	}
+	if err := json.Unmarshal(info, &parsed); err != nil {
+		return fmt.Errorf(".info is not what the go command reads: %v", err)
+	}
+	switch {
+	case parsed.Version != v.Version:
+		return fmt.Errorf(".info names version %q", parsed.Version)
+	case parsed.Time.IsZero():
+		return fmt.Errorf(".info gives no time, recorded %s", v.Time.Format(time.RFC3339Nano))
+	case !parsed.Time.Truncate(time.Microsecond).Equal(v.Time):
+		return fmt.Errorf(".info gives the time %s, recorded %s", parsed.Time.Format(time.RFC3339Nano), v.Time.Format(time.RFC3339Nano))
 	}
 	return nil
 }

@@ -8,7 +8,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gobuffalo/pop/v6"
+
+	"agora/models"
+	"agora/models/modelstest"
 	"agora/modproxy"
 	"agora/storage"
 )
@@ -195,4 +200,100 @@ func TestVerifyStorageChecksAgainUnderLock(t *testing.T) {
 	if n, problems := verifyLines(t, verifier); n != 1 || len(problems) != 0 {
 		t.Errorf("checked %d, problems %q; want 1 checked, none", n, problems)
 	}
+}
+
+// TestVerifyStorageChecksInfo checks that storage:verify reads each .info
+// as the go command does, and wants its Time to be the recorded one: it
+// checked the version only, and passed an .info whose time was not the
+// version's, or had none, which the go command then takes as the
+// version's time (go list -m -json shows it). What an
+// upstream's .info adds (Origin, a time in nanoseconds, which the
+// database keeps to the microsecond) is fine.
+func TestVerifyStorageChecksInfo(t *testing.T) {
+	up := newFakeUpstream()
+	const dep = "example.com/dep"
+	up.add(t, dep, "v1.0.0", "dep")
+	fv := up.versions[dep+"@v1.0.0"]
+	fv.info = fv.info.Add(123456789 * time.Nanosecond)
+	up.versions[dep+"@v1.0.0"] = fv
+	r := cachingRegistry(t, up, nil)
+	r.read(t, dep, "v1.0.0", storage.Info)
+	const path = "private.example/m"
+	publishAll(t, r, path, "v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0", "v1.4.0", "v1.5.0")
+	for version, info := range map[string]string{
+		"v1.1.0": `{"Version":"v1.1.0","Time":"2001-01-01T00:00:00Z"}`,
+		"v1.2.0": `{"Version":"v1.2.0"}`,
+		"v1.3.0": `{"Version":"v1.3.0","Time":"yesterday"}`,
+		"v1.4.0": `{"Version":"v1.4.1","Time":"2026-11-21T12:00:00Z"}`,
+		"v1.5.0": `{"Version":"v1.5.0","Time":"2026-11-21T13:00:00+01:00","Origin":{"VCS":"git"}}`, // t0
+	} {
+		if err := r.disk.Put(context.Background(), path, version, storage.Info, strings.NewReader(info)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, problems := verifyLines(t, r.Service)
+	want := []string{
+		`private.example/m@v1.1.0: .info gives the time 2001-01-01T00:00:00Z, recorded 2026-11-21T12:00:00Z`,
+		`private.example/m@v1.2.0: .info gives no time, recorded 2026-11-21T12:00:00Z`,
+		`private.example/m@v1.3.0: .info is not what the go command reads: parsing time `, // and encoding/json's words
+		`private.example/m@v1.4.0: .info names version "v1.4.1"`,
+	}
+	if n != 7 || !slices.EqualFunc(problems, want, strings.HasPrefix) {
+		t.Errorf("checked %d, problems\n%s\nwant 7 checked, problems\n%s", n, strings.Join(problems, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestVerifyStorageOnDatabases runs storage:verify on each database, whose
+// times (to the microsecond, in UTC) it compares with those of the stored
+// .info files, here an imported one's to the nanosecond and in another
+// zone: as stored, it passes; with another time, it does not. A deleted
+// version's files left behind are reported.
+func TestVerifyStorageOnDatabases(t *testing.T) {
+	ctx := context.Background()
+	cache := t.TempDir()
+	for name, data := range map[string][]byte{
+		"v1.0.0.zip":  moduleZip(t, "example.com/a", "v1.0.0", "a"),
+		"v1.0.0.mod":  []byte(goMod("example.com/a")),
+		"v1.0.0.info": []byte(`{"Version":"v1.0.0","Time":"2024-01-02T03:04:05.123456789+02:00","Origin":{"VCS":"git"}}`),
+	} {
+		name = filepath.Join(cache, "example.com/a/@v", name)
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		disk, err := storage.NewDisk(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := modproxy.Config{Metadata: models.NewRegistry(conn), Blobs: disk, TempDir: t.TempDir()}
+		s := modproxy.New(cfg)
+		if _, err := s.ImportDir(ctx, admin, cache, func(modproxy.ImportEvent) {}); err != nil {
+			t.Fatal(err)
+		}
+		for _, version := range []string{"v1.0.0", "v1.1.0"} {
+			if _, err := s.Publish(ctx, alice, "example.com/b", version, bytes.NewReader(moduleZip(t, "example.com/b", version, "b"))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cfg.Blobs = readOnlyStore{disk}
+		if err := modproxy.New(cfg).Delete(ctx, alice, "example.com/b", "v1.1.0", modproxy.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"example.com/b@v1.1.0: stored files of a deleted version: .info .mod .zip"}
+		if n, problems := verifyLines(t, s); n != 2 || !slices.Equal(problems, want) {
+			t.Errorf("checked %d, problems %q; want 2 checked, problems %q", n, problems, want)
+		}
+
+		if err := disk.Put(ctx, "example.com/a", "v1.0.0", storage.Info, strings.NewReader(`{"Version":"v1.0.0","Time":"2024-01-02T01:04:05.123457Z"}`)); err != nil {
+			t.Fatal(err)
+		}
+		want = append([]string{"example.com/a@v1.0.0: .info gives the time 2024-01-02T01:04:05.123457Z, recorded 2024-01-02T01:04:05.123456Z"}, want...)
+		if n, problems := verifyLines(t, s); n != 2 || !slices.Equal(problems, want) {
+			t.Errorf("checked %d, problems %q; want 2 checked, problems %q", n, problems, want)
+		}
+	})
 }
