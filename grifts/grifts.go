@@ -4,8 +4,8 @@
 //	db:migrate       apply pending migrations
 //	storage:verify   re-hash every live version's files against its record,
 //	                 report stored files that no live record announces (of
-//	                 deleted, blocked or purged versions), and rewrite every
-//	                 module's @v/list file from the database
+//	                 deleted, blocked or purged versions), and rewrite each
+//	                 @v/list file that differs from the database
 //	modules:import   import a module cache or GOPROXY directory (agora import)
 //
 // Tasks are registered by Register rather than from init, so that importing
@@ -95,7 +95,7 @@ func Register(open Opener) {
 			})
 		})
 		grift.Namespace("storage", func() {
-			grift.Desc("verify", "Re-hash every live version's stored files against its recorded h1: hashes, report stored files that no live record announces, and rewrite each module's @v/list file from the database")
+			grift.Desc("verify", "Re-hash every live version's stored files against its recorded h1: hashes, report stored files that no live record announces, and rewrite each @v/list file that differs from the database")
 			grift.Add("verify", func(c *grift.Context) error {
 				if len(c.Args) != 0 {
 					return usage("storage:verify")
@@ -106,20 +106,29 @@ func Register(open Opener) {
 				}
 				defer env.Close()
 				out := outputOf(c).Stdout
-				problems := 0
+				problems, fixed := 0, 0
 				n, err := env.Registry.VerifyStorage(c, func(p modproxy.Problem) {
+					if p.Fixed {
+						fixed++
+						fmt.Fprintf(out, "FIXED %s\n", p)
+						return
+					}
 					problems++
-					fmt.Fprintf(out, "BAD %s@%s: %v\n", p.Path, p.Version, p.Err)
+					fmt.Fprintf(out, "BAD %s\n", p)
 				})
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(out, "checked %s, %d bad\n", versions(n), problems)
+				summary := fmt.Sprintf("checked %s, %d bad", versions(n), problems)
+				if fixed > 0 {
+					summary += fmt.Sprintf(", %d fixed", fixed)
+				}
+				fmt.Fprintln(out, summary)
 				switch {
 				case problems == 1:
-					return errors.New("1 version does not match its record")
+					return errors.New("storage does not match the records: 1 problem")
 				case problems > 1:
-					return fmt.Errorf("%d versions do not match their records", problems)
+					return fmt.Errorf("storage does not match the records: %d problems", problems)
 				}
 				return nil
 			})

@@ -615,6 +615,13 @@ func listed(records []*Version) []string {
 // and reads its .mod and zip, which a version fetched for its .info alone
 // does not have.
 func (s *Service) writeList(ctx context.Context, path string) {
+	if err := s.rewriteList(ctx, path); err != nil {
+		s.log.Error("rewriting @v/list in storage", "module", path, "err", err)
+	}
+}
+
+// rewriteList is writeList, returning its error.
+func (s *Service) rewriteList(ctx context.Context, path string) error {
 	mu := stripe(s.listLocks[:], path)
 	mu.Lock()
 	defer mu.Unlock()
@@ -641,9 +648,7 @@ func (s *Service) writeList(ctx context.Context, path string) {
 		}
 		written = now
 	}
-	if err != nil {
-		s.log.Error("rewriting @v/list in storage", "module", path, "err", err)
-	}
+	return err
 }
 
 // listFile returns what path's @v/list file names: the versions whose .mod
@@ -653,7 +658,12 @@ func (s *Service) listFile(ctx context.Context, path string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return listed(slices.DeleteFunc(all, func(v *Version) bool { return !v.Has(storage.Mod) })), nil
+	return listOf(all), nil
+}
+
+// listOf returns what the @v/list file of a module with records names.
+func listOf(records []*Version) []string {
+	return listed(slices.DeleteFunc(slices.Clone(records), func(v *Version) bool { return !v.Has(storage.Mod) }))
 }
 
 // forget drops what memory holds of path@version. What a request read

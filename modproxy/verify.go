@@ -19,12 +19,24 @@ import (
 	"agora/storage"
 )
 
-// Problem is a version whose stored files do not match its record, or
-// which has files stored and no live record.
+// Problem is something stored that does not match the records: the files
+// of a version, or a module's @v/list file, when Version is empty.
 type Problem struct {
 	Path    string
 	Version string
 	Err     error
+	// Fixed reports whether VerifyStorage repaired it: it rewrites a
+	// @v/list file that does not name what the records list.
+	Fixed bool
+}
+
+// String returns the problem as "path@version: error", or as
+// "path/@v/list: error" for a @v/list file.
+func (p Problem) String() string {
+	if p.Version == "" {
+		return p.Path + "/@v/list: " + p.Err.Error()
+	}
+	return p.Path + "@" + p.Version + ": " + p.Err.Error()
 }
 
 // VerifyStorage checks the storage tree against the records. Every live
@@ -41,10 +53,12 @@ type Problem struct {
 // again, holding the version's lock, which a publish, fetch or delete in
 // progress holds until its files and its record agree.
 //
-// It also rewrites each module's @v/list file from the database, which is
-// what the file is made from: a server stopped between recording a version
-// and rewriting the list (killed, or its disk full) leaves one that lacks
-// the version, and later requests, which find the record, do not repair it.
+// It also rewrites each @v/list file that does not name what the records
+// list, and reports it, fixed: a server stopped between recording a
+// version and rewriting the list (killed, or its disk full) leaves one
+// that lacks the version, and later requests, which find the record, do
+// not repair it; a delete or purge cut off alike leaves one that names the
+// version. The list of a module without records is removed.
 func (s *Service) VerifyStorage(ctx context.Context, report func(Problem)) (int, error) {
 	stored := make(map[string]storage.StoredModule)
 	err := s.blobs.Walk(ctx, func(m storage.StoredModule) error {
@@ -62,13 +76,12 @@ func (s *Service) VerifyStorage(ctx context.Context, report func(Problem)) (int,
 			return checked, err
 		}
 		for _, m := range page.Items {
-			n, err := s.verifyModule(ctx, m.Path, stored[m.Path].Files, report)
+			n, err := s.verifyModule(ctx, m.Path, stored[m.Path], report)
 			checked += n
 			if err != nil {
 				return checked, err
 			}
 			delete(stored, m.Path)
-			s.writeList(ctx, m.Path)
 		}
 		if page.Next == "" {
 			break
@@ -78,7 +91,7 @@ func (s *Service) VerifyStorage(ctx context.Context, report func(Problem)) (int,
 	// Modules with files and no record: purged, or recorded since the
 	// listing went past them.
 	for _, path := range slices.Sorted(maps.Keys(stored)) {
-		n, err := s.verifyModule(ctx, path, stored[path].Files, report)
+		n, err := s.verifyModule(ctx, path, stored[path], report)
 		checked += n
 		if err != nil {
 			return checked, err
@@ -87,10 +100,11 @@ func (s *Service) VerifyStorage(ctx context.Context, report func(Problem)) (int,
 	return checked, nil
 }
 
-// verifyModule checks the files of path's versions against its records,
-// given files, the kinds stored of each version, and returns how many live
-// versions it checked.
-func (s *Service) verifyModule(ctx context.Context, path string, files map[string][]storage.Kind, report func(Problem)) (int, error) {
+// verifyModule checks what is stored of path, as the walk of the tree
+// found it, against its records, and rewrites its @v/list file if it
+// differs from them. It returns how many live versions it checked.
+func (s *Service) verifyModule(ctx context.Context, path string, stored storage.StoredModule, report func(Problem)) (int, error) {
+	files := stored.Files
 	records, err := s.meta.Versions(ctx, path)
 	if err != nil {
 		return 0, err
@@ -123,7 +137,79 @@ func (s *Service) verifyModule(ctx context.Context, path string, files map[strin
 			return checked, err
 		}
 	}
+	s.verifyList(ctx, path, stored.List, listOf(records), report)
 	return checked, nil
+}
+
+// verifyList compares path's @v/list file, as the walk of the tree found
+// it (nil if there was none), with want, what the records list, and
+// rewrites the file from the records if they differ, reporting it. Both
+// may be out of date by then, a version recorded or deleted since, so
+// that they are read again first.
+func (s *Service) verifyList(ctx context.Context, path string, found, want []string, report func(Problem)) {
+	if listMatches(found, want) {
+		return
+	}
+	var err error
+	if found, err = s.blobs.ReadList(ctx, path); err == nil {
+		want, err = s.listFile(ctx, path)
+	}
+	if err != nil {
+		report(Problem{Path: path, Err: fmt.Errorf("differs from the records, and reading both again failed: %w", err)})
+		return
+	}
+	if listMatches(found, want) {
+		return
+	}
+	var what []string
+	if lacked := missingFrom(found, want); lacked != "" {
+		what = append(what, "lacked "+lacked)
+	}
+	if extra := missingFrom(want, found); extra != "" {
+		what = append(what, "should not name "+extra)
+	}
+	if len(what) == 0 {
+		what = append(what, "not as Agora writes it")
+	}
+	p := Problem{Path: path, Err: errors.New(strings.Join(what, " and "))}
+	verb, done := "rewritten", "rewritten from the records"
+	if len(want) == 0 {
+		verb, done = "removed", "removed"
+	}
+	if err := s.rewriteList(ctx, path); err != nil {
+		p.Err = fmt.Errorf("%w, and could not be %s: %w", p.Err, verb, err)
+	} else {
+		p.Err, p.Fixed = fmt.Errorf("%w: %s", p.Err, done), true
+	}
+	report(p)
+}
+
+// listMatches reports whether found, what a @v/list file names (nil if
+// there is none), is what PutList writes of want.
+func listMatches(found, want []string) bool {
+	return slices.Equal(found, want) && (found == nil) == (len(want) == 0)
+}
+
+// maxNamed bounds the versions a problem with a @v/list file names.
+const maxNamed = 5
+
+// missingFrom returns the versions in want and not in list, the first
+// maxNamed of them and how many more, or "" if there are none.
+func missingFrom(list, want []string) string {
+	in := make(map[string]bool, len(list))
+	for _, v := range list {
+		in[v] = true
+	}
+	var missing []string
+	for _, v := range want {
+		if !in[v] {
+			missing = append(missing, v)
+		}
+	}
+	if len(missing) > maxNamed {
+		return fmt.Sprintf("%s and %d more", strings.Join(missing[:maxNamed], " "), len(missing)-maxNamed)
+	}
+	return strings.Join(missing, " ")
 }
 
 // verifyUnannounced reports the files of path@version stored without a

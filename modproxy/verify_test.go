@@ -3,6 +3,7 @@ package modproxy_test
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -87,21 +88,30 @@ func TestVerifyStorageRewritesLists(t *testing.T) {
 	if err := r.disk.PutList(ctx, "example.com/a", []string{"v1.0.0"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.VerifyStorage(ctx, func(p modproxy.Problem) { t.Errorf("problem: %+v", p) }); err != nil {
-		t.Fatal(err)
+	wantProblems := []string{"FIXED example.com/a/@v/list: lacked v1.1.0: rewritten from the records"}
+	if _, problems := verifyLines(t, r.Service); !slices.Equal(problems, wantProblems) {
+		t.Errorf("problems %q; want %q", problems, wantProblems)
 	}
 	if got := r.storedFiles(t)[list]; got != want {
 		t.Errorf("list file after storage:verify = %q; want %q", got, want)
 	}
+	if _, problems := verifyLines(t, r.Service); len(problems) != 0 {
+		t.Errorf("problems after the rewrite: %q; want none", problems)
+	}
 }
 
 // verifyLines runs s.VerifyStorage and returns how many versions it
-// checked and its problems, as "path@version: error".
+// checked and its problems, as "path@version: error", or "FIXED
+// path/@v/list: error" for a list it rewrote.
 func verifyLines(t *testing.T, s *modproxy.Service) (int, []string) {
 	t.Helper()
 	var problems []string
 	n, err := s.VerifyStorage(context.Background(), func(p modproxy.Problem) {
-		problems = append(problems, p.Path+"@"+p.Version+": "+p.Err.Error())
+		line := p.String()
+		if p.Fixed {
+			line = "FIXED " + line
+		}
+		problems = append(problems, line)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +148,7 @@ func TestVerifyStorageFindsFilesWithoutLiveRecord(t *testing.T) {
 		"example.com/m@v1.0.0: stored files of a deleted version: .info .mod .zip",
 		"example.com/m@v1.1.0: stored files of a blocked version: .info .mod .zip",
 		"example.com/m@v1.2.0: stored files without a version record: .info .mod .zip",
+		"FIXED example.com/m/@v/list: should not name v1.0.0 v1.1.0 v1.2.0: rewritten from the records",
 		"example.com/Orphan@v0.1.0: stored files without a version record: .mod",
 	}
 	if n != 1 || !slices.Equal(problems, want) {
@@ -283,10 +294,14 @@ func TestVerifyStorageOnDatabases(t *testing.T) {
 		if err := modproxy.New(cfg).Delete(ctx, alice, "example.com/b", "v1.1.0", modproxy.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		want := []string{"example.com/b@v1.1.0: stored files of a deleted version: .info .mod .zip"}
+		want := []string{
+			"example.com/b@v1.1.0: stored files of a deleted version: .info .mod .zip",
+			"FIXED example.com/b/@v/list: should not name v1.1.0: rewritten from the records",
+		}
 		if n, problems := verifyLines(t, s); n != 2 || !slices.Equal(problems, want) {
 			t.Errorf("checked %d, problems %q; want 2 checked, problems %q", n, problems, want)
 		}
+		want = want[:1] // the list rewritten
 
 		if err := disk.Put(ctx, "example.com/a", "v1.0.0", storage.Info, strings.NewReader(`{"Version":"v1.0.0","Time":"2024-01-02T01:04:05.123457Z"}`)); err != nil {
 			t.Fatal(err)
@@ -296,4 +311,72 @@ func TestVerifyStorageOnDatabases(t *testing.T) {
 			t.Errorf("checked %d, problems %q; want 2 checked, problems %q", n, problems, want)
 		}
 	})
+}
+
+// TestVerifyStorageReportsLists checks that storage:verify says which
+// @v/list files it rewrites, and why, and fails when it cannot: it
+// rewrote them silently, and ignored its failures but for a log line. It
+// also rewrites the list of a module that has no record left, which it
+// passed by, so that a purge cut off before it rewrote the list left one
+// naming the purged versions, as the @latest of GOPROXY=file:// readers.
+func TestVerifyStorageReportsLists(t *testing.T) {
+	r := newTestRegistry(t)
+	ctx := context.Background()
+	publishAll(t, r, "example.com/a", "v1.0.0", "v1.1.0")
+	publishAll(t, r, "example.com/b", "v1.0.0")
+	publishAll(t, r, "example.com/c", "v1.0.0", "v1.1.0")
+	publishAll(t, r, "example.com/d", "v1.0.0")
+	failing := r.node(t, func(c *modproxy.Config) { c.Blobs = readOnlyStore{r.disk} })
+	if err := failing.Purge(ctx, admin, "example.com/b", "v1.0.0", "leaked a secret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := failing.Delete(ctx, admin, "example.com/c", "v1.0.0", modproxy.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.disk.Delete(ctx, "example.com/c", "v1.0.0"); err != nil { // the list alone is stale
+		t.Fatal(err)
+	}
+	for path, list := range map[string][]string{"example.com/a": {"v1.0.0"}, "example.com/d": {"v1.0.0", "v1.0.0"}} {
+		if err := r.disk.PutList(ctx, path, list); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := r.storedFiles(t)
+
+	// Storage that cannot be written to: each list is reported, not fixed.
+	n, problems := verifyLines(t, failing)
+	want := []string{
+		`example.com/a/@v/list: lacked v1.1.0, and could not be rewritten: open example.com/a/@v/list: read-only file system`,
+		`example.com/c/@v/list: should not name v1.0.0, and could not be rewritten: open example.com/c/@v/list: read-only file system`,
+		`example.com/d/@v/list: not as Agora writes it, and could not be rewritten: open example.com/d/@v/list: read-only file system`,
+		`example.com/b@v1.0.0: stored files without a version record: .info .mod .zip`,
+		`example.com/b/@v/list: should not name v1.0.0, and could not be removed: open example.com/b/@v/list: read-only file system`,
+	}
+	if n != 4 || !slices.Equal(problems, want) {
+		t.Errorf("checked %d, problems\n%s\nwant 4 checked, problems\n%s", n, strings.Join(problems, "\n"), strings.Join(want, "\n"))
+	}
+	if got := r.storedFiles(t); !maps.Equal(got, before) {
+		t.Errorf("storage changed: %q, was %q", got, before)
+	}
+
+	n, problems = verifyLines(t, r.Service)
+	want = []string{
+		`FIXED example.com/a/@v/list: lacked v1.1.0: rewritten from the records`,
+		`FIXED example.com/c/@v/list: should not name v1.0.0: rewritten from the records`,
+		`FIXED example.com/d/@v/list: not as Agora writes it: rewritten from the records`,
+		`example.com/b@v1.0.0: stored files without a version record: .info .mod .zip`,
+		`FIXED example.com/b/@v/list: should not name v1.0.0: removed`,
+	}
+	if n != 4 || !slices.Equal(problems, want) {
+		t.Errorf("checked %d, problems\n%s\nwant 4 checked, problems\n%s", n, strings.Join(problems, "\n"), strings.Join(want, "\n"))
+	}
+	got := r.storedFiles(t)
+	for path, list := range map[string]string{"example.com/a": "v1.0.0\nv1.1.0\n", "example.com/c": "v1.1.0\n", "example.com/d": "v1.0.0\n"} {
+		if got[path+"/@v/list"] != list {
+			t.Errorf("%s/@v/list = %q; want %q", path, got[path+"/@v/list"], list)
+		}
+	}
+	if list, ok := got["example.com/b/@v/list"]; ok {
+		t.Errorf("example.com/b/@v/list = %q; want none", list)
+	}
 }

@@ -88,6 +88,10 @@ type Store interface {
 	// An empty list removes the file.
 	PutList(ctx context.Context, path string, versions []string) error
 
+	// ReadList returns what the @v/list file of path names, a line each:
+	// nil when there is no such file, empty when it is empty.
+	ReadList(ctx context.Context, path string) ([]string, error)
+
 	// Walk calls fn with what is stored of each module that has a file
 	// stored, a version's or its @v/list, in no particular order. It
 	// stops at fn's first error and returns it. Names that are no stored
@@ -101,8 +105,7 @@ type StoredModule struct {
 	Path string
 	// Files maps each version with a file stored to the kinds stored.
 	Files map[string][]Kind
-	// List is what the @v/list file names, a line each; nil when there
-	// is no such file, empty when it is empty.
+	// List is what the @v/list file names, as ReadList returns it.
 	List []string
 }
 
@@ -332,7 +335,23 @@ func (d *Disk) PutList(ctx context.Context, path string, versions []string) erro
 	return nil
 }
 
-// MaxListFile bounds what Walk reads of a @v/list file, in bytes: the
+// ReadList implements Store.
+func (d *Disk) ReadList(ctx context.Context, path string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	dir, err := d.dir(path)
+	if err != nil {
+		return nil, err
+	}
+	list, err := readList(filepath.Join(dir, "list"))
+	if err != nil {
+		return nil, fmt.Errorf("storage: list %s: %w", path, err)
+	}
+	return list, nil
+}
+
+// MaxListFile bounds what ReadList and Walk read of a @v/list file, in bytes: the
 // lines beyond it are left out.
 const MaxListFile = 16 << 20
 

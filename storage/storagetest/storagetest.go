@@ -233,18 +233,30 @@ func testDelete(t *testing.T, s storage.Store) {
 
 func testList(t *testing.T, s storage.Store) {
 	ctx := context.Background()
+	readList := func(path string, want []string) {
+		t.Helper()
+		got, err := s.ReadList(ctx, path)
+		if err != nil || !slices.Equal(got, want) || (got == nil) != (want == nil) {
+			t.Errorf("ReadList(%s) = %#v, %v; want %#v", path, got, err, want)
+		}
+	}
 	if err := s.PutList(ctx, "example.com/a", []string{"v1.0.0", "v1.1.0"}); err != nil {
 		t.Fatalf("PutList: %v", err)
 	}
+	readList("example.com/a", []string{"v1.0.0", "v1.1.0"})
 	if err := s.PutList(ctx, "example.com/a", []string{"v1.0.0"}); err != nil {
 		t.Fatalf("PutList: %v", err)
 	}
+	readList("example.com/a", []string{"v1.0.0"})
+	readList("example.com/a-b", nil)
 	if err := s.PutList(ctx, "example.com/a", nil); err != nil {
 		t.Fatalf("PutList(empty): %v", err)
 	}
+	readList("example.com/a", nil)
 	if err := s.PutList(ctx, "example.com/never", nil); err != nil {
 		t.Fatalf("PutList(empty) of a module never stored: %v", err)
 	}
+	readList("example.com/never", nil)
 }
 
 // testWalk checks that Walk finds every module with files, by its
