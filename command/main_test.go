@@ -147,7 +147,8 @@ func TestTaskUsage(t *testing.T) {
 	}{
 		{[]string{"task", "bogus"}, 2, `unknown task "bogus"`},
 		{[]string{"task", "db:migrate", "now"}, 2, "usage: agora task db:migrate\n"},
-		{[]string{"task", "storage:verify", "example.com/m"}, 2, "usage: agora task storage:verify\n"},
+		{[]string{"task", "storage:verify", "example.com/m"}, 2, "usage: agora task storage:verify [repair]\n"},
+		{[]string{"task", "storage:verify", "repair", "now"}, 2, "usage: agora task storage:verify [repair]\n"},
 		{[]string{"task", "modules:import"}, 2, "usage: agora task modules:import DIR\n"},
 		{[]string{"task", "modules:import", "a", "b"}, 2, "usage: agora task modules:import DIR\n"},
 		{[]string{"task", "db:migrate"}, 0, ""},

@@ -3,16 +3,22 @@ package command
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"agora/modproxy"
 )
 
 // TestStorageVerifyTask checks what agora task storage:verify says and
 // exits with: a stale @v/list file it rewrites is a FIXED line and exit
 // status 0 (it was rewritten without a word), files that no record
-// announces a BAD line and exit status 1, each counted in the summary.
+// announces a BAD line and exit status 1, each counted in the summary;
+// and that storage:verify repair leaves the files of a version without a
+// record.
 func TestStorageVerifyTask(t *testing.T) {
 	data := offlineEnv(t)
 	cache := t.TempDir()
@@ -24,9 +30,9 @@ func TestStorageVerifyTask(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(storage, "example.com/a/@v/list"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	verify := func() (int, string) {
+	verify := func(args ...string) (int, string) {
 		var stdout, stderr bytes.Buffer
-		status := runMain(context.Background(), []string{"task", "storage:verify"}, strings.NewReader(""), &stdout, &stderr)
+		status := runMain(context.Background(), append([]string{"task", "storage:verify"}, args...), strings.NewReader(""), &stdout, &stderr)
 		return status, stdout.String()
 	}
 	want := "FIXED example.com/a/@v/list: lacked v1.0.0: rewritten from the records\nchecked 1 version, 0 bad, 1 fixed\n"
@@ -44,5 +50,66 @@ func TestStorageVerifyTask(t *testing.T) {
 	want = "BAD example.com/b@v0.1.0: stored files without a version record: .mod\nchecked 1 version, 1 bad\n"
 	if status, out := verify(); status != 1 || out != want {
 		t.Errorf("storage:verify with an orphan file: exit status %d, standard output\n%s\nwant 1 and\n%s", status, out, want)
+	}
+
+	// repair removes nothing of a version without a record.
+	if status, out := verify("repair"); status != 1 || out != want {
+		t.Errorf("storage:verify repair with an orphan file: exit status %d, standard output\n%s\nwant 1 and\n%s", status, out, want)
+	}
+	if _, err := os.Stat(orphan); err != nil {
+		t.Errorf("storage:verify repair removed the file of a version without a record: %v", err)
+	}
+}
+
+// TestStorageVerifyRepairTask checks that agora task storage:verify repair
+// removes the files a delete left, as the delete run again would, and
+// says so with a FIXED line and exit status 0.
+func TestStorageVerifyRepairTask(t *testing.T) {
+	data := offlineEnv(t)
+	cache := t.TempDir()
+	writeCachedVersion(t, filepath.Join(cache, "cache", "download"), "example.com/a", "v1.0.0")
+	if out, err := run(t, "", "import", cache); err != nil {
+		t.Fatalf("agora import: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	mod := filepath.Join(data, "storage", "example.com/a/@v/v1.0.0.mod")
+	gomod, err := os.ReadFile(mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := openTaskEnv(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = env.Registry.Delete(ctx, cliAdmin, "example.com/a", "v1.0.0", modproxy.DeleteOptions{})
+	env.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mod, gomod, 0o644); err != nil { // as a delete cut off leaves it
+		t.Fatal(err)
+	}
+
+	for _, tt := range []struct {
+		arg    string
+		status int
+		stdout string
+	}{
+		{"", 1, "BAD example.com/a@v1.0.0: stored files of a deleted version: .mod\nchecked 0 versions, 1 bad\n"},
+		{"repair", 0, "FIXED example.com/a@v1.0.0: stored files of a deleted version: .mod: removed\nchecked 0 versions, 0 bad, 1 fixed\n"},
+		{"", 0, "checked 0 versions, 0 bad\n"},
+	} {
+		args := []string{"task", "storage:verify"}
+		if tt.arg != "" {
+			args = append(args, tt.arg)
+		}
+		var stdout, stderr bytes.Buffer
+		status := runMain(ctx, args, strings.NewReader(""), &stdout, &stderr)
+		if status != tt.status || stdout.String() != tt.stdout {
+			t.Errorf("agora %s: exit status %d, standard output\n%s\nwant %d and\n%s", strings.Join(args, " "), status, stdout.String(), tt.status, tt.stdout)
+		}
+	}
+	if _, err := os.Stat(mod); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after storage:verify repair, the deleted version's .mod: %v; want it gone", err)
 	}
 }

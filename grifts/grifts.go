@@ -4,8 +4,9 @@
 //	db:migrate       apply pending migrations
 //	storage:verify   re-hash every live version's files against its record,
 //	                 report stored files that no live record announces (of
-//	                 deleted, blocked or purged versions), and rewrite each
-//	                 @v/list file that differs from the database
+//	                 deleted, blocked or purged versions; storage:verify
+//	                 repair removes those of deleted and blocked ones), and
+//	                 rewrite each @v/list file that differs from the database
 //	modules:import   import a module cache or GOPROXY directory (agora import)
 //
 // Tasks are registered by Register rather than from init, so that importing
@@ -95,10 +96,14 @@ func Register(open Opener) {
 			})
 		})
 		grift.Namespace("storage", func() {
-			grift.Desc("verify", "Re-hash every live version's stored files against its recorded h1: hashes, report stored files that no live record announces, and rewrite each @v/list file that differs from the database")
+			grift.Desc("verify", "Re-hash every live version's stored files against its recorded h1: hashes, report stored files that no live record announces (given the argument repair, remove those of deleted and blocked versions), and rewrite each @v/list file that differs from the database")
 			grift.Add("verify", func(c *grift.Context) error {
-				if len(c.Args) != 0 {
-					return usage("storage:verify")
+				var opts modproxy.VerifyOptions
+				switch {
+				case len(c.Args) == 1 && c.Args[0] == "repair":
+					opts.Repair = true
+				case len(c.Args) != 0:
+					return usage("storage:verify [repair]")
 				}
 				env, err := open(c)
 				if err != nil {
@@ -107,7 +112,7 @@ func Register(open Opener) {
 				defer env.Close()
 				out := outputOf(c).Stdout
 				problems, fixed := 0, 0
-				n, err := env.Registry.VerifyStorage(c, func(p modproxy.Problem) {
+				n, err := env.Registry.VerifyStorage(c, opts, func(p modproxy.Problem) {
 					if p.Fixed {
 						fixed++
 						fmt.Fprintf(out, "FIXED %s\n", p)

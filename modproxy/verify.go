@@ -26,7 +26,8 @@ type Problem struct {
 	Version string
 	Err     error
 	// Fixed reports whether VerifyStorage repaired it: it rewrites a
-	// @v/list file that does not name what the records list.
+	// @v/list file that does not name what the records list, and with
+	// VerifyOptions.Repair removes the files of a deleted version.
 	Fixed bool
 }
 
@@ -37,6 +38,17 @@ func (p Problem) String() string {
 		return p.Path + "/@v/list: " + p.Err.Error()
 	}
 	return p.Path + "@" + p.Version + ": " + p.Err.Error()
+}
+
+// VerifyOptions qualify VerifyStorage.
+type VerifyOptions struct {
+	// Repair removes the files of deleted and blocked versions, as a
+	// delete run again does. The files of a version without a record are
+	// only reported: the database may have lost the record (restored from
+	// a backup older than the storage), and they are then the version's
+	// only copy. Neither is a file of a live version removed that its
+	// record does not announce: the next fetch of the file replaces it.
+	Repair bool
 }
 
 // VerifyStorage checks the storage tree against the records. Every live
@@ -59,7 +71,7 @@ func (p Problem) String() string {
 // that lacks the version, and later requests, which find the record, do
 // not repair it; a delete or purge cut off alike leaves one that names the
 // version. The list of a module without records is removed.
-func (s *Service) VerifyStorage(ctx context.Context, report func(Problem)) (int, error) {
+func (s *Service) VerifyStorage(ctx context.Context, opts VerifyOptions, report func(Problem)) (int, error) {
 	stored := make(map[string]storage.StoredModule)
 	err := s.blobs.Walk(ctx, func(m storage.StoredModule) error {
 		stored[m.Path] = m
@@ -76,7 +88,7 @@ func (s *Service) VerifyStorage(ctx context.Context, report func(Problem)) (int,
 			return checked, err
 		}
 		for _, m := range page.Items {
-			n, err := s.verifyModule(ctx, m.Path, stored[m.Path], report)
+			n, err := s.verifyModule(ctx, m.Path, stored[m.Path], opts, report)
 			checked += n
 			if err != nil {
 				return checked, err
@@ -91,7 +103,7 @@ func (s *Service) VerifyStorage(ctx context.Context, report func(Problem)) (int,
 	// Modules with files and no record: purged, or recorded since the
 	// listing went past them.
 	for _, path := range slices.Sorted(maps.Keys(stored)) {
-		n, err := s.verifyModule(ctx, path, stored[path], report)
+		n, err := s.verifyModule(ctx, path, stored[path], opts, report)
 		checked += n
 		if err != nil {
 			return checked, err
@@ -103,7 +115,7 @@ func (s *Service) VerifyStorage(ctx context.Context, report func(Problem)) (int,
 // verifyModule checks what is stored of path, as the walk of the tree
 // found it, against its records, and rewrites its @v/list file if it
 // differs from them. It returns how many live versions it checked.
-func (s *Service) verifyModule(ctx context.Context, path string, stored storage.StoredModule, report func(Problem)) (int, error) {
+func (s *Service) verifyModule(ctx context.Context, path string, stored storage.StoredModule, opts VerifyOptions, report func(Problem)) (int, error) {
 	files := stored.Files
 	records, err := s.meta.Versions(ctx, path)
 	if err != nil {
@@ -125,7 +137,7 @@ func (s *Service) verifyModule(ctx context.Context, path string, stored storage.
 			}
 		}
 		if slices.ContainsFunc(kinds, func(k storage.Kind) bool { return !v.Live() || !v.Has(k) }) {
-			if err := s.verifyUnannounced(ctx, path, v.Version, report); err != nil {
+			if err := s.verifyUnannounced(ctx, path, v.Version, opts, report); err != nil {
 				return checked, err
 			}
 		}
@@ -133,7 +145,7 @@ func (s *Service) verifyModule(ctx context.Context, path string, stored storage.
 	versions := slices.Collect(maps.Keys(unrecorded))
 	slices.SortFunc(versions, func(a, b string) int { return cmp.Or(semver.Compare(a, b), strings.Compare(a, b)) })
 	for _, version := range versions {
-		if err := s.verifyUnannounced(ctx, path, version, report); err != nil {
+		if err := s.verifyUnannounced(ctx, path, version, opts, report); err != nil {
 			return checked, err
 		}
 	}
@@ -218,8 +230,8 @@ func missingFrom(list, want []string) string {
 // version's lock: whatever writes or removes the version's files holds it
 // until its files and its record agree. A delete in progress, whose
 // tombstone is committed and which waits for the lock to remove the
-// files, is reported all the same.
-func (s *Service) verifyUnannounced(ctx context.Context, path, version string, report func(Problem)) error {
+// files, is reported all the same (or finished, with opts.Repair).
+func (s *Service) verifyUnannounced(ctx context.Context, path, version string, opts VerifyOptions, report func(Problem)) error {
 	return s.lockVersion(ctx, path, version, func(ctx context.Context) error {
 		v, err := s.meta.Version(ctx, path, version)
 		switch {
@@ -256,7 +268,17 @@ func (s *Service) verifyUnannounced(ctx context.Context, path, version string, r
 		default:
 			what = "its record does not announce"
 		}
-		report(Problem{Path: path, Version: version, Err: fmt.Errorf("stored files %s: %s", what, strings.Join(stray, " "))})
+		p := Problem{Path: path, Version: version, Err: fmt.Errorf("stored files %s: %s", what, strings.Join(stray, " "))}
+		if opts.Repair && v != nil && !v.Live() {
+			// As removeFiles does, holding the lock already.
+			s.forget(path, version)
+			if err := s.blobs.Delete(ctx, path, version); err != nil {
+				p.Err = fmt.Errorf("%w, and could not be removed: %w", p.Err, err)
+			} else {
+				p.Err, p.Fixed = fmt.Errorf("%w: removed", p.Err), true
+			}
+		}
+		report(p)
 		return nil
 	})
 }

@@ -33,7 +33,7 @@ func TestVerifyStorage(t *testing.T) {
 	verify := func() (int, []string) {
 		t.Helper()
 		var problems []string
-		n, err := r.VerifyStorage(ctx, func(p modproxy.Problem) {
+		n, err := r.VerifyStorage(ctx, modproxy.VerifyOptions{}, func(p modproxy.Problem) {
 			problems = append(problems, p.Path+"@"+p.Version+": "+p.Err.Error())
 		})
 		if err != nil {
@@ -105,8 +105,15 @@ func TestVerifyStorageRewritesLists(t *testing.T) {
 // path/@v/list: error" for a list it rewrote.
 func verifyLines(t *testing.T, s *modproxy.Service) (int, []string) {
 	t.Helper()
+	return verifyLinesWith(t, s, modproxy.VerifyOptions{})
+}
+
+// verifyLinesWith is verifyLines with opts; it writes "FIXED" before
+// whatever VerifyStorage fixed.
+func verifyLinesWith(t *testing.T, s *modproxy.Service, opts modproxy.VerifyOptions) (int, []string) {
+	t.Helper()
 	var problems []string
-	n, err := s.VerifyStorage(context.Background(), func(p modproxy.Problem) {
+	n, err := s.VerifyStorage(context.Background(), opts, func(p modproxy.Problem) {
 		line := p.String()
 		if p.Fixed {
 			line = "FIXED " + line
@@ -378,5 +385,62 @@ func TestVerifyStorageReportsLists(t *testing.T) {
 	}
 	if list, ok := got["example.com/b/@v/list"]; ok {
 		t.Errorf("example.com/b/@v/list = %q; want none", list)
+	}
+}
+
+// TestVerifyStorageRepair checks that storage:verify repair removes what a
+// delete run again would (the files of deleted and blocked versions), and
+// only that: the files of a version without a record may be its only copy,
+// if the database lost the record, and are only reported, as are files it
+// fails to remove. Without repair, nothing is removed.
+func TestVerifyStorageRepair(t *testing.T) {
+	r := newTestRegistry(t)
+	ctx := context.Background()
+	publishAll(t, r, "example.com/m", "v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0")
+	failing := r.node(t, func(c *modproxy.Config) { c.Blobs = readOnlyStore{r.disk} })
+	if err := failing.Delete(ctx, admin, "example.com/m", "v1.0.0", modproxy.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := failing.Delete(ctx, admin, "example.com/m", "v1.1.0", modproxy.DeleteOptions{Block: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := failing.Purge(ctx, admin, "example.com/m", "v1.2.0", "leaked a secret"); err != nil {
+		t.Fatal(err)
+	}
+	before := r.storedFiles(t)
+	verifyLines(t, failing)
+	if got := r.storedFiles(t); !maps.Equal(got, before) {
+		t.Fatalf("storage:verify without repair changed storage: %q, was %q", sortedKeys(got), sortedKeys(before))
+	}
+
+	n, problems := verifyLinesWith(t, failing, modproxy.VerifyOptions{Repair: true})
+	want := []string{
+		"example.com/m@v1.0.0: stored files of a deleted version: .info .mod .zip, and could not be removed: remove example.com/m@v1.0.0: read-only file system",
+		"example.com/m@v1.1.0: stored files of a blocked version: .info .mod .zip, and could not be removed: remove example.com/m@v1.1.0: read-only file system",
+		"example.com/m@v1.2.0: stored files without a version record: .info .mod .zip",
+		"example.com/m/@v/list: should not name v1.0.0 v1.1.0 v1.2.0, and could not be rewritten: open example.com/m/@v/list: read-only file system",
+	}
+	if n != 1 || !slices.Equal(problems, want) {
+		t.Errorf("repair on read-only storage: checked %d, problems\n%s\nwant 1 checked, problems\n%s", n, strings.Join(problems, "\n"), strings.Join(want, "\n"))
+	}
+
+	n, problems = verifyLinesWith(t, r.Service, modproxy.VerifyOptions{Repair: true})
+	want = []string{
+		"FIXED example.com/m@v1.0.0: stored files of a deleted version: .info .mod .zip: removed",
+		"FIXED example.com/m@v1.1.0: stored files of a blocked version: .info .mod .zip: removed",
+		"example.com/m@v1.2.0: stored files without a version record: .info .mod .zip",
+		"FIXED example.com/m/@v/list: should not name v1.0.0 v1.1.0 v1.2.0: rewritten from the records",
+	}
+	if n != 1 || !slices.Equal(problems, want) {
+		t.Errorf("repair: checked %d, problems\n%s\nwant 1 checked, problems\n%s", n, strings.Join(problems, "\n"), strings.Join(want, "\n"))
+	}
+	wantFiles := []string{"example.com/m/@v/list"}
+	for _, v := range []string{"v1.2.0", "v1.3.0"} {
+		for _, kind := range []string{".info", ".mod", ".zip"} {
+			wantFiles = append(wantFiles, "example.com/m/@v/"+v+kind)
+		}
+	}
+	if got := sortedKeys(r.storedFiles(t)); !slices.Equal(got, wantFiles) {
+		t.Errorf("storage after repair holds %q; want %q", got, wantFiles)
 	}
 }
