@@ -222,12 +222,18 @@ func TestCacheFetchesOnceAndServesWithUpstreamGone(t *testing.T) {
 	})
 }
 
+// TestCacheUpstreamStatuses checks the answer to a .mod that the upstream
+// fails to give: its not found is one here, and its failures a bad gateway
+// for a version recorded here (whose .info was served), but not found for
+// one without a record, as a lookup of it is while the upstream fails. The
+// go command goes down its GOPROXY list for each file anew: it may have
+// taken the version from its next proxy after a 404 here for the .info.
 func TestCacheUpstreamStatuses(t *testing.T) {
 	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
 		tests := []struct {
 			name   string
 			fail   http.HandlerFunc
-			status int
+			status int // for a version recorded here
 		}{
 			{"403 is not found", statusHandler(http.StatusForbidden), http.StatusNotFound},
 			{"404 is not found", statusHandler(http.StatusNotFound), http.StatusNotFound},
@@ -240,18 +246,34 @@ func TestCacheUpstreamStatuses(t *testing.T) {
 				}
 			}, http.StatusBadGateway},
 		}
-		for _, tt := range tests {
+		for i, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				up := newFakeGOPROXY(t)
-				up.fail = tt.fail
+				// One module per case: the servers share the database.
+				m := newModule(t, fmt.Sprintf("example.com/m%d", i), "v1.0.0", "m")
+				up := newFakeGOPROXY(t, m)
 				s := newServer(t, conn, withUpstream(up.URL, "", nil))
-				r := s.get(t, "/example.com/m/@v/v1.0.0.mod")
-				wantProtocolError(t, r, tt.status)
-				if n := strings.Count(string(r.body), "example.com/m@v1.0.0"); n != 1 {
-					t.Errorf("the answer names the version %d times; want once:\n%s", n, r.body)
+				if r := s.get(t, protoPath(m.Path, m.Version)+".info"); r.status != http.StatusOK {
+					t.Fatalf(".info = %s; want it recorded", r)
 				}
-				if got := s.storageTree(t); len(got) != 0 {
-					t.Errorf("stored %q after a failed fetch", got)
+				up.mu.Lock()
+				up.fail = tt.fail
+				up.mu.Unlock()
+				for _, v := range []struct {
+					version string
+					status  int
+				}{
+					{m.Version, tt.status},
+					{"v1.1.0", http.StatusNotFound}, // no record
+				} {
+					r := s.get(t, protoPath(m.Path, v.version)+".mod")
+					wantProtocolError(t, r, v.status)
+					want := m.Path + "@" + v.version
+					if n := strings.Count(string(r.body), want); n != 1 {
+						t.Errorf("the answer names %s %d times; want once:\n%s", want, n, r.body)
+					}
+				}
+				if got := s.storageTree(t); len(got) != 1 {
+					t.Errorf("stored %q after failed fetches; want the .info alone", got)
 				}
 			})
 		}
@@ -276,19 +298,24 @@ func TestCacheFallThrough(t *testing.T) {
 		missing := newFakeGOPROXY(t)
 
 		for i, tt := range []struct {
-			list   string
-			status int
+			list string
+			ok   bool // good was asked, and answered
 		}{
-			{missing.URL + "," + good.URL, http.StatusOK},
-			{broken.URL + "," + good.URL, http.StatusBadGateway},
-			{broken.URL + "|" + good.URL, http.StatusOK},
+			{missing.URL + "," + good.URL, true},
+			{broken.URL + "," + good.URL, false},
+			{broken.URL + "|" + good.URL, true},
 		} {
 			// One module per case: the servers share the database.
 			m := newModule(t, fmt.Sprintf("example.com/m%d", i), "v1.0.0", "m")
 			good.add(m)
 			s := newServer(t, conn, withUpstream(tt.list, "", nil))
-			if r := s.get(t, protoPath(m.Path, m.Version)+".mod"); r.status != tt.status {
-				t.Errorf("AGORA_UPSTREAM=%s: .mod = %s; want %d", tt.list, r, tt.status)
+			file := protoPath(m.Path, m.Version) + ".mod"
+			r := s.get(t, file)
+			if ok := r.status == http.StatusOK; ok != tt.ok {
+				t.Errorf("AGORA_UPSTREAM=%s: .mod = %s; want it served: %v", tt.list, r, tt.ok)
+			}
+			if asked := good.count(file) > 0; asked != tt.ok {
+				t.Errorf("AGORA_UPSTREAM=%s: the second proxy was asked: %v; want %v", tt.list, asked, tt.ok)
 			}
 		}
 	})

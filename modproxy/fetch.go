@@ -177,17 +177,18 @@ func (s *Service) fetchLocked(ctx context.Context, up Upstream, path, version st
 		}
 		return s.storeInfo(ctx, path, info, src)
 	case storage.Mod:
-		return s.fetchMod(ctx, up, path, version)
+		return s.fetchMod(ctx, up, path, version, recorded)
 	}
 	return s.fetchZip(ctx, up, path, version, recorded)
 }
 
-// fetchMod fetches, verifies and stores path@version's go.mod.
-func (s *Service) fetchMod(ctx context.Context, up Upstream, path, version string) (*Version, error) {
+// fetchMod fetches, verifies and stores path@version's go.mod. recorded
+// is the version's record, nil if it has none (see fetchError).
+func (s *Service) fetchMod(ctx context.Context, up Upstream, path, version string, recorded *Version) (*Version, error) {
 	sums := s.lookupSums(ctx, path, version)
 	gomod, src, err := up.Mod(ctx, path, version)
 	if err != nil {
-		return nil, upstreamError(path, version, err)
+		return nil, fetchError(recorded, path, version, err)
 	}
 	if err := checkFetchedGoMod(path, version, src, gomod); err != nil {
 		return nil, err
@@ -228,7 +229,7 @@ func (s *Service) fetchZip(ctx context.Context, up Upstream, path, version strin
 			var src string
 			var err error
 			if gomod, src, err = up.Mod(ctx, path, version); err != nil {
-				ch <- upstreamError(path, version, err)
+				ch <- fetchError(recorded, path, version, err)
 				return
 			}
 			if err := checkFetchedGoMod(path, version, src, gomod); err != nil {
@@ -251,7 +252,7 @@ func (s *Service) fetchZip(ctx context.Context, up Upstream, path, version strin
 		}
 	}
 	if err != nil {
-		return nil, upstreamError(path, version, err)
+		return nil, fetchError(recorded, path, version, err)
 	}
 	z, err := s.stageZip(path, version, src, body)
 	if err != nil {
@@ -658,16 +659,33 @@ func upstreamError(path, version string, err error) error {
 // at once and stops at the first answer that is neither 404 nor 410; a 502
 // for a prefix that is no module would make 'go get' and 'go mod tidy'
 // fail while the upstream is down, though every module they need is
-// stored here. The message still says that the upstream failed. A .mod or
-// .zip is no lookup: the go command asks for them once it knows the
-// version, and their failures stay bad gateways, as do refusals of what an
-// upstream served.
+// stored here. The message still says that the upstream failed. Refusals
+// of what an upstream served stay bad gateways, and so, mostly, do
+// failures to fetch a .mod or .zip: see fetchError.
 func lookupError(path, version string, err error) error {
 	err = upstreamError(path, version, err)
 	if e := (*Error)(nil); errors.As(err, &e) && e.Kind == ErrUpstream {
 		return errorf(ErrNotFound, path, version, "not stored here, and the upstream failed: %w", e.Err)
 	}
 	return err
+}
+
+// fetchError is the error of an upstream that failed to give the .mod or
+// zip of path@version, whose record, nil if it has none, is recorded. The
+// go command asks for those once it has settled on the version, so a
+// failure is a bad gateway (upstreamError), which stops it: unless it
+// settled on the version elsewhere. It goes down its GOPROXY list for
+// each file anew ("agora,direct"), so after a 404 here for the .info of a
+// version that is not stored (see lookupError) it may take the version
+// from the next proxy, and then ask here first for the .mod and the zip;
+// a 502 for those would stop it, though the next proxy has them. A
+// version without a record was never served here, so its files are not
+// found either (lookupError), as its .info is.
+func fetchError(recorded *Version, path, version string, err error) error {
+	if recorded == nil {
+		return lookupError(path, version, err)
+	}
+	return upstreamError(path, version, err)
 }
 
 // isQuery reports whether version is a query (a branch, a commit, a

@@ -940,7 +940,11 @@ func TestFetchErrors(t *testing.T) {
 	if _, _, err := r.Open(ctx, "private.example/x", "v1.0.0", storage.Mod); !errors.Is(err, modproxy.ErrNotFound) {
 		t.Errorf("private path: %v; want ErrNotFound", err)
 	}
-	// An upstream that fails: a bad gateway, not a missing module.
+	// An upstream that fails for a version recorded here (its .info was
+	// served): a bad gateway, not a missing module.
+	if _, _, err := r.Open(ctx, "example.com/dep", "v1.0.0", storage.Info); err != nil {
+		t.Fatal(err)
+	}
 	up.setDown(errors.New("connection refused"))
 	if _, _, err := r.Open(ctx, "example.com/dep", "v1.0.0", storage.Mod); !errors.Is(err, modproxy.ErrUpstream) {
 		t.Errorf("upstream down: %v; want ErrUpstream", err)
@@ -1251,12 +1255,15 @@ func TestFallbackWarnings(t *testing.T) {
 }
 
 // TestLookupsWithTheUpstreamDown checks that, while the upstream fails,
-// lookups of what is not stored are not found, saying why, and that files
-// of a known version are a bad gateway. The go command looks up every
-// prefix of a package's path at once (list, @latest, or the .info of a
-// version) and gives up at any answer but 404 and 410: with a 502 for the
-// prefix that is no module, 'go get example.com/dep/pkg' would fail though
-// example.com/dep is stored.
+// lookups of what is not stored are not found, saying why, and so are the
+// files of a version without a record here, and that files of a known
+// version are a bad gateway. The go command looks up every prefix of a
+// package's path at once (list, @latest, or the .info of a version) and
+// gives up at any answer but 404 and 410: with a 502 for the prefix that
+// is no module, 'go get example.com/dep/pkg' would fail though
+// example.com/dep is stored. And it goes down its GOPROXY list for each
+// file anew: after a 404 for a version's .info here it may take the
+// version from the next proxy, then ask here first for its .mod and zip.
 func TestLookupsWithTheUpstreamDown(t *testing.T) {
 	up := newFakeUpstream()
 	const path, version = "example.com/dep", "v1.0.0"
@@ -1295,7 +1302,15 @@ func TestLookupsWithTheUpstreamDown(t *testing.T) {
 		t.Errorf("List of the stored module = %q, %v; want %s", list, err, version)
 	}
 
-	// Files of a version the go command has settled on are no lookup.
+	// Nor are the files of a version with no record here: the .info was
+	// not found here just now, and the go command may have taken the
+	// version from its next proxy.
+	_, _, err = r.Open(ctx, path, "v1.1.0", storage.Mod)
+	notFound("Open(.mod) of a version without a record", err)
+	_, _, err = r.Open(ctx, path, "v1.1.0", storage.Zip)
+	notFound("Open(.zip) of a version without a record", err)
+
+	// Files of a version the go command has settled on here are no lookup.
 	for _, kind := range []storage.Kind{storage.Mod, storage.Zip} {
 		if _, _, err := r.Open(ctx, path, version, kind); !errors.Is(err, modproxy.ErrUpstream) {
 			t.Errorf("Open(%s) with the upstream down = %v; want ErrUpstream", kind, err)
