@@ -25,6 +25,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gobuffalo/pop/v6"
 	"golang.org/x/mod/module"
@@ -509,7 +511,10 @@ func wantUnauthorized(t *testing.T, r *response) {
 }
 
 // wantProtocolError fails the test unless r is a plain-text protocol error
-// with status, as the go command prints it.
+// with status, whose body the go command prints whole: one line (it
+// prints "server response: " and the line), of printable characters (it
+// prints nothing of a body with any other), of at most 648 bytes (it
+// prints "[Truncated: too long.]" instead of a longer first line).
 func wantProtocolError(t *testing.T, r *response, status int) {
 	t.Helper()
 	if r.status != status {
@@ -520,6 +525,16 @@ func wantProtocolError(t *testing.T, r *response, status int) {
 	}
 	if len(bytes.TrimSpace(r.body)) == 0 {
 		t.Errorf("empty error body")
+	}
+	line, ok := bytes.CutSuffix(r.body, []byte("\n"))
+	if !ok || bytes.ContainsRune(line, '\n') {
+		t.Errorf("error body %q is not one line", r.body)
+	}
+	if len(line) > 8*81 {
+		t.Errorf("error body is %d bytes long; the go command shows a line of at most %d", len(line), 8*81)
+	}
+	if !utf8.Valid(line) || bytes.ContainsFunc(line, func(r rune) bool { return !unicode.IsGraphic(r) && !unicode.IsSpace(r) }) {
+		t.Errorf("error body %q has characters the go command does not print", line)
 	}
 }
 

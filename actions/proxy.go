@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"agora/auth"
 	"agora/config"
@@ -355,10 +357,76 @@ func (h *proxyHandler) failErr(w http.ResponseWriter, r *http.Request, err error
 	h.fail(w, r, status, strings.ToLower(statusText(status))+": "+errorMessage(h.deps.Logger, r, status, err))
 }
 
-// fail answers with a plain-text reason, as the go command prints it.
+// fail answers with a plain-text reason, as the go command prints it (see
+// oneLine).
 func (h *proxyHandler) fail(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(status)
-	io.WriteString(w, msg+"\n")
+	io.WriteString(w, oneLine(msg)+"\n")
+}
+
+// maxReasonLine is the longest line of an error body that the go command
+// prints, in bytes (cmd/go/internal/web: 8 lines of 81 bytes in all).
+const maxReasonLine = 8 * 81
+
+// oneLine returns msg as a line that the go command prints whole after
+// "server response: ". It prints an error body's lines, but a reason of
+// several lines reads badly there (an upstream's own "server response"
+// indented below Agora's); it prints nothing of a body with a character
+// that is neither printable nor space (such as the escape of a delete
+// reason given with colours), and only "[Truncated: too long.]" in place
+// of a first line longer than maxReasonLine. So lines are joined, with a
+// space after a colon, else "; "; such characters are replaced by U+FFFD;
+// and a line too long is cut, ending in "...".
+func oneLine(msg string) string {
+	if len(msg) <= maxReasonLine && printableLine(msg) {
+		return msg // the common case, untouched
+	}
+	var b strings.Builder
+	for line := range strings.Lines(strings.ToValidUTF8(msg, "\uFFFD")) {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			if strings.HasSuffix(b.String(), ":") {
+				b.WriteByte(' ')
+			} else {
+				b.WriteString("; ")
+			}
+		}
+		b.WriteString(line)
+	}
+	line := strings.Map(func(r rune) rune {
+		switch {
+		case unicode.IsGraphic(r):
+			return r
+		case unicode.IsSpace(r):
+			return ' '
+		}
+		return utf8.RuneError
+	}, b.String())
+	if len(line) > maxReasonLine {
+		cut := maxReasonLine - len("...")
+		for cut > 0 && !utf8.RuneStart(line[cut]) {
+			cut--
+		}
+		line = line[:cut] + "..."
+	}
+	return line
+}
+
+// printableLine reports whether s is valid UTF-8 of printable characters
+// and spaces, without a line break.
+func printableLine(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsGraphic(r) && r != ' ' {
+			return false
+		}
+	}
+	return true
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -263,6 +264,16 @@ func TestDownloadGone(t *testing.T) {
 		}
 		wantStatus(t, s.delete(t, alice, versionPath("example.com/g", "v1.1.0")+"?reason=leaked+a+secret"), http.StatusNoContent)
 		wantStatus(t, s.delete(t, s.root, versionPath("example.com/g", "v1.2.0")+"?block=true"), http.StatusNoContent)
+		// A reason of several lines, with a character that is not
+		// printable, and longer than the go command prints of a line.
+		longReason := "leaked\r\n\ta \x1b[31msecret\n" + strings.Repeat("and more ", 100)
+		s.mustPublish(t, alice, newModule(t, "example.com/g", "v1.3.0", "v1.3.0"))
+		wantStatus(t, s.delete(t, alice, versionPath("example.com/g", "v1.3.0")+"?reason="+url.QueryEscape(longReason)), http.StatusNoContent)
+		long := s.get(t, "/example.com/g/@v/v1.3.0.info")
+		wantProtocolError(t, long, http.StatusGone)
+		if want := "gone: example.com/g@v1.3.0: deleted: leaked; a \uFFFD[31msecret; and more and more "; !strings.HasPrefix(string(long.body), want) {
+			t.Errorf("410 with a long reason of several lines = %q; want it to start %q", long.body, want)
+		}
 
 		for _, v := range []string{"v1.1.0", "v1.2.0"} {
 			for _, f := range []string{".info", ".mod", ".zip"} {
