@@ -206,10 +206,11 @@ func sumdbStatus(err error) int {
 	return http.StatusInternalServerError
 }
 
-// fail answers with a plain-text reason, as the go command prints it.
+// fail answers with a plain-text reason, as the go command prints it (see
+// oneLine).
 func (h *sumdbHandler) fail(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(status)
-	io.WriteString(w, msg+"\n")
+	io.WriteString(w, oneLine(msg)+"\n")
 }

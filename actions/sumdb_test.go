@@ -139,6 +139,10 @@ func TestSumDBHandler(t *testing.T) {
 		if tt.status >= 400 && !strings.HasPrefix(res.Header.Get("Content-Type"), "text/plain") {
 			t.Errorf("%s %s: error Content-Type %q; want text/plain", tt.method, tt.path, res.Header.Get("Content-Type"))
 		}
+		// The go command prints the reason after "server response:".
+		if line, ok := strings.CutSuffix(string(body), "\n"); tt.status >= 400 && (!ok || strings.Contains(line, "\n") || !printableLine(line)) {
+			t.Errorf("%s %s: error body %q; want a line of printable text", tt.method, tt.path, body)
+		}
 	}
 
 	// A failed precondition is an answer about the request, not the tile
