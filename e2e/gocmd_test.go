@@ -205,3 +205,180 @@ func TestGoProxyListFallsThrough(t *testing.T) {
 		})
 	}
 }
+
+// TestGoCommandQueries drives Agora, a pull-through cache of a fake
+// upstream that resolves queries as proxy.golang.org does, the way users
+// drive the go command: version queries the go command answers from the
+// list (@patch, @upgrade, @latest, a pre-release), queries the upstream
+// resolves (a branch, a commit prefix), retractions and deprecations read
+// from the latest go.mod, a +incompatible version of a module without
+// go.mod, case-encoded paths and versions, go install outside a module,
+// and go mod download -json. Then the upstream goes away, and a fresh
+// module cache builds the same program from what Agora stored.
+func TestGoCommandQueries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: builds agora and runs the go command; skipped in -short mode")
+	}
+	day := func(d int) time.Time { return time.Date(2026, 1, d, 3, 4, 5, 0, time.UTC) }
+	const (
+		q       = "example.org/q"
+		mainRev = "abcdef1234567890abcdef1234567890abcdef12"
+		fixRev  = "0123456789abcdef0123456789abcdef01234567"
+		pre     = "example.org/pre"
+		rt      = "example.org/retracted"
+		dep     = "example.org/deprecated"
+		inc     = "example.org/incompat"
+		upper   = "example.org/Upper"
+		cmd     = "example.org/cmd"
+	)
+	// pkg returns the files of a module whose package pkg has a constant V.
+	pkg := func(path, goMod, v string) map[string]string {
+		files := map[string]string{"p.go": "package " + filepath.Base(strings.ToLower(path)) + "\n\n// V names the version.\nconst V = \"" + v + "\"\n"}
+		if goMod != "" {
+			files["go.mod"] = "module " + path + "\n\ngo 1.21\n" + goMod
+		}
+		return files
+	}
+	qRev := func(version string, d int, names ...string) *revision {
+		hash := strings.Repeat(fmt.Sprint(d), 40)
+		if len(names) > 0 {
+			hash = names[0]
+		}
+		return &revision{Path: q, Version: version, Time: day(d), Files: pkg(q, "", version), Names: names, Hash: hash}
+	}
+	mainPseudo := module.PseudoVersion("v1", "v1.1.0", day(8), mainRev[:12])
+	fixPseudo := module.PseudoVersion("v1", "v1.1.0", day(7), fixRev[:12])
+	cmdRev := func(v string, d int) *revision {
+		return &revision{Path: cmd, Version: v, Time: day(d), Files: map[string]string{
+			"go.mod":  "module " + cmd + "\n\ngo 1.21\n",
+			"main.go": "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"cmd " + v + "\") }\n",
+		}}
+	}
+	up := newVCSUpstream(t,
+		withGoMod(qRev("v1.0.0", 1)), withGoMod(qRev("v1.0.1", 2)), withGoMod(qRev("v1.1.0", 3)), withGoMod(qRev("v1.2.0-rc.1", 4)),
+		withGoMod(qRev(mainPseudo, 8, mainRev, "main", mainRev[:8])),
+		withGoMod(qRev(fixPseudo, 7, fixRev, "Fix-Branch")),
+		&revision{Path: pre, Version: "v0.1.0-alpha", Time: day(1), Files: pkg(pre, "\n", "alpha")},
+		&revision{Path: pre, Version: "v0.1.0-beta", Time: day(2), Files: pkg(pre, "\n", "beta")},
+		&revision{Path: rt, Version: "v1.0.0", Time: day(1), Files: pkg(rt, "\n", "v1.0.0")},
+		&revision{Path: rt, Version: "v1.1.0", Time: day(2), Files: pkg(rt, "\n", "v1.1.0")},
+		&revision{Path: rt, Version: "v1.2.0", Time: day(3), Files: pkg(rt, "\n// It loses data.\nretract v1.2.0\n", "v1.2.0")},
+		&revision{Path: dep, Version: "v1.0.0", Time: day(1), Files: pkg(dep, "\n", "v1.0.0")},
+		&revision{Path: dep, Version: "v1.1.0", Time: day(2), Files: map[string]string{
+			"go.mod": "// Deprecated: use example.org/q.\nmodule " + dep + "\n\ngo 1.21\n",
+			"p.go":   "package deprecated\n\n// V names the version.\nconst V = \"v1.1.0\"\n",
+		}},
+		&revision{Path: inc, Version: "v1.0.0", Time: day(1), Files: pkg(inc, "", "v1.0.0")},
+		&revision{Path: inc, Version: "v2.0.0+incompatible", Time: day(2), Files: pkg(inc, "", "v2.0.0")},
+		&revision{Path: upper, Version: "v1.0.0-RC1", Time: day(1), Files: pkg(upper, "\n", "RC1")},
+		cmdRev("v1.0.0", 1), cmdRev("v1.1.0", 2),
+	)
+	s := startAgora(t, agoraBinary(t), "sqlite3", "AGORA_UPSTREAM="+up.URL)
+	g := newGoTool(t, s.URL)
+	g.env = append(g.env, "GONOSUMDB=example.com,example.org")
+
+	// Queries of one module, each followed by the version it gave.
+	dir := t.TempDir()
+	g.run(t, dir, "mod", "init", "example.com/consumer")
+	for _, tt := range []struct{ query, want string }{
+		{"v1.0.0", "v1.0.0"},
+		{"patch", "v1.0.1"},
+		{"upgrade", "v1.1.0"},
+		{"v1.2.0-rc.1", "v1.2.0-rc.1"},
+		{"latest", "v1.1.0"}, // a release, over a later pre-release
+		{"main", mainPseudo},
+		{"Fix-Branch", fixPseudo}, // case-encoded in the request
+		{mainRev[:8], mainPseudo},
+		{"<v1.1.0", "v1.0.1"},
+	} {
+		g.run(t, dir, "get", q+"@"+tt.query)
+		checkOutput(t, g, dir, q+" "+tt.want+"\n", "list", "-m", q)
+	}
+	g.run(t, dir, "get", q+"@none")
+	checkOutput(t, g, dir, "example.com/consumer\n", "list", "-m", "all")
+	checkOutput(t, g, dir, q+" v1.0.0 v1.0.1 v1.1.0 v1.2.0-rc.1\n", "list", "-m", "-versions", q)
+	// What a query names is stored under the version it names only.
+	for _, name := range storedFiles(t, s.StorageDir) {
+		if base := filepath.Base(name); strings.Contains(base, "main") || strings.Contains(base, "ix-") || strings.HasPrefix(base, mainRev[:8]+".") {
+			t.Errorf("stored %s, under a query's name", name)
+		}
+	}
+	// An unknown branch: Agora's reason, on one line, as the go command
+	// prints it.
+	_, all, err := runCommand(dir, g.env, "go", "get", q+"@nosuchbranch")
+	if want := "\n\tserver response: not found: " + q + "@nosuchbranch: reading " + up.URL + "/" + q + "/@v/nosuchbranch.info: 404 Not Found; server response: not found: unknown revision nosuchbranch\n"; err == nil || !strings.HasSuffix(all, want) {
+		t.Errorf("go get %s@nosuchbranch: %v\n%s\nwant it to end %q", q, err, all, want)
+	}
+
+	// Module versions: a pre-release only, retracted, deprecated,
+	// +incompatible and case-encoded.
+	g.run(t, dir, "get", pre+"@latest", rt+"@latest", dep+"@v1.0.0", inc+"@v2.0.0", upper+"@latest")
+	checkOutput(t, g, dir, pre+" v0.1.0-alpha v0.1.0-beta\n", "list", "-m", "-versions", pre)
+	checkOutput(t, g, dir, rt+" v1.0.0 v1.1.0\n", "list", "-m", "-versions", rt)
+	checkOutput(t, g, dir, rt+" v1.0.0 v1.1.0 v1.2.0\n", "list", "-m", "-retracted", "-versions", rt)
+	checkOutput(t, g, dir, inc+" v1.0.0 v2.0.0+incompatible\n", "list", "-m", "-versions", inc)
+	g.run(t, dir, "get", rt+"@v1.2.0")
+	checkOutput(t, g, dir, "example.com/consumer\n"+
+		upper+" v1.0.0-RC1\n"+
+		dep+" v1.0.0 [v1.1.0] (deprecated)\n"+
+		inc+" v2.0.0+incompatible\n"+
+		pre+" v0.1.0-beta\n"+
+		rt+" v1.2.0 (retracted)\n", "list", "-m", "-u", "all")
+	g.run(t, dir, "get", q+"@"+mainRev[:12])
+	writeFile(t, filepath.Join(dir, "main.go"), `package main
+
+import (
+	"fmt"
+
+	"example.org/Upper"
+	"example.org/deprecated"
+	"example.org/incompat"
+	"example.org/pre"
+	"example.org/q"
+	"example.org/retracted"
+)
+
+func main() { fmt.Println(q.V, pre.V, retracted.V, deprecated.V, incompat.V, upper.V) }
+`)
+	const output = " beta v1.2.0 v1.0.0 v2.0.0 RC1\n"
+	checkProgram(t, g, dir, mainPseudo+output)
+
+	// go mod download -json gives the upstream's Origin, through Agora.
+	var d struct {
+		Version, Query string
+		Origin         struct{ VCS, URL, Hash, Ref string }
+	}
+	if err := json.Unmarshal([]byte(g.run(t, dir, "mod", "download", "-json", q+"@v1.0.0")), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Version != "v1.0.0" || d.Origin.Ref != "refs/tags/v1.0.0" || d.Origin.Hash != strings.Repeat("1", 40) || d.Origin.URL != "https://"+q {
+		t.Errorf("go mod download -json %s@v1.0.0 = %+v; want the upstream's Origin", q, d)
+	}
+
+	// go install, outside any module.
+	for _, tt := range []struct{ query, want string }{{"v1.0.0", "v1.0.0"}, {"latest", "v1.1.0"}} {
+		gobin := t.TempDir()
+		install := &goTool{env: append(g.env[:len(g.env):len(g.env)], "GOBIN="+gobin)}
+		install.run(t, t.TempDir(), "install", cmd+"@"+tt.query)
+		out, all, err := runCommand(t.TempDir(), nil, filepath.Join(gobin, "cmd"))
+		if want := "cmd " + tt.want + "\n"; err != nil || out != want {
+			t.Errorf("the command installed from %s@%s printed %q (%v, %s); want %q", cmd, tt.query, out, err, all, want)
+		}
+	}
+
+	// The upstream is gone: a fresh module cache builds the program, and
+	// lists the same updates, retractions and deprecations.
+	up.Close()
+	offline := newGoTool(t, s.URL)
+	offline.env = append(offline.env, "GONOSUMDB=example.com,example.org")
+	checkProgram(t, offline, dir, mainPseudo+output)
+	checkOutput(t, offline, dir, "all modules verified\n", "mod", "verify")
+	offline.run(t, dir, "mod", "tidy")
+	checkOutput(t, offline, dir, q+" "+mainPseudo+"\n", "list", "-m", q+"@"+mainRev[:12])
+}
+
+// withGoMod gives r a go.mod, and returns it.
+func withGoMod(r *revision) *revision {
+	r.Files["go.mod"] = "module " + r.Path + "\n\ngo 1.21\n"
+	return r
+}
