@@ -281,7 +281,7 @@ func newPanicking(t *testing.T) *panicking {
 		t.Fatal(err)
 	}
 	reg := modproxy.New(modproxy.Config{Metadata: panickingMetadata{}, Blobs: disk, TempDir: t.TempDir(), Logger: log})
-	cfg := &config.Config{Env: "test", ReadAuth: config.ReadPublic, DataDir: t.TempDir(), StorageDir: disk.Root()}
+	cfg := &config.Config{Env: "test", ReadAuth: config.ReadPublic, Data: config.Data{DataDir: t.TempDir(), StorageDir: disk.Root()}}
 	p.handler, err = actions.Handler(&actions.Deps{Config: cfg, DB: p.conn, Registry: reg, Logger: log, Metrics: p.metrics})
 	if err != nil {
 		t.Fatal(err)

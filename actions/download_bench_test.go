@@ -60,7 +60,7 @@ func handlerServing(tb testing.TB, log *slog.Logger) (http.Handler, *testModule)
 	if _, err := reg.Publish(context.Background(), who, m.Path, m.Version, bytes.NewReader(m.Zip)); err != nil {
 		tb.Fatal(err)
 	}
-	cfg := &config.Config{Env: "test", ReadAuth: config.ReadPublic, DataDir: tb.TempDir(), StorageDir: disk.Root()}
+	cfg := &config.Config{Env: "test", ReadAuth: config.ReadPublic, Data: config.Data{DataDir: tb.TempDir(), StorageDir: disk.Root()}}
 	h, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: reg, Logger: log, Metrics: metrics.New()})
 	if err != nil {
 		tb.Fatal(err)

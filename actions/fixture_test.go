@@ -120,11 +120,9 @@ func newServer(t *testing.T, conn *pop.Connection, opts ...serverOption) *server
 		Logger:   log,
 	}
 	cfg := &config.Config{
+		Data:            config.Data{DataDir: t.TempDir(), StorageDir: disk.Root(), DatabaseURL: conn.URL()},
 		Addr:            "127.0.0.1:0",
 		Env:             "test",
-		DataDir:         t.TempDir(),
-		StorageDir:      disk.Root(),
-		DatabaseURL:     conn.URL(),
 		ReadAuth:        config.ReadPublic,
 		ShutdownTimeout: 5 * time.Second,
 	}

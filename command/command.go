@@ -49,6 +49,9 @@ the pull-through cache AGORA_UPSTREAM, AGORA_RULES, AGORA_SUMDB,
 AGORA_NOSUMDB, AGORA_LIST_TTL (see README.md). A .env file in the working directory, if there is one,
 overrides them.
 
+The other commands read only AGORA_DATA_DIR, AGORA_STORAGE_DIR and
+DATABASE_URL: run them with the server's.
+
 The exit status is 0 when a command did what it was asked, 1 when it failed
 (a database out of reach, a name taken, a version refused), and 2 when its
 command line is wrong (an unknown command or flag, an argument missing or
@@ -210,12 +213,13 @@ func withSubcommands(parent *cobra.Command, subs ...*cobra.Command) *cobra.Comma
 	return parent
 }
 
-// openDB loads the configuration and opens the migrated database. When it
+// openDB loads the settings of where the data is kept, and no other (see
+// config.LoadData), and opens the migrated database. When it
 // makes the default SQLite database, finding none in the data directory,
 // it says so to warn, if not nil: a command run elsewhere than the
 // server, or without its AGORA_DATA_DIR, works on a database of its own.
-func openDB(ctx context.Context, warn io.Writer) (*config.Config, *pop.Connection, error) {
-	cfg, err := config.Load()
+func openDB(ctx context.Context, warn io.Writer) (*config.Data, *pop.Connection, error) {
+	cfg, err := config.LoadData()
 	if err != nil {
 		return nil, nil, err
 	}

@@ -240,3 +240,72 @@ func TestArgumentErrorsNameTheArgument(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandsNeedOnlyTheirSettings checks that the commands other than
+// serve read only the settings they use, AGORA_DATA_DIR, AGORA_STORAGE_DIR
+// and DATABASE_URL, while the server still refuses to start on any bad
+// one: every command loaded and checked the server's whole configuration,
+// so that with GO_ENV=production `agora token create` failed for want of
+// a SESSION_SECRET, which only the server's sessions use, and a bad ADDR
+// or AGORA_RULES stopped `agora migrate`.
+func TestCommandsNeedOnlyTheirSettings(t *testing.T) {
+	for _, tt := range []struct {
+		key, val string
+		want     string // what the server's error names
+	}{
+		{"GO_ENV", "production", "SESSION_SECRET"}, // and SESSION_SECRET unset
+		{"GO_ENV", "staging", "GO_ENV"},
+		{"ADDR", "127.0.0.1:x", "ADDR"},
+		{"PORT", "70000", "PORT"},
+		{"AGORA_READ_AUTH", "open", "AGORA_READ_AUTH"},
+		{"AGORA_SHUTDOWN_TIMEOUT", "soon", "AGORA_SHUTDOWN_TIMEOUT"},
+		{"AGORA_SHUTDOWN_DELAY", "-5s", "AGORA_SHUTDOWN_DELAY"},
+		{"AGORA_UPSTREAM", "ftp://mirror.example", "AGORA_UPSTREAM"},
+		{"AGORA_RULES", "/nonexistent/rules", "AGORA_RULES"},
+		{"AGORA_NOSUMDB", "corp.example.com,[", "AGORA_NOSUMDB"},
+		{"AGORA_LIST_TTL", "-1s", "AGORA_LIST_TTL"},
+	} {
+		t.Run(tt.key+"="+tt.val, func(t *testing.T) {
+			offlineEnv(t)
+			t.Setenv("SESSION_SECRET", "")
+			t.Setenv(tt.key, tt.val)
+			cache := t.TempDir()
+			writeCachedVersion(t, filepath.Join(cache, "cache", "download"), "example.com/a", "v1.0.0")
+			for _, args := range [][]string{
+				{"migrate"},
+				{"user", "create", "ci", "--role", "publisher"},
+				{"token", "create", "ci"},
+				{"token", "list", "ci"},
+				{"token", "revoke", "1"},
+				{"import", cache},
+				{"task", "db:migrate"},
+				{"task", "modules:import", cache},
+				{"task", "storage:verify"},
+			} {
+				if out, err := run(t, "", args...); err != nil {
+					t.Errorf("%s=%s agora %s: %v\n%s", tt.key, tt.val, strings.Join(args, " "), err, out)
+				}
+			}
+			// A server that started despite the setting stops at once.
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			for _, args := range [][]string{{}, {"serve"}} {
+				var out bytes.Buffer
+				err := Execute(ctx, args, strings.NewReader(""), &out, &out)
+				if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+					t.Errorf("%s=%s agora %s: %v; want one line naming %s", tt.key, tt.val, strings.Join(args, " "), err, tt.want)
+				}
+			}
+		})
+	}
+
+	// What the commands use is checked as the server checks it.
+	offlineEnv(t)
+	t.Setenv("DATABASE_URL", "mysql://db.example/agora")
+	for _, args := range [][]string{{"migrate"}, {"token", "list", "ci"}, {"task", "db:migrate"}, {"serve"}} {
+		want := "config: DATABASE_URL must be a postgres:// or sqlite3:// URL"
+		if _, err := run(t, "", args...); err == nil || err.Error() != want {
+			t.Errorf("DATABASE_URL=mysql://… agora %s: %v; want %q", strings.Join(args, " "), err, want)
+		}
+	}
+}

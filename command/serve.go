@@ -95,7 +95,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.TempDir(), 0o700); err != nil {
 		return fmt.Errorf("AGORA_DATA_DIR: %w", err)
 	}
-	disk, err := openStorage(cfg, log)
+	disk, err := openStorage(&cfg.Data, log)
 	if err != nil {
 		return err
 	}
@@ -312,7 +312,7 @@ func (f *inFlight) running() []servedRequest {
 const staleTemp = 10 * time.Minute
 
 // openStorage opens the blob store, removing what interrupted writes left.
-func openStorage(cfg *config.Config, log *slog.Logger) (*storage.Disk, error) {
+func openStorage(cfg *config.Data, log *slog.Logger) (*storage.Disk, error) {
 	disk, err := storage.NewDisk(cfg.StorageDir)
 	if err != nil {
 		return nil, fmt.Errorf("AGORA_STORAGE_DIR: %w", err)
@@ -327,7 +327,7 @@ func openStorage(cfg *config.Config, log *slog.Logger) (*storage.Disk, error) {
 
 // newRegistry wires the registry of a command (import, tasks) to the
 // database and the blob store, staging zips apart from a server's.
-func newRegistry(cfg *config.Config, conn *pop.Connection, disk *storage.Disk, log *slog.Logger) *modproxy.Service {
+func newRegistry(cfg *config.Data, conn *pop.Connection, disk *storage.Disk, log *slog.Logger) *modproxy.Service {
 	return modproxy.New(modproxy.Config{
 		Metadata: models.NewRegistry(conn),
 		Blobs:    disk,

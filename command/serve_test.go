@@ -63,7 +63,7 @@ func TestSumDBUsesTheUpstreamOptions(t *testing.T) {
 	}))
 	defer proxy.Close()
 	cfg := &config.Config{
-		DataDir:  t.TempDir(),
+		Data:     config.Data{DataDir: t.TempDir()},
 		Upstream: []upstream.Proxy{{URL: proxy.URL}},
 		SumDB:    vkey,
 	}
@@ -161,7 +161,7 @@ func TestSumDBReachedThroughTheUpstreams(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg := &config.Config{DataDir: t.TempDir(), Upstream: list, Rules: rules, SumDB: vkey}
+			cfg := &config.Config{Data: config.Data{DataDir: t.TempDir()}, Upstream: list, Rules: rules, SumDB: vkey}
 			db, err := openSumDB(cfg, upstream.Options{Logger: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				t.Fatal(err)

@@ -1,5 +1,6 @@
 // Package config is Agora's configuration: one typed Config read from the
-// environment through envy, in one place. A missing or bad setting is an
+// environment through envy, in one place, and Data, the part of it that
+// the commands other than serve read. A missing or bad setting is an
 // error of one line that names the variable.
 //
 // The directory also holds buffalo-app.toml and buffalo-plugins.toml, which
@@ -25,12 +26,9 @@ import (
 	"agora/upstream"
 )
 
-// Config is every setting of an Agora server.
-type Config struct {
-	// Addr is the listen address, host:port (ADDR, PORT).
-	Addr string
-	// Env is development, test or production (GO_ENV).
-	Env string
+// Data is where the registry's data is kept: the settings that every
+// command uses, and all that the commands other than serve use.
+type Data struct {
 	// DataDir holds the SQLite database, the session secret, the checksum
 	// database's cache, temporary uploads and, by default, storage
 	// (AGORA_DATA_DIR).
@@ -40,6 +38,17 @@ type Config struct {
 	StorageDir string
 	// DatabaseURL is a postgres:// or sqlite3:// URL (DATABASE_URL).
 	DatabaseURL string
+}
+
+// Config is every setting of an Agora server.
+type Config struct {
+	// Data is where the data is kept (AGORA_DATA_DIR, AGORA_STORAGE_DIR,
+	// DATABASE_URL).
+	Data
+	// Addr is the listen address, host:port (ADDR, PORT).
+	Addr string
+	// Env is development, test or production (GO_ENV).
+	Env string
 	// ReadAuth is "public" (anyone may download) or "token" (downloads need
 	// a token with read scope) (AGORA_READ_AUTH).
 	ReadAuth string
@@ -95,20 +104,19 @@ func (c *Config) TempDir() string { return filepath.Join(c.DataDir, "tmp") }
 // zips: beside TempDir, not in it, so that a server starting meanwhile
 // does not clear them, and on the same file system. Commands may run
 // while a server runs, and several at once.
-func (c *Config) ImportTempDir() string { return filepath.Join(c.DataDir, "tmp-import") }
+func (d *Data) ImportTempDir() string { return filepath.Join(d.DataDir, "tmp-import") }
 
 // Production reports whether Agora runs with GO_ENV=production.
 func (c *Config) Production() bool { return c.Env == "production" }
 
-// Load reads the configuration from the environment and a .env file in the
-// working directory, whose settings override the environment's: envy loads
-// it when the program starts.
+// Load reads the configuration of a server from the environment and a .env
+// file in the working directory, whose settings override the environment's:
+// envy loads it when the program starts.
 func Load() (*Config, error) {
 	envy.Reload() // envy copies the environment once at start-up; read it now
 	c := &Config{
-		Env:         setting("GO_ENV", "development"),
-		ReadAuth:    setting("AGORA_READ_AUTH", ReadPublic),
-		DatabaseURL: setting("DATABASE_URL", ""),
+		Env:      setting("GO_ENV", "development"),
+		ReadAuth: setting("AGORA_READ_AUTH", ReadPublic),
 	}
 	switch c.Env {
 	case "development", "test", "production":
@@ -120,21 +128,8 @@ func Load() (*Config, error) {
 		return nil, err
 	}
 	c.Addr = addr
-
-	if c.DataDir, err = absDir("AGORA_DATA_DIR", setting("AGORA_DATA_DIR", "data")); err != nil {
+	if c.Data, err = loadData(); err != nil {
 		return nil, err
-	}
-	if c.StorageDir, err = absDir("AGORA_STORAGE_DIR", setting("AGORA_STORAGE_DIR", filepath.Join(c.DataDir, "storage"))); err != nil {
-		return nil, err
-	}
-	if c.DatabaseURL == "" {
-		c.DatabaseURL = "sqlite3://" + filepath.Join(c.DataDir, "agora.db")
-	}
-	scheme, _, _ := strings.Cut(c.DatabaseURL, "://")
-	switch scheme {
-	case "postgres", "postgresql", "sqlite3", "sqlite":
-	default:
-		return nil, errors.New("config: DATABASE_URL must be a postgres:// or sqlite3:// URL")
 	}
 	switch c.ReadAuth {
 	case ReadPublic, ReadToken:
@@ -158,6 +153,40 @@ func Load() (*Config, error) {
 		return nil, errors.New("config: SESSION_SECRET must be set to at least 32 random characters, not counting spaces, when GO_ENV=production")
 	}
 	return c, nil
+}
+
+// LoadData reads the settings of where the registry's data is kept
+// (AGORA_DATA_DIR, AGORA_STORAGE_DIR, DATABASE_URL), as Load does, and
+// checks them, with the same errors, but no other setting: a command that
+// works on the database and storage is not stopped by a setting only the
+// server uses, such as SESSION_SECRET when GO_ENV=production.
+func LoadData() (*Data, error) {
+	envy.Reload() // as Load
+	d, err := loadData()
+	if err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// loadData reads the settings of Data.
+func loadData() (Data, error) {
+	var d Data
+	var err error
+	if d.DataDir, err = absDir("AGORA_DATA_DIR", setting("AGORA_DATA_DIR", "data")); err != nil {
+		return Data{}, err
+	}
+	if d.StorageDir, err = absDir("AGORA_STORAGE_DIR", setting("AGORA_STORAGE_DIR", filepath.Join(d.DataDir, "storage"))); err != nil {
+		return Data{}, err
+	}
+	d.DatabaseURL = setting("DATABASE_URL", "sqlite3://"+filepath.Join(d.DataDir, "agora.db"))
+	scheme, _, _ := strings.Cut(d.DatabaseURL, "://")
+	switch scheme {
+	case "postgres", "postgresql", "sqlite3", "sqlite":
+	default:
+		return Data{}, errors.New("config: DATABASE_URL must be a postgres:// or sqlite3:// URL")
+	}
+	return d, nil
 }
 
 // loadUpstream reads the settings of the pull-through cache.

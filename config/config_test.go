@@ -222,3 +222,47 @@ func TestLoadUpstreamOff(t *testing.T) {
 		t.Errorf("AGORA_UPSTREAM=off: UpstreamOff = %q; want none", c.UpstreamOff)
 	}
 }
+
+// TestLoadData checks that LoadData reads the settings of where the data
+// is kept, as Load does, and checks them with Load's errors, but no other
+// setting: `agora token create` failed for want of a SESSION_SECRET with
+// GO_ENV=production, and a bad ADDR stopped `agora migrate`.
+func TestLoadData(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, k := range []string{"AGORA_DATA_DIR", "AGORA_STORAGE_DIR", "DATABASE_URL"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	// Every setting that only the server uses, bad.
+	for _, kv := range [][2]string{
+		{"GO_ENV", "production"}, {"SESSION_SECRET", ""}, {"ADDR", "127.0.0.1:x"}, {"AGORA_READ_AUTH", "open"},
+		{"AGORA_SHUTDOWN_TIMEOUT", "soon"}, {"AGORA_SHUTDOWN_DELAY", "-5s"}, {"AGORA_UPSTREAM", "ftp://mirror.example"},
+		{"AGORA_RULES", "/nonexistent/rules"}, {"AGORA_NOSUMDB", "["}, {"AGORA_LIST_TTL", "-1s"},
+	} {
+		t.Setenv(kv[0], kv[1])
+	}
+	if _, err := Load(); err == nil {
+		t.Fatal("Load() = nil error; want the server's settings refused")
+	}
+	d, err := LoadData()
+	data := filepath.Join(dir, "data")
+	if err != nil || d.DataDir != data || d.StorageDir != filepath.Join(data, "storage") || d.DatabaseURL != "sqlite3://"+filepath.Join(data, "agora.db") {
+		t.Errorf("LoadData() = %+v, %v; want the defaults", d, err)
+	}
+
+	t.Setenv("AGORA_DATA_DIR", "/srv/agora")
+	t.Setenv("AGORA_STORAGE_DIR", "/mnt/modules")
+	t.Setenv("DATABASE_URL", "postgres://agora@db.example/agora")
+	if d, err := LoadData(); err != nil || d.DataDir != "/srv/agora" || d.StorageDir != "/mnt/modules" || d.DatabaseURL != "postgres://agora@db.example/agora" {
+		t.Errorf("LoadData() = %+v, %v; want the settings given", d, err)
+	}
+
+	// What it reads, it checks as Load does.
+	t.Setenv("DATABASE_URL", "mysql://x")
+	_, err = LoadData()
+	want := "config: DATABASE_URL must be a postgres:// or sqlite3:// URL"
+	if err == nil || err.Error() != want {
+		t.Errorf("DATABASE_URL=mysql://x: LoadData() error = %v; want %q", err, want)
+	}
+}
