@@ -12,7 +12,8 @@
 // itself as a GOPROXY=file:// proxy, as an operator would to recover from
 // losing the server.
 //
-// The tests run with the rest of the suite and are skipped in -short mode:
+// The tests run with the rest of the suite and are skipped in -short mode
+// (agoraBinary skips them):
 //
 //	go test ./e2e/                # both databases
 //	go test -short ./...          # everything but these tests

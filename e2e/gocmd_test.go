@@ -182,9 +182,6 @@ func (u *vcsUpstream) writeInfo(w http.ResponseWriter, rev *revision, ref string
 // first for the .mod and the zip too, which must be 404s as well, not a
 // 502 that stops it after ','.
 func TestGoProxyListFallsThrough(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test: builds agora and runs the go command; skipped in -short mode")
-	}
 	const path = "example.net/other"
 	other := newVCSUpstream(t, &revision{
 		Path: path, Version: "v1.0.0", Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
@@ -216,9 +213,6 @@ func TestGoProxyListFallsThrough(t *testing.T) {
 // and go mod download -json. Then the upstream goes away, and a fresh
 // module cache builds the same program from what Agora stored.
 func TestGoCommandQueries(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test: builds agora and runs the go command; skipped in -short mode")
-	}
 	day := func(d int) time.Time { return time.Date(2026, 1, d, 3, 4, 5, 0, time.UTC) }
 	const (
 		q       = "example.org/q"

@@ -15,9 +15,6 @@ import (
 // one is served so by the other at once, although the other held the
 // version, and the module's list, in memory.
 func TestTwoNodes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test: builds agora and runs the go command; skipped in -short mode")
-	}
 	if runtime.GOOS == "windows" {
 		t.Skip("stops the server with SIGTERM, which Windows lacks")
 	}
@@ -68,9 +65,6 @@ func TestTwoNodes(t *testing.T) {
 // fetch holds an advisory lock, and the node that waited for it finds the
 // zip recorded.
 func TestTwoNodesFetchOnce(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test: builds agora; skipped in -short mode")
-	}
 	if runtime.GOOS == "windows" {
 		t.Skip("stops the server with SIGTERM, which Windows lacks")
 	}
@@ -120,9 +114,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // of the others' changes: it used to stop listening at the signal, and
 // went on serving a version deleted through another node from memory.
 func TestTwoNodesShuttingDownHearChanges(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test: builds agora; skipped in -short mode")
-	}
 	if runtime.GOOS == "windows" {
 		t.Skip("stops the server with SIGTERM, which Windows lacks")
 	}

@@ -75,9 +75,6 @@ func waitListenerClosed(t *testing.T, s *server) {
 
 // An upload in flight when SIGTERM arrives completes before agora exits.
 func TestShutdownLetsUploadsFinish(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test")
-	}
 	s := startAgora(t, agoraBinary(t), "sqlite3")
 	token := s.createPublisher(t, "alice")
 	f := fixtures[0]
@@ -103,9 +100,6 @@ func TestShutdownLetsUploadsFinish(t *testing.T) {
 // An upload still incomplete when the shutdown timeout runs out is cut off
 // and rolled back: nothing of it remains, and it can be sent again.
 func TestShutdownRollsBackCutOffUploads(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test")
-	}
 	s := startAgora(t, agoraBinary(t), "sqlite3", "AGORA_SHUTDOWN_TIMEOUT=1s")
 	token := s.createPublisher(t, "alice")
 	f := fixtures[0]
@@ -152,9 +146,6 @@ func TestShutdownRollsBackCutOffUploads(t *testing.T) {
 // connections, so that clients on keep-alive connections move to another
 // node.
 func TestShutdownDelayAnswersNotReady(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test")
-	}
 	const delay = 3 * time.Second
 	s := startAgora(t, agoraBinary(t), "sqlite3", "AGORA_SHUTDOWN_DELAY="+delay.String())
 	keepAlive := &http.Client{Timeout: time.Minute}
