@@ -180,11 +180,13 @@ func (h *sumdbHandler) keptPrivate(w http.ResponseWriter, r *http.Request, rel s
 		return false
 	}
 	h.metrics.SumDBRequest(metrics.SumDBLookup, false, checksum.ErrNotFound)
+	// The path once: the go command prints no answer longer than a line
+	// of 648 bytes, and a long path must leave room for the advice.
 	h.fail(w, http.StatusNotFound, fmt.Sprintf(
-		"not found: %s is a private module of this proxy (%s), so it is not looked up in %s, which cannot know it; "+
-			"set GONOSUMDB to a pattern that matches it (such as %s) where the go command runs "+
-			"(GOPRIVATE alone would send the go command past this proxy, to the module's version control; with it, set GONOPROXY=none)",
-		path, reason, h.db.Name(), path))
+		"not found: %s is a private module of this proxy (%s), which %s cannot know; "+
+			"set GONOSUMDB to a pattern that matches it where the go command runs "+
+			"(GOPRIVATE alone sends the go command past this proxy, to the module's version control; with it, set GONOPROXY=none)",
+		path, reason, h.db.Name()))
 	return true
 }
 

@@ -47,12 +47,16 @@ func TestSumDBKeepsPrivatePathsHere(t *testing.T) {
 				t.Errorf("lookup of %s: %s; want 404 saying %q and what to set", tt.path, r, tt.why)
 			}
 		}
-		// With a long path, the answer is still one the go command prints.
+		// With a long path, the answer is still one the go command prints,
+		// and it still says what to set.
 		long := "nosum.example.com/" + strings.Repeat("abcdefghi/", 20) + "x"
 		r := s.get(t, p+long+"@v1.0.0")
 		wantProtocolError(t, r, http.StatusNotFound)
 		if want := "not found: " + long + " is a private module of this proxy (AGORA_NOSUMDB matches it)"; !strings.HasPrefix(string(r.body), want) {
 			t.Errorf("lookup of a private module with a long path: %s; want it to start %q", r, want)
+		}
+		if !strings.Contains(string(r.body), "set GONOSUMDB") || !strings.Contains(string(r.body), "GONOPROXY=none") {
+			t.Errorf("lookup of a private module with a long path: %s; want it to say what to set", r)
 		}
 		for _, req := range requests() {
 			if strings.Contains(req, "/lookup/") {
