@@ -20,6 +20,7 @@ import (
 	"agora/auth"
 	"agora/config"
 	"agora/grifts"
+	"agora/internal/stopsignal"
 	"agora/models"
 )
 
@@ -214,7 +215,8 @@ func withSubcommands(parent *cobra.Command, subs ...*cobra.Command) *cobra.Comma
 }
 
 // openDB loads the settings of where the data is kept, and no other (see
-// config.LoadData), and opens the migrated database. When it
+// config.LoadData), and opens the migrated database, giving up when ctx
+// is done. When it
 // makes the default SQLite database, finding none in the data directory,
 // it says so to warn, if not nil: a command run elsewhere than the
 // server, or without its AGORA_DATA_DIR, works on a database of its own.
@@ -236,11 +238,11 @@ func openDB(ctx context.Context, warn io.Writer) (*config.Data, *pop.Connection,
 		made = errors.Is(err, fs.ErrNotExist)
 	}
 	// A database that cannot be opened says little of which it is.
-	conn, err := models.Connect(cfg.DatabaseURL)
+	conn, err := models.ConnectContext(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("DATABASE_URL=%s: %w", redactURL(cfg.DatabaseURL), err)
 	}
-	if err := models.Migrate(conn); err != nil {
+	if err := models.MigrateContext(ctx, conn); err != nil {
 		conn.Close()
 		return nil, nil, fmt.Errorf("DATABASE_URL=%s: %w", redactURL(cfg.DatabaseURL), err)
 	}
@@ -271,8 +273,8 @@ func newMigrate() *cobra.Command {
 // Main runs the agora command with the process's arguments and standard
 // streams, prints any error, and returns the exit status for main: 0 for
 // success, 1 for a failure, 2 for a command line that is wrong. A command
-// that a signal stopped (agora import, by Ctrl-C) ends the process killed
-// by that signal instead.
+// that a signal stopped (agora import, by Ctrl-C; agora serve, before it
+// served) ends the process killed by that signal instead.
 func Main() int {
 	return runMain(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 }
@@ -290,6 +292,9 @@ func runMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	if i, ok := errors.AsType[*grifts.InterruptedError](err); ok && i.Signal != nil {
 		return exitBySignal(i.Signal)
+	}
+	if s, ok := errors.AsType[*stopsignal.Signal](err); ok {
+		return exitBySignal(s.Signal)
 	}
 	return exitFailure
 }

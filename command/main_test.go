@@ -3,6 +3,7 @@ package command
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -10,6 +11,16 @@ import (
 
 	"agora/internal/testutil"
 )
+
+// TestMain runs the tests; in a process that a test started to be agora
+// (AGORA_TEST_ARGS set, to agora's arguments, one per line), it runs the
+// agora command instead.
+func TestMain(m *testing.M) {
+	if args, ok := os.LookupEnv("AGORA_TEST_ARGS"); ok {
+		os.Exit(runMain(context.Background(), strings.Split(args, "\n"), os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
 
 // exitTests are command lines and the exit status agora ends them with:
 // 2 for a command line it cannot run, as the go command and package flag

@@ -9,13 +9,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gobuffalo/pop/v6"
@@ -26,6 +24,7 @@ import (
 	"agora/config"
 	"agora/cork"
 	"agora/internal/running"
+	"agora/internal/stopsignal"
 	"agora/metrics"
 	"agora/models"
 	"agora/modproxy"
@@ -51,15 +50,11 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	// What logs without a logger of its own (the writer of tokens' last
 	// uses, package log) goes to the same place, in the same format.
 	slog.SetDefault(log)
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	// The first signal stops start-up, or starts a graceful shutdown; a
+	// second one ends the process at once, instead of waiting out
+	// AGORA_SHUTDOWN_TIMEOUT.
+	ctx, stop := stopsignal.NotifyContext(cmd.Context())
 	defer stop()
-	go func() {
-		// The first signal starts a graceful shutdown; with the default
-		// handling back, a second one ends the process at once, as Go's
-		// does, instead of waiting out AGORA_SHUTDOWN_TIMEOUT.
-		<-ctx.Done()
-		stop()
-	}()
 	return serve(ctx, cfg, log)
 }
 
@@ -69,7 +64,10 @@ func runServe(cmd *cobra.Command, _ []string) error {
 // then the fetches they started, get cfg.ShutdownTimeout to finish; what
 // is cut off after that is logged, an upload cut off is rolled back by the
 // registry (nothing half-written), and a fetch abandoned leaves at most a
-// file in tmp/, which the next start clears.
+// file in tmp/, which the next start clears. Done before the server
+// listens, ctx stops start-up, which waits on nothing more (a database
+// that does not answer, another process's lock on the migrations): serve
+// then returns an error that wraps ctx's cause.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// Nothing is removed before this server knows that no other serves
 	// from its data directory and that its port is free: a second server
@@ -101,7 +99,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	_, conn, err := openDB(ctx, nil) // a server makes its database on its first start
 	if err != nil {
-		return err
+		return startFailed(ctx, err)
 	}
 	defer conn.Close()
 	defer func() { // before the close: record the last uses of tokens
@@ -142,7 +140,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		changes, err := meta.ListenChanges(lctx, cfg.DatabaseURL, log)
 		cancel()
 		if err != nil {
-			return err
+			return startFailed(ctx, err)
 		}
 		// Until serve returns, not until the signal: requests served
 		// during the shutdown use what memory holds too.
@@ -157,6 +155,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
+	if ctx.Err() != nil {
+		return fmt.Errorf("start-up stopped: %w", context.Cause(ctx))
+	}
 	// Start-up (migrations, templates, routes) leaves garbage behind; give
 	// its memory back now rather than whenever the scavenger gets to it.
 	debug.FreeOSMemory()
@@ -246,6 +247,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	return nil
 }
 
+// startFailed returns err, the failure of a step of start-up, saying
+// first, if it is so, that ctx ended, which stopped the step.
+func startFailed(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	return fmt.Errorf("start-up stopped: %w: %w", context.Cause(ctx), err)
+}
+
 // abandon cancels the fetches that outlived the shutdown's time, and gives
 // them abandonWait to end (and remove their temporary files) while the
 // database is still open.
@@ -261,7 +271,7 @@ func abandon(registry *modproxy.Service) {
 // every version agora import brought in, and may delete them. There is no
 // command to rename a user; revoking its tokens takes the rights away.
 func warnReservedUser(ctx context.Context, conn *pop.Connection, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if u, err := models.UserByName(ctx, conn, cliActor); err == nil {
 		log.Warn("a user is named "+cliActor+", the name the command line acts as: it owns every version agora import brought in, and may delete them; revoke its tokens (agora token list "+cliActor+", agora token revoke ID)",

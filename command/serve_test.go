@@ -212,6 +212,44 @@ func serveEnv(t *testing.T) *config.Config {
 	return cfg
 }
 
+// serveAndStop runs serve on cfg, logging to h, until it listens, then
+// stops it as a signal does, and returns its error.
+func serveAndStop(cfg *config.Config, h slog.Handler) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	return serve(ctx, cfg, slog.New(&stopWhenListening{Handler: h, stop: cancel}))
+}
+
+// stopWhenListening is a log handler that calls stop once the server has
+// said that it listens.
+type stopWhenListening struct {
+	slog.Handler
+	stop func()
+}
+
+func (h *stopWhenListening) Enabled(ctx context.Context, level slog.Level) bool {
+	return level >= slog.LevelInfo || h.Handler.Enabled(ctx, level)
+}
+
+func (h *stopWhenListening) Handle(ctx context.Context, r slog.Record) error {
+	var err error
+	if h.Handler.Enabled(ctx, r.Level) {
+		err = h.Handler.Handle(ctx, r)
+	}
+	if r.Message == "agora listening" {
+		h.stop()
+	}
+	return err
+}
+
+func (h *stopWhenListening) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &stopWhenListening{h.Handler.WithAttrs(attrs), h.stop}
+}
+
+func (h *stopWhenListening) WithGroup(name string) slog.Handler {
+	return &stopWhenListening{h.Handler.WithGroup(name), h.stop}
+}
+
 // TestServeWarnsUpstreamOff checks that a server whose environment gives
 // it no upstream (a static binary on a host without GOPROXY or a go
 // command) says so at start, with what to set: it used to say only
@@ -227,9 +265,7 @@ func TestServeWarnsUpstreamOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	var log bytes.Buffer
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := serve(ctx, cfg, slog.New(slog.NewTextHandler(&log, nil))); err != nil {
+	if err := serveAndStop(cfg, slog.NewTextHandler(&log, nil)); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(log.String(), "level=WARN") || !strings.Contains(log.String(), "no go command") || !strings.Contains(log.String(), "AGORA_UPSTREAM") {
@@ -244,9 +280,7 @@ func TestServeWarnsReservedUser(t *testing.T) {
 	cfg := serveEnv(t)
 	serveOnce := func() string {
 		var log bytes.Buffer
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		if err := serve(ctx, cfg, slog.New(slog.NewTextHandler(&log, nil))); err != nil {
+		if err := serveAndStop(cfg, slog.NewTextHandler(&log, nil)); err != nil {
 			t.Fatal(err)
 		}
 		return log.String()

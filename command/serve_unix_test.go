@@ -58,9 +58,7 @@ func TestServeRefusesADataDirInUse(t *testing.T) {
 // runs and gives it back when it stops, with its pid in the lock file.
 func TestServeLocksTheDataDir(t *testing.T) {
 	cfg := serveEnv(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := serve(ctx, cfg, slog.New(slog.DiscardHandler)); err != nil {
+	if err := serveAndStop(cfg, slog.DiscardHandler); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join(cfg.DataDir, "lock"))

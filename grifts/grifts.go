@@ -71,7 +71,8 @@ func outputOf(ctx context.Context) Output {
 	return Output{Stdout: os.Stdout, Stderr: os.Stderr}
 }
 
-// Opener opens the server's database and storage for a task.
+// Opener opens the server's database and storage for a task, giving up
+// when ctx is done.
 type Opener func(ctx context.Context) (*Env, error)
 
 var registerOnce sync.Once
@@ -172,9 +173,23 @@ func Import(ctx context.Context, open Opener, dir string, w io.Writer) error {
 		case <-ctx.Done():
 		}
 	}()
+	// stopped returns err, or an *InterruptedError if ctx's end caused it.
+	stopped := func(err error) error {
+		if !errors.Is(err, context.Canceled) {
+			return err
+		}
+		interrupted := &InterruptedError{}
+		select {
+		case interrupted.Signal = <-received:
+		default: // ctx was canceled
+		}
+		return interrupted
+	}
+	// Opening waits on the database (one that does not answer, another
+	// process's lock on the migrations): a signal stops that too.
 	env, err := open(ctx)
 	if err != nil {
-		return err
+		return stopped(err)
 	}
 	defer env.Close()
 	sum, err := env.Registry.ImportDir(ctx, env.Operator, dir, func(e modproxy.ImportEvent) {
@@ -183,16 +198,8 @@ func Import(ctx context.Context, open Opener, dir string, w io.Writer) error {
 	if err == nil || sum.Done() > 0 {
 		fmt.Fprintln(w, sum)
 	}
-	switch {
-	case errors.Is(err, context.Canceled):
-		interrupted := &InterruptedError{}
-		select {
-		case interrupted.Signal = <-received:
-		default: // ctx was canceled
-		}
-		return interrupted
-	case err != nil:
-		return err
+	if err != nil {
+		return stopped(err)
 	}
 	return sum.Err()
 }

@@ -2,10 +2,13 @@ package models_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/gobuffalo/pop/v6"
 
@@ -78,4 +81,47 @@ func TestMigrateRedactsRecordedSources(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestMigrateGivesUpWhenContextEnds checks that MigrateContext stops
+// waiting for the migrations' lock when its context ends: another process
+// migrating the database may hold it for long, and a server told to stop
+// meanwhile must not wait for it.
+func TestMigrateGivesUpWhenContextEnds(t *testing.T) {
+	for _, d := range modelstest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := modelstest.URL(t, d)
+			holder := modelstest.OpenURL(t, url)
+			held, released := make(chan struct{}), make(chan struct{})
+			go models.NewRegistry(holder).Exclusive(context.Background(), "migrate", func(context.Context) error {
+				close(held)
+				<-released
+				return nil
+			})
+			release := sync.OnceFunc(func() { close(released) })
+			defer release()
+			<-held
+			conn, err := models.Connect(url) // as another process
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			time.AfterFunc(200*time.Millisecond, cancel)
+			done := make(chan error, 1)
+			go func() { done <- models.MigrateContext(ctx, conn) }()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("MigrateContext = %v; want it to end with its context", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Error("MigrateContext still waiting for the lock 5 s after its context ended")
+				release()
+				<-done
+			}
+		})
+	}
 }

@@ -32,8 +32,18 @@ import (
 
 // Connect opens the database at url: a postgres:// URL through lib/pq, or a
 // sqlite3:// URL (sqlite3:///abs/path/agora.db) through the embedded SQLite.
-// It verifies the connection before returning.
+// It verifies the connection before returning, giving the database
+// connectTimeout to answer.
 func Connect(url string) (*pop.Connection, error) {
+	return ConnectContext(context.Background(), url)
+}
+
+// connectTimeout is how long Connect gives the database to answer.
+const connectTimeout = 10 * time.Second
+
+// ConnectContext is Connect, giving up as well when ctx is done: a server
+// told to stop while its database does not answer stops at once.
+func ConnectContext(ctx context.Context, url string) (*pop.Connection, error) {
 	registerSQLite()
 	registerPostgres()
 	quietPop()
@@ -87,7 +97,7 @@ func Connect(url string) (*pop.Connection, error) {
 	if err := conn.Open(); err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	if err := conn.Store.(interface{ PingContext(context.Context) error }).PingContext(ctx); err != nil {
 		conn.Close()
@@ -104,7 +114,16 @@ func Connect(url string) (*pop.Connection, error) {
 // find nothing to do. Unserialised, their CREATE TABLEs collided and all
 // but one failed to start.
 func Migrate(conn *pop.Connection) error {
-	return NewRegistry(conn).Exclusive(context.Background(), "migrate", func(context.Context) error { return migrate(conn) })
+	return MigrateContext(context.Background(), conn)
+}
+
+// MigrateContext is Migrate, giving up when ctx is done: the wait for the
+// lock, which another process may hold for long, as well as a migration,
+// which is rolled back whole.
+func MigrateContext(ctx context.Context, conn *pop.Connection) error {
+	return NewRegistry(conn).Exclusive(ctx, "migrate", func(ctx context.Context) error {
+		return migrate(conn.WithContext(ctx))
+	})
 }
 
 // migrate applies every pending migration on conn.

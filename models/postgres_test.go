@@ -14,7 +14,7 @@ import (
 )
 
 // TestPostgresGivesUpWhenContextEnds checks that a query, the beginning of
-// a transaction, a query in one and the making of a connection all end
+// a transaction, a query in one, connecting and the making of a connection all end
 // soon after their context does
 // when the PostgreSQL server has stopped answering (hung, or behind a
 // network partition), as the request they serve has: lib/pq on its own
@@ -82,6 +82,19 @@ func TestPostgresGivesUpWhenContextEnds(t *testing.T) {
 				p.Stall()
 				return tx.InsertVersion(newVersion("example.com/a", "v1.1.0"))
 			})
+		})
+	})
+	t.Run("connect", func(t *testing.T) {
+		// What a server does at start, the 10 s it gives the database
+		// cut short by a signal.
+		p := modelstest.NewProxy(t)
+		p.Stall()
+		givesUp(t, func(ctx context.Context) error {
+			conn, err := models.ConnectContext(ctx, p.URL)
+			if err == nil {
+				conn.Close()
+			}
+			return err
 		})
 	})
 	t.Run("new connection", func(t *testing.T) {
