@@ -43,10 +43,11 @@ imported by the import that recorded it (or the files of it the registry
 lacked): of imports of one directory run at once, one counts it, the others
 skip it, and their summaries add up to the versions stored. The import can
 be interrupted (Ctrl-C stops it after the version in progress, a second
-Ctrl-C at once) and run again: what was imported is skipped. Interrupted,
-agora ends killed by the signal, as if it had not caught it, so that a
-script running it stops too. The exit status is 1 if a version was
-conflicting, invalid or unreadable.`,
+Ctrl-C at once; SIGTERM too, and only SIGTERM when a shell script ran it in
+the background, with SIGINT ignored) and run again: what was imported is
+skipped. Interrupted, agora ends killed by the signal, as if it had not
+caught it, so that a script running it stops too. The exit status is 1 if a
+version was conflicting, invalid or unreadable.`,
 		Args: arguments("DIR"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if args[0] == "" { // "$GOMODCACHE", unset

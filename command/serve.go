@@ -190,13 +190,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	case <-ctx.Done():
 	}
 	shuttingDown.Store(true) // /readyz answers 503
+	// Whose it was: a supervisor's SIGTERM, a Ctrl-C.
+	cause := slog.String("cause", context.Cause(ctx).Error())
 	if cfg.ShutdownDelay > 0 {
 		// Serve on while load balancers learn that this server is going
 		// (Kubernetes routes to a pod for a few seconds after it sent
 		// SIGTERM): refused connections would be errors for their
 		// clients. Responses close their connections meanwhile, and idle
 		// ones are closed, so that clients connect again, elsewhere.
-		log.Info("shutting down: serving on, /readyz answering 503, before refusing connections", "delay", cfg.ShutdownDelay)
+		log.Info("shutting down: serving on, /readyz answering 503, before refusing connections", "delay", cfg.ShutdownDelay, cause)
 		srv.SetKeepAlivesEnabled(false)
 		select {
 		case <-time.After(cfg.ShutdownDelay):
@@ -204,7 +206,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return err
 		}
 	}
-	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout, cause)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

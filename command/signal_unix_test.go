@@ -5,9 +5,11 @@ package command
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,7 +34,23 @@ type agoraProcess struct {
 // exited.
 func startAgora(t *testing.T, args ...string) *agoraProcess {
 	t.Helper()
-	p := &agoraProcess{cmd: exec.Command(os.Args[0]), output: new(testutil.Buffer), exited: make(chan struct{})}
+	return startProcess(t, exec.Command(os.Args[0]), args)
+}
+
+// startAgoraInterruptIgnored is startAgora with SIGINT ignored, as a
+// non-interactive shell starts the commands it runs in the background
+// (agora serve &), so that a Ctrl-C meant for it does not reach them: the
+// shell ignores it, and exec keeps what is ignored.
+func startAgoraInterruptIgnored(t *testing.T, args ...string) *agoraProcess {
+	t.Helper()
+	return startProcess(t, exec.Command("/bin/sh", "-c", `trap '' INT; exec "$0"`, os.Args[0]), args)
+}
+
+// startProcess starts cmd, which runs this test binary, to be agora with
+// args.
+func startProcess(t *testing.T, cmd *exec.Cmd, args []string) *agoraProcess {
+	t.Helper()
+	p := &agoraProcess{cmd: cmd, output: new(testutil.Buffer), exited: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), "AGORA_TEST_ARGS="+strings.Join(args, "\n"))
 	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
 	if err := p.cmd.Start(); err != nil {
@@ -53,6 +71,22 @@ func startAgora(t *testing.T, args ...string) *agoraProcess {
 // it while nothing it waits for answers: well under the 10 s that start-up
 // gives the database.
 const stopSignalTimeout = 5 * time.Second
+
+// said waits until p has said what, failing the test after a minute.
+func (p *agoraProcess) said(t *testing.T, what string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(p.output.String(), what) {
+		select {
+		case <-p.exited:
+			t.Fatalf("agora ended (%v) before saying %q\n%s", p.err, what, p.output)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agora did not say %q within a minute\n%s", what, p.output)
+		}
+	}
+}
 
 // killedBy sends sig to p and checks that p ends within stopSignalTimeout,
 // killed by sig, as a program that did not catch it, having said want.
@@ -169,5 +203,75 @@ func TestStartUpStoppedBySignal(t *testing.T) {
 		p := startAgora(t, "import", t.TempDir())
 		within(t, p, "connecting to the database", accepted)
 		p.killedBy(t, syscall.SIGINT, "agora: import interrupted")
+	})
+}
+
+// interruptIgnored reports whether the process pid ignores SIGINT, as its
+// /proc/PID/status says; ok is false where there is none (off Linux).
+func interruptIgnored(pid int) (ignored, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false, false
+	}
+	for line := range strings.Lines(string(b)) {
+		if mask, found := strings.CutPrefix(line, "SigIgn:"); found {
+			m, err := strconv.ParseUint(strings.TrimSpace(mask), 16, 64)
+			return err == nil && m&(1<<(syscall.SIGINT-1)) != 0, err == nil
+		}
+	}
+	return false, false
+}
+
+// stillIgnoresInterrupt checks that p ignores SIGINT, where the system
+// tells, and then that it goes on when sent SIGINT, and stops when sent
+// SIGTERM, as stopped checks.
+func (p *agoraProcess) stillIgnoresInterrupt(t *testing.T, stopped func()) {
+	t.Helper()
+	if ignored, ok := interruptIgnored(p.cmd.Process.Pid); ok && !ignored {
+		t.Error("agora, started with SIGINT ignored, catches it")
+	}
+	// A process may handle two signals at once, on two threads, so
+	// that it may act on SIGTERM first even when it catches SIGINT:
+	// this fails only sometimes when SIGINT is caught, and never when
+	// it is ignored (the system then drops it).
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	stopped()
+}
+
+// TestInterruptIgnoredStaysIgnored checks that agora started with SIGINT
+// ignored, as a shell script's `agora serve &` or `agora import DIR &`,
+// leaves it ignored: catching it turned it back on, so that the Ctrl-C
+// meant for the script stopped the server or the import in its
+// background. SIGTERM still stops them.
+func TestInterruptIgnoredStaysIgnored(t *testing.T) {
+	t.Run("serve", func(t *testing.T) {
+		serveEnv(t)
+		p := startAgoraInterruptIgnored(t, "serve")
+		p.said(t, `msg="agora listening"`)
+		p.stillIgnoresInterrupt(t, func() {
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-p.exited:
+			case <-time.After(time.Minute):
+				t.Fatalf("agora still serving a minute after SIGTERM\n%s", p.output)
+			}
+			if p.err != nil || !strings.Contains(p.output.String(), `cause="terminated signal received"`) {
+				t.Errorf("agora ended (%v); want it stopped by SIGTERM, gracefully\n%s", p.err, p.output)
+			}
+		})
+	})
+	t.Run("import", func(t *testing.T) {
+		offlineEnv(t)
+		url, accepted := unansweringDatabase(t)
+		t.Setenv("DATABASE_URL", url)
+		p := startAgoraInterruptIgnored(t, "import", t.TempDir())
+		within(t, p, "connecting to the database", accepted)
+		p.stillIgnoresInterrupt(t, func() {
+			p.killedBy(t, syscall.SIGTERM, "agora: import interrupted")
+		})
 	})
 }

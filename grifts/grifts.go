@@ -22,13 +22,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 
 	"github.com/gobuffalo/grift/grift"
 
 	"agora/auth"
+	"agora/internal/stopsignal"
 	"agora/modproxy"
 )
 
@@ -156,34 +155,18 @@ func Register(open Opener) {
 // and a summary to w: `agora import DIR` and `agora task modules:import
 // DIR`. SIGINT (Ctrl-C) or SIGTERM stops it after the version in progress,
 // with an *InterruptedError, which says to run it again; a second one ends
-// the process at once. The error counts the versions refused, if any.
+// the process at once. (SIGINT does not if the process started with it
+// ignored, as a shell's command in the background: see stopsignal.) The
+// error counts the versions refused, if any.
 func Import(ctx context.Context, open Opener, dir string, w io.Writer) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(signals)
-	received := make(chan os.Signal, 1)
-	go func() {
-		select {
-		case sig := <-signals:
-			signal.Stop(signals) // a second one ends the process at once
-			received <- sig
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx, stop := stopsignal.NotifyContext(ctx)
+	defer stop()
 	// stopped returns err, or an *InterruptedError if ctx's end caused it.
 	stopped := func(err error) error {
 		if !errors.Is(err, context.Canceled) {
 			return err
 		}
-		interrupted := &InterruptedError{}
-		select {
-		case interrupted.Signal = <-received:
-		default: // ctx was canceled
-		}
-		return interrupted
+		return &InterruptedError{Signal: stopsignal.Received(ctx)} // nil if ctx was canceled
 	}
 	// Opening waits on the database (one that does not answer, another
 	// process's lock on the migrations): a signal stops that too.

@@ -1,6 +1,11 @@
 // Package stopsignal turns the signals that ask an agora process to stop,
 // SIGTERM (a supervisor's) and SIGINT (Ctrl-C), into the cancellation of a
 // context, which names the signal.
+//
+// SIGINT is left alone in a process started with it ignored: a
+// non-interactive shell starts the commands it runs in the background
+// (agora serve &) so, in order that a Ctrl-C meant for the script does not
+// stop them, and catching SIGINT would turn it back on (see os/signal).
 package stopsignal
 
 import (
@@ -17,25 +22,40 @@ type Signal struct{ os.Signal }
 
 func (s *Signal) Error() string { return s.Signal.String() + " signal received" }
 
+// interruptIgnored records whether the process started with SIGINT
+// ignored, read before anything catches it: once caught, and released
+// again, it is ignored again, and signal.Ignored no longer says so.
+var interruptIgnored = signal.Ignored(os.Interrupt)
+
+// signals returns the signals that stop the process: SIGTERM, and SIGINT
+// unless the process started with it ignored.
+func signals() []os.Signal {
+	if interruptIgnored {
+		return []os.Signal{syscall.SIGTERM}
+	}
+	return []os.Signal{os.Interrupt, syscall.SIGTERM}
+}
+
 // NotifyContext returns a copy of parent that is canceled when SIGTERM or
-// SIGINT arrives, with a *Signal as its cause. Once one has arrived their
+// SIGINT (unless the process started with it ignored) arrives, with a
+// *Signal as its cause. Once one has arrived their
 // default handling is back, so that a second ends the process at once, as
 // it ends a program that does not catch them. Calling stop releases the
 // signals, as signal.NotifyContext's stop does.
 func NotifyContext(parent context.Context) (ctx context.Context, stop context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(parent)
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	received := make(chan os.Signal, 1)
+	signal.Notify(received, signals()...)
 	go func() {
 		select {
-		case sig := <-signals:
-			signal.Stop(signals)
+		case sig := <-received:
+			signal.Stop(received)
 			cancel(&Signal{sig})
 		case <-ctx.Done():
 		}
 	}()
 	return ctx, func() {
-		signal.Stop(signals)
+		signal.Stop(received)
 		cancel(nil)
 	}
 }
