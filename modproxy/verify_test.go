@@ -126,13 +126,12 @@ func verifyLinesWith(t *testing.T, s *modproxy.Service, opts modproxy.VerifyOpti
 	return n, problems
 }
 
-// TestVerifyStorageFindsFilesWithoutLiveRecord checks that storage:verify
-// reports the files of versions that are not live: deleted or blocked
-// versions whose delete was cut off before it removed them, a purge cut
-// off alike, and files of a module the database never heard of. It
-// looked at live versions only, and said nothing of them, while the
-// storage tree, a GOPROXY=file:// directory, serves them all.
-func TestVerifyStorageFindsFilesWithoutLiveRecord(t *testing.T) {
+// leftoversOfCutOffDeletes returns a registry whose example.com/m has
+// v1.0.0 to v1.3.0 published, and v1.0.0 deleted, v1.1.0 blocked and
+// v1.2.0 purged by failing, a node of it whose storage is read-only, so
+// that their files are left, as by deletes cut off after their commits.
+func leftoversOfCutOffDeletes(t *testing.T) (*testRegistry, *modproxy.Service) {
+	t.Helper()
 	r := newTestRegistry(t)
 	ctx := context.Background()
 	publishAll(t, r, "example.com/m", "v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0")
@@ -146,7 +145,18 @@ func TestVerifyStorageFindsFilesWithoutLiveRecord(t *testing.T) {
 	if err := failing.Purge(ctx, admin, "example.com/m", "v1.2.0", "leaked a secret"); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.disk.Put(ctx, "example.com/Orphan", "v0.1.0", storage.Mod, strings.NewReader("module example.com/Orphan\n")); err != nil {
+	return r, failing
+}
+
+// TestVerifyStorageFindsFilesWithoutLiveRecord checks that storage:verify
+// reports the files of versions that are not live: deleted or blocked
+// versions whose delete was cut off before it removed them, a purge cut
+// off alike, and files of a module the database never heard of. It
+// looked at live versions only, and said nothing of them, while the
+// storage tree, a GOPROXY=file:// directory, serves them all.
+func TestVerifyStorageFindsFilesWithoutLiveRecord(t *testing.T) {
+	r, _ := leftoversOfCutOffDeletes(t)
+	if err := r.disk.Put(context.Background(), "example.com/Orphan", "v0.1.0", storage.Mod, strings.NewReader("module example.com/Orphan\n")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -394,19 +404,7 @@ func TestVerifyStorageReportsLists(t *testing.T) {
 // if the database lost the record, and are only reported, as are files it
 // fails to remove. Without repair, nothing is removed.
 func TestVerifyStorageRepair(t *testing.T) {
-	r := newTestRegistry(t)
-	ctx := context.Background()
-	publishAll(t, r, "example.com/m", "v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0")
-	failing := r.node(t, func(c *modproxy.Config) { c.Blobs = readOnlyStore{r.disk} })
-	if err := failing.Delete(ctx, admin, "example.com/m", "v1.0.0", modproxy.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := failing.Delete(ctx, admin, "example.com/m", "v1.1.0", modproxy.DeleteOptions{Block: true}); err != nil {
-		t.Fatal(err)
-	}
-	if err := failing.Purge(ctx, admin, "example.com/m", "v1.2.0", "leaked a secret"); err != nil {
-		t.Fatal(err)
-	}
+	r, failing := leftoversOfCutOffDeletes(t)
 	before := r.storedFiles(t)
 	verifyLines(t, failing)
 	if got := r.storedFiles(t); !maps.Equal(got, before) {
