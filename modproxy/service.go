@@ -611,9 +611,10 @@ func listed(records []*Version) []string {
 // writeList rewrites path's @v/list file in storage from the database, so
 // that the storage tree stays usable as a GOPROXY=file:// directory. The
 // file names the versions whose .mod is stored, as the go command's module
-// cache does: the go command takes the latest listed version for @latest
+// cache does (the go command takes the latest listed version for @latest
 // and reads its .mod and zip, which a version fetched for its .info alone
-// does not have.
+// does not have), but pseudo-versions only when there are no others, as a
+// proxy's list does (see listed).
 func (s *Service) writeList(ctx context.Context, path string) {
 	if err := s.rewriteList(ctx, path); err != nil {
 		s.log.Error("rewriting @v/list in storage", "module", path, "err", err)
