@@ -162,6 +162,9 @@ func TestTaskUsage(t *testing.T) {
 		{[]string{"task", "storage:verify", "repair", "now"}, 2, "usage: agora task storage:verify [repair]\n"},
 		{[]string{"task", "modules:import"}, 2, "usage: agora task modules:import DIR\n"},
 		{[]string{"task", "modules:import", "a", "b"}, 2, "usage: agora task modules:import DIR\n"},
+		{[]string{"task", "db:backup"}, 2, "usage: agora task db:backup FILE\n"},
+		{[]string{"task", "db:backup", "a", "b"}, 2, "usage: agora task db:backup FILE\n"},
+		{[]string{"task", "db:backup", ""}, 2, "usage: agora task db:backup FILE\n"},
 		{[]string{"task", "db:migrate"}, 0, ""},
 	} {
 		var stdout, stderr bytes.Buffer

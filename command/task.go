@@ -15,7 +15,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"agora/auth"
+	"agora/config"
 	"agora/grifts"
+	"agora/models"
 )
 
 func newTask() *cobra.Command {
@@ -26,7 +28,7 @@ func newTask() *cobra.Command {
 the tasks and how each is run.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			grifts.Register(openTaskEnv)
+			grifts.Register(openTaskEnv, backupDB)
 			if len(args) == 0 || len(args) == 1 && args[0] == "list" { // as grift's own list
 				grift.CommandName = cmd.CommandPath() // how the list says to run each
 				grift.PrintGrifts(cmd.OutOrStdout())
@@ -81,6 +83,33 @@ func openTaskEnv(ctx context.Context) (*grifts.Env, error) {
 		return nil, err
 	}
 	return &grifts.Env{Registry: newRegistry(cfg, conn, disk, log), Operator: cliAdmin, Close: func() { conn.Close() }}, nil
+}
+
+// backupDB copies the SQLite database of the environment's settings to the
+// new file name (see models.BackupSQLite), and returns the database's file
+// name. It neither makes a database where there is none nor migrates the
+// one there is: a newer agora taking a backup before an upgrade must not
+// upgrade the database of the server still running.
+func backupDB(ctx context.Context, name string) (string, error) {
+	cfg, err := config.LoadData()
+	if err != nil {
+		return "", err
+	}
+	file, ok := models.SQLiteFile(cfg.DatabaseURL)
+	if !ok {
+		return "", fmt.Errorf("DATABASE_URL=%s is PostgreSQL, which db:backup does not copy: back it up with pg_dump (pg_dump -Fc -f agora.dump \"$DATABASE_URL\")", redactURL(cfg.DatabaseURL))
+	}
+	if file != "" {
+		if _, err := os.Stat(file); err != nil {
+			return "", fmt.Errorf("no database to back up: %w (run this with the server's AGORA_DATA_DIR and DATABASE_URL)", err)
+		}
+	}
+	conn, err := models.ConnectContext(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return "", fmt.Errorf("DATABASE_URL=%s: %w", redactURL(cfg.DatabaseURL), err)
+	}
+	defer conn.Close()
+	return file, models.BackupSQLite(ctx, conn, name)
 }
 
 // removeStale removes the files in dir that have not been modified for age,

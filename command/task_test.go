@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"agora/models"
+	"agora/models/modelstest"
 	"agora/modproxy"
 )
 
@@ -112,4 +114,86 @@ func TestStorageVerifyRepairTask(t *testing.T) {
 	if _, err := os.Stat(mod); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("after storage:verify repair, the deleted version's .mod: %v; want it gone", err)
 	}
+}
+
+// TestDBBackupTask checks agora task db:backup FILE: it copies the
+// server's SQLite database to FILE, which a data directory then runs on,
+// says so on standard error alone, and refuses a FILE that exists; it
+// makes no database where there is none and migrates none it copies (a
+// newer agora taking a backup before an upgrade must leave the running
+// server's database as it is); and it refuses PostgreSQL, naming pg_dump.
+func TestDBBackupTask(t *testing.T) {
+	data := offlineEnv(t)
+	backup := filepath.Join(t.TempDir(), "agora-backup.db")
+	task := func(args ...string) (status int, stdout, stderr string) {
+		var out, errOut bytes.Buffer
+		status = runMain(context.Background(), append([]string{"task", "db:backup"}, args...), strings.NewReader(""), &out, &errOut)
+		return status, out.String(), errOut.String()
+	}
+
+	status, _, stderr := task(backup)
+	if status != 1 || !strings.Contains(stderr, "no database to back up") {
+		t.Errorf("db:backup without a database: exit status %d, standard error\n%s\nwant 1 and no database to back up", status, stderr)
+	}
+	for _, name := range []string{filepath.Join(data, "agora.db"), backup} {
+		if _, err := os.Stat(name); err == nil {
+			t.Errorf("db:backup without a database made %s", name)
+		}
+	}
+
+	if out, err := run(t, "", "user", "create", "alice", "--role", "admin"); err != nil {
+		t.Fatalf("agora user create: %v\n%s", err, out)
+	}
+	status, stdout, stderr := task(backup)
+	if want := "copied " + filepath.Join(data, "agora.db") + " to " + backup + "\n"; status != 0 || stdout != "" || stderr != want {
+		t.Errorf("db:backup: exit status %d, standard output %q, standard error %q; want 0, nothing and %q", status, stdout, stderr, want)
+	}
+	if status, _, stderr := task(backup); status != 1 || !strings.Contains(stderr, "exists already") {
+		t.Errorf("db:backup to a file that exists: exit status %d, standard error\n%s\nwant 1 and exists already", status, stderr)
+	}
+
+	// A data directory restored from the copy has the user.
+	restored := t.TempDir()
+	b, err := os.ReadFile(backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(restored, "agora.db"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AGORA_DATA_DIR", restored)
+	t.Setenv("AGORA_STORAGE_DIR", filepath.Join(restored, "storage"))
+	if out, err := run(t, "", "token", "create", "alice"); err != nil {
+		t.Errorf("agora token create alice on the restored database: %v\n%s", err, out)
+	}
+
+	// An older database, here one with no table at all, is copied as it is.
+	unmigrated := t.TempDir()
+	if err := os.WriteFile(filepath.Join(unmigrated, "agora.db"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AGORA_DATA_DIR", unmigrated)
+	if status, _, stderr := task(filepath.Join(t.TempDir(), "copy.db")); status != 0 {
+		t.Fatalf("db:backup of an empty database: exit status %d\n%s", status, stderr)
+	}
+	conn, err := models.Connect("sqlite3://" + filepath.Join(unmigrated, "agora.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var tables int
+	if err := conn.RawQuery("SELECT COUNT(*) FROM sqlite_master").First(&tables); err != nil {
+		t.Fatal(err)
+	}
+	if tables != 0 {
+		t.Errorf("db:backup left %d tables in a database that had none: it migrated it", tables)
+	}
+
+	t.Run("postgres", func(t *testing.T) {
+		t.Setenv("DATABASE_URL", modelstest.URL(t, "postgres"))
+		status, _, stderr := task(filepath.Join(t.TempDir(), "agora.db"))
+		if status != 1 || !strings.Contains(stderr, "pg_dump") {
+			t.Errorf("db:backup on PostgreSQL: exit status %d, standard error\n%s\nwant 1 and advice to use pg_dump", status, stderr)
+		}
+	})
 }

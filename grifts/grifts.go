@@ -2,6 +2,8 @@
 // `agora task NAME [ARGS...]` (and listed by `agora task`):
 //
 //	db:migrate       apply pending migrations
+//	db:backup FILE   copy the SQLite database, consistent, while the
+//	                 server runs (PostgreSQL: pg_dump)
 //	storage:verify   re-hash every live version's files against its record,
 //	                 report stored files that no live record announces (of
 //	                 deleted, blocked or purged versions; storage:verify
@@ -74,11 +76,17 @@ func outputOf(ctx context.Context) Output {
 // when ctx is done.
 type Opener func(ctx context.Context) (*Env, error)
 
+// Backuper writes a consistent copy of the server's database to the new
+// file name, giving up when ctx is done, and returns the name of the
+// database it copied. It neither migrates the database nor makes one.
+type Backuper func(ctx context.Context, name string) (db string, err error)
+
 var registerOnce sync.Once
 
 // Register adds Agora's tasks to grift's registry; open gives them the
-// database and storage. Calls after the first do nothing.
-func Register(open Opener) {
+// database and storage, and backup copies the database. Calls after the
+// first do nothing.
+func Register(open Opener, backup Backuper) {
 	registerOnce.Do(func() {
 		grift.Namespace("db", func() {
 			grift.Desc("migrate", "Apply pending database migrations")
@@ -92,6 +100,18 @@ func Register(open Opener) {
 				}
 				env.Close()
 				fmt.Fprintln(outputOf(c).Stderr, "database is up to date") // as agora migrate
+				return nil
+			})
+			grift.Desc("backup", "Copy the SQLite database to the new file FILE, consistent, while the server runs (PostgreSQL: use pg_dump)")
+			grift.Add("backup", func(c *grift.Context) error {
+				if len(c.Args) != 1 || c.Args[0] == "" {
+					return usage("db:backup FILE")
+				}
+				db, err := backup(c, c.Args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(outputOf(c).Stderr, "copied %s to %s\n", db, c.Args[0])
 				return nil
 			})
 		})
