@@ -10,7 +10,8 @@
 // lines Agora reported when publishing, deletes a version and checks that
 // the go command no longer sees it, and finally uses the storage directory
 // itself as a GOPROXY=file:// proxy, as an operator would to recover from
-// losing the server.
+// losing the server. Another backs a running server up and restores it as
+// the README's Backups section says, in the right order and the wrong one.
 //
 // The tests run with the rest of the suite and are skipped in -short mode
 // (agoraBinary skips them):

@@ -261,10 +261,33 @@ type server struct {
 // healthy. SQLite is the embedded default, so for it DATABASE_URL is left
 // unset. When the test ends the server gets SIGTERM and must exit with
 // status 0; its log is shown if the test failed. extraEnv adds settings;
-// a DATABASE_URL or AGORA_STORAGE_DIR in it replaces the fresh one.
+// a DATABASE_URL, AGORA_DATA_DIR or AGORA_STORAGE_DIR in it replaces the
+// fresh one.
 func startAgora(t *testing.T, bin, dialect string, extraEnv ...string) *server {
 	t.Helper()
-	dataDir := t.TempDir()
+	s := newServer(t, bin, dialect, extraEnv...)
+	s.start(t, dialect)
+	if dialect == "sqlite3" {
+		if _, err := os.Stat(filepath.Join(s.DataDir, "agora.db")); err != nil {
+			t.Errorf("with DATABASE_URL unset, agora should keep its SQLite database in AGORA_DATA_DIR: %v", err)
+		}
+	}
+	return s
+}
+
+// newServer returns the server that startAgora starts, not yet started,
+// so that its commands (s.agora) can run on its data first.
+func newServer(t *testing.T, bin, dialect string, extraEnv ...string) *server {
+	t.Helper()
+	dataDir := ""
+	for _, kv := range extraEnv {
+		if dir, ok := strings.CutPrefix(kv, "AGORA_DATA_DIR="); ok {
+			dataDir = dir
+		}
+	}
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
 	s := &server{
 		DataDir:    dataDir,
 		bin:        bin,
@@ -293,12 +316,6 @@ func startAgora(t *testing.T, bin, dialect string, extraEnv ...string) *server {
 	if dialect != "sqlite3" && s.DatabaseURL == "" {
 		s.DatabaseURL = modelstest.URL(t, dialect)
 		s.env = append(s.env, "DATABASE_URL="+s.DatabaseURL)
-	}
-	s.start(t, dialect)
-	if dialect == "sqlite3" {
-		if _, err := os.Stat(filepath.Join(dataDir, "agora.db")); err != nil {
-			t.Errorf("with DATABASE_URL unset, agora should keep its SQLite database in AGORA_DATA_DIR: %v", err)
-		}
 	}
 	return s
 }
