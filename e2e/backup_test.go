@@ -147,7 +147,7 @@ func TestBackupAndRestore(t *testing.T) {
 			verify(r, 1,
 				"BAD example.com/hello@v1.1.0: stored files without a version record: .info .mod .zip\n",
 				"BAD example.org/greet@v1.2.0: stored files without a version record: .info .mod .zip\n",
-				"BAD example.com/hello/v2@v2.0.0: ",
+				"BAD example.com/hello/v2@v2.0.0: .zip missing from storage\n",
 				"checked 5 versions, 3 bad")
 			out := r.agora(t, "import", r.StorageDir)
 			for _, line := range []string{
@@ -161,7 +161,7 @@ func TestBackupAndRestore(t *testing.T) {
 			}
 			// What is left: the version deleted after the database's
 			// backup is live again, without its files.
-			verify(r, 1, "BAD example.com/hello/v2@v2.0.0: ", "checked 7 versions, 1 bad\n")
+			verify(r, 1, "BAD example.com/hello/v2@v2.0.0: .zip missing from storage\n", "checked 7 versions, 1 bad\n")
 
 			r.start(t, dialect)
 			g := newGoTool(t, r.URL)

@@ -340,7 +340,7 @@ func checkInfo(info []byte, v *Version) error {
 
 // hashStoredZip returns the h1: hash of a version's stored zip.
 func (s *Service) hashStoredZip(ctx context.Context, v *Version) (string, error) {
-	f, err := s.blobs.Open(ctx, v.Path, v.Version, storage.Zip)
+	f, err := s.openStored(ctx, v, storage.Zip)
 	if err != nil {
 		return "", err
 	}
@@ -362,10 +362,21 @@ func (s *Service) hashStoredZip(ctx context.Context, v *Version) (string, error)
 
 // readStored returns a small stored file of a version, bounded in size.
 func (s *Service) readStored(ctx context.Context, v *Version, kind storage.Kind) ([]byte, error) {
-	f, err := s.blobs.Open(ctx, v.Path, v.Version, kind)
+	f, err := s.openStored(ctx, v, kind)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	return io.ReadAll(io.LimitReader(f, 16<<20))
+}
+
+// openStored opens the stored file of kind of v. A file missing is said
+// plainly, as an operator reading storage:verify's report wants it, not
+// as the error of an open, with the storage's whole path.
+func (s *Service) openStored(ctx context.Context, v *Version, kind storage.Kind) (storage.File, error) {
+	f, err := s.blobs.Open(ctx, v.Path, v.Version, kind)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s missing from storage", kind)
+	}
+	return f, err
 }

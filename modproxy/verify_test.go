@@ -66,6 +66,10 @@ func TestVerifyStorage(t *testing.T) {
 		if strings.HasPrefix(p, "example.com/a@v1.0.0") && !strings.Contains(p, "zip hashes to") {
 			t.Errorf("corrupted zip reported as %q", p)
 		}
+		// Said plainly, not as the error of an open with a full path.
+		if strings.HasPrefix(p, "example.com/Upper@v0.1.0") && p != "example.com/Upper@v0.1.0: .mod missing from storage" {
+			t.Errorf("missing go.mod reported as %q", p)
+		}
 	}
 }
 
