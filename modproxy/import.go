@@ -1023,6 +1023,10 @@ func (s *Service) importFound(ctx context.Context, who auth.Principal, f *foundV
 			return ImportUnreadable, err
 		}
 		wantZipHash = strings.TrimSpace(string(b))
+	} else {
+		wantZipHash = s.storedZipHash(ctx, f.path, f.version, f.name(".zip"))
+	}
+	if wantZipHash != "" {
 		if res, ok, err := s.importStoredZip(ctx, who, f.path, f.version, info, mod, wantZipHash); ok {
 			return importOutcome(res, err)
 		}
@@ -1033,6 +1037,32 @@ func (s *Service) importFound(ctx context.Context, who auth.Principal, f *foundV
 	}
 	defer zip.Close()
 	return importOutcome(s.importVersion(ctx, who, f.path, f.version, info, mod, zip, wantZipHash))
+}
+
+// storedZipHash returns the recorded hash of path@version's zip if the
+// file name is that very zip, the one storage holds: the import of the
+// storage directory itself, as a restore from backups runs it, whose tree
+// has no .ziphash files. The stored zip was checked and hashed when it was
+// stored (storage:verify checks it again), so importStoredZip need not
+// read it. It returns "" otherwise, or if it cannot tell.
+func (s *Service) storedZipHash(ctx context.Context, path, version, name string) string {
+	v, err := s.meta.Version(ctx, path, version)
+	if err != nil || !v.Live() || !v.Has(storage.Zip) {
+		return ""
+	}
+	f, err := s.blobs.Open(ctx, path, version, storage.Zip)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	stored, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	if fi, err := os.Stat(name); err != nil || !os.SameFile(fi, stored) {
+		return ""
+	}
+	return v.ZipHash
 }
 
 // importOutcome returns the outcome of an import that returned res and err.

@@ -505,6 +505,43 @@ func TestImportDirRerunReadsNoStoredZip(t *testing.T) {
 	}
 }
 
+// TestImportOwnStorageReadsNoStoredZip checks that importing the
+// registry's own storage directory, as a restore from backups does to
+// record the versions stored after the database's backup, skips a version
+// recorded with that very zip without reading it (the storage tree has no
+// .ziphash files): the zip is the stored one, checked and hashed when it
+// was stored. Shown by a stored zip made unreadable in place since, which
+// a read would find to be no zip.
+func TestImportOwnStorageReadsNoStoredZip(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRegistry(t)
+	r.publish(t, alice, "example.com/a", "v1.0.0", moduleZip(t, "example.com/a", "v1.0.0", "package a\n"))
+	r.publish(t, alice, "example.com/a", "v1.1.0", moduleZip(t, "example.com/a", "v1.1.0", "package a\n"))
+	stored := filepath.Join(r.disk.Root(), "example.com", "a", "@v", "v1.0.0.zip")
+	if err := os.WriteFile(stored, []byte("not a zip"), 0o644); err != nil { // same file, other bytes
+		t.Fatal(err)
+	}
+	// A version stored after the database's backup: files, no record.
+	orphan := newTestRegistry(t)
+	orphan.publish(t, alice, "example.com/b", "v1.0.0", moduleZip(t, "example.com/b", "v1.0.0", "package b\n"))
+	if err := os.CopyFS(filepath.Join(r.disk.Root(), "example.com", "b"), os.DirFS(filepath.Join(orphan.disk.Root(), "example.com", "b"))); err != nil {
+		t.Fatal(err)
+	}
+
+	sum, events, err := r.importAll(ctx, r.disk.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"example.com/a@v1.0.0 skipped", "example.com/a@v1.1.0 skipped", "example.com/b@v1.0.0 imported"}; !slices.Equal(outcomes(events), want) {
+		t.Errorf("import of the storage directory: %q (%+v); want %q", outcomes(events), sum, want)
+	}
+	for _, e := range events {
+		if e.Err != nil {
+			t.Errorf("%s: %v", e, e.Err)
+		}
+	}
+}
+
 // TestImportDirInfoLater checks that a version imported without its
 // .info gets it from a later import of a directory that has it.
 func TestImportDirInfoLater(t *testing.T) {
