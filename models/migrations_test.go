@@ -125,3 +125,101 @@ func TestMigrateGivesUpWhenContextEnds(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrateCutShort checks what MigrateContext leaves when its context
+// ends while a migration runs: an error that says so, as it says it of a
+// wait for the lock, the migration rolled back whole, and the lock free, so
+// that migrating again applies it. On PostgreSQL the error was lib/pq's
+// alone (the statement canceled, or the connection given up), and agora
+// import, stopped by a signal then, did not know it was interrupted.
+func TestMigrateCutShort(t *testing.T) {
+	for _, d := range modelstest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			url := modelstest.URL(t, d)
+			conn := modelstest.OpenURL(t, url)
+			applied := func() int {
+				t.Helper()
+				var n int
+				if err := conn.RawQuery("SELECT COUNT(*) FROM schema_migration").First(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			all := applied()
+			box, err := pop.NewMigrationBox(migrationsFS(), conn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The last migration, pending again, writes to versions,
+			// which another holds.
+			if err := box.Down(1); err != nil {
+				t.Fatal(err)
+			}
+			other, err := models.Connect(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			tx, err := other.NewTransaction() // IMMEDIATE on SQLite: it holds the write lock
+			if err != nil {
+				t.Fatal(err)
+			}
+			release := sync.OnceFunc(func() { tx.TX.Rollback() })
+			defer release()
+			if d == "postgres" {
+				if err := tx.RawQuery("LOCK TABLE versions IN ACCESS EXCLUSIVE MODE").Exec(); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- models.MigrateContext(ctx, conn) }()
+			// Cut short once the migration waits for the table: on
+			// SQLite, which does not tell, after a while.
+			for waited := 0; ; waited++ {
+				select {
+				case err := <-done:
+					t.Fatalf("MigrateContext = %v before its context ended, though another holds versions", err)
+				case <-time.After(10 * time.Millisecond):
+				}
+				if d == "sqlite3" && waited == 20 || d == "postgres" && waitingForLock(t, conn) {
+					break
+				}
+			}
+			cancel()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("MigrateContext cut short = %v; want an error wrapping context.Canceled", err)
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("MigrateContext still running a minute after its context ended")
+			}
+
+			release()
+			mctx, mcancel := context.WithTimeout(context.Background(), time.Minute)
+			defer mcancel()
+			if err := models.MigrateContext(mctx, conn); err != nil {
+				t.Fatalf("migrating again: %v", err)
+			}
+			if n := applied(); n != all {
+				t.Errorf("%d migrations recorded after migrating again; want %d", n, all)
+			}
+		})
+	}
+}
+
+// waitingForLock reports whether a session of conn's PostgreSQL database
+// waits for a table's lock.
+func waitingForLock(t *testing.T, conn *pop.Connection) bool {
+	t.Helper()
+	var n int
+	err := conn.RawQuery(`SELECT COUNT(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).First(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n > 0
+}

@@ -119,11 +119,17 @@ func Migrate(conn *pop.Connection) error {
 
 // MigrateContext is Migrate, giving up when ctx is done: the wait for the
 // lock, which another process may hold for long, as well as a migration,
-// which is rolled back whole.
+// which is rolled back whole. Its error then wraps ctx's.
 func MigrateContext(ctx context.Context, conn *pop.Connection) error {
-	return NewRegistry(conn).Exclusive(ctx, "migrate", func(ctx context.Context) error {
+	err := NewRegistry(conn).Exclusive(ctx, "migrate", func(ctx context.Context) error {
 		return migrate(conn.WithContext(ctx))
 	})
+	// A migration cut short fails with what the driver says, which on
+	// PostgreSQL is not the context's end (lib/pq's canceled statement,
+	// its connection given up, or Pop's failed rollback of a transaction
+	// that database/sql rolled back already): say it, so that a caller
+	// stopped by a signal knows it was.
+	return ended(ctx, err)
 }
 
 // migrate applies every pending migration on conn.
