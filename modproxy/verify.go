@@ -63,7 +63,8 @@ type VerifyOptions struct {
 // zip in full, and asks the database for the records of each module once;
 // only before it reports files that no record announces does it look
 // again, holding the version's lock, which a publish, fetch or delete in
-// progress holds until its files and its record agree.
+// progress holds until its files and its record agree, and before it
+// rewrites a @v/list file (see verifyList).
 //
 // It also rewrites each @v/list file that does not name what the records
 // list, and reports it, fixed: a server stopped between recording a
@@ -232,7 +233,11 @@ func missingFrom(list, want []string) string {
 // tombstone is committed and which waits for the lock to remove the
 // files, is reported all the same (or finished, with opts.Repair).
 func (s *Service) verifyUnannounced(ctx context.Context, path, version string, opts VerifyOptions, report func(Problem)) error {
-	return s.lockVersion(ctx, path, version, func(ctx context.Context) error {
+	// Reported once the lock is released: report may take its time (its
+	// reader may stop reading), and the writers of the version's files, on
+	// every node, would wait for it.
+	var p *Problem
+	err := s.lockVersion(ctx, path, version, func(ctx context.Context) error {
 		v, err := s.meta.Version(ctx, path, version)
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -268,7 +273,7 @@ func (s *Service) verifyUnannounced(ctx context.Context, path, version string, o
 		default:
 			what = "its record does not announce"
 		}
-		p := Problem{Path: path, Version: version, Err: fmt.Errorf("stored files %s: %s", what, strings.Join(stray, " "))}
+		p = &Problem{Path: path, Version: version, Err: fmt.Errorf("stored files %s: %s", what, strings.Join(stray, " "))}
 		if opts.Repair && v != nil && !v.Live() {
 			// As removeFiles does, holding the lock already.
 			s.forget(path, version)
@@ -278,9 +283,12 @@ func (s *Service) verifyUnannounced(ctx context.Context, path, version string, o
 				p.Err, p.Fixed = fmt.Errorf("%w: removed", p.Err), true
 			}
 		}
-		report(p)
 		return nil
 	})
+	if err == nil && p != nil {
+		report(*p)
+	}
+	return err
 }
 
 // verifyVersion checks one version's files against its record. A version

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,6 +176,68 @@ func TestVerifyStorageFindsFilesWithoutLiveRecord(t *testing.T) {
 	if n != 1 || !slices.Equal(problems, want) {
 		t.Errorf("checked %d, problems\n%s\nwant 1 checked, problems\n%s", n, strings.Join(problems, "\n"), strings.Join(want, "\n"))
 	}
+}
+
+// TestVerifyStorageReportsHoldingNoLock checks that VerifyStorage calls
+// report holding no lock of the registry's. It reported the files that no
+// live record announces holding the version's lock, which every process
+// sharing the database takes to write or remove the version's files; and
+// storage:verify's report writes to standard output, which its reader
+// (agora task storage:verify | less) may stop reading for as long as it
+// likes, while a publish, fetch or delete of the version waited.
+func TestVerifyStorageReportsHoldingNoLock(t *testing.T) {
+	r, _ := leftoversOfCutOffDeletes(t)
+	locks := &heldLocks{held: make(map[string]int)}
+	verifier := r.node(t, func(c *modproxy.Config) {
+		locks.Metadata = c.Metadata
+		c.Metadata = locks
+	})
+	for _, opts := range []modproxy.VerifyOptions{{}, {Repair: true}} {
+		reported := 0
+		_, err := verifier.VerifyStorage(context.Background(), opts, func(p modproxy.Problem) {
+			reported++
+			if held := locks.keys(); len(held) > 0 {
+				t.Errorf("Repair %v: %s reported holding %q", opts.Repair, p, held)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reported == 0 {
+			t.Fatalf("Repair %v: nothing reported", opts.Repair)
+		}
+	}
+}
+
+// heldLocks is a modproxy.Metadata that keeps track of the keys of the
+// Exclusive calls running.
+type heldLocks struct {
+	modproxy.Metadata
+	mu   sync.Mutex
+	held map[string]int
+}
+
+func (m *heldLocks) Exclusive(ctx context.Context, key string, fn func(context.Context) error) error {
+	return m.Metadata.Exclusive(ctx, key, func(ctx context.Context) error {
+		m.mu.Lock()
+		m.held[key]++
+		m.mu.Unlock()
+		defer func() {
+			m.mu.Lock()
+			if m.held[key]--; m.held[key] == 0 {
+				delete(m.held, key)
+			}
+			m.mu.Unlock()
+		}()
+		return fn(ctx)
+	})
+}
+
+// keys returns the keys held now.
+func (m *heldLocks) keys() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Sorted(maps.Keys(m.held))
 }
 
 // TestVerifyStorageFindsFilesNotRecorded checks that storage:verify
