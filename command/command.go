@@ -216,10 +216,10 @@ func withSubcommands(parent *cobra.Command, subs ...*cobra.Command) *cobra.Comma
 
 // openDB loads the settings of where the data is kept, and no other (see
 // config.LoadData), and opens the migrated database, giving up when ctx
-// is done. When it
-// makes the default SQLite database, finding none in the data directory,
-// it says so to warn, if not nil: a command run elsewhere than the
-// server, or without its AGORA_DATA_DIR, works on a database of its own.
+// is done. When it makes the default SQLite database, finding none in the
+// data directory, it says so to warn, if not nil: a command run elsewhere
+// than the server, or without its AGORA_DATA_DIR, works on a database of
+// its own.
 func openDB(ctx context.Context, warn io.Writer) (*config.Data, *pop.Connection, error) {
 	cfg, err := config.LoadData()
 	if err != nil {

@@ -679,8 +679,9 @@ func lookupError(path, version string, err error) error {
 // version that is not stored (see lookupError) it may take the version
 // from the next proxy, and then ask here first for the .mod and the zip;
 // a 502 for those would stop it, though the next proxy has them. A
-// version without a record was never served here, so its files are not
-// found either (lookupError), as its .info is.
+// version without a record had no file served here (but for an .info
+// without a time, which is not recorded: see storeInfo), so its files are
+// not found either (lookupError), as its .info is.
 func fetchError(recorded *Version, path, version string, err error) error {
 	if recorded == nil {
 		return lookupError(path, version, err)

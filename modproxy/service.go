@@ -804,8 +804,10 @@ const (
 	maxSmallFile    = 16 << 10
 )
 
-// smallFiles holds the content of small immutable files by key. When full,
-// it forgets an arbitrary half of its entries.
+// smallFiles holds the content of small files by key: the .mod files of
+// live versions, which never change, and their .info files, whose bytes
+// may change when storage lost one and it is put back (see Open). When
+// full, it forgets an arbitrary half of its entries.
 type smallFiles struct {
 	mu    sync.RWMutex
 	m     map[fileKey]*memFileData
