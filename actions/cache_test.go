@@ -286,6 +286,48 @@ func protoPath(path, version string) string {
 	return "/" + escapePath(path) + "/@v/" + escapeVersion(version)
 }
 
+// TestCacheZipCutOff checks the answer to a zip that the upstream starts
+// to send and then fails to finish (its connection lost, or too slow for
+// the body timeout), as to a zip it fails to send at all (see
+// TestCacheUpstreamStatuses): a bad gateway for a version recorded here,
+// not found for one without a record, which the go command may have taken
+// from its next proxy. A failure to read the zip was a bad gateway
+// whatever the version, so that 'GOPROXY=agora,direct' stopped at it.
+func TestCacheZipCutOff(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		for i, recorded := range []bool{false, true} {
+			m := newModule(t, fmt.Sprintf("example.com/cut%d", i), "v1.0.0", "m")
+			up := newFakeGOPROXY(t, m)
+			// The zip's headers, and half its body.
+			cutOff := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !strings.HasSuffix(r.URL.Path, ".zip") {
+					up.Config.Handler.ServeHTTP(w, r)
+					return
+				}
+				w.Header().Set("Content-Length", strconv.Itoa(len(m.Zip)))
+				w.WriteHeader(http.StatusOK)
+				w.Write(m.Zip[:len(m.Zip)/2])
+				w.(http.Flusher).Flush()
+				if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+					c.Close()
+				}
+			}))
+			t.Cleanup(cutOff.Close)
+			s := newServer(t, conn, withUpstream(cutOff.URL, "", nil))
+			status := http.StatusNotFound
+			if recorded {
+				wantStatus(t, s.get(t, protoPath(m.Path, m.Version)+".info"), http.StatusOK)
+				status = http.StatusBadGateway
+			}
+			r := s.get(t, protoPath(m.Path, m.Version)+".zip")
+			wantProtocolError(t, r, status)
+			if !strings.Contains(string(r.body), "unexpected EOF") {
+				t.Errorf("recorded %v: the answer does not say what failed:\n%s", recorded, r.body)
+			}
+		}
+	})
+}
+
 func statusHandler(status int) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) { http.Error(w, "fake upstream says no", status) }
 }

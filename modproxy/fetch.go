@@ -255,6 +255,9 @@ func (s *Service) fetchZip(ctx context.Context, up Upstream, path, version strin
 		return nil, fetchError(recorded, path, version, err)
 	}
 	z, err := s.stageZip(path, version, src, body)
+	if re := (*zipReadError)(nil); errors.As(err, &re) {
+		return nil, fetchError(recorded, path, version, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -284,6 +287,13 @@ func (s *Service) fetchZip(ctx context.Context, up Upstream, path, version strin
 	})
 }
 
+// zipReadError is stageZip's failure to read the zip an upstream began to
+// serve.
+type zipReadError struct{ err error }
+
+func (e *zipReadError) Error() string { return e.err.Error() }
+func (e *zipReadError) Unwrap() error { return e.err }
+
 // stagedUpstreamZip is a zip an upstream served, in a temporary file, with
 // what checking it found.
 type stagedUpstreamZip struct {
@@ -296,7 +306,11 @@ type stagedUpstreamZip struct {
 // stageZip reads path@version's zip that the upstream src serves from body
 // into a temporary file and checks it against every rule of module zips.
 // It closes body once read, which ends the upstream request (and is when
-// the upstream client counts it), and removes the file when it fails.
+// the upstream client counts it), and removes the file when it fails. A
+// failure to read body (the upstream's connection lost, a timeout, a zip
+// over the size limit) is a *zipReadError, which the caller makes a
+// registry error as it does a failure of Upstream.Zip: the upstream
+// failed to give the zip, which is not a refusal of what it gave.
 func (s *Service) stageZip(path, version, src string, body io.ReadCloser) (_ *stagedUpstreamZip, err error) {
 	tmp, err := s.createTemp("fetch-*.zip")
 	if err != nil {
@@ -317,10 +331,7 @@ func (s *Service) stageZip(path, version, src string, body io.ReadCloser) (_ *st
 		return nil, fmt.Errorf("fetch %s@%s: storing the zip: %w", path, version, w.err)
 	}
 	if err != nil {
-		if errors.Is(err, upstream.ErrTooLarge) {
-			return nil, errorf(ErrUpstream, path, version, "%s: %v", src, err)
-		}
-		return nil, errorf(ErrUpstream, path, version, "reading the zip from %s: %v", src, err)
+		return nil, &zipReadError{fmt.Errorf("reading the zip from %s: %w", src, err)}
 	}
 	go tmp.Sync() // flushed while it is checked and hashed; storing syncs it again, quickly then
 	hash, goMod, err := inspectModuleZip(tmp.Name(), path, version)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"time"
@@ -182,6 +183,9 @@ func (s *Service) fetchRecordedZip(ctx context.Context, up Upstream, v *Version)
 		return "", "", upstreamError(v.Path, v.Version, err)
 	}
 	z, err := s.stageZip(v.Path, v.Version, src, body)
+	if re := (*zipReadError)(nil); errors.As(err, &re) {
+		return "", "", upstreamError(v.Path, v.Version, err)
+	}
 	if err != nil {
 		return "", "", err
 	}
