@@ -91,7 +91,9 @@ func (s *Service) restoreFile(ctx context.Context, v *Version, kind storage.Kind
 			return err
 		case !cur.Live():
 			return gone(cur)
-		case cur.ZipHash != v.ZipHash || cur.ModHash != v.ModHash:
+		case cur.ZipHash != v.ZipHash || cur.ModHash != v.ModHash || !cur.Time.Equal(v.Time):
+			// Purged and published again meanwhile, perhaps with the
+			// same content but another time, which an .info gives.
 			return errorf(ErrNotFound, v.Path, v.Version, "the version's record changed while its %s file was restored", kind)
 		}
 		if zipFile != "" {
