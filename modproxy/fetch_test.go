@@ -36,6 +36,7 @@ type fakeUpstream struct {
 	down     error                   // every request fails with it
 	calls    map[string]int          // kind → requests
 	hold     chan struct{}           // when set, Zip waits for it to close
+	hangInfo bool                    // Info answers only when its context ends
 	gate     func(kind string) error // when set, .mod and .zip requests pass it first
 
 	openZips atomic.Int64 // zip bodies handed out and not closed yet
@@ -116,6 +117,11 @@ func (u *fakeUpstream) Info(ctx context.Context, path, query string) (*upstream.
 		return nil, "", err
 	}
 	u.mu.Lock()
+	if u.hangInfo {
+		u.mu.Unlock()
+		<-ctx.Done()
+		return nil, "", ctx.Err()
+	}
 	if v, ok := u.queries[path+"@"+query]; ok {
 		query = v
 	}

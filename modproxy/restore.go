@@ -113,10 +113,14 @@ func (s *Service) restoreFile(ctx context.Context, v *Version, kind storage.Kind
 // keeps what the record does not, such as the Origin field; kept if it
 // gives the recorded version and time (to the microsecond, as the record
 // keeps it), else, or if the upstream fails, it is made from the record,
-// which is what the go command needs of it.
+// which is what the go command needs of it. The upstream is given
+// restoreInfoWait to answer, not the full time of a fetch: the record's
+// .info is at hand, and the go command waits.
 func (s *Service) restoreInfo(ctx context.Context, v *Version) ([]byte, string, error) {
 	if up, err := s.restoreUpstream(v); err == nil {
-		info, src, err := up.Info(ctx, v.Path, v.Version)
+		ictx, cancel := context.WithTimeout(ctx, s.restoreInfoWait)
+		info, src, err := up.Info(ictx, v.Path, v.Version)
+		cancel()
 		switch {
 		case err != nil:
 			s.log.Debug("restoring a lost .info from the version's record: the upstream failed", "module", v.Path, "version", v.Version, "err", err)
@@ -129,6 +133,11 @@ func (s *Service) restoreInfo(ctx context.Context, v *Version) ([]byte, string, 
 	b, err := infoFile(v.Version, v.Time)
 	return b, "the version's record", err
 }
+
+// restoreInfoWait is how long a restore of a fetched version's lost .info
+// waits for its upstream's before it makes one from the record: an .info
+// is a small answer, which a proxy that is up gives well within it.
+const restoreInfoWait = 5 * time.Second
 
 // restoreUpstream returns the upstream to fetch a lost file of v from
 // again: its path's, if v was fetched from an upstream.

@@ -158,6 +158,18 @@ func TestRestoreFetchedInfo(t *testing.T) {
 	if got, err := r.meta.Version(ctx, path, version); err != nil || *got != *record {
 		t.Errorf("record after restoring = %+v, %v; want it unchanged %+v", got, err, record)
 	}
+
+	// An upstream that does not answer is not waited for long: the
+	// record gives an .info at once, and the go command waits on it.
+	up.setDown(nil)
+	up.mu.Lock()
+	up.hangInfo = true
+	up.mu.Unlock()
+	modproxy.SetRestoreInfoWait(r.Service, 10*time.Millisecond)
+	r.removeStored(t, path, version, storage.Info)
+	if got := r.read(t, path, version, storage.Info); string(got) != fromRecord {
+		t.Errorf("upstream not answering: restored .info = %s; want %s", got, fromRecord)
+	}
 }
 
 // fullStore is a storage.Store on a disk that is full: every write fails

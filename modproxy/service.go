@@ -51,6 +51,9 @@ type Service struct {
 	detached     detachedWork       // shared fetches and lists, which outlive their callers
 	zipWork      *slots.Slots       // zip fetches and restores under way
 	smallWork    *slots.Slots       // the rest: .info, .mod, queries, @latest, lists
+	// restoreInfoWait bounds the wait for an upstream's .info when a lost
+	// one is restored (see restoreInfo).
+	restoreInfoWait time.Duration
 }
 
 // detachedWork counts the work that runs apart from the requests that
@@ -191,6 +194,8 @@ func New(cfg Config) *Service {
 		observer:  cfg.Observer,
 		zipWork:   slots.New("zip fetches", maxZipWork, maxWaiting),
 		smallWork: slots.New("fetches", maxSmallWork, maxWaiting),
+
+		restoreInfoWait: restoreInfoWait,
 	}
 	if s.now == nil {
 		s.now = time.Now
