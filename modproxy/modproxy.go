@@ -70,6 +70,16 @@ type Version struct {
 // Live reports whether the version may be served.
 func (v *Version) Live() bool { return v.DeletedAt.IsZero() }
 
+// givesTime reports whether t, the time an .info of v gives, is v's
+// recorded time. The record keeps it to the microsecond, cut off; builds
+// before times were cut (4644de3) recorded an upstream's time as it came,
+// which SQLite kept whole and PostgreSQL rounded to the microsecond. Either
+// way the two are less than a microsecond apart.
+func (v *Version) givesTime(t time.Time) bool {
+	d := t.Sub(v.Time)
+	return -time.Microsecond < d && d < time.Microsecond
+}
+
 // Has reports whether v's record says its file of kind is stored. Versions
 // fetched from an upstream are recorded file by file (a .mod request stores
 // the .mod only), and a zip imported without its .info has none.

@@ -111,11 +111,11 @@ func (s *Service) restoreFile(ctx context.Context, v *Version, kind storage.Kind
 // restoreInfo returns the .info to put back for v, and where it came
 // from. A fetched version's is asked of its upstream again, so that it
 // keeps what the record does not, such as the Origin field; kept if it
-// gives the recorded version and time (to the microsecond, as the record
-// keeps it), else, or if the upstream fails, it is made from the record,
-// which is what the go command needs of it. The upstream is given
-// restoreInfoWait to answer, not the full time of a fetch: the record's
-// .info is at hand, and the go command waits.
+// gives the recorded version and time (see Version.givesTime), else, or
+// if the upstream fails, it is made from the record, which is what the go
+// command needs of it. The upstream is given restoreInfoWait to answer,
+// not the full time of a fetch: the record's .info is at hand, and the go
+// command waits.
 func (s *Service) restoreInfo(ctx context.Context, v *Version) ([]byte, string, error) {
 	if up, err := s.restoreUpstream(v); err == nil {
 		ictx, cancel := context.WithTimeout(ctx, s.restoreInfoWait)
@@ -124,7 +124,7 @@ func (s *Service) restoreInfo(ctx context.Context, v *Version) ([]byte, string, 
 		switch {
 		case err != nil:
 			s.log.Debug("restoring a lost .info from the version's record: the upstream failed", "module", v.Path, "version", v.Version, "err", err)
-		case info.Version != v.Version || !info.Time.Truncate(time.Microsecond).Equal(v.Time) || !json.Valid(info.Raw):
+		case info.Version != v.Version || !v.givesTime(info.Time) || !json.Valid(info.Raw):
 			s.log.Debug("restoring a lost .info from the version's record: the upstream's is another", "module", v.Path, "version", v.Version, "upstream", src, "upstream_version", info.Version, "upstream_time", info.Time)
 		default:
 			return info.Raw, src, nil

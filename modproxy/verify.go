@@ -324,9 +324,11 @@ func (s *Service) verifyVersion(ctx context.Context, v *Version) error {
 
 // checkInfo checks a stored .info against v's record, reading it as the
 // go command does: JSON whose Version is the version, and whose Time is
-// the recorded time. The record keeps the time to the microsecond, and an
-// upstream's .info, stored as it came, may give it to the nanosecond. What
-// else the .info holds (an upstream's Origin) does not matter.
+// the recorded time. The record keeps the time to the microsecond (or, of
+// a version recorded by an older build, as the database kept it; see
+// Version.givesTime), and an upstream's .info, stored as it came, may give
+// it to the nanosecond. What else the .info holds (an upstream's Origin)
+// does not matter.
 func checkInfo(info []byte, v *Version) error {
 	var parsed struct {
 		Version string
@@ -340,7 +342,7 @@ func checkInfo(info []byte, v *Version) error {
 		return fmt.Errorf(".info names version %q", parsed.Version)
 	case parsed.Time.IsZero():
 		return fmt.Errorf(".info gives no time, recorded %s", v.Time.Format(time.RFC3339Nano))
-	case !parsed.Time.Truncate(time.Microsecond).Equal(v.Time):
+	case !v.givesTime(parsed.Time):
 		return fmt.Errorf(".info gives the time %s, recorded %s", parsed.Time.Format(time.RFC3339Nano), v.Time.Format(time.RFC3339Nano))
 	}
 	return nil

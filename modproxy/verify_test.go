@@ -397,6 +397,69 @@ func TestVerifyStorageOnDatabases(t *testing.T) {
 	})
 }
 
+// TestRecordedTimesOfOlderBuilds checks storage:verify, and the restore
+// of a lost .info, on the records of versions fetched by builds before
+// times were cut to the microsecond (4644de3), which recorded an
+// upstream's .info time as it came: SQLite kept its nanoseconds, and
+// PostgreSQL rounded them to the microsecond, 07.9999996 to 08. The .info
+// stored beside such a record is the upstream's, and gives the version's
+// time: storage:verify reported it as BAD after an upgrade, and a lost one
+// was made again from the record instead of being fetched again, Origin
+// and all.
+func TestRecordedTimesOfOlderBuilds(t *testing.T) {
+	up := newFakeUpstream()
+	const path = "example.com/dep"
+	times := map[string]time.Time{
+		"v1.0.0": time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC),
+		"v1.1.0": time.Date(2025, 3, 4, 5, 6, 7, 999999600, time.UTC),
+	}
+	for _, version := range slices.Sorted(maps.Keys(times)) {
+		up.add(t, path, version, version)
+		fv := up.versions[path+"@"+version]
+		fv.info = times[version]
+		up.versions[path+"@"+version] = fv
+	}
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		disk, err := storage.NewDisk(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &testRegistry{disk: disk, tempDir: t.TempDir()}
+		r.Service = modproxy.New(modproxy.Config{
+			Metadata: models.NewRegistry(conn), Blobs: disk, TempDir: r.tempDir,
+			Upstream: func(string) modproxy.Upstream { return up },
+		})
+		infos := make(map[string][]byte)
+		for version, at := range times {
+			infos[version] = r.read(t, path, version, storage.Info)
+			r.read(t, path, version, storage.Mod)
+			r.read(t, path, version, storage.Zip)
+			// What the older builds recorded: the time uncut.
+			err := conn.RawQuery(`UPDATE versions SET version_time = ?
+				WHERE version = ? AND module_id = (SELECT id FROM modules WHERE path = ?)`, at, version, path).Exec()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.InvalidateAll()
+		if n, problems := verifyLines(t, r.Service); n != 2 || len(problems) != 0 {
+			t.Errorf("checked %d, problems %q; want 2 checked, none", n, problems)
+		}
+		for version := range times {
+			r.removeStored(t, path, version, storage.Info)
+			if got := r.read(t, path, version, storage.Info); !bytes.Equal(got, infos[version]) {
+				t.Errorf("%s: restored .info = %s; want the upstream's again, %s", version, got, infos[version])
+			}
+		}
+		if got := up.count("info"); got != 4 {
+			t.Errorf("upstream .info requests = %d; want 4, one a version and one a restore", got)
+		}
+		up.mu.Lock()
+		up.calls = make(map[string]int)
+		up.mu.Unlock()
+	})
+}
+
 // TestVerifyStorageReportsLists checks that storage:verify says which
 // @v/list files it rewrites, and why, and fails when it cannot: it
 // rewrote them silently, and ignored its failures but for a log line. It
