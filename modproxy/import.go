@@ -1016,18 +1016,23 @@ func (s *Service) importFound(ctx context.Context, who auth.Principal, f *foundV
 	if !f.zip {
 		return importOutcome(s.importGoMod(ctx, who, f.path, f.version, info, mod))
 	}
-	wantZipHash := ""
+	wantZipHash := "" // what the module cache's .ziphash says the zip hashes to
 	if f.zipHash {
 		b, err := readImportFile(f.name(".ziphash"), 1024)
 		if err != nil {
 			return ImportUnreadable, err
 		}
 		wantZipHash = strings.TrimSpace(string(b))
-	} else {
-		wantZipHash = s.storedZipHash(ctx, f.path, f.version, f.name(".zip"))
 	}
-	if wantZipHash != "" {
-		if res, ok, err := s.importStoredZip(ctx, who, f.path, f.version, info, mod, wantZipHash); ok {
+	// Known without reading the zip: from the .ziphash, or because the
+	// zip is the stored one. Only the .ziphash is what importVersion must
+	// find if it reads the zip.
+	known := wantZipHash
+	if known == "" {
+		known = s.storedZipHash(ctx, f.path, f.version, f.name(".zip"))
+	}
+	if known != "" {
+		if res, ok, err := s.importStoredZip(ctx, who, f.path, f.version, info, mod, known); ok {
 			return importOutcome(res, err)
 		}
 	}

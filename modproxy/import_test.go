@@ -540,6 +540,32 @@ func TestImportOwnStorageReadsNoStoredZip(t *testing.T) {
 			t.Errorf("%s: %v", e, e.Err)
 		}
 	}
+
+	// A stored zip that is read after all (its .mod lost, which the
+	// import restores from it) and hashes to another hash than the
+	// recorded one is a conflict, not a module cache's corrupt copy: the
+	// recorded hash is not what a .ziphash said.
+	published := r.publish(t, alice, "example.com/c", "v1.0.0", moduleZip(t, "example.com/c", "v1.0.0", "package c\n"))
+	dir := filepath.Join(r.disk.Root(), "example.com", "c", "@v")
+	if err := os.WriteFile(filepath.Join(dir, "v1.0.0.zip"), moduleZip(t, "example.com/c", "v1.0.0", "package c // other\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "v1.0.0.mod")); err != nil {
+		t.Fatal(err)
+	}
+	_, events, err = r.importAll(ctx, r.disk.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if e.Path != "example.com/c" {
+			continue
+		}
+		var cerr *modproxy.ConflictError
+		if e.Outcome != modproxy.ImportConflict || !errors.As(e.Err, &cerr) || cerr.RecordedHash != published.ZipHash {
+			t.Errorf("%s (%v); want a conflict naming the recorded hash %s", e, e.Err, published.ZipHash)
+		}
+	}
 }
 
 // TestImportDirInfoLater checks that a version imported without its
