@@ -503,7 +503,7 @@ func checkImportedInfo(path, version string, info []byte) (time.Time, error) {
 	if info == nil {
 		return time.Time{}, nil
 	}
-	return parseImportedInfo(path, version, info)
+	return parseInfo(path, version, info)
 }
 
 // synthesizedGoMod returns the go.mod that the go command synthesises, and
@@ -513,11 +513,12 @@ func synthesizedGoMod(path string) []byte {
 	return []byte("module " + modfile.AutoQuote(path) + "\n")
 }
 
-// parseImportedInfo checks an imported .info file and returns the time it
-// gives the version: zero if it gives none, as the .info an Agora serves of
-// a version stored without a time, which the go command keeps in its
-// module cache with a zero Time.
-func parseImportedInfo(path, version string, info []byte) (time.Time, error) {
+// parseInfo checks an .info file of path@version, imported or stored, as
+// the go command reads it, and returns the time it gives the version:
+// zero if it gives none, as the .info an Agora serves of a version stored
+// without a time, which the go command keeps in its module cache with a
+// zero Time.
+func parseInfo(path, version string, info []byte) (time.Time, error) {
 	if len(info) > MaxInfoFile {
 		return time.Time{}, errorf(ErrTooLarge, path, version, ".info file larger than %d bytes", MaxInfoFile)
 	}
@@ -984,7 +985,7 @@ func (s *Service) importFound(ctx context.Context, who auth.Principal, f *foundV
 		if info, err = readImportFile(f.name(".info"), MaxInfoFile); err != nil {
 			return ImportUnreadable, err
 		}
-		if t, err := parseImportedInfo(f.path, f.version, info); err == nil && t.IsZero() {
+		if t, err := parseInfo(f.path, f.version, info); err == nil && t.IsZero() {
 			// The .info an Agora serves of a version stored without a
 			// time, kept by the go command with a zero Time: as if
 			// there were none. (A broken one is refused below.)

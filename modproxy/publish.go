@@ -387,7 +387,7 @@ func (s *Service) compareRecorded(ctx context.Context, v *Version) (*PublishResu
 // it is.
 func (s *Service) storeFiles(ctx context.Context, v *Version, zip string, goMod, imported []byte, keepInfo bool) error {
 	info := imported
-	if t, err := parseImportedInfo(v.Path, v.Version, imported); imported == nil || err != nil || !t.Equal(v.Time) {
+	if t, err := parseInfo(v.Path, v.Version, imported); imported == nil || err != nil || !t.Equal(v.Time) {
 		if info, err = infoFile(v.Version, v.Time); err != nil {
 			return err
 		}

@@ -4,7 +4,6 @@ import (
 	"archive/zip"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -330,20 +329,17 @@ func (s *Service) verifyVersion(ctx context.Context, v *Version) error {
 // it to the nanosecond. What else the .info holds (an upstream's Origin)
 // does not matter.
 func checkInfo(info []byte, v *Version) error {
-	var parsed struct {
-		Version string
-		Time    time.Time
-	}
-	if err := json.Unmarshal(info, &parsed); err != nil {
-		return fmt.Errorf(".info is not what the go command reads: %v", err)
+	t, err := parseInfo(v.Path, v.Version, info)
+	if e := (*Error)(nil); errors.As(err, &e) {
+		return e.Err // the report names the version
+	} else if err != nil {
+		return err
 	}
 	switch {
-	case parsed.Version != v.Version:
-		return fmt.Errorf(".info names version %q", parsed.Version)
-	case parsed.Time.IsZero():
+	case t.IsZero():
 		return fmt.Errorf(".info gives no time, recorded %s", v.Time.Format(time.RFC3339Nano))
-	case !v.givesTime(parsed.Time):
-		return fmt.Errorf(".info gives the time %s, recorded %s", parsed.Time.Format(time.RFC3339Nano), v.Time.Format(time.RFC3339Nano))
+	case !v.givesTime(t):
+		return fmt.Errorf(".info gives the time %s, recorded %s", t.Format(time.RFC3339Nano), v.Time.Format(time.RFC3339Nano))
 	}
 	return nil
 }

@@ -330,8 +330,8 @@ func TestVerifyStorageChecksInfo(t *testing.T) {
 	want := []string{
 		`private.example/m@v1.1.0: .info gives the time 2001-01-01T00:00:00Z, recorded 2026-11-21T12:00:00Z`,
 		`private.example/m@v1.2.0: .info gives no time, recorded 2026-11-21T12:00:00Z`,
-		`private.example/m@v1.3.0: .info is not what the go command reads: parsing time `, // and encoding/json's words
-		`private.example/m@v1.4.0: .info names version "v1.4.1"`,
+		`private.example/m@v1.3.0: .info file is not valid JSON: parsing time `, // and encoding/json's words
+		`private.example/m@v1.4.0: .info file names version "v1.4.1"`,
 	}
 	if n != 7 || !slices.EqualFunc(problems, want, strings.HasPrefix) {
 		t.Errorf("checked %d, problems\n%s\nwant 7 checked, problems\n%s", n, strings.Join(problems, "\n"), strings.Join(want, "\n"))
