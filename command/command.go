@@ -225,6 +225,13 @@ func openDB(ctx context.Context, warn io.Writer) (*config.Data, *pop.Connection,
 	if err != nil {
 		return nil, nil, err
 	}
+	conn, err := openDataDB(ctx, cfg, warn)
+	return cfg, conn, err
+}
+
+// openDataDB opens the migrated database of cfg, as openDB does: for a
+// server, which has loaded its whole configuration already.
+func openDataDB(ctx context.Context, cfg *config.Data, warn io.Writer) (*pop.Connection, error) {
 	// The default SQLite database is made in the data directory; a
 	// database elsewhere (PostgreSQL) needs none, and the commands that
 	// only change it must not litter ./data wherever they are run, or
@@ -232,7 +239,7 @@ func openDB(ctx context.Context, warn io.Writer) (*config.Data, *pop.Connection,
 	made := false
 	if file := filepath.Join(cfg.DataDir, "agora.db"); cfg.DatabaseURL == "sqlite3://"+file {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-			return nil, nil, fmt.Errorf("AGORA_DATA_DIR: %w", err)
+			return nil, fmt.Errorf("AGORA_DATA_DIR: %w", err)
 		}
 		_, err := os.Stat(file)
 		made = errors.Is(err, fs.ErrNotExist)
@@ -240,17 +247,17 @@ func openDB(ctx context.Context, warn io.Writer) (*config.Data, *pop.Connection,
 	// A database that cannot be opened says little of which it is.
 	conn, err := models.ConnectContext(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("DATABASE_URL=%s: %w", redactURL(cfg.DatabaseURL), err)
+		return nil, fmt.Errorf("DATABASE_URL=%s: %w", redactURL(cfg.DatabaseURL), err)
 	}
 	if err := models.MigrateContext(ctx, conn); err != nil {
 		conn.Close()
-		return nil, nil, fmt.Errorf("DATABASE_URL=%s: %w", redactURL(cfg.DatabaseURL), err)
+		return nil, fmt.Errorf("DATABASE_URL=%s: %w", redactURL(cfg.DatabaseURL), err)
 	}
 	if made && warn != nil {
 		fmt.Fprintf(warn, "agora: made a new database, %s (AGORA_DATA_DIR=%s, DATABASE_URL unset): a server with another AGORA_DATA_DIR or a DATABASE_URL does not use it\n",
 			filepath.Join(cfg.DataDir, "agora.db"), cfg.DataDir)
 	}
-	return cfg, conn, nil
+	return conn, nil
 }
 
 func newMigrate() *cobra.Command {

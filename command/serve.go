@@ -97,7 +97,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	_, conn, err := openDB(ctx, nil) // a server makes its database on its first start
+	conn, err := openDataDB(ctx, &cfg.Data, nil) // a server makes its database on its first start
 	if err != nil {
 		return startFailed(ctx, err)
 	}
