@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -46,7 +47,7 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+	log := newLogger(cmd.ErrOrStderr(), cfg)
 	// What logs without a logger of its own (the writer of tokens' last
 	// uses, package log) goes to the same place, in the same format.
 	slog.SetDefault(log)
@@ -56,6 +57,16 @@ func runServe(cmd *cobra.Command, _ []string) error {
 	ctx, stop := stopsignal.NotifyContext(cmd.Context())
 	defer stop()
 	return serve(ctx, cfg, log)
+}
+
+// newLogger returns the server's logger, writing to w in the format of
+// AGORA_LOG_FORMAT what is at AGORA_LOG_LEVEL or above.
+func newLogger(w io.Writer, cfg *config.Config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == config.LogJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // serve runs the server until ctx is done, then shuts down gracefully:

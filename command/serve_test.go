@@ -201,7 +201,7 @@ func serveEnv(t *testing.T) *config.Config {
 	t.Setenv("ADDR", "127.0.0.1:0")
 	t.Setenv("AGORA_UPSTREAM", "off")
 	t.Setenv("AGORA_SUMDB", "off")
-	for _, k := range []string{"DATABASE_URL", "AGORA_STORAGE_DIR", "AGORA_RULES", "PORT", "GO_ENV"} {
+	for _, k := range []string{"DATABASE_URL", "AGORA_STORAGE_DIR", "AGORA_RULES", "PORT", "GO_ENV", "AGORA_LOG_FORMAT", "AGORA_LOG_LEVEL"} {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
 	}

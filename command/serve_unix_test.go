@@ -4,13 +4,17 @@ package command
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestServeRefusesADataDirInUse checks that a second server on the data
@@ -70,4 +74,88 @@ func TestServeLocksTheDataDir(t *testing.T) {
 		t.Fatalf("after serve returned: %v", err)
 	}
 	unlock()
+}
+
+// TestServeLogSettings checks that the server logs as AGORA_LOG_FORMAT and
+// AGORA_LOG_LEVEL say: every line a JSON object with json, one of them
+// each request's; nothing of the requests, or of the start, with warn.
+func TestServeLogSettings(t *testing.T) {
+	for _, tt := range []struct {
+		format, level string
+		requests      bool // whether request lines are logged
+	}{
+		{"json", "info", true},
+		{"json", "warn", false},
+		{"text", "warn", false},
+		{"text", "debug", true},
+	} {
+		t.Run(tt.format+","+tt.level, func(t *testing.T) {
+			serveEnv(t)
+			addr := freeAddr(t)
+			t.Setenv("ADDR", addr)
+			t.Setenv("AGORA_LOG_FORMAT", tt.format)
+			t.Setenv("AGORA_LOG_LEVEL", tt.level)
+			p := startAgora(t, "serve")
+			healthz := "http://" + addr + "/healthz"
+			deadline := time.Now().Add(time.Minute)
+			for {
+				resp, err := http.Get(healthz)
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						break
+					}
+				}
+				select {
+				case <-p.exited:
+					t.Fatalf("agora ended (%v) before serving\n%s", p.err, p.output)
+				case <-time.After(10 * time.Millisecond):
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("GET %s: %v, not 200 within a minute\n%s", healthz, err, p.output)
+				}
+			}
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-p.exited:
+			case <-time.After(time.Minute):
+				t.Fatalf("agora still serving a minute after SIGTERM\n%s", p.output)
+			}
+			if p.err != nil {
+				t.Fatalf("agora ended with %v\n%s", p.err, p.output)
+			}
+
+			out := p.output.String()
+			var request, listening bool
+			for line := range strings.Lines(out) {
+				if tt.format == "json" {
+					var rec struct{ Msg, Path string }
+					if err := json.Unmarshal([]byte(line), &rec); err != nil {
+						t.Fatalf("a line that is not a JSON object: %q: %v", line, err)
+					}
+					request = request || rec.Msg == "request" && rec.Path == "/healthz"
+					listening = listening || rec.Msg == "agora listening"
+					continue
+				}
+				request = request || strings.Contains(line, "msg=request method=GET path=/healthz status=200")
+				listening = listening || strings.Contains(line, `msg="agora listening"`)
+			}
+			if request != tt.requests || listening != tt.requests {
+				t.Errorf("logged the request: %v, the start: %v; want %v\n%s", request, listening, tt.requests, out)
+			}
+		})
+	}
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -60,6 +61,13 @@ type Config struct {
 	// that a load balancer stops sending it requests first; 0 stops at
 	// once (AGORA_SHUTDOWN_DELAY).
 	ShutdownDelay time.Duration
+	// LogFormat is how the server writes its log, to standard error: text
+	// (key=value pairs) or json (an object per line) (AGORA_LOG_FORMAT).
+	LogFormat string
+	// LogLevel is the least level the server logs: info logs a line per
+	// request, warn only what an operator should look at, debug also why
+	// a fallback was taken (AGORA_LOG_LEVEL).
+	LogLevel slog.Level
 
 	// Upstream is the GOPROXY-style list of proxies that public modules are
 	// fetched from; empty when fetching is off (AGORA_UPSTREAM: a list, or
@@ -93,6 +101,20 @@ const (
 	ReadPublic = "public"
 	ReadToken  = "token"
 )
+
+// Log formats.
+const (
+	LogText = "text"
+	LogJSON = "json"
+)
+
+// logLevels are the values of AGORA_LOG_LEVEL.
+var logLevels = map[string]slog.Level{
+	"debug": slog.LevelDebug,
+	"info":  slog.LevelInfo,
+	"warn":  slog.LevelWarn,
+	"error": slog.LevelError,
+}
 
 // TempDir is where uploads wait while they are checked: in the data
 // directory, so on the same file system as storage by default.
@@ -142,6 +164,16 @@ func Load() (*Config, error) {
 	if c.ShutdownDelay, err = time.ParseDuration(setting("AGORA_SHUTDOWN_DELAY", "0s")); err != nil || c.ShutdownDelay < 0 {
 		return nil, fmt.Errorf("config: AGORA_SHUTDOWN_DELAY=%q: want a duration such as 5s, or 0", setting("AGORA_SHUTDOWN_DELAY", ""))
 	}
+	switch c.LogFormat = strings.ToLower(setting("AGORA_LOG_FORMAT", LogText)); c.LogFormat {
+	case LogText, LogJSON:
+	default:
+		return nil, fmt.Errorf("config: AGORA_LOG_FORMAT=%q: want text or json", setting("AGORA_LOG_FORMAT", ""))
+	}
+	level, ok := logLevels[strings.ToLower(setting("AGORA_LOG_LEVEL", "info"))]
+	if !ok {
+		return nil, fmt.Errorf("config: AGORA_LOG_LEVEL=%q: want debug, info, warn or error", setting("AGORA_LOG_LEVEL", ""))
+	}
+	c.LogLevel = level
 	if err := c.loadUpstream(); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,7 +82,8 @@ func TestLoadDefaults(t *testing.T) {
 func TestLoadBlankIsUnset(t *testing.T) {
 	t.Chdir(t.TempDir())
 	keys := []string{"ADDR", "PORT", "GO_ENV", "AGORA_DATA_DIR", "AGORA_STORAGE_DIR", "DATABASE_URL", "SESSION_SECRET",
-		"AGORA_READ_AUTH", "AGORA_SHUTDOWN_TIMEOUT", "AGORA_SHUTDOWN_DELAY", "AGORA_RULES", "AGORA_SUMDB", "AGORA_NOSUMDB", "AGORA_LIST_TTL"}
+		"AGORA_READ_AUTH", "AGORA_SHUTDOWN_TIMEOUT", "AGORA_SHUTDOWN_DELAY", "AGORA_RULES", "AGORA_SUMDB", "AGORA_NOSUMDB", "AGORA_LIST_TTL",
+		"AGORA_LOG_FORMAT", "AGORA_LOG_LEVEL"}
 	for _, k := range keys {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
@@ -103,8 +105,33 @@ func TestLoadBlankIsUnset(t *testing.T) {
 		// a server gets is development.
 		if got.Addr != want.Addr || got.Env != "development" || got.DataDir != want.DataDir || got.StorageDir != want.StorageDir ||
 			got.DatabaseURL != want.DatabaseURL || got.ReadAuth != want.ReadAuth || got.ShutdownTimeout != want.ShutdownTimeout || got.ShutdownDelay != 0 ||
-			got.SumDB != want.SumDB || got.NoSumDB != want.NoSumDB || got.ListTTL != want.ListTTL || len(got.Rules) != 0 {
+			got.SumDB != want.SumDB || got.NoSumDB != want.NoSumDB || got.ListTTL != want.ListTTL || len(got.Rules) != 0 ||
+			got.LogFormat != LogText || got.LogLevel != slog.LevelInfo {
 			t.Errorf("every setting %q: %+v; want the defaults %+v", blank, got, want)
+		}
+	}
+}
+
+func TestLoadLogSettings(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, tt := range []struct {
+		format, level string
+		wantFormat    string
+		wantLevel     slog.Level
+	}{
+		{"json", "warn", LogJSON, slog.LevelWarn},
+		{"JSON", "Debug", LogJSON, slog.LevelDebug},
+		{"text", "error", LogText, slog.LevelError},
+		{" text ", "info", LogText, slog.LevelInfo},
+	} {
+		t.Setenv("AGORA_LOG_FORMAT", tt.format)
+		t.Setenv("AGORA_LOG_LEVEL", tt.level)
+		c, err := Load()
+		if err != nil || c.LogFormat != tt.wantFormat || c.LogLevel != tt.wantLevel {
+			t.Errorf("AGORA_LOG_FORMAT=%q AGORA_LOG_LEVEL=%q: Load() = %v; want %s at %v", tt.format, tt.level, err, tt.wantFormat, tt.wantLevel)
+			if c != nil {
+				t.Errorf("got %s at %v", c.LogFormat, c.LogLevel)
+			}
 		}
 	}
 }
@@ -121,6 +148,9 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"AGORA_LIST_TTL", "-1s", "AGORA_LIST_TTL"},
 		{"AGORA_RULES", "/nonexistent/rules", "AGORA_RULES"},
 		{"AGORA_NOSUMDB", "corp.example.com,[", "AGORA_NOSUMDB"},
+		{"AGORA_LOG_FORMAT", "logfmt", "AGORA_LOG_FORMAT"},
+		{"AGORA_LOG_LEVEL", "verbose", "AGORA_LOG_LEVEL"},
+		{"AGORA_LOG_LEVEL", "INFO+2", "AGORA_LOG_LEVEL"},
 	} {
 		t.Run(tt.key, func(t *testing.T) {
 			t.Setenv(tt.key, tt.val)
@@ -239,6 +269,7 @@ func TestLoadData(t *testing.T) {
 		{"GO_ENV", "production"}, {"SESSION_SECRET", ""}, {"ADDR", "127.0.0.1:x"}, {"AGORA_READ_AUTH", "open"},
 		{"AGORA_SHUTDOWN_TIMEOUT", "soon"}, {"AGORA_SHUTDOWN_DELAY", "-5s"}, {"AGORA_UPSTREAM", "ftp://mirror.example"},
 		{"AGORA_RULES", "/nonexistent/rules"}, {"AGORA_NOSUMDB", "["}, {"AGORA_LIST_TTL", "-1s"},
+		{"AGORA_LOG_FORMAT", "xml"}, {"AGORA_LOG_LEVEL", "loud"},
 	} {
 		t.Setenv(kv[0], kv[1])
 	}
