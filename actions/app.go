@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/gobuffalo/buffalo"
-	"github.com/gobuffalo/logger"
 	"github.com/gobuffalo/pop/v6"
 	"github.com/gorilla/mux"
 	"github.com/gorilla/sessions"
@@ -137,8 +136,9 @@ func App(d *Deps) (*buffalo.App, error) {
 		// delete versions (a cross-site request forgery). The site has no
 		// forms that need it.
 		MethodOverride: func(http.ResponseWriter, *http.Request) {},
-		// Requests are logged by Handler; Buffalo logs only its warnings.
-		Logger: logger.New(logger.WarnLevel),
+		// Requests are logged by Handler; Buffalo logs only its warnings,
+		// and errors, to Agora's log.
+		Logger: buffaloLogger{d.Logger.With("source", "buffalo")},
 	})
 	app.Middleware.Remove(buffalo.RequestLogger)
 	app.Use(d.logPanics)
