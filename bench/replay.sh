@@ -45,9 +45,10 @@
 #                     AGORA_SUMDB=off
 #   WARM=on           off: skip the warm replay and wrk (steps 6-7), e.g.
 #                     to compare cold fills at several UPSTREAM_RTT
-#   LOGS=on           on: Agora's stderr and the storage nginx's access_log
-#                     to files; off: to /dev/null and access_log off (the
-#                     upstream nginx always logs, to count Agora's fetches)
+#   LOGS=on           on: Agora's request log and the storage nginx's
+#                     access_log, to files; off: AGORA_LOG_LEVEL=warn and
+#                     access_log off (the upstream nginx always logs, to
+#                     count Agora's fetches)
 #   LIST=bench/replay/requests.txt  the request paths (bench/replay/gen.sh)
 #   KEEP=0            1: keep the temporary directory (data, logs)
 #
@@ -277,11 +278,10 @@ else
 fi
 # pg_admin runs SQL $1 on the PostgreSQL server's postgres database.
 pg_admin() { psql "$PG_URL/postgres?sslmode=disable" -q -v ON_ERROR_STOP=1 -c "$1" >/dev/null; }
-if [[ $LOGS == on ]]; then
-	AGORA_LOG=$WORK/agora.log
-else
-	AGORA_LOG=/dev/null
-fi
+# With LOGS=off, Agora logs no requests (AGORA_LOG_LEVEL=warn), only what
+# goes wrong, still to the file.
+AGORA_LOG=$WORK/agora.log
+[[ $LOGS == on ]] || agora_env+=(AGORA_LOG_LEVEL=warn)
 
 # start_agora starts a fresh Agora: an empty data directory, a new database.
 start_agora() {

@@ -16,7 +16,7 @@
 #   THREADS=2         wrk threads
 #   LOGS=on           on: both servers log every request to a file
 #                     (agora's stderr, nginx's access_log); off: neither
-#                     logs (agora's stderr to /dev/null, access_log off)
+#                     logs requests (AGORA_LOG_LEVEL=warn, access_log off)
 #   PIN=0             1: servers on CPU 1, wrk on CPU 0 (taskset); 0: all
 #                     share every CPU
 #   UPLOAD_SIZE=200MiB  random data in the upload-memory test's zip
@@ -106,12 +106,14 @@ agora_env=(
 )
 agora() { (cd "$WORK" && env "${agora_env[@]}" "$AGORA" "$@"); }
 
+# With LOGS=off, Agora logs no requests (AGORA_LOG_LEVEL=warn), only what
+# goes wrong, still to the file.
+AGORA_LOG=$WORK/agora.log
 if [[ $LOGS == on ]]; then
-	AGORA_LOG=$WORK/agora.log
 	AGORA_LOG_NOTE="agora's stderr to a file"
 else
-	AGORA_LOG=/dev/null
-	AGORA_LOG_NOTE="agora's stderr to /dev/null"
+	agora_env+=(AGORA_LOG_LEVEL=warn)
+	AGORA_LOG_NOTE="agora at AGORA_LOG_LEVEL=warn"
 fi
 log "creating the admin user and a publish token"
 agora user create bench --role admin >/dev/null
