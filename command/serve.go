@@ -75,10 +75,11 @@ func newLogger(w io.Writer, cfg *config.Config) *slog.Logger {
 // then the fetches they started, get cfg.ShutdownTimeout to finish; what
 // is cut off after that is logged, an upload cut off is rolled back by the
 // registry (nothing half-written), and a fetch abandoned leaves at most a
-// file in tmp/, which the next start clears. Done before the server
-// listens, ctx stops start-up, which waits on nothing more (a database
-// that does not answer, another process's lock on the migrations): serve
-// then returns an error that wraps ctx's cause.
+// file in tmp/, which the next start clears. What follows the timeout
+// takes shutdownAllowance at most (see shutdownDeadline). Done before the
+// server listens, ctx stops start-up, which waits on nothing more (a
+// database that does not answer, another process's lock on the
+// migrations): serve then returns an error that wraps ctx's cause.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// Nothing is removed before this server knows that no other serves
 	// from its data directory and that its port is free: a second server
@@ -113,8 +114,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return startFailed(ctx, err)
 	}
 	defer conn.Close()
+	// Set once the shutdown starts; it bounds the last step too.
+	var deadline shutdownDeadline
 	defer func() { // before the close: record the last uses of tokens
-		fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		fctx, cancel := deadline.lastStep()
 		defer cancel()
 		if err := models.FlushTokenUses(fctx, conn); err != nil {
 			log.Warn("shutting down", "err", err)
@@ -160,7 +163,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		go changes.Run(lctx, registry.Invalidate, registry.InvalidateAll)
 	}
 	var shuttingDown atomic.Bool
-	handler, err := actions.Handler(&actions.Deps{Config: cfg, DB: conn, Registry: registry, Logger: log, SumDB: sumdb, Metrics: m,
+	handler, err := serverHandler(&actions.Deps{Config: cfg, DB: conn, Registry: registry, Logger: log, SumDB: sumdb, Metrics: m,
 		ShuttingDown: shuttingDown.Load, Via: via})
 	if err != nil {
 		return err
@@ -220,6 +223,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout, cause)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	deadline = newShutdownDeadline(cfg.ShutdownTimeout)
 	if err := srv.Shutdown(sctx); err != nil {
 		// Cut off what is still running, saying what it is: each
 		// request's own log line tells only what its handler answered,
@@ -231,10 +235,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			log.Warn("shutdown: cut off a request", "method", r.method, "path", r.path, "running", now.Sub(r.start).Round(time.Millisecond))
 		}
 		srv.Close()
-		wctx, cancel := context.WithTimeout(context.Background(), cutOffWait)
+		wctx, cancel := deadline.step()
 		if !inflight.Wait(wctx) {
+			waited := time.Since(now).Round(time.Millisecond)
 			for _, r := range inflight.running() {
-				log.Error("shutdown: a request cut off did not end", "method", r.method, "path", r.path, "waited", cutOffWait)
+				log.Error("shutdown: a request cut off did not end", "method", r.method, "path", r.path, "waited", waited)
 			}
 		}
 		cancel()
@@ -242,7 +247,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		cancel()
 		if err := registry.Wait(expired); err != nil {
 			log.Warn("shutdown: abandoned fetches", "timeout", cfg.ShutdownTimeout, "err", err)
-			abandon(registry)
+			abandon(registry, deadline)
 		}
 		return fmt.Errorf("shutdown: requests still running after %v were cut off", cfg.ShutdownTimeout)
 	}
@@ -253,7 +258,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// need the database, closed when serve returns.
 	if err := registry.Wait(sctx); err != nil {
 		log.Warn("shutdown: abandoned fetches", "timeout", cfg.ShutdownTimeout, "err", err)
-		abandon(registry)
+		abandon(registry, deadline)
 		return fmt.Errorf("shutdown: fetches still running after %v were abandoned", cfg.ShutdownTimeout)
 	}
 	log.Info("stopped")
@@ -270,11 +275,11 @@ func startFailed(ctx context.Context, err error) error {
 }
 
 // abandon cancels the fetches that outlived the shutdown's time, and gives
-// them abandonWait to end (and remove their temporary files) while the
-// database is still open.
-func abandon(registry *modproxy.Service) {
+// them until deadline allows (see shutdownDeadline.step) to end, and remove
+// their temporary files, while the database is still open.
+func abandon(registry *modproxy.Service, deadline shutdownDeadline) {
 	registry.Abandon()
-	ctx, cancel := context.WithTimeout(context.Background(), abandonWait)
+	ctx, cancel := deadline.step()
 	defer cancel()
 	registry.Wait(ctx)
 }
@@ -292,12 +297,71 @@ func warnReservedUser(ctx context.Context, conn *pop.Connection, log *slog.Logge
 	}
 }
 
-// abandonWait is how long abandoned fetches get to end.
-const abandonWait = 5 * time.Second
+// serverHandler builds the handler that serve serves: actions.Handler,
+// which a test wraps.
+var serverHandler = actions.Handler
 
-// cutOffWait is how long the handlers of requests cut off by a shutdown
-// get to return (and an upload to roll back).
-const cutOffWait = 10 * time.Second
+// shutdownAllowance is how long a shutdown may go on once
+// AGORA_SHUTDOWN_TIMEOUT has run out, all its steps together: waiting for
+// the handlers of the requests it cut off to return (an upload to roll
+// back), for the fetches it abandoned to end (and remove their temporary
+// files), and recording tokens' last uses before the database is closed.
+// Whatever hangs, the process then ends within AGORA_SHUTDOWN_DELAY +
+// AGORA_SHUTDOWN_TIMEOUT + shutdownAllowance, the kill timeout README
+// tells operators to give their supervisor. 10 s is ample for these steps
+// when nothing hangs (a handler returns once its connection is closed, a
+// rollback, a file removed, a transaction of a few rows), and short beside
+// the timeout, which is where requests and fetches get their time. A
+// test shortens it.
+var shutdownAllowance = 10 * time.Second
+
+// tokenFlushReserve is the part of shutdownAllowance kept for recording
+// tokens' last uses, the last step: the steps before it end that long
+// before the shutdown's deadline, so that a handler that never returns
+// does not leave the recording, one quick transaction, without time.
+// What it fails to record is only a token's last use shown older.
+const tokenFlushReserve = 2 * time.Second
+
+// shutdownDeadline is when a shutdown must have ended: shutdownAllowance
+// after AGORA_SHUTDOWN_TIMEOUT runs out. Each step after the timeout waits
+// at most until then, so that the steps share the allowance rather than
+// each having a wait of its own. The zero shutdownDeadline is that of a
+// server not shutting down (start-up failed, or the listener did).
+type shutdownDeadline struct{ at time.Time }
+
+// newShutdownDeadline returns the deadline of a shutdown whose requests
+// and fetches get timeout from now.
+func newShutdownDeadline(timeout time.Duration) shutdownDeadline {
+	return shutdownDeadline{time.Now().Add(timeout + shutdownAllowance)}
+}
+
+// step returns the context of a step that comes before recording tokens'
+// last uses: done tokenFlushReserve before the deadline, or at once if
+// that has passed.
+func (d shutdownDeadline) step() (context.Context, context.CancelFunc) {
+	return context.WithDeadline(context.Background(), d.at.Add(-tokenFlushReserve))
+}
+
+// lastStep returns the context of recording tokens' last uses: done at the
+// deadline, but no sooner than tokenFlushReserve from now, however long the
+// steps before took (they end that long before the deadline, so the floor
+// moves it by no more than what they did after their wait). It waits no
+// more than shutdownAllowance either, as before: when the shutdown has not
+// started, or everything ended within the timeout, the deadline is
+// further away.
+func (d shutdownDeadline) lastStep() (context.Context, context.CancelFunc) {
+	if d.at.IsZero() {
+		return context.WithTimeout(context.Background(), shutdownAllowance)
+	}
+	now, at := time.Now(), d.at
+	if floor := now.Add(tokenFlushReserve); at.Before(floor) {
+		at = floor
+	}
+	if ceiling := now.Add(shutdownAllowance); at.After(ceiling) {
+		at = ceiling
+	}
+	return context.WithDeadline(context.Background(), at)
+}
 
 // inFlight tracks the requests being served, so that a shutdown that cuts
 // them off can name them and wait for their handlers to return.

@@ -16,8 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobuffalo/pop/v6"
 	"golang.org/x/mod/sumdb/note"
 
+	"agora/actions"
+	"agora/auth"
 	"agora/checksum"
 	"agora/config"
 	"agora/internal/testutil"
@@ -374,5 +377,251 @@ func TestInFlight(t *testing.T) {
 	}
 	if n := len(f.running()); n != 0 {
 		t.Errorf("%d requests running after they all ended", n)
+	}
+}
+
+// setShutdownAllowance makes shutdownAllowance d until t ends. Call it
+// before the test starts a server.
+func setShutdownAllowance(t *testing.T, d time.Duration) {
+	old := shutdownAllowance
+	shutdownAllowance = d
+	t.Cleanup(func() { shutdownAllowance = old })
+}
+
+// wrapServerHandler has serve serve wrap(the handler it builds) until t
+// ends. Call it before the test starts a server.
+func wrapServerHandler(t *testing.T, wrap func(http.Handler) http.Handler) {
+	old := serverHandler
+	serverHandler = func(d *actions.Deps) (http.Handler, error) {
+		h, err := old(d)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(h), nil
+	}
+	t.Cleanup(func() { serverHandler = old })
+}
+
+// hookedLog is a log handler that calls hook with each record it handles.
+type hookedLog struct {
+	slog.Handler
+	hook func(slog.Record)
+}
+
+func (h *hookedLog) Handle(ctx context.Context, r slog.Record) error {
+	h.hook(r)
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *hookedLog) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &hookedLog{h.Handler.WithAttrs(attrs), h.hook}
+}
+
+func (h *hookedLog) WithGroup(name string) slog.Handler {
+	return &hookedLog{h.Handler.WithGroup(name), h.hook}
+}
+
+// TestShutdownEndsWithinItsAllowance checks that what a shutdown does once
+// AGORA_SHUTDOWN_TIMEOUT has run out (wait for the handlers of the
+// requests it cut off, for the fetches it abandoned, and record tokens'
+// last uses) ends within shutdownAllowance in all, whatever hangs, and
+// that recording the uses still gets its share: each step used to wait
+// for as long as it was given on its own, 25 s in all, which a
+// supervisor's kill timeout had to allow for. Here a handler ignores its
+// cancellation for good, a fetch hangs on its upstream until abandoned,
+// and the database stays locked, so that a token's use cannot be
+// recorded, until the fetch is abandoned, the step before the recording.
+func TestShutdownEndsWithinItsAllowance(t *testing.T) {
+	const (
+		timeout   = 500 * time.Millisecond
+		allowance = 3 * time.Second
+		slack     = 500 * time.Millisecond
+	)
+	setShutdownAllowance(t, allowance)
+	released := make(chan struct{}) // the hung handler and upstream, at the end
+	fetching := make(chan struct{}, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case fetching <- struct{}{}:
+		default:
+		}
+		select {
+		case <-r.Context().Done():
+		case <-released:
+		}
+	}))
+	t.Cleanup(up.Close)
+	t.Cleanup(func() { close(released) }) // before up.Close waits for its handlers
+	hanging := make(chan struct{}, 1)
+	wrapServerHandler(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/test/hang" {
+				h.ServeHTTP(w, r)
+				return
+			}
+			select {
+			case hanging <- struct{}{}:
+			default:
+			}
+			<-released // not r.Context()
+		})
+	})
+	cfg := serveEnv(t)
+	if err := serveAndStop(cfg, slog.DiscardHandler); err != nil { // makes the database
+		t.Fatal(err)
+	}
+	conn, err := models.Connect(cfg.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := context.Background()
+	if _, err := models.CreateUser(ctx, conn, cliActor, "alice", auth.RolePublisher, ""); err != nil {
+		t.Fatal(err)
+	}
+	token, _, err := models.CreateToken(ctx, conn, cliActor, "alice", "ci", auth.ScopeRead)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Setenv("AGORA_UPSTREAM", up.URL)
+	if cfg, err = config.Load(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.ShutdownTimeout = timeout
+	var (
+		log    testutil.Buffer
+		url    = make(chan string, 1)
+		locked *pop.Connection // the database's write lock, held by the test
+		unlock sync.Once
+	)
+	release := func() {
+		unlock.Do(func() {
+			if locked != nil {
+				locked.TX.Rollback()
+			}
+		})
+	}
+	defer release()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	h := &hookedLog{slog.NewTextHandler(&log, nil), func(r slog.Record) {
+		switch r.Message {
+		case "agora listening":
+			r.Attrs(func(a slog.Attr) bool {
+				if a.Key == "url" {
+					url <- a.Value.String()
+				}
+				return true
+			})
+		case "shutdown: abandoned fetches":
+			release()
+		}
+	}}
+	served := make(chan error, 1)
+	go func() { served <- serve(sctx, cfg, slog.New(h)) }()
+	var base string
+	select {
+	case base = <-url:
+	case err := <-served:
+		t.Fatalf("serve = %v before it listened", err)
+	}
+	if locked, err = conn.NewTransaction(); err != nil { // BEGIN IMMEDIATE
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/v1/whoami", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/v1/whoami: status %d, want 200", resp.StatusCode)
+	}
+	for _, path := range []string{"/test/hang", "/example.com/m/@v/v1.0.0.info"} {
+		go func() {
+			if resp, err := http.Get(base + path); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	for _, started := range []chan struct{}{hanging, fetching} {
+		select {
+		case <-started:
+		case <-time.After(time.Minute):
+			t.Fatalf("the hanging request and the fetch did not both start\n%s", log.String())
+		}
+	}
+
+	stopped := time.Now()
+	stop()
+	var took time.Duration
+	select {
+	case err = <-served:
+		took = time.Since(stopped)
+	case <-time.After(time.Minute):
+		t.Fatalf("serve still running a minute after it was stopped\n%s", log.String())
+	}
+	if limit := timeout + allowance + slack; took > limit {
+		t.Errorf("serve returned %v after it was stopped; want at most %v (timeout %v + allowance %v + %v)", took, limit, timeout, allowance, slack)
+	}
+	if err == nil || !strings.Contains(err.Error(), "requests still running after 500ms were cut off") {
+		t.Errorf("serve = %v; want requests cut off", err)
+	}
+	for _, want := range []string{
+		`level=WARN msg="shutdown: cut off a request" method=GET path=/test/hang`,
+		`level=ERROR msg="shutdown: a request cut off did not end" method=GET path=/test/hang waited=`,
+		`level=WARN msg="shutdown: abandoned fetches" timeout=500ms err="still running: example.com/m@v1.0.0.info`,
+	} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+	toks, err := models.Tokens(ctx, conn, "alice")
+	if err != nil || len(toks) != 1 || toks[0].LastUsedAt == nil {
+		t.Errorf("tokens after serve returned: %+v, %v; want one, its use recorded\n%s", toks, err, log.String())
+	}
+}
+
+// TestShutdownDeadline checks how long the steps of a shutdown may wait:
+// those before recording tokens' last uses until tokenFlushReserve before
+// the deadline, the recording until the deadline, but never less than
+// tokenFlushReserve, nor more than shutdownAllowance (as before the
+// shutdown, or when it ended within its timeout).
+func TestShutdownDeadline(t *testing.T) {
+	now := time.Now()
+	for _, tt := range []struct {
+		name           string
+		deadline       shutdownDeadline
+		step, lastStep time.Time // zero: done at once
+	}{
+		{"not shutting down", shutdownDeadline{}, time.Time{}, now.Add(shutdownAllowance)},
+		{"within the timeout", shutdownDeadline{now.Add(30*time.Second + shutdownAllowance)},
+			now.Add(30*time.Second + shutdownAllowance - tokenFlushReserve), now.Add(shutdownAllowance)},
+		{"after the timeout", shutdownDeadline{now.Add(5 * time.Second)}, now.Add(3 * time.Second), now.Add(5 * time.Second)},
+		{"allowance used up", shutdownDeadline{now.Add(time.Second)}, time.Time{}, now.Add(tokenFlushReserve)},
+		{"deadline passed", shutdownDeadline{now.Add(-time.Second)}, time.Time{}, now.Add(tokenFlushReserve)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			check := func(step string, ctx context.Context, cancel context.CancelFunc, want time.Time) {
+				t.Helper()
+				defer cancel()
+				at, _ := ctx.Deadline()
+				if want.IsZero() {
+					if ctx.Err() == nil {
+						t.Errorf("%s: done at %v; want done at once", step, at.Sub(now))
+					}
+					return
+				}
+				if d := at.Sub(want); d < 0 || d > time.Second {
+					t.Errorf("%s: done %v from now; want %v", step, at.Sub(now), want.Sub(now))
+				}
+			}
+			ctx, cancel := tt.deadline.step()
+			check("step", ctx, cancel, tt.step)
+			ctx, cancel = tt.deadline.lastStep()
+			check("lastStep", ctx, cancel, tt.lastStep)
+		})
 	}
 }
