@@ -115,14 +115,7 @@ func TestServeLogSettings(t *testing.T) {
 					t.Fatalf("GET %s: %v, not 200 within a minute\n%s", healthz, err, p.output)
 				}
 			}
-			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case <-p.exited:
-			case <-time.After(time.Minute):
-				t.Fatalf("agora still serving a minute after SIGTERM\n%s", p.output)
-			}
+			p.terminate(t)
 			if p.err != nil {
 				t.Fatalf("agora ended with %v\n%s", p.err, p.output)
 			}

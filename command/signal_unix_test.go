@@ -88,6 +88,20 @@ func (p *agoraProcess) said(t *testing.T, what string) {
 	}
 }
 
+// terminate sends p SIGTERM and waits for it to exit, failing the test
+// after a minute.
+func (p *agoraProcess) terminate(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(time.Minute):
+		t.Fatalf("agora still running a minute after SIGTERM\n%s", p.output)
+	}
+}
+
 // killedBy sends sig to p and checks that p ends within stopSignalTimeout,
 // killed by sig, as a program that did not catch it, having said want.
 func (p *agoraProcess) killedBy(t *testing.T, sig syscall.Signal, want string) {
@@ -251,14 +265,7 @@ func TestInterruptIgnoredStaysIgnored(t *testing.T) {
 		p := startAgoraInterruptIgnored(t, "serve")
 		p.said(t, `msg="agora listening"`)
 		p.stillIgnoresInterrupt(t, func() {
-			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case <-p.exited:
-			case <-time.After(time.Minute):
-				t.Fatalf("agora still serving a minute after SIGTERM\n%s", p.output)
-			}
+			p.terminate(t)
 			if p.err != nil || !strings.Contains(p.output.String(), `cause="terminated signal received"`) {
 				t.Errorf("agora ended (%v); want it stopped by SIGTERM, gracefully\n%s", p.err, p.output)
 			}
