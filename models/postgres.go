@@ -115,9 +115,38 @@ type pqConn interface {
 // postgresConn is a lib/pq connection whose BEGIN gives up when its
 // context ends too: lib/pq watches a transaction's context only once the
 // server has answered it.
+//
+// A statement whose context ends fails with an error wrapping the
+// context's, as SQLite's driver does: lib/pq's own is the failure to read
+// the socket that its dialer abandoned, a connection error, which alone
+// would read as the database out of reach (a 503, and an error in the log)
+// when the client of a request merely went away.
 type postgresConn struct {
 	pqConn
 	dialer *postgresDialer
+}
+
+// QueryContext implements driver.QueryerContext.
+func (c postgresConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	rows, err := c.pqConn.QueryContext(ctx, query, args)
+	return rows, ended(ctx, err)
+}
+
+// ExecContext implements driver.ExecerContext.
+func (c postgresConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	res, err := c.pqConn.ExecContext(ctx, query, args)
+	return res, ended(ctx, err)
+}
+
+// PrepareContext implements driver.ConnPrepareContext.
+func (c postgresConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	stmt, err := c.pqConn.PrepareContext(ctx, query)
+	return stmt, ended(ctx, err)
+}
+
+// Ping implements driver.Pinger.
+func (c postgresConn) Ping(ctx context.Context) error {
+	return ended(ctx, c.pqConn.Ping(ctx))
 }
 
 // BeginTx implements driver.ConnBeginTx.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gobuffalo/pop/v6"
 
+	"agora/auth"
 	"agora/models"
 	"agora/models/modelstest"
 	"agora/modproxy"
@@ -108,4 +109,64 @@ func TestPostgresGivesUpWhenContextEnds(t *testing.T) {
 			return err
 		})
 	})
+}
+
+// TestPostgresCancelledQuerySaysSo checks that a read whose context is
+// cancelled while its query runs, as a request's is when its client goes
+// away, fails with an error that wraps context.Canceled. The socket that
+// the query gives up is a connection error, which on its own reads as the
+// database out of reach: a 503, and an error in the log, for every client
+// that gave up while a query of its request was under way.
+func TestPostgresCancelledQuerySaysSo(t *testing.T) {
+	reads := []struct {
+		name string
+		read func(ctx context.Context, conn *pop.Connection, token string) error
+	}{
+		{"Version", func(ctx context.Context, conn *pop.Connection, _ string) error {
+			_, err := models.NewRegistry(conn).Version(ctx, "example.com/a", "v1.0.0")
+			return err
+		}},
+		{"Versions", func(ctx context.Context, conn *pop.Connection, _ string) error {
+			_, err := models.NewRegistry(conn).Versions(ctx, "example.com/a")
+			return err
+		}},
+		{"Modules", func(ctx context.Context, conn *pop.Connection, _ string) error {
+			_, err := models.NewRegistry(conn).Modules(ctx, modproxy.ModuleQuery{})
+			return err
+		}},
+		{"Audit", func(ctx context.Context, conn *pop.Connection, _ string) error {
+			_, err := models.NewRegistry(conn).Audit(ctx, modproxy.AuditQuery{})
+			return err
+		}},
+		{"Authenticate", func(ctx context.Context, conn *pop.Connection, token string) error {
+			_, err := models.Authenticate(ctx, conn, token)
+			return err
+		}},
+		{"UserByName", func(ctx context.Context, conn *pop.Connection, _ string) error {
+			_, err := models.UserByName(ctx, conn, "alice")
+			return err
+		}},
+		{"Tokens", func(ctx context.Context, conn *pop.Connection, _ string) error {
+			_, err := models.Tokens(ctx, conn, "alice")
+			return err
+		}},
+	}
+	for _, read := range reads {
+		t.Run(read.name, func(t *testing.T) {
+			p := modelstest.NewProxy(t) // skips without a server
+			conn := modelstest.OpenURL(t, p.URL)
+			insert(t, models.NewRegistry(conn), newVersion("example.com/a", "v1.0.0"))
+			token := newToken(t, conn, "alice", auth.ScopeRead)
+			// The query goes out on the pooled connection, and is under
+			// way when its context is cancelled.
+			conn.Store.(interface{ SetMaxOpenConns(int) }).SetMaxOpenConns(1)
+			p.Stall()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			time.AfterFunc(100*time.Millisecond, cancel)
+			if err := read.read(ctx, conn, token); !errors.Is(err, context.Canceled) {
+				t.Errorf("cancelled while its query runs: %v; want an error wrapping context.Canceled", err)
+			}
+		})
+	}
 }
