@@ -1507,6 +1507,63 @@ func TestLatestWithoutTagsFollowsUpstream(t *testing.T) {
 	}
 }
 
+// heldLatest is an upstream whose @latest answers only once released,
+// and says on started when it is asked.
+type heldLatest struct {
+	*fakeUpstream
+	started, release chan struct{}
+}
+
+func (u heldLatest) Latest(ctx context.Context, path string) (*upstream.Info, string, error) {
+	u.started <- struct{}{}
+	<-u.release
+	return u.fakeUpstream.Latest(ctx, path)
+}
+
+// TestLatestGivenUpIsNoUpstreamFailure checks that a request for @latest
+// whose client goes away while the upstream's @latest is under way ends
+// with the client's context error: it used to be taken for the upstream's
+// failure, and logged as a warning that the stored pseudo-version was
+// served instead.
+func TestLatestGivenUpIsNoUpstreamFailure(t *testing.T) {
+	fake := newFakeUpstream()
+	const path = "example.com/untagged"
+	older, newer := "v0.0.0-20250101000000-aaaaaaaaaaaa", "v0.0.0-20261120101010-bbbbbbbbbbbb"
+	fake.add(t, path, older, "a")
+	fake.add(t, path, newer, "b")
+	fake.lists[path] = nil
+	fake.latest[path] = newer
+	up := heldLatest{fake, make(chan struct{}), make(chan struct{})}
+	r := cachingRegistry(t, fake, nil)
+	var logs bytes.Buffer
+	r.Service = modproxy.New(modproxy.Config{
+		Metadata: r.meta, Blobs: r.disk, TempDir: r.tempDir, Now: r.clock.Now,
+		Upstream: func(string) modproxy.Upstream { return up },
+		ListTTL:  time.Minute,
+		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	r.read(t, path, older, storage.Info) // stored: a request for an older commit
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Latest(ctx, path)
+		done <- err
+	}()
+	<-up.started
+	cancel() // the client goes away
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Latest given up by its client = %v; want context.Canceled", err)
+	}
+	close(up.release)
+	if err := r.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "level=WARN") {
+		t.Errorf("a client that went away was logged as the upstream failing:\n%s", logs.String())
+	}
+}
+
 // TestPhantomTagNotListedForGood checks that a tag an upstream named once
 // but never served (its @latest named it, and its .mod and zip are not
 // found) does not stay in the module's list and @latest once the upstream

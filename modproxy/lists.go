@@ -320,7 +320,9 @@ func (s *Service) latest(ctx context.Context, path string) (v *Version, hit bool
 		fetched = s.upstreamFor(path) != nil
 	case s.upstreamFor(path) != nil && l.upstreamOK:
 		fetched = true
-		if v, err = s.upstreamLatest(ctx, path); err != nil {
+		// A caller that gave up gets its context's error: the upstream
+		// has not failed, and nobody waits for the fallback.
+		if v, err = s.upstreamLatest(ctx, path); err != nil && ctx.Err() == nil {
 			s.logFallback("the upstream failed to give a module's latest version: serving the latest stored pseudo-version", err, "module", path, "version", stored)
 			v, _, err = s.resolve(ctx, path, stored, storage.Info, s.stamps.take())
 		}
