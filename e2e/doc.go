@@ -12,6 +12,11 @@
 // itself as a GOPROXY=file:// proxy, as an operator would to recover from
 // losing the server. Another backs a running server up and restores it as
 // the README's Backups section says, in the right order and the wrong one.
+// TestSoak puts an upstream that misbehaves at random in front of two
+// nodes on PostgreSQL and one on SQLite, sends them requests from many
+// clients at once for 20 s, and checks the invariants of a pull-through
+// cache during and after; it logs its seed, AGORA_SOAK_SEED replays a
+// run's faults, and AGORA_SOAK_DURATION (such as 5m) makes it longer.
 //
 // The tests run with the rest of the suite and are skipped in -short mode
 // (agoraBinary skips them):
