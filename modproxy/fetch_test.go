@@ -1475,17 +1475,24 @@ func TestLatestOfModuleWithoutTags(t *testing.T) {
 	}
 }
 
-// A module without tags has the upstream's @latest, not a pseudo-version
-// stored here earlier, which may be behind it; the stored one answers
-// only when the upstream cannot.
-func TestLatestWithoutTagsFollowsUpstream(t *testing.T) {
-	up := newFakeUpstream()
-	const path = "example.com/untagged"
-	older, newer := "v0.0.0-20250101000000-aaaaaaaaaaaa", "v0.0.0-20261120101010-bbbbbbbbbbbb"
+// untaggedUpstream returns an upstream of one module without tags, path,
+// of two pseudo-versions, older and newer; its @latest names newer.
+func untaggedUpstream(t *testing.T) (up *fakeUpstream, path, older, newer string) {
+	up = newFakeUpstream()
+	path = "example.com/untagged"
+	older, newer = "v0.0.0-20250101000000-aaaaaaaaaaaa", "v0.0.0-20261120101010-bbbbbbbbbbbb"
 	up.add(t, path, older, "a")
 	up.add(t, path, newer, "b")
 	up.lists[path] = nil
 	up.latest[path] = newer
+	return up, path, older, newer
+}
+
+// A module without tags has the upstream's @latest, not a pseudo-version
+// stored here earlier, which may be behind it; the stored one answers
+// only when the upstream cannot.
+func TestLatestWithoutTagsFollowsUpstream(t *testing.T) {
+	up, path, older, newer := untaggedUpstream(t)
 	r := cachingRegistry(t, up, nil)
 	ctx := context.Background()
 
@@ -1526,13 +1533,7 @@ func (u heldLatest) Latest(ctx context.Context, path string) (*upstream.Info, st
 // failure, and logged as a warning that the stored pseudo-version was
 // served instead.
 func TestLatestGivenUpIsNoUpstreamFailure(t *testing.T) {
-	fake := newFakeUpstream()
-	const path = "example.com/untagged"
-	older, newer := "v0.0.0-20250101000000-aaaaaaaaaaaa", "v0.0.0-20261120101010-bbbbbbbbbbbb"
-	fake.add(t, path, older, "a")
-	fake.add(t, path, newer, "b")
-	fake.lists[path] = nil
-	fake.latest[path] = newer
+	fake, path, older, _ := untaggedUpstream(t)
 	up := heldLatest{fake, make(chan struct{}), make(chan struct{})}
 	r := cachingRegistry(t, fake, nil)
 	var logs bytes.Buffer
