@@ -165,7 +165,9 @@ func (hs *Health) run(ctx context.Context, h *health, name string, send func() e
 		// Given up by the caller: says nothing about the proxy.
 	case !unanswered:
 		if h.down {
-			hs.log.Info("an upstream proxy answers again", "upstream", name, "down_for", now.Sub(h.since).Round(time.Second))
+			// A warning as its going down was, so that a log kept from
+			// warnings up does not leave the proxy down for good.
+			hs.log.Warn("an upstream proxy answers again", "upstream", name, "down_for", now.Sub(h.since).Round(time.Second))
 			hs.report(name, false)
 		}
 		h.failures, h.last, h.down, h.cooloff = 0, nil, false, 0
