@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/gobuffalo/pop/v6"
+
+	"agora/storage"
 )
 
 // ErrNotSQLite is wrapped by the error of BackupSQLite on a database that
@@ -60,7 +62,7 @@ func BackupSQLite(ctx context.Context, conn *pop.Connection, name string) (err e
 	if err := conn.WithContext(ctx).RawQuery("VACUUM INTO ?", tmpName).Exec(); err != nil {
 		return fmt.Errorf("backing up the database to %s: %w", name, err)
 	}
-	if err := syncFile(tmpName); err != nil {
+	if err := storage.Sync(tmpName); err != nil {
 		return fmt.Errorf("backing up the database to %s: %w", name, err)
 	}
 	if _, err := os.Lstat(name); err == nil { // made meanwhile
@@ -69,7 +71,7 @@ func BackupSQLite(ctx context.Context, conn *pop.Connection, name string) (err e
 	if err := os.Rename(tmpName, name); err != nil {
 		return fmt.Errorf("backing up the database: %w", err)
 	}
-	if err := syncFile(filepath.Dir(name)); err != nil {
+	if err := storage.Sync(filepath.Dir(name)); err != nil {
 		return fmt.Errorf("backing up the database to %s: %w", name, err)
 	}
 	return nil
@@ -85,14 +87,4 @@ func SQLiteFile(url string) (string, bool) {
 	}
 	file, _, _ := sqliteFile(rest)
 	return file, true
-}
-
-// syncFile flushes the file or directory name to disk.
-func syncFile(name string) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }

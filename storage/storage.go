@@ -295,7 +295,7 @@ func (d *Disk) Delete(ctx context.Context, path, version string) error {
 			return fmt.Errorf("storage: delete %s@%s: %w", path, version, err)
 		}
 	}
-	if err := syncDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := Sync(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("storage: delete %s@%s: %w", path, version, err)
 	}
 	return nil
@@ -318,7 +318,7 @@ func (d *Disk) PutList(ctx context.Context, path string, versions []string) erro
 			return nil
 		}
 		if err == nil {
-			err = syncDir(dir) // as durable as a rewrite of the list
+			err = Sync(dir) // as durable as a rewrite of the list
 		}
 		if err != nil {
 			return fmt.Errorf("storage: list %s: %w", path, err)
@@ -526,7 +526,7 @@ func writeAtomic(root, name string, content io.Reader) (err error) {
 	if err := os.Rename(tmp.Name(), name); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return Sync(dir)
 }
 
 // sameContent reports whether the file name holds exactly body: its size
@@ -569,7 +569,7 @@ func moveAtomic(root, name, src string) error {
 	if err := os.Rename(src, name); err != nil {
 		return writeAtomic(root, name, f)
 	}
-	return syncDir(dir)
+	return Sync(dir)
 }
 
 // mkdirAllSync creates dir and any missing parents below root, syncing the
@@ -587,12 +587,13 @@ func mkdirAllSync(root, dir string) error {
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	return syncDir(parent)
+	return Sync(parent)
 }
 
-// syncDir fsyncs a directory, making renames and creations in it durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
+// Sync flushes the file or directory name to disk: for a directory, it
+// makes the renames and creations in it durable.
+func Sync(name string) error {
+	f, err := os.Open(name)
 	if err != nil {
 		return err
 	}
