@@ -270,18 +270,31 @@ func cachingRegistry(t *testing.T, up *fakeUpstream, checker modproxy.Checker) *
 	up.checkZipsClosed(t)
 	meta := modproxytest.NewMemStore()
 	r := newTestRegistryOn(t, meta, meta)
-	r.Service = modproxy.New(modproxy.Config{
-		Metadata: meta, Blobs: r.disk, TempDir: r.tempDir, Now: r.clock.Now,
-		Upstream: func(path string) modproxy.Upstream {
+	r.refetchFrom(up, func(c *modproxy.Config) {
+		c.Upstream = func(path string) modproxy.Upstream {
 			if strings.HasPrefix(path, "private.example/") {
 				return nil
 			}
 			return up
-		},
-		Checker: checker,
-		ListTTL: time.Minute,
+		}
+		c.Checker = checker
 	})
 	return r
+}
+
+// refetchFrom gives r a new Service on its metadata, storage and clock
+// that fetches every path from up, keeps lists a minute, and has what edit
+// (if not nil) changes of that.
+func (r *testRegistry) refetchFrom(up modproxy.Upstream, edit func(*modproxy.Config)) {
+	c := modproxy.Config{
+		Metadata: r.meta, Blobs: r.disk, TempDir: r.tempDir, Now: r.clock.Now,
+		Upstream: func(string) modproxy.Upstream { return up },
+		ListTTL:  time.Minute,
+	}
+	if edit != nil {
+		edit(&c)
+	}
+	r.Service = modproxy.New(c)
 }
 
 func TestFetchModStoresOnlyMod(t *testing.T) {
@@ -878,11 +891,7 @@ func TestConcurrentLookupMissesAskOnce(t *testing.T) {
 			up.queries[path+"@master"] = pseudo
 			r := cachingRegistry(t, up, nil)
 			a := newArrivals(n)
-			r.Service = modproxy.New(modproxy.Config{
-				Metadata: r.meta, Blobs: r.disk, TempDir: r.tempDir, Now: r.clock.Now,
-				Upstream: func(string) modproxy.Upstream { return heldLookups{up, a} },
-				ListTTL:  time.Minute,
-			})
+			r.refetchFrom(heldLookups{up, a}, nil)
 			if _, err := r.List(context.Background(), path); err != nil { // the list, kept: no tags
 				t.Fatal(err)
 			}
@@ -1231,12 +1240,7 @@ func TestFallbackWarnings(t *testing.T) {
 	up.add(t, path, version, "a")
 	r := cachingRegistry(t, up, nil)
 	var logs bytes.Buffer
-	r.Service = modproxy.New(modproxy.Config{
-		Metadata: r.meta, Blobs: r.disk, TempDir: r.tempDir, Now: r.clock.Now,
-		Upstream: func(string) modproxy.Upstream { return up },
-		ListTTL:  time.Minute,
-		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
-	})
+	r.refetchFrom(up, func(c *modproxy.Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 	ctx := context.Background()
 	if _, _, err := r.Open(ctx, path, version, storage.Info); err != nil {
 		t.Fatal(err)
@@ -1537,12 +1541,7 @@ func TestLatestGivenUpIsNoUpstreamFailure(t *testing.T) {
 	up := heldLatest{fake, make(chan struct{}), make(chan struct{})}
 	r := cachingRegistry(t, fake, nil)
 	var logs bytes.Buffer
-	r.Service = modproxy.New(modproxy.Config{
-		Metadata: r.meta, Blobs: r.disk, TempDir: r.tempDir, Now: r.clock.Now,
-		Upstream: func(string) modproxy.Upstream { return up },
-		ListTTL:  time.Minute,
-		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
-	})
+	r.refetchFrom(up, func(c *modproxy.Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 	r.read(t, path, older, storage.Info) // stored: a request for an older commit
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -197,10 +197,7 @@ func TestRestoreOnFullDisk(t *testing.T) {
 	for _, kind := range storage.Kinds {
 		r.read(t, path, version, kind)
 	}
-	r.Service = modproxy.New(modproxy.Config{
-		Metadata: r.meta, Blobs: fullStore{r.disk}, TempDir: r.tempDir, Now: r.clock.Now,
-		Upstream: func(string) modproxy.Upstream { return up },
-	})
+	r.refetchFrom(up, func(c *modproxy.Config) { c.Blobs = fullStore{r.disk} })
 	for _, kind := range storage.Kinds {
 		r.removeStored(t, path, version, kind)
 		_, _, err := r.Open(ctx, path, version, kind)
