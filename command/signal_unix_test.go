@@ -211,13 +211,21 @@ func TestStartUpStoppedBySignal(t *testing.T) {
 		p.killedBy(t, syscall.SIGTERM, "agora: start-up stopped: terminated signal received: DATABASE_URL=")
 	})
 	t.Run("import, database not answering", func(t *testing.T) {
-		offlineEnv(t)
-		url, accepted := unansweringDatabase(t)
-		t.Setenv("DATABASE_URL", url)
-		p := startAgora(t, "import", t.TempDir())
-		within(t, p, "connecting to the database", accepted)
+		p := importConnecting(t, startAgora)
 		p.killedBy(t, syscall.SIGINT, "agora: import interrupted")
 	})
+}
+
+// importConnecting starts agora import with start on a database that
+// never answers, and returns once it is connecting to it.
+func importConnecting(t *testing.T, start func(*testing.T, ...string) *agoraProcess) *agoraProcess {
+	t.Helper()
+	offlineEnv(t)
+	url, accepted := unansweringDatabase(t)
+	t.Setenv("DATABASE_URL", url)
+	p := start(t, "import", t.TempDir())
+	within(t, p, "connecting to the database", accepted)
+	return p
 }
 
 // interruptIgnored reports whether the process pid ignores SIGINT, as its
@@ -272,11 +280,7 @@ func TestInterruptIgnoredStaysIgnored(t *testing.T) {
 		})
 	})
 	t.Run("import", func(t *testing.T) {
-		offlineEnv(t)
-		url, accepted := unansweringDatabase(t)
-		t.Setenv("DATABASE_URL", url)
-		p := startAgoraInterruptIgnored(t, "import", t.TempDir())
-		within(t, p, "connecting to the database", accepted)
+		p := importConnecting(t, startAgoraInterruptIgnored)
 		p.stillIgnoresInterrupt(t, func() {
 			p.killedBy(t, syscall.SIGTERM, "agora: import interrupted")
 		})
