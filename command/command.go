@@ -45,9 +45,10 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 
 With no command, agora serves. It is configured by environment variables:
 ADDR, PORT, AGORA_DATA_DIR, AGORA_STORAGE_DIR, DATABASE_URL, AGORA_READ_AUTH,
-SESSION_SECRET, GO_ENV, AGORA_SHUTDOWN_TIMEOUT, AGORA_SHUTDOWN_DELAY, and for
-the pull-through cache AGORA_UPSTREAM, AGORA_RULES, AGORA_SUMDB,
-AGORA_NOSUMDB, AGORA_LIST_TTL (see README.md). A .env file in the working directory, if there is one,
+SESSION_SECRET, GO_ENV, AGORA_SHUTDOWN_TIMEOUT, AGORA_SHUTDOWN_DELAY, for its
+log AGORA_LOG_FORMAT and AGORA_LOG_LEVEL, and for the pull-through cache
+AGORA_UPSTREAM, AGORA_RULES, AGORA_SUMDB, AGORA_NOSUMDB and AGORA_LIST_TTL
+(see README.md). A .env file in the working directory, if there is one,
 overrides them.
 
 The other commands read only AGORA_DATA_DIR, AGORA_STORAGE_DIR and

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"agora/config"
 	"agora/internal/testutil"
 )
 
@@ -141,6 +142,26 @@ func TestHelpAndCompletionOfUnknownCommands(t *testing.T) {
 		if status != tt.status || !strings.Contains(stdout.String(), tt.stdout) || tt.stdout == "" && stdout.Len() > 0 {
 			t.Errorf("agora %s: exit status %d, want %d; standard output:\n%s\nwant it to hold %q\nstandard error:\n%s",
 				strings.Join(tt.args, " "), status, tt.status, stdout.String(), tt.stdout, stderr.String())
+		}
+	}
+}
+
+// TestHelpNamesEverySetting checks that agora's help names every
+// environment variable a server reads: AGORA_LOG_FORMAT and
+// AGORA_LOG_LEVEL were missing from it.
+func TestHelpNamesEverySetting(t *testing.T) {
+	offlineEnv(t)
+	var stdout, stderr bytes.Buffer
+	if status := runMain(context.Background(), []string{"help"}, strings.NewReader(""), &stdout, &stderr); status != 0 {
+		t.Fatalf("agora help: exit status %d\n%s", status, stderr.String())
+	}
+	named := map[string]bool{}
+	for _, w := range regexp.MustCompile(`[A-Z][A-Z_]+[A-Z]`).FindAllString(stdout.String(), -1) {
+		named[w] = true
+	}
+	for _, name := range config.Variables {
+		if !named[name] {
+			t.Errorf("agora help does not name %s", name)
 		}
 	}
 }

@@ -96,6 +96,15 @@ type Config struct {
 	sessionSecret string
 }
 
+// Variables are the environment variables a server reads, in the order
+// the README's table of settings gives them. `agora help` names them all.
+var Variables = []string{
+	"ADDR", "PORT", "AGORA_DATA_DIR", "AGORA_STORAGE_DIR", "DATABASE_URL",
+	"AGORA_READ_AUTH", "SESSION_SECRET", "GO_ENV", "AGORA_SHUTDOWN_TIMEOUT",
+	"AGORA_SHUTDOWN_DELAY", "AGORA_UPSTREAM", "AGORA_RULES", "AGORA_SUMDB",
+	"AGORA_NOSUMDB", "AGORA_LIST_TTL", "AGORA_LOG_FORMAT", "AGORA_LOG_LEVEL",
+}
+
 // Read auth modes.
 const (
 	ReadPublic = "public"

@@ -1,9 +1,13 @@
 package config
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -295,5 +299,69 @@ func TestLoadData(t *testing.T) {
 	want := "config: DATABASE_URL must be a postgres:// or sqlite3:// URL"
 	if err == nil || err.Error() != want {
 		t.Errorf("DATABASE_URL=mysql://x: LoadData() error = %v; want %q", err, want)
+	}
+}
+
+// TestVariablesAreTheSettingsRead checks Variables against the code: every
+// variable that a call of setting, envy.Get or envy.MustGet in this
+// package names is in
+// it, and every variable in it is read, so that the list `agora help`
+// checks its text against cannot fall behind a new setting.
+func TestVariablesAreTheSettingsRead(t *testing.T) {
+	names, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	read := map[string]bool{}
+	for _, name := range names {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) == 0 {
+				return true
+			}
+			switch fun := call.Fun.(type) {
+			case *ast.Ident:
+				if fun.Name != "setting" {
+					return true
+				}
+			case *ast.SelectorExpr:
+				if x, ok := fun.X.(*ast.Ident); !ok || x.Name != "envy" || (fun.Sel.Name != "Get" && fun.Sel.Name != "MustGet") {
+					return true
+				}
+			default:
+				return true
+			}
+			if lit, ok := call.Args[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				v, err := strconv.Unquote(lit.Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				read[v] = true
+			}
+			return true
+		})
+	}
+	listed := map[string]bool{}
+	for _, name := range Variables {
+		if listed[name] {
+			t.Errorf("Variables names %s twice", name)
+		}
+		listed[name] = true
+		if !read[name] {
+			t.Errorf("Variables names %s, which no setting, envy.Get or envy.MustGet call reads", name)
+		}
+	}
+	for name := range read {
+		if !listed[name] {
+			t.Errorf("%s is read, and not in Variables", name)
+		}
 	}
 }
