@@ -172,9 +172,11 @@ func (h *sumdbHandler) keptPrivate(w http.ResponseWriter, r *http.Request, rel s
 	reason, err := h.private(r.Context(), path)
 	switch {
 	case err != nil:
+		// The database's error, which the downloads' table classifies: a
+		// client gone, the database out of reach, or an internal error.
 		h.metrics.SumDBRequest(metrics.SumDBLookup, false, err)
-		h.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
-		h.fail(w, http.StatusInternalServerError, "internal error")
+		status, _ := statusOf(err)
+		h.fail(w, status, strings.ToLower(statusText(status))+": "+errorMessage(h.log, r, status, err))
 		return true
 	case reason == "":
 		return false

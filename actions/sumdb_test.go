@@ -1,12 +1,14 @@
 package actions
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -230,5 +232,48 @@ func TestSumDBHandlerMetrics(t *testing.T) {
 	wantTileCounts("the second request for it (cached)", 1, 1)
 	if n := strings.Count(strings.Join(upstreamRequests(), "\n"), "/tile/8/data/000.p/1"); n != 1 {
 		t.Errorf("upstream requests for the tile = %d; want 1", n)
+	}
+}
+
+// TestSumDBPrivateCheckFailing checks the answers to a lookup whose
+// module cannot be told private or not, because the database failed: one
+// whose client went away is a 499, and no internal error (the soak test
+// found one logged at ERROR, the lookup of a client that gave up while
+// PostgreSQL answered slowly), a database out of reach a 503 that does not
+// name its address, and anything else an internal error, logged.
+func TestSumDBPrivateCheckFailing(t *testing.T) {
+	const name = "sum.example.com"
+	fakeProxy, vkey := newFakeSumDB(t, name)
+	lost := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
+	for _, tt := range []struct {
+		err    error
+		status int
+		body   string // what the answer holds
+		logged string // what the log holds; "" for nothing at ERROR
+	}{
+		{fmt.Errorf("models: versions of example.com/a: %w: %w", context.Canceled, lost), statusClientClosedRequest, "client closed request", ""},
+		{fmt.Errorf("models: versions of example.com/a: %w", lost), http.StatusServiceUnavailable, "the database is unavailable", "the database is unavailable"},
+		{errors.New("models: versions of example.com/a: no such table"), http.StatusInternalServerError, "internal error", "internal error"},
+	} {
+		var logBuf bytes.Buffer
+		log := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelError}))
+		db, err := checksum.New(checksum.Options{Name: name, Key: vkey, Proxies: []upstream.Proxy{{URL: fakeProxy}}, CacheDir: t.TempDir(), Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		private := func(context.Context, string) (string, error) { return "", tt.err }
+		h := newSumDBHandler(db, private, nil, nil, log)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/sumdb/"+name+"/lookup/example.com/a@v1.0.0", nil))
+		if rec.Code != tt.status || !strings.Contains(rec.Body.String(), tt.body) {
+			t.Errorf("private check failing with %v: %d %q; want %d holding %q", tt.err, rec.Code, rec.Body, tt.status, tt.body)
+		}
+		// (A 499 reaches nobody: its client is gone.)
+		if tt.status != statusClientClosedRequest && strings.Contains(rec.Body.String(), "connection reset") {
+			t.Errorf("private check failing with %v: the answer %q names the database's error", tt.err, rec.Body)
+		}
+		if got := logBuf.String(); tt.logged == "" && got != "" || !strings.Contains(got, tt.logged) {
+			t.Errorf("private check failing with %v: logged %q; want %q", tt.err, got, tt.logged)
+		}
 	}
 }
