@@ -14,6 +14,7 @@ import (
 
 	"agora/actions"
 	"agora/auth"
+	"agora/models"
 	"agora/models/modelstest"
 )
 
@@ -244,6 +245,57 @@ func TestDatabaseUnavailable(t *testing.T) {
 		case <-time.After(15 * time.Second):
 			p.Stop() // let the request end
 			t.Fatal("/readyz did not answer 15 s after the database stopped answering")
+		}
+	})
+	t.Run("postgres not answering a request", func(t *testing.T) {
+		// A client that waits as long as it takes gets a 503 once
+		// models.StatementTimeout has passed, not an answer never.
+		defer func(d time.Duration) { models.StatementTimeout = d }(models.StatementTimeout)
+		models.StatementTimeout = 300 * time.Millisecond
+		p := modelstest.NewProxy(t)
+		s := newServer(t, modelstest.OpenURL(t, p.URL))
+		tok := s.token(t, "alice", auth.RolePublisher)
+		s.mustPublish(t, tok, newModule(t, "example.com/a", "v1.0.0", ""))
+		address := strings.TrimPrefix(strings.Split(p.URL, "/")[2], "postgres@")
+		p.Stall()
+		for _, req := range []struct {
+			path string
+			api  bool
+		}{
+			{"/example.com/b/@v/v1.0.0.info", false}, // not stored: asks the database
+			{"/api/v1/modules", true},
+		} {
+			type answer struct {
+				r   *response
+				err error
+			}
+			answered := make(chan answer, 1)
+			go func() {
+				var opts []requestOption
+				if req.api {
+					opts = append(opts, bearer(tok))
+				}
+				r, err := s.send(http.MethodGet, req.path, nil, opts...)
+				answered <- answer{r, err}
+			}()
+			select {
+			case a := <-answered:
+				if a.err != nil {
+					t.Fatal(a.err)
+				}
+				r := a.r
+				if req.api {
+					wantError(t, r, http.StatusServiceUnavailable, "unavailable")
+				} else {
+					wantProtocolError(t, r, http.StatusServiceUnavailable)
+				}
+				if strings.Contains(string(r.body), address) {
+					t.Errorf("GET %s: %v names the database's address %s", req.path, r, address)
+				}
+			case <-time.After(15 * time.Second):
+				p.Stop() // let the request end
+				t.Fatalf("GET %s did not answer 15 s after the database stopped answering", req.path)
+			}
 		}
 	})
 	t.Run("sqlite locked", func(t *testing.T) {

@@ -83,12 +83,14 @@ func CreateUser(ctx context.Context, conn *pop.Connection, actor, name string, r
 
 // UserByName returns the user called name, or an error wrapping ErrNotFound.
 func UserByName(ctx context.Context, conn *pop.Connection, name string) (*User, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	u := &User{}
 	if err := conn.WithContext(ctx).Where("name = ?", name).First(u); err != nil {
 		if isNoRows(err) {
 			return nil, fmt.Errorf("user %q: %w", name, ErrNotFound)
 		}
-		return nil, fmt.Errorf("user %q: %w", name, err)
+		return nil, ended(ctx, fmt.Errorf("user %q: %w", name, err))
 	}
 	return u, nil
 }
@@ -141,9 +143,11 @@ func Tokens(ctx context.Context, conn *pop.Connection, userName string) ([]Token
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	var toks []Token
 	if err := conn.WithContext(ctx).Where("user_id = ?", u.ID).Order("id").All(&toks); err != nil {
-		return nil, fmt.Errorf("tokens of %s: %w", userName, err)
+		return nil, ended(ctx, fmt.Errorf("tokens of %s: %w", userName, err))
 	}
 	return toks, nil
 }
@@ -206,11 +210,13 @@ func Authenticate(ctx context.Context, conn *pop.Connection, token string) (auth
 		Name       string     `db:"name"`
 		Role       string     `db:"role"`
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	c := conn.WithContext(ctx)
 	err := c.RawQuery(`SELECT t.id AS token_id, t.scope, t.revoked_at, t.last_used_at, u.id AS user_id, u.name, u.role
 		FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?`, auth.HashToken(token)).All(&rows)
 	if err != nil {
-		return auth.Principal{}, fmt.Errorf("authenticating: %w", err)
+		return auth.Principal{}, ended(ctx, fmt.Errorf("authenticating: %w", err))
 	}
 	if len(rows) == 0 || rows[0].RevokedAt != nil {
 		return auth.Principal{}, unauthorized

@@ -111,6 +111,43 @@ func TestPostgresGivesUpWhenContextEnds(t *testing.T) {
 	})
 }
 
+// reads are the reads of models that a request makes, each run on a
+// connection holding the version example.com/a@v1.0.0 and the user alice,
+// with alice's token of read scope.
+var reads = []struct {
+	name string
+	read func(ctx context.Context, conn *pop.Connection, token string) error
+}{
+	{"Version", func(ctx context.Context, conn *pop.Connection, _ string) error {
+		_, err := models.NewRegistry(conn).Version(ctx, "example.com/a", "v1.0.0")
+		return err
+	}},
+	{"Versions", func(ctx context.Context, conn *pop.Connection, _ string) error {
+		_, err := models.NewRegistry(conn).Versions(ctx, "example.com/a")
+		return err
+	}},
+	{"Modules", func(ctx context.Context, conn *pop.Connection, _ string) error {
+		_, err := models.NewRegistry(conn).Modules(ctx, modproxy.ModuleQuery{})
+		return err
+	}},
+	{"Audit", func(ctx context.Context, conn *pop.Connection, _ string) error {
+		_, err := models.NewRegistry(conn).Audit(ctx, modproxy.AuditQuery{})
+		return err
+	}},
+	{"Authenticate", func(ctx context.Context, conn *pop.Connection, token string) error {
+		_, err := models.Authenticate(ctx, conn, token)
+		return err
+	}},
+	{"UserByName", func(ctx context.Context, conn *pop.Connection, _ string) error {
+		_, err := models.UserByName(ctx, conn, "alice")
+		return err
+	}},
+	{"Tokens", func(ctx context.Context, conn *pop.Connection, _ string) error {
+		_, err := models.Tokens(ctx, conn, "alice")
+		return err
+	}},
+}
+
 // TestPostgresCancelledQuerySaysSo checks that a read whose context is
 // cancelled while its query runs, as a request's is when its client goes
 // away, fails with an error that wraps context.Canceled. The socket that
@@ -118,39 +155,6 @@ func TestPostgresGivesUpWhenContextEnds(t *testing.T) {
 // database out of reach: a 503, and an error in the log, for every client
 // that gave up while a query of its request was under way.
 func TestPostgresCancelledQuerySaysSo(t *testing.T) {
-	reads := []struct {
-		name string
-		read func(ctx context.Context, conn *pop.Connection, token string) error
-	}{
-		{"Version", func(ctx context.Context, conn *pop.Connection, _ string) error {
-			_, err := models.NewRegistry(conn).Version(ctx, "example.com/a", "v1.0.0")
-			return err
-		}},
-		{"Versions", func(ctx context.Context, conn *pop.Connection, _ string) error {
-			_, err := models.NewRegistry(conn).Versions(ctx, "example.com/a")
-			return err
-		}},
-		{"Modules", func(ctx context.Context, conn *pop.Connection, _ string) error {
-			_, err := models.NewRegistry(conn).Modules(ctx, modproxy.ModuleQuery{})
-			return err
-		}},
-		{"Audit", func(ctx context.Context, conn *pop.Connection, _ string) error {
-			_, err := models.NewRegistry(conn).Audit(ctx, modproxy.AuditQuery{})
-			return err
-		}},
-		{"Authenticate", func(ctx context.Context, conn *pop.Connection, token string) error {
-			_, err := models.Authenticate(ctx, conn, token)
-			return err
-		}},
-		{"UserByName", func(ctx context.Context, conn *pop.Connection, _ string) error {
-			_, err := models.UserByName(ctx, conn, "alice")
-			return err
-		}},
-		{"Tokens", func(ctx context.Context, conn *pop.Connection, _ string) error {
-			_, err := models.Tokens(ctx, conn, "alice")
-			return err
-		}},
-	}
 	for _, read := range reads {
 		t.Run(read.name, func(t *testing.T) {
 			p := modelstest.NewProxy(t) // skips without a server
@@ -166,6 +170,69 @@ func TestPostgresCancelledQuerySaysSo(t *testing.T) {
 			time.AfterFunc(100*time.Millisecond, cancel)
 			if err := read.read(ctx, conn, token); !errors.Is(err, context.Canceled) {
 				t.Errorf("cancelled while its query runs: %v; want an error wrapping context.Canceled", err)
+			}
+		})
+	}
+}
+
+// TestPostgresStatementTimeout checks that a read or a write that a
+// request makes with a context that never ends, as that of a client that
+// waits as long as it takes, fails after StatementTimeout when the
+// PostgreSQL server stops answering: with an error wrapping
+// context.DeadlineExceeded, of which Unavailable reports true, so that the
+// request is answered 503 without naming the database's address.
+func TestPostgresStatementTimeout(t *testing.T) {
+	const within = 3 * time.Second // after the timeout, on a loaded machine
+	defer func(d time.Duration) { models.StatementTimeout = d }(models.StatementTimeout)
+	models.StatementTimeout = 300 * time.Millisecond
+	writes := []struct {
+		name  string
+		write func(ctx context.Context, conn *pop.Connection) error
+	}{
+		{"Update", func(ctx context.Context, conn *pop.Connection) error {
+			return models.NewRegistry(conn).Update(ctx, func(tx modproxy.MetadataTx) error {
+				return tx.InsertVersion(newVersion("example.com/a", "v1.1.0"))
+			})
+		}},
+		{"CreateUser", func(ctx context.Context, conn *pop.Connection) error {
+			_, err := models.CreateUser(ctx, conn, "cli", "bob", auth.RoleViewer, "")
+			return err
+		}},
+		{"CreateToken", func(ctx context.Context, conn *pop.Connection) error {
+			_, _, err := models.CreateToken(ctx, conn, "cli", "alice", "laptop", auth.ScopeRead)
+			return err
+		}},
+	}
+	type op struct {
+		name string
+		run  func(ctx context.Context, conn *pop.Connection, token string) error
+	}
+	var ops []op
+	for _, r := range reads {
+		ops = append(ops, op{r.name, r.read})
+	}
+	for _, w := range writes {
+		ops = append(ops, op{w.name, func(ctx context.Context, conn *pop.Connection, _ string) error { return w.write(ctx, conn) }})
+	}
+	for _, o := range ops {
+		t.Run(o.name, func(t *testing.T) {
+			p := modelstest.NewProxy(t) // skips without a server
+			conn := modelstest.OpenURL(t, p.URL)
+			insert(t, models.NewRegistry(conn), newVersion("example.com/a", "v1.0.0"))
+			token := newToken(t, conn, "alice", auth.ScopeRead)
+			p.Stall()
+			start := time.Now()
+			done := make(chan error, 1)
+			go func() { done <- o.run(context.Background(), conn, token) }()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.DeadlineExceeded) || !models.Unavailable(err) {
+					t.Errorf("against a server that stopped answering: %v; want an error wrapping context.DeadlineExceeded that Unavailable reports", err)
+				}
+				t.Logf("gave up after %v: %v", time.Since(start).Round(time.Millisecond), err)
+			case <-time.After(models.StatementTimeout + within):
+				p.Stop() // let it end
+				t.Fatalf("still waiting for the database %v after StatementTimeout", within)
 			}
 		})
 	}

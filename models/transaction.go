@@ -5,9 +5,30 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/gobuffalo/pop/v6"
 )
+
+// StatementTimeout bounds each operation on the database that a request or
+// a command makes: a query, or a transaction of writes with its wait for
+// SQLite's writer. A database that stops answering (a PostgreSQL server
+// that hangs, a network that drops its packets without a reset) then fails
+// the operation with an error wrapping context.DeadlineExceeded, of which
+// Unavailable reports true on PostgreSQL, and which a request answers with
+// 503, where it would have held the request for as long as its client
+// waits. Agora's statements take milliseconds; the bound is for a database
+// gone wrong. It does not bound the wait for an Exclusive lock, which
+// another holder keeps for as long as its fetch takes (a fetch has a
+// timeout of its own), nor migrations, backups and Ping, which have their
+// own. It is a variable so that tests can shorten it.
+var StatementTimeout = 30 * time.Second
+
+// bounded returns ctx ending StatementTimeout from now, or earlier if ctx
+// does.
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, StatementTimeout)
+}
 
 // transaction runs fn in a transaction on conn. On SQLite, which lets one
 // writer in at a time, this process's transactions queue on a semaphore of
@@ -18,6 +39,8 @@ import (
 // serialised every read, is off (see Connect): WAL lets readers run beside
 // the writer. Other processes (agora import) still meet the busy timeout.
 func transaction(ctx context.Context, conn *pop.Connection, fn func(tx *pop.Connection) error) error {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	if sem := sqliteWriters(conn); sem != nil {
 		select {
 		case sem <- struct{}{}:
