@@ -3,6 +3,7 @@ package models_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -112,8 +113,7 @@ func TestPostgresGivesUpWhenContextEnds(t *testing.T) {
 }
 
 // reads are the reads of models that a request makes, each run on a
-// connection holding the version example.com/a@v1.0.0 and the user alice,
-// with alice's token of read scope.
+// connection that openReadable opened, with its token.
 var reads = []struct {
 	name string
 	read func(ctx context.Context, conn *pop.Connection, token string) error
@@ -148,6 +148,17 @@ var reads = []struct {
 	}},
 }
 
+// openReadable opens a PostgreSQL database through a proxy that can stall
+// it, holding what reads read: the version example.com/a@v1.0.0 and the
+// user alice, with a token of read scope, which it returns.
+func openReadable(t *testing.T) (*modelstest.Proxy, *pop.Connection, string) {
+	t.Helper()
+	p := modelstest.NewProxy(t) // skips without a server
+	conn := modelstest.OpenURL(t, p.URL)
+	insert(t, models.NewRegistry(conn), newVersion("example.com/a", "v1.0.0"))
+	return p, conn, newToken(t, conn, "alice", auth.ScopeRead)
+}
+
 // TestPostgresCancelledQuerySaysSo checks that a read whose context is
 // cancelled while its query runs, as a request's is when its client goes
 // away, fails with an error that wraps context.Canceled. The socket that
@@ -157,10 +168,7 @@ var reads = []struct {
 func TestPostgresCancelledQuerySaysSo(t *testing.T) {
 	for _, read := range reads {
 		t.Run(read.name, func(t *testing.T) {
-			p := modelstest.NewProxy(t) // skips without a server
-			conn := modelstest.OpenURL(t, p.URL)
-			insert(t, models.NewRegistry(conn), newVersion("example.com/a", "v1.0.0"))
-			token := newToken(t, conn, "alice", auth.ScopeRead)
+			p, conn, token := openReadable(t)
 			// The query goes out on the pooled connection, and is under
 			// way when its context is cancelled.
 			conn.Store.(interface{ SetMaxOpenConns(int) }).SetMaxOpenConns(1)
@@ -185,45 +193,31 @@ func TestPostgresStatementTimeout(t *testing.T) {
 	const within = 3 * time.Second // after the timeout, on a loaded machine
 	defer func(d time.Duration) { models.StatementTimeout = d }(models.StatementTimeout)
 	models.StatementTimeout = 300 * time.Millisecond
-	writes := []struct {
-		name  string
-		write func(ctx context.Context, conn *pop.Connection) error
+	ops := append(slices.Clone(reads), []struct {
+		name string
+		read func(ctx context.Context, conn *pop.Connection, token string) error
 	}{
-		{"Update", func(ctx context.Context, conn *pop.Connection) error {
+		{"Update", func(ctx context.Context, conn *pop.Connection, _ string) error {
 			return models.NewRegistry(conn).Update(ctx, func(tx modproxy.MetadataTx) error {
 				return tx.InsertVersion(newVersion("example.com/a", "v1.1.0"))
 			})
 		}},
-		{"CreateUser", func(ctx context.Context, conn *pop.Connection) error {
+		{"CreateUser", func(ctx context.Context, conn *pop.Connection, _ string) error {
 			_, err := models.CreateUser(ctx, conn, "cli", "bob", auth.RoleViewer, "")
 			return err
 		}},
-		{"CreateToken", func(ctx context.Context, conn *pop.Connection) error {
+		{"CreateToken", func(ctx context.Context, conn *pop.Connection, _ string) error {
 			_, _, err := models.CreateToken(ctx, conn, "cli", "alice", "laptop", auth.ScopeRead)
 			return err
 		}},
-	}
-	type op struct {
-		name string
-		run  func(ctx context.Context, conn *pop.Connection, token string) error
-	}
-	var ops []op
-	for _, r := range reads {
-		ops = append(ops, op{r.name, r.read})
-	}
-	for _, w := range writes {
-		ops = append(ops, op{w.name, func(ctx context.Context, conn *pop.Connection, _ string) error { return w.write(ctx, conn) }})
-	}
+	}...)
 	for _, o := range ops {
 		t.Run(o.name, func(t *testing.T) {
-			p := modelstest.NewProxy(t) // skips without a server
-			conn := modelstest.OpenURL(t, p.URL)
-			insert(t, models.NewRegistry(conn), newVersion("example.com/a", "v1.0.0"))
-			token := newToken(t, conn, "alice", auth.ScopeRead)
+			p, conn, token := openReadable(t)
 			p.Stall()
 			start := time.Now()
 			done := make(chan error, 1)
-			go func() { done <- o.run(context.Background(), conn, token) }()
+			go func() { done <- o.read(context.Background(), conn, token) }()
 			select {
 			case err := <-done:
 				if !errors.Is(err, context.DeadlineExceeded) || !models.Unavailable(err) {
