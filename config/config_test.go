@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -363,5 +364,25 @@ func TestVariablesAreTheSettingsRead(t *testing.T) {
 		if !listed[name] {
 			t.Errorf("%s is read, and not in Variables", name)
 		}
+	}
+}
+
+// TestREADMEDocumentsVariables checks that the README's table of settings
+// has a row for each of Variables, in their order, and no other.
+func TestREADMEDocumentsVariables(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for _, line := range strings.Split(string(readme), "\n") {
+		if name, ok := strings.CutPrefix(line, "| `"); ok {
+			if name, _, ok := strings.Cut(name, "` |"); ok && strings.ToUpper(name) == name {
+				rows = append(rows, name)
+			}
+		}
+	}
+	if !slices.Equal(rows, Variables) {
+		t.Errorf("the README's table of settings has rows for\n%v\nwant\n%v", rows, Variables)
 	}
 }
