@@ -248,6 +248,45 @@ func TestDeleteRacingIdenticalRestore(t *testing.T) {
 	}
 }
 
+// TestChangesOutliveTheirCaller checks that a delete, and a publish, whose
+// caller goes away once the change is committed, as a request's does when
+// its client hangs up, still bring the module's @v/list file up to date:
+// the change is made, and the storage tree, a GOPROXY=file:// directory,
+// must show it. The list named a deleted version, and missed a published
+// one, until storage:verify rewrote it.
+func TestChangesOutliveTheirCaller(t *testing.T) {
+	fake := modproxytest.NewMemStore()
+	meta := &afterUpdate{Metadata: fake}
+	r := newTestRegistryOn(t, meta, fake)
+	r.publish(t, alice, "example.com/a", "v1.0.0", moduleZip(t, "example.com/a", "v1.0.0", "package a\n"))
+	list := func() string { return r.storedFiles(t)["example.com/a/@v/list"] }
+
+	// The caller hangs up once the change is committed.
+	hangUp := func() context.Context {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		hook := func() { cancel() }
+		meta.hook.Store(&hook)
+		return ctx
+	}
+	res, err := r.Publish(hangUp(), alice, "example.com/a", "v1.1.0", bytes.NewReader(moduleZip(t, "example.com/a", "v1.1.0", "package a\n")))
+	if err != nil || !res.Created {
+		t.Fatalf("publish: %+v, %v", res, err)
+	}
+	if got, want := list(), "v1.0.0\nv1.1.0\n"; got != want {
+		t.Errorf("@v/list after a publish whose caller hung up = %q; want %q", got, want)
+	}
+	if err := r.Delete(hangUp(), alice, "example.com/a", "v1.0.0", modproxy.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := list(), "v1.1.0\n"; got != want {
+		t.Errorf("@v/list after a delete whose caller hung up = %q; want %q", got, want)
+	}
+	if _, ok := r.storedFiles(t)["example.com/a/@v/v1.0.0.zip"]; ok {
+		t.Error("the deleted version's zip is still stored")
+	}
+}
+
 // readOnlyStore is a storage.Store that removes nothing: a storage
 // directory remounted read-only, or a process killed between a delete's
 // commit and the removal of its files.

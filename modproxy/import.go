@@ -773,7 +773,7 @@ func (s *Service) ImportDir(ctx context.Context, who auth.Principal, dir string,
 	listed := "" // the module whose versions are imported, its list not yet rewritten
 	rewriteList := func() {
 		if listed != "" {
-			s.writeList(context.WithoutCancel(ctx), listed)
+			s.writeList(ctx, listed) // even once ctx is done
 		}
 	}
 	defer rewriteList()

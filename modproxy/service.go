@@ -619,9 +619,11 @@ func listed(records []*Version) []string {
 // cache does (the go command takes the latest listed version for @latest
 // and reads its .mod and zip, which a version fetched for its .info alone
 // does not have), but pseudo-versions only when there are no others, as a
-// proxy's list does (see listed).
+// proxy's list does (see listed). It follows a change already committed,
+// which the file must show, so it runs to its end whatever becomes of
+// ctx: a request whose client hangs up does not leave the file stale.
 func (s *Service) writeList(ctx context.Context, path string) {
-	if err := s.rewriteList(ctx, path); err != nil {
+	if err := s.rewriteList(context.WithoutCancel(ctx), path); err != nil {
 		s.log.Error("rewriting @v/list in storage", "module", path, "err", err)
 	}
 }
