@@ -178,7 +178,7 @@ func New() *Metrics {
 
 	restores := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "agora_storage_restores_total",
-		Help: "Files (info, mod, zip) that the database records but storage had lost, by kind and result (ok: put back from the record, the stored zip or the upstream; failed). Any is a sign of trouble with storage. Each is a request counted as a miss in agora_cache_requests_total.",
+		Help: "Files (info, mod, zip) that the database records but storage had lost, by kind and result (ok: put back from the record, the stored zip or the upstream; failed). Any is a sign of trouble with storage. Each restore counts once, however many requests waited for it; each of those is a miss in agora_cache_requests_total.",
 	}, []string{"kind", "result"})
 	factory(restores)
 	for _, kind := range []string{KindInfo, KindMod, KindZip} {

@@ -28,10 +28,18 @@ import (
 // upload's or an import's is. Theirs are never asked of an upstream: their
 // path may be private, and no public proxy is asked for it. Concurrent
 // restores of one file share one; a caller that gives up does not cancel
-// it for the others.
+// it for the others. Each restore is told to the Observer, and logged if
+// it fails (but for a version deleted meanwhile), once, whoever waits.
 func (s *Service) restore(ctx context.Context, v *Version, kind storage.Kind) error {
 	_, err := s.shareFileWork(ctx, "restore "+v.Path+"@"+v.Version+string(kind), kind, func(ctx context.Context) (any, error) {
-		return nil, s.restoreFile(ctx, v, kind)
+		err := s.restoreFile(ctx, v, kind)
+		if s.observer != nil {
+			s.observer.StorageRestore(string(kind[1:]), err == nil)
+		}
+		if err != nil && !errors.Is(err, ErrGone) {
+			s.log.Error("a live version's file is missing from storage and could not be restored", "module", v.Path, "version", v.Version, "kind", string(kind), "err", err)
+		}
+		return nil, err
 	})
 	return err
 }

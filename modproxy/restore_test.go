@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"golang.org/x/mod/module"
 
+	"agora/internal/testutil"
 	"agora/modproxy"
 	"agora/storage"
 )
@@ -362,4 +364,51 @@ func TestRestoreThenDeleted(t *testing.T) {
 	if _, _, err := node.Open(ctx, path, version, storage.Mod); !errors.Is(err, modproxy.ErrGone) {
 		t.Errorf("Open of a file restored, then deleted by another node: %v; want gone", err)
 	}
+}
+
+// TestRestoreOutlivesItsCaller checks that a client that goes away while a
+// lost file is being restored is not taken for a failed restore: the
+// restore goes on for the others (it is shared work), so neither an error
+// is logged nor a failure counted for the client that left. Each restore
+// is counted once, however many clients wait for it.
+func TestRestoreOutlivesItsCaller(t *testing.T) {
+	up := newFakeUpstream()
+	const path, version = "example.com/dep", "v1.2.0"
+	up.add(t, path, version, "a")
+	r := cachingRegistry(t, up, nil)
+	r.read(t, path, version, storage.Zip)
+	r.removeStored(t, path, version, storage.Zip)
+
+	var logs testutil.Buffer // written by the detached restore too
+	obs := newCacheObserver()
+	held := heldZipUpstream{up, make(chan struct{})}
+	s := r.node(t, func(c *modproxy.Config) {
+		c.Upstream = func(string) modproxy.Upstream { return held }
+		c.Observer = obs
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		_, _, err := s.Open(ctx, path, version, storage.Zip)
+		done <- err
+	}()
+	<-held.arrived
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Open after the client went away = %v; want context.Canceled", err)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("a client that went away during a restore was logged as an error:\n%s", logs.String())
+	}
+	obs.check(t, map[string]int{"zip miss": 1}, map[string]int{})
+
+	// Abandoned (a shutdown that cannot wait), the restore fails: once.
+	s.Abandon()
+	wctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if err := s.Wait(wctx); err != nil {
+		t.Fatalf("Wait after Abandon = %v", err)
+	}
+	obs.check(t, map[string]int{"zip miss": 1}, map[string]int{"zip failed": 1})
 }

@@ -529,14 +529,12 @@ func (s *Service) open(ctx context.Context, path, version string, kind storage.K
 	}
 	// The record announces a file that storage has lost: put it back.
 	err = s.restore(ctx, cur, kind)
-	if s.observer != nil {
-		s.observer.StorageRestore(string(kind[1:]), err == nil)
-	}
 	if err != nil {
-		if errors.Is(err, ErrGone) {
+		if errors.Is(err, ErrGone) || ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			// Deleted meanwhile; or the caller left, and the restore
+			// goes on without it.
 			return nil, nil, false, err
 		}
-		s.log.Error("a live version's file is missing from storage and could not be restored", "module", path, "version", v.Version, "kind", string(kind), "err", err)
 		switch {
 		case errors.Is(err, ErrUpstream):
 			// A bad gateway, as for a miss.
