@@ -1829,6 +1829,24 @@ func (u heldZipUpstream) Zip(ctx context.Context, path, version string) (io.Read
 	return nil, "", ctx.Err()
 }
 
+// hangUp has a client of s ask for path@version's zip, which u is to
+// give, and go away once u is asked for it; Open must then return
+// context.Canceled. Call it once per u.
+func (u heldZipUpstream) hangUp(t *testing.T, s *modproxy.Service, path, version string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		_, _, err := s.Open(ctx, path, version, storage.Zip)
+		done <- err
+	}()
+	<-u.arrived
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Open after the client went away = %v; want context.Canceled", err)
+	}
+}
+
 // TestAbandonDetachedFetches checks that a fetch that outlived its client
 // and the shutdown's wait ends when it is abandoned, leaving nothing in
 // the temporary directory or in storage, while the database is still
@@ -1844,17 +1862,7 @@ func TestAbandonDetachedFetches(t *testing.T) {
 		c.TempDir, c.Upstream = tempDir, func(string) modproxy.Upstream { return held }
 	})
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() {
-		_, _, err := s.Open(ctx, path, version, storage.Zip)
-		done <- err
-	}()
-	<-held.arrived
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Open after the client went away = %v; want context.Canceled", err)
-	}
+	held.hangUp(t, s, path, version)
 	expired, stop := context.WithTimeout(context.Background(), 0)
 	defer stop()
 	if err := s.Wait(expired); err == nil {

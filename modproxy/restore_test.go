@@ -387,17 +387,7 @@ func TestRestoreOutlivesItsCaller(t *testing.T) {
 		c.Observer = obs
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() {
-		_, _, err := s.Open(ctx, path, version, storage.Zip)
-		done <- err
-	}()
-	<-held.arrived
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Open after the client went away = %v; want context.Canceled", err)
-	}
+	held.hangUp(t, s, path, version)
 	if strings.Contains(logs.String(), "level=ERROR") {
 		t.Errorf("a client that went away during a restore was logged as an error:\n%s", logs.String())
 	}
