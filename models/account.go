@@ -90,7 +90,7 @@ func UserByName(ctx context.Context, conn *pop.Connection, name string) (*User, 
 		if isNoRows(err) {
 			return nil, fmt.Errorf("user %q: %w", name, ErrNotFound)
 		}
-		return nil, ended(ctx, fmt.Errorf("user %q: %w", name, err))
+		return nil, fmt.Errorf("user %q: %w", name, err)
 	}
 	return u, nil
 }
@@ -147,7 +147,7 @@ func Tokens(ctx context.Context, conn *pop.Connection, userName string) ([]Token
 	defer cancel()
 	var toks []Token
 	if err := conn.WithContext(ctx).Where("user_id = ?", u.ID).Order("id").All(&toks); err != nil {
-		return nil, ended(ctx, fmt.Errorf("tokens of %s: %w", userName, err))
+		return nil, fmt.Errorf("tokens of %s: %w", userName, err)
 	}
 	return toks, nil
 }
@@ -216,7 +216,7 @@ func Authenticate(ctx context.Context, conn *pop.Connection, token string) (auth
 	err := c.RawQuery(`SELECT t.id AS token_id, t.scope, t.revoked_at, t.last_used_at, u.id AS user_id, u.name, u.role
 		FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?`, auth.HashToken(token)).All(&rows)
 	if err != nil {
-		return auth.Principal{}, ended(ctx, fmt.Errorf("authenticating: %w", err))
+		return auth.Principal{}, fmt.Errorf("authenticating: %w", err)
 	}
 	if len(rows) == 0 || rows[0].RevokedAt != nil {
 		return auth.Principal{}, unauthorized

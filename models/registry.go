@@ -143,16 +143,14 @@ func queryVersions(c *pop.Connection, path, lock string) ([]*modproxy.Version, e
 func (r *Registry) Version(ctx context.Context, path, version string) (*modproxy.Version, error) {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	v, err := queryVersion(r.conn.WithContext(ctx), path, version, "")
-	return v, ended(ctx, err)
+	return queryVersion(r.conn.WithContext(ctx), path, version, "")
 }
 
 // Versions implements modproxy.Metadata.
 func (r *Registry) Versions(ctx context.Context, path string) ([]*modproxy.Version, error) {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
-	vs, err := queryVersions(r.conn.WithContext(ctx), path, "")
-	return vs, ended(ctx, err)
+	return queryVersions(r.conn.WithContext(ctx), path, "")
 }
 
 // Update implements modproxy.Metadata.
@@ -476,7 +474,7 @@ func (r *Registry) Modules(ctx context.Context, q modproxy.ModuleQuery) (modprox
 		" AND EXISTS (SELECT 1 FROM versions v WHERE v.module_id = m.id) ORDER BY m.path LIMIT ?",
 		append(args, q.Limit+1)...).All(&mods)
 	if err != nil {
-		return page, ended(ctx, fmt.Errorf("models: listing modules: %w", err))
+		return page, fmt.Errorf("models: listing modules: %w", err)
 	}
 	if len(mods) > q.Limit {
 		mods = mods[:q.Limit]
@@ -493,7 +491,7 @@ func (r *Registry) Modules(ctx context.Context, q modproxy.ModuleQuery) (modprox
 		WHERE v.deleted_at IS NULL AND m.path >= ? AND m.path <= ?`,
 		mods[0].Path, mods[len(mods)-1].Path).All(&live)
 	if err != nil {
-		return page, ended(ctx, fmt.Errorf("models: listing modules: %w", err))
+		return page, fmt.Errorf("models: listing modules: %w", err)
 	}
 	versions := make(map[string][]string)
 	for _, l := range live {
@@ -549,7 +547,7 @@ func (r *Registry) Audit(ctx context.Context, q modproxy.AuditQuery) (modproxy.P
 	err = r.conn.WithContext(ctx).RawQuery("SELECT id, at, actor, action, module, version, detail FROM audit_events WHERE "+
 		strings.Join(where, " AND ")+" ORDER BY id DESC LIMIT ?", append(args, q.Limit+1)...).All(&rows)
 	if err != nil {
-		return page, ended(ctx, fmt.Errorf("models: reading the audit log: %w", err))
+		return page, fmt.Errorf("models: reading the audit log: %w", err)
 	}
 	if len(rows) > q.Limit {
 		rows = rows[:q.Limit]
