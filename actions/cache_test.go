@@ -1,6 +1,7 @@
 package actions_test
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"errors"
@@ -202,7 +203,7 @@ func TestCacheFetchesOnceAndServesWithUpstreamGone(t *testing.T) {
 			if ext == ".mod" && string(r.body) != dep.GoMod {
 				t.Errorf(".mod = %q; want %q", r.body, dep.GoMod)
 			}
-			if ext == ".zip" && r.header.Get("ETag") != `"`+dep.ZipHash+`"` {
+			if ext == ".zip" && r.header.Get("ETag") != `W/"`+dep.ZipHash+`"` {
 				t.Errorf("zip ETag = %s; want the zip's hash", r.header.Get("ETag"))
 			}
 		}
@@ -638,6 +639,78 @@ func TestCacheRestoredInfoValidators(t *testing.T) {
 		again := s.get(t, info, withHeader("If-None-Match", newTag))
 		wantStatus(t, again, http.StatusNotModified)
 	})
+}
+
+// TestCacheRestoredZipValidators checks the validators of a fetched zip
+// that storage lost, put back from an upstream that now serves the same
+// files zipped otherwise: the go.sum hash, which the record pins and the
+// ETag quotes, is the same, the bytes are not. The ETag is weak, so a
+// cache that revalidates its copy with If-None-Match is told it is
+// current (the same files), but a client that has the start of the first
+// archive and asks for the rest of it If-Range gets the whole of the
+// second, not the end of one after the start of the other.
+func TestCacheRestoredZipValidators(t *testing.T) {
+	modelstest.Each(t, func(t *testing.T, conn *pop.Connection) {
+		dep := newModule(t, "example.com/dep", "v1.2.0", "dep")
+		up := newFakeGOPROXY(t, dep)
+		s := newServer(t, conn, withUpstream(up.URL, "", nil))
+		zipPath := protoPath(dep.Path, dep.Version) + ".zip"
+		first := s.get(t, zipPath)
+		wantStatus(t, first, http.StatusOK)
+		etag := first.header.Get("ETag")
+
+		rezipped := *dep
+		rezipped.Zip = storedZip(t, dep.Zip)
+		if bytes.Equal(rezipped.Zip, dep.Zip) || hashZip(t, rezipped.Zip) != dep.ZipHash {
+			t.Fatal("the zip stored uncompressed has the same bytes, or other files")
+		}
+		up.alias(dep.Version, &rezipped) // the version's files now come so
+		if err := os.Remove(filepath.Join(s.disk.Root(), filepath.FromSlash(zipPath))); err != nil {
+			t.Fatal(err)
+		}
+		s.registry.InvalidateAll() // as after a restart
+
+		// The first request puts the zip back; the others find it.
+		wantStatus(t, s.get(t, zipPath, withHeader("If-None-Match", etag)), http.StatusNotModified)
+		resumed := s.get(t, zipPath, withHeader("Range", fmt.Sprintf("bytes=%d-", len(first.body)/2)), withHeader("If-Range", etag))
+		wantStatus(t, resumed, http.StatusOK)
+		if !bytes.Equal(resumed.body, rezipped.Zip) {
+			t.Errorf("rest of the zip if %s: %d bytes; want the whole of the zip now stored, %d", etag, len(resumed.body), len(rezipped.Zip))
+		}
+		if got := resumed.header.Get("ETag"); got != etag {
+			t.Errorf("restored zip served with the ETag %q; first with %q", got, etag)
+		}
+	})
+}
+
+// storedZip returns a zip of the same files as b, in the same order, stored
+// uncompressed.
+func storedZip(t *testing.T, b []byte) []byte {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, f := range zr.File {
+		r, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := zw.CreateHeader(&zip.FileHeader{Name: f.Name, Method: zip.Store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(w, r); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // TestCacheLargeInfoValidators checks an .info too large to be held in

@@ -167,33 +167,39 @@ func (h *proxyHandler) serveFile(w http.ResponseWriter, r *http.Request, path, f
 		return
 	}
 	hdr["Cache-Control"] = h.immutable
-	// The ETag is a strong validator (RFC 9110 section 8.8.1): it must
-	// change whenever the bytes do. The .mod's recorded hash is one of its
-	// bytes, the zip's one of its files; no recorded hash is one of the
-	// .info's (an upstream's has an Origin field, which one put back from
-	// the record after storage lost it has not), so its ETag is a digest
-	// of its bytes, taken once when they were read into memory, and it
-	// has none in the rare case they are not there (over 16 KiB).
-	var etagPrefix, hash string
+	// A strong ETag (RFC 9110 section 8.8.1) must change whenever the
+	// bytes do; a weak one, whenever what they mean does. The .mod's
+	// recorded hash is one of its bytes: a strong ETag. No recorded hash
+	// is one of the .info's (an upstream's has an Origin field, which one
+	// put back from the record after storage lost it has not), so its
+	// strong ETag is a digest of its bytes, taken once when they were
+	// read into memory, and it has none in the rare case they are not
+	// there (over 16 KiB). The zip's recorded hash is one of its files,
+	// not of the archive: one put back from the upstream after storage
+	// lost it may hold the same files compressed otherwise. So its ETag
+	// is weak: If-None-Match still matches it, but If-Range, which
+	// compares strongly, never does, and a client never gets the rest of
+	// one archive after the start of another.
+	var etagOpen, hash string // the ETag is etagOpen+hash+`"`
 	switch kind {
 	case storage.Info:
 		hdr["Content-Type"] = jsonValue
 		if d, ok := f.(digested); ok {
-			etagPrefix, hash = "info-", d.Digest()
+			etagOpen, hash = `"info-`, d.Digest()
 		}
 	case storage.Mod:
 		hdr["Content-Type"] = textValue
-		hash = v.ModHash
+		etagOpen, hash = `"`, v.ModHash
 	case storage.Zip:
 		hdr["Content-Type"] = zipValue
-		hash = v.ZipHash
+		etagOpen, hash = `W/"`, v.ZipHash
 	}
 	if conditional(r) {
 		// ServeContent handles Range and the If- headers, and copies the
 		// file with io.Copy, which reaches the connection's ReadFrom:
 		// sendfile.
 		if hash != "" {
-			hdr.Set("ETag", `"`+etagPrefix+hash+`"`)
+			hdr.Set("ETag", etagOpen+hash+`"`)
 		}
 		serveContent(w, r, fi.ModTime(), f)
 		return
@@ -202,7 +208,7 @@ func (h *proxyHandler) serveFile(w http.ResponseWriter, r *http.Request, path, f
 	// would send, without its detours: it seeks to find the size Stat
 	// gave, and copies through io.CopyN, so that net/http reads the first
 	// 512 bytes of a file to sniff a Content-Type set already.
-	setFileHeader(hdr, etagPrefix, hash, fi)
+	setFileHeader(hdr, etagOpen, hash, fi)
 	if r.Method == http.MethodHead {
 		w.WriteHeader(http.StatusOK)
 		return
@@ -260,17 +266,16 @@ func (w failureHeaders) ReadFrom(src io.Reader) (int64, error) {
 // Unwrap lets http.ResponseController reach the connection.
 func (w failureHeaders) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// setFileHeader sets the ETag ("etagPrefix+hash", none if hash is empty),
+// setFileHeader sets the ETag (etagOpen+hash+`"`, none if hash is empty),
 // Last-Modified, Content-Length and Accept-Ranges of a download of the
 // whole file fi, as ServeContent would. Every download runs it, so the
 // three values it makes are cut from one string, and their slices from one
 // array: two allocations where Header.Set would take six.
-func setFileHeader(hdr http.Header, etagPrefix, hash string, fi fs.FileInfo) {
+func setFileHeader(hdr http.Header, etagOpen, hash string, fi fs.FileInfo) {
 	var buf [160]byte
 	b := buf[:0]
 	if hash != "" {
-		b = append(b, '"')
-		b = append(b, etagPrefix...)
+		b = append(b, etagOpen...)
 		b = append(b, hash...)
 		b = append(b, '"')
 	}

@@ -110,6 +110,12 @@ func TestDownloadProtocol(t *testing.T) {
 				if etag == "" {
 					t.Fatal("no ETag")
 				}
+				// The zip's hash pins its files, not its bytes: its
+				// ETag is weak (see proxyHandler.serveFile).
+				weak := tc.file == ".zip"
+				if got := strings.HasPrefix(etag, `W/"`); got != weak {
+					t.Errorf("ETag %s: weak %v, want %v", etag, got, weak)
+				}
 				again := s.get(t, url, withHeader("If-None-Match", etag))
 				wantStatus(t, again, http.StatusNotModified)
 				if len(again.body) != 0 {
@@ -139,6 +145,21 @@ func TestDownloadProtocol(t *testing.T) {
 				wantStatus(t, part, http.StatusPartialContent)
 				if !bytes.Equal(part.body, plain.body[1:]) {
 					t.Errorf("bytes=1-: %q, want %q", part.body, plain.body[1:])
+				}
+				// If-Range compares strongly (RFC 9110 section 13.1.5):
+				// the rest of the file for a strong ETag, the whole of
+				// it for the zip's weak one.
+				resumed := s.get(t, url, withHeader("Range", "bytes=1-"), withHeader("If-Range", etag))
+				if want := plain.body[1:]; weak {
+					wantStatus(t, resumed, http.StatusOK)
+					if !bytes.Equal(resumed.body, plain.body) {
+						t.Errorf("bytes=1- if %s: %d bytes, want the whole file's %d", etag, len(resumed.body), len(plain.body))
+					}
+				} else {
+					wantStatus(t, resumed, http.StatusPartialContent)
+					if !bytes.Equal(resumed.body, want) {
+						t.Errorf("bytes=1- if %s: %q, want %q", etag, resumed.body, want)
+					}
 				}
 
 				// A failed precondition is an answer about the request,

@@ -143,10 +143,15 @@ func contentType(name string) []string {
 	return nil
 }
 
-// etag returns a quoted h1:-sized tag for the path p.
+// etag returns a quoted h1:-sized tag for the path p, weak for a zip, as
+// Agora's.
 func etag(p string) string {
 	sum := sha256.Sum256([]byte(p))
-	return `"h1:` + base64.StdEncoding.EncodeToString(sum[:]) + `"`
+	tag := `"h1:` + base64.StdEncoding.EncodeToString(sum[:]) + `"`
+	if strings.HasSuffix(p, ".zip") {
+		return "W/" + tag
+	}
+	return tag
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
