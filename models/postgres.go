@@ -82,10 +82,14 @@ func (c postgresConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	stop := context.AfterFunc(ctx, d.abandon)
 	conn, err := pc.Connect(ctx)
 	if !stop() {
+		// The handshake was abandoned: its error, which says so, is that
+		// of a database out of reach (see Unavailable), and the
+		// context's end the reason.
 		if err == nil {
 			conn.Close()
+			return nil, fmt.Errorf("connecting: %w", ctx.Err())
 		}
-		return nil, fmt.Errorf("connecting: %w", ctx.Err())
+		return nil, fmt.Errorf("connecting: %w: %w", ctx.Err(), err)
 	}
 	if err != nil {
 		return nil, err

@@ -190,7 +190,6 @@ func TestPostgresCancelledQuerySaysSo(t *testing.T) {
 // context.DeadlineExceeded, of which Unavailable reports true, so that the
 // request is answered 503 without naming the database's address.
 func TestPostgresStatementTimeout(t *testing.T) {
-	const within = 3 * time.Second // after the timeout, on a loaded machine
 	defer func(d time.Duration) { models.StatementTimeout = d }(models.StatementTimeout)
 	models.StatementTimeout = 300 * time.Millisecond
 	ops := append(slices.Clone(reads), []struct {
@@ -215,19 +214,37 @@ func TestPostgresStatementTimeout(t *testing.T) {
 		t.Run(o.name, func(t *testing.T) {
 			p, conn, token := openReadable(t)
 			p.Stall()
-			start := time.Now()
-			done := make(chan error, 1)
-			go func() { done <- o.read(context.Background(), conn, token) }()
-			select {
-			case err := <-done:
-				if !errors.Is(err, context.DeadlineExceeded) || !models.Unavailable(err) {
-					t.Errorf("against a server that stopped answering: %v; want an error wrapping context.DeadlineExceeded that Unavailable reports", err)
-				}
-				t.Logf("gave up after %v: %v", time.Since(start).Round(time.Millisecond), err)
-			case <-time.After(models.StatementTimeout + within):
-				p.Stop() // let it end
-				t.Fatalf("still waiting for the database %v after StatementTimeout", within)
-			}
+			wantGivenUp(t, p, o.read, conn, token)
 		})
+	}
+	t.Run("new connection", func(t *testing.T) {
+		p, conn, token := openReadable(t)
+		// No connection is pooled: the read needs a new one, whose
+		// handshake the stalled server accepts and never answers.
+		conn.Store.(interface{ SetMaxIdleConns(int) }).SetMaxIdleConns(0)
+		p.Stall()
+		wantGivenUp(t, p, reads[0].read, conn, token)
+	})
+}
+
+// wantGivenUp checks that read, run with a context that never ends against
+// the server behind p, which stopped answering, fails after
+// StatementTimeout with an error wrapping context.DeadlineExceeded, of
+// which Unavailable reports true.
+func wantGivenUp(t *testing.T, p *modelstest.Proxy, read func(ctx context.Context, conn *pop.Connection, token string) error, conn *pop.Connection, token string) {
+	t.Helper()
+	const within = 3 * time.Second // after the timeout, on a loaded machine
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- read(context.Background(), conn, token) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) || !models.Unavailable(err) {
+			t.Errorf("against a server that stopped answering: %v; want an error wrapping context.DeadlineExceeded that Unavailable reports", err)
+		}
+		t.Logf("gave up after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	case <-time.After(models.StatementTimeout + within):
+		p.Stop() // let it end
+		t.Fatalf("still waiting for the database %v after StatementTimeout", within)
 	}
 }
