@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -319,7 +320,8 @@ func otherHashes(recorded, v *modproxy.Version, kind storage.Kind) error {
 // Exclusive implements modproxy.Metadata: it runs fn while it holds the
 // lock named key, which keeps out every other holder of that key, in this
 // process and in every other that shares the database, and returns fn's
-// error. It waits for the lock until ctx is done.
+// error. It waits for the lock until ctx is done, or on PostgreSQL until
+// the server stops answering (see lockWait).
 //
 // On PostgreSQL the lock is a transaction-scoped advisory lock, in a
 // transaction that Exclusive holds open on a connection of its own while
@@ -345,8 +347,10 @@ func (r *Registry) Exclusive(ctx context.Context, key string, fn func(context.Co
 		return fn(ctx)
 	}
 	if outer, ok := ctx.Value(exclusiveTx{}).(*heldExclusive); ok && outer.r == r {
-		if err := outer.tx.WithContext(ctx).RawQuery(advisoryLock, key).Exec(); err != nil {
-			return ended(ctx, fmt.Errorf("models: locking %q: %w", key, err))
+		w := r.awaitLock(ctx)
+		defer w.cancel(nil)
+		if err := w.take(outer.tx.WithContext(w.ctx).RawQuery(advisoryLock, key).Exec()); err != nil {
+			return w.failed(fmt.Errorf("models: locking %q: %w", key, err))
 		}
 		return fn(ctx)
 	}
@@ -360,12 +364,16 @@ func (r *Registry) Exclusive(ctx context.Context, key string, fn func(context.Co
 	// on other connections, and stands once fn returns, however the
 	// transaction ends. It is rolled back, so that no failure to commit
 	// it (its connection lost just then) turns work done into an error.
+	// Its context is the wait's, which only the caller's ends once the
+	// lock is taken.
 	var (
 		ran   bool
 		fnErr error
 	)
-	err := r.conn.WithContext(ctx).Transaction(func(tx *pop.Connection) error {
-		if err := tx.RawQuery(advisoryLock, key).Exec(); err != nil {
+	w := r.awaitLock(ctx)
+	defer w.cancel(nil)
+	err := r.conn.WithContext(w.ctx).Transaction(func(tx *pop.Connection) error {
+		if err := w.take(tx.RawQuery(advisoryLock, key).Exec()); err != nil {
 			return fmt.Errorf("models: locking %q: %w", key, err)
 		}
 		fnErr, ran = fn(context.WithValue(ctx, exclusiveTx{}, &heldExclusive{r, tx})), true
@@ -374,7 +382,82 @@ func (r *Registry) Exclusive(ctx context.Context, key string, fn func(context.Co
 	if ran {
 		return fnErr
 	}
-	return ended(ctx, err)
+	return w.failed(err)
+}
+
+// lockWait is an Exclusive's wait on PostgreSQL for its transaction and
+// its lock. The wait is bounded by the caller's context alone, since the
+// lock's holder keeps it for as long as its work takes (a fetch, minutes
+// for a large zip); but a server that stops answering (hung, or behind a
+// network partition) would hold the wait, and the request behind it, for
+// as long. So every StatementTimeout of the wait, the server is asked
+// whether it still answers, in a query bounded so too; if it does not,
+// the wait ends (ctx is cancelled), at most twice StatementTimeout after
+// the server stopped, with an error that says so (see failed).
+type lockWait struct {
+	ctx    context.Context // the caller's, also ended by a failed check
+	cancel context.CancelCauseFunc
+	r      *Registry
+	timer  *time.Timer
+
+	mu    sync.Mutex
+	held  bool  // the lock is taken: no check ends ctx any more
+	check error // the failed check that ended ctx
+}
+
+// awaitLock starts the checks of a wait for a lock under ctx.
+func (r *Registry) awaitLock(ctx context.Context) *lockWait {
+	w := &lockWait{r: r}
+	w.ctx, w.cancel = context.WithCancelCause(ctx)
+	w.timer = time.AfterFunc(StatementTimeout, w.checkServer)
+	return w
+}
+
+// checkServer asks the server whether it answers, while the wait goes on,
+// and ends the wait if it does not.
+func (w *lockWait) checkServer() {
+	ctx, cancel := bounded(w.ctx)
+	err := ended(ctx, w.r.conn.WithContext(ctx).RawQuery("SELECT 1").Exec())
+	cancel()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.held || w.ctx.Err() != nil:
+	case err != nil:
+		w.check = fmt.Errorf("the database did not answer while a lock was awaited: %w", err)
+		w.cancel(w.check)
+	default:
+		w.timer.Reset(StatementTimeout)
+	}
+}
+
+// take ends the checks once the lock's statement has returned err: the
+// lock is held if err is nil and the wait did not end first, and no check
+// ends ctx from then on. It returns err, or the cause of the wait's end.
+func (w *lockWait) take(err error) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.timer.Stop()
+	if err == nil {
+		err = context.Cause(w.ctx)
+	}
+	w.held = err == nil
+	return err
+}
+
+// failed returns the error of a wait that did not take the lock, which it
+// met as err: the failed check that ended it, if one did, which a request
+// answers with 503; else err, wrapping the caller context's error once
+// that has ended.
+func (w *lockWait) failed(err error) error {
+	w.mu.Lock()
+	w.timer.Stop()
+	check := w.check
+	w.mu.Unlock()
+	if check != nil {
+		return check
+	}
+	return ended(w.ctx, err)
 }
 
 // errReleased ends the transaction of an Exclusive on PostgreSQL with a

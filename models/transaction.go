@@ -20,8 +20,10 @@ import (
 // waits. Agora's statements take milliseconds; the bound is for a database
 // gone wrong. It does not bound the wait for an Exclusive lock, which
 // another holder keeps for as long as its fetch takes (a fetch has a
-// timeout of its own), nor migrations, backups and Ping, which have their
-// own. It is a variable so that tests can shorten it.
+// timeout of its own), but such a wait asks the server every
+// StatementTimeout whether it still answers, and ends if it does not (see
+// lockWait). Nor does it bound migrations, backups and Ping, which have
+// their own. It is a variable so that tests can shorten it.
 var StatementTimeout = 30 * time.Second
 
 // bounded returns ctx ending StatementTimeout from now, or earlier if ctx
