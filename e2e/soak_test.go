@@ -46,9 +46,9 @@ import (
 //
 //   - every 200 for an .info, .mod or zip carries the upstream's bytes
 //     exactly (Agora stores a zip as it was fetched, and an .info as
-//     served, Origin and all), with the ETag of those bytes; or for an
-//     .info, the one Agora makes up, without a time or an ETag, for a
-//     version stored without one;
+//     served, Origin and all), with its ETag (a zip's weak one, of its
+//     files); or for an .info, the one Agora makes up, without a time or
+//     an ETag, for a version stored without one;
 //   - nothing that the upstream never had is answered 200, and every
 //     list and @latest names only versions it has; a lookup, a tile or
 //     the latest tree of the checksum-database proxy is the database's;
@@ -958,7 +958,7 @@ func (q soakRequest) checkBody(up *soakUpstream, header http.Header, body []byte
 	case ".mod":
 		want, etag = []byte(v.GoMod), `"`+modHash+`"`
 	case ".zip":
-		want, etag = v.Zip, `"`+zipHash+`"`
+		want, etag = v.Zip, `W/"`+zipHash+`"` // weak: the hash is of its files
 	}
 	if !bytes.Equal(body, want) {
 		return fmt.Errorf("%d bytes that are not the upstream's %s of %s (%d bytes):\n%.200q\nwant\n%.200q",
