@@ -576,6 +576,17 @@ func TestCacheTimelessInfo(t *testing.T) {
 	})
 }
 
+// lose removes the file that a download path names from storage, as a disk
+// fault or an older backup would, and has the registry forget what it holds
+// in memory, as a restart would.
+func (s *server) lose(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Remove(filepath.Join(s.disk.Root(), filepath.FromSlash(path))); err != nil {
+		t.Fatal(err)
+	}
+	s.registry.InvalidateAll()
+}
+
 // TestCacheRestoredInfoValidators checks the validators of a fetched .info
 // that storage lost: the upstream served it with an Origin field, which
 // the version's record does not keep. Its ETag is a strong validator (RFC
@@ -597,22 +608,14 @@ func TestCacheRestoredInfoValidators(t *testing.T) {
 			t.Fatalf(".info = %s; want the upstream's, Origin and all", first.body)
 		}
 		etag := first.header.Get("ETag")
-		lose := func() {
-			t.Helper()
-			if err := os.Remove(filepath.Join(s.disk.Root(), filepath.FromSlash(info))); err != nil {
-				t.Fatal(err)
-			}
-			s.registry.InvalidateAll() // as after a restart
-		}
-
-		lose()
+		s.lose(t, info)
 		wantStatus(t, s.get(t, info, withHeader("If-None-Match", etag)), http.StatusNotModified)
 		if r := s.get(t, info); !bytes.Equal(r.body, first.body) || r.header.Get("ETag") != etag {
 			t.Errorf(".info put back from the upstream = %s with the ETag %q; want %s with %q", r.body, r.header.Get("ETag"), first.body, etag)
 		}
 
 		up.Close()
-		lose()
+		s.lose(t, info)
 		// The first request puts the .info back; the others find it.
 		restored := s.get(t, info, withHeader("If-None-Match", etag))
 		wantStatus(t, restored, http.StatusOK)
@@ -665,10 +668,7 @@ func TestCacheRestoredZipValidators(t *testing.T) {
 			t.Fatal("the zip stored uncompressed has the same bytes, or other files")
 		}
 		up.alias(dep.Version, &rezipped) // the version's files now come so
-		if err := os.Remove(filepath.Join(s.disk.Root(), filepath.FromSlash(zipPath))); err != nil {
-			t.Fatal(err)
-		}
-		s.registry.InvalidateAll() // as after a restart
+		s.lose(t, zipPath)
 
 		// The first request puts the zip back; the others find it.
 		wantStatus(t, s.get(t, zipPath, withHeader("If-None-Match", etag)), http.StatusNotModified)

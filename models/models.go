@@ -174,12 +174,14 @@ func appliedMigrations(conn *pop.Connection) int {
 }
 
 // Ping reports whether the database answers before ctx is done: the
-// /readyz check.
+// /readyz check, and an Exclusive's while it waits for a lock. An error
+// once ctx is done wraps both ctx's error and the driver's (see
+// Unavailable).
 func Ping(ctx context.Context, conn *pop.Connection) error {
 	var one int
 	err := conn.WithContext(ctx).RawQuery("SELECT 1").First(&one)
 	if err != nil && ctx.Err() != nil {
-		return fmt.Errorf("the database did not answer: %w", ctx.Err())
+		return fmt.Errorf("the database did not answer: %w", ended(ctx, err))
 	}
 	return err
 }

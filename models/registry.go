@@ -417,14 +417,14 @@ func (r *Registry) awaitLock(ctx context.Context) *lockWait {
 // and ends the wait if it does not.
 func (w *lockWait) checkServer() {
 	ctx, cancel := bounded(w.ctx)
-	err := ended(ctx, w.r.conn.WithContext(ctx).RawQuery("SELECT 1").Exec())
+	err := Ping(ctx, w.r.conn)
 	cancel()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {
 	case w.held || w.ctx.Err() != nil:
 	case err != nil:
-		w.check = fmt.Errorf("the database did not answer while a lock was awaited: %w", err)
+		w.check = fmt.Errorf("waiting for a lock: %w", err)
 		w.cancel(w.check)
 	default:
 		w.timer.Reset(StatementTimeout)
